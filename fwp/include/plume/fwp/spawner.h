@@ -1,0 +1,81 @@
+// The exec-mode containment pipeline: one ordered list of named steps that turns a SandboxSpec
+// into a running, isolated process. A failing step is reported by name, with its errno.
+//
+//   clone3(user, pid, mount, ipc, uts, net namespaces; pidfd)
+//   → [parent] uid/gid maps, cgroup attach   → [child] cgroup namespace, loopback up, hostname
+//   → rootfs (private mounts, pivot_root, old root detached) → rlimits → capabilities dropped
+//   → no_new_privs → seccomp → close fds but the granted ones → execve
+#pragma once
+
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "plume/base/result.h"
+#include "plume/base/unique_fd.h"
+#include "plume/fwp/sandbox_spec.h"
+
+namespace plume::fwp {
+
+enum class Step : uint8_t {
+  clone,
+  id_maps,
+  cgroup_attach,
+  sync,
+  cgroup_namespace,
+  set_ids,
+  loopback,
+  hostname,
+  rootfs,
+  rlimits,
+  capabilities,
+  no_new_privs,
+  seccomp,
+  close_fds,
+  execve,
+};
+const char* step_name(Step step);
+
+struct SpawnError {
+  Step step = Step::clone;
+  int err = 0;             // errno of the failing call
+  std::string detail;      // the call and object, e.g. "pivot_root /run/plume/root"
+  std::string message() const;  // "rootfs: pivot_root /run/plume/root: Operation not permitted"
+};
+
+// A started worker. The pid is in the supervisor's pid namespace.
+struct Process {
+  pid_t pid = -1;
+  UniqueFd pidfd;      // readable (POLLIN) once the process has exited
+  UniqueFd status_fd;  // exec-status pipe: EOF = execve succeeded; a record = a step failed
+};
+
+// Starts the pipeline and returns as soon as the child has been released to run its steps; the
+// caller learns the outcome from status_fd (see read_exec_status). Fails here only for steps run in
+// the parent (clone, id_maps, cgroup_attach, sync).
+Result<Process, SpawnError> spawn(const SandboxSpec& spec);
+
+// Reads the exec-status pipe once it is readable: nullopt means execve succeeded (EOF); a value is
+// the step that failed in the child. Non-blocking callers should poll status_fd for POLLIN first.
+std::optional<SpawnError> read_exec_status(int status_fd);
+
+// Convenience for tests and benchmarks: spawn and block until execve succeeded or a step failed.
+Result<Process, SpawnError> spawn_and_wait_exec(const SandboxSpec& spec);
+
+// How a process ended.
+struct ExitStatus {
+  bool exited = false;  // true: exit(code); false: killed by `signal`
+  int code = 0;
+  int signal = 0;
+  bool core_dumped = false;
+  struct rusage usage {};
+};
+// Reaps an exited process through its pidfd (waitid P_PIDFD). Call once pidfd is readable;
+// with `block` it waits.
+Result<ExitStatus, SysError> reap(int pidfd, bool block = false);
+
+}  // namespace plume::fwp

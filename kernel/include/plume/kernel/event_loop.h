@@ -1,0 +1,57 @@
+// EventLoop: the supervisor's one io_uring loop. Everything in the control core — the control
+// socket, signals (signalfd), worker exits (pidfds), log pipes, timers — is a one-shot operation
+// submitted here with a callback. Single-threaded: callbacks run on the thread that calls run().
+#pragma once
+
+#include <liburing.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <unordered_map>
+
+#include "plume/base/sys_error.h"
+
+namespace plume::kernel {
+
+class EventLoop {
+ public:
+  using OpId = uint64_t;  // 0 is never a valid id
+  // Receives the poll's revents (>0) or -errno (e.g. -ECANCELED after cancel()).
+  using PollCallback = std::function<void(int result)>;
+  using TimerCallback = std::function<void()>;
+
+  static SysResult<std::unique_ptr<EventLoop>> create(unsigned entries = 256);
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // One-shot poll of fd for `events` (POLLIN, POLLOUT, ...). Re-arm from the callback if needed.
+  OpId poll(int fd, unsigned events, PollCallback cb);
+  // Runs cb once, `after` from now (io_uring timeout; no timerfd needed).
+  OpId after(std::chrono::milliseconds after, TimerCallback cb);
+  // Cancels a pending poll or timer. Its callback will not run. Unknown ids are ignored.
+  void cancel(OpId id);
+
+  // Runs until stop() is called from a callback. Returns an error only if the ring itself fails.
+  SysResult<void> run();
+  void stop() { stopping_ = true; }
+  // Runs callbacks that are ready now without blocking (tests).
+  SysResult<void> run_once(bool block);
+
+  size_t pending() const { return ops_.size(); }
+
+ private:
+  struct Op;
+  EventLoop() = default;
+  io_uring_sqe* get_sqe();
+
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  bool stopping_ = false;
+  OpId next_id_ = 1;
+  std::unordered_map<OpId, std::unique_ptr<Op>> ops_;
+};
+
+}  // namespace plume::kernel
