@@ -1,1 +1,252 @@
-// placeholder: implemented by the fwp work in progress
+// spawn(): the parent half of the containment pipeline. Everything that allocates happens here,
+// before clone3; the child (pipeline.cc) only makes system calls.
+#include "plume/fwp/spawner.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <vector>
+
+#include "exec_status.h"
+#include "id_map.h"
+#include "pipeline.h"
+#include "privileges.h"
+#include "rootfs.h"
+
+namespace plume::fwp {
+namespace {
+
+constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
+
+SpawnError spawn_error(Step step, int err, std::string detail) {
+  return SpawnError{step, err, std::move(detail)};
+}
+
+// Pointers into the spec's strings, null-terminated, as execve wants them.
+std::vector<char*> c_strings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+const char* find_path(const std::vector<std::string>& env) {
+  for (const std::string& e : env) {
+    if (e.rfind("PATH=", 0) == 0) return e.c_str() + 5;
+  }
+  return kDefaultPath;
+}
+
+// Kills and reaps a child that a parent-side step gave up on, so no zombie is left behind.
+void abandon_child(int pidfd) {
+  ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  siginfo_t info{};
+  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) != 0 &&
+         errno == EINTR) {
+  }
+}
+
+std::optional<SpawnError> validate(const SandboxSpec& spec) {
+  if (spec.argv.empty() || spec.argv[0].empty()) {
+    return spawn_error(Step::execve, EINVAL, "empty argv in spec " + spec.name);
+  }
+  if (spec.seccomp == nullptr || spec.seccomp->program.empty()) {
+    return spawn_error(Step::seccomp, EINVAL, "no compiled seccomp filter in spec " + spec.name);
+  }
+  if (spec.seccomp->program.size() > USHRT_MAX) {
+    return spawn_error(Step::seccomp, E2BIG, "seccomp program " + spec.seccomp->source);
+  }
+  if (spec.rootfs.staging_dir.empty()) {
+    return spawn_error(Step::rootfs, EINVAL, "no staging directory in spec " + spec.name);
+  }
+  if (spec.cwd.empty() || spec.cwd[0] != '/') {
+    return spawn_error(Step::rootfs, EINVAL, "cwd must be absolute: " + spec.cwd);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+const char* step_name(Step step) {
+  switch (step) {
+    case Step::clone: return "clone";
+    case Step::id_maps: return "id_maps";
+    case Step::cgroup_attach: return "cgroup_attach";
+    case Step::sync: return "sync";
+    case Step::cgroup_namespace: return "cgroup_namespace";
+    case Step::set_ids: return "set_ids";
+    case Step::loopback: return "loopback";
+    case Step::hostname: return "hostname";
+    case Step::rootfs: return "rootfs";
+    case Step::rlimits: return "rlimits";
+    case Step::capabilities: return "capabilities";
+    case Step::no_new_privs: return "no_new_privs";
+    case Step::seccomp: return "seccomp";
+    case Step::close_fds: return "close_fds";
+    case Step::execve: return "execve";
+  }
+  return "unknown";
+}
+
+std::string SpawnError::message() const {
+  std::string m = step_name(step);
+  if (!detail.empty()) m += ": " + detail;
+  if (err != 0) {
+    m += ": ";
+    m += std::strerror(err);
+  }
+  return m;
+}
+
+Result<Process, SpawnError> spawn(const SandboxSpec& spec) {
+  if (auto e = validate(spec)) return fail(std::move(*e));
+
+  // Everything the child will touch, prepared while allocation is still allowed.
+  std::vector<char*> argv = c_strings(spec.argv);
+  std::vector<char*> envp = c_strings(spec.env);
+  std::vector<char> exec_buf(PATH_MAX + 1);
+  std::vector<int> scratch_fds(spec.granted_fds.size());
+  detail::RootfsStorage rootfs_storage;
+
+  detail::ChildPlan plan;
+  plan.uid = spec.uid;
+  plan.gid = spec.gid;
+  plan.hostname = spec.name.c_str();
+  plan.hostname_len = spec.name.size();
+  detail::prepare_rootfs(spec.rootfs, plan.rootfs, rootfs_storage);
+  plan.cwd = spec.cwd.c_str();
+  plan.rlimits = spec.rlimits.data();
+  plan.n_rlimits = spec.rlimits.size();
+  plan.cap_last_cap = detail::cap_last_cap();
+  plan.seccomp.len = static_cast<unsigned short>(spec.seccomp->program.size());
+  plan.seccomp.filter = const_cast<sock_filter*>(spec.seccomp->program.data());
+  plan.granted_fds = spec.granted_fds.data();
+  plan.scratch_fds = scratch_fds.data();
+  plan.n_granted = spec.granted_fds.size();
+  int floor = static_cast<int>(spec.granted_fds.size());
+  for (int fd : spec.granted_fds) floor = std::max(floor, fd + 1);
+  plan.fd_floor = std::max(floor, 3);
+  plan.argv = argv.data();
+  plan.envp = envp.data();
+  plan.path_list = find_path(spec.env);
+  plan.exec_buf = exec_buf.data();
+  plan.exec_buf_size = exec_buf.size();
+
+  int status_pipe[2];
+  if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
+    return fail(spawn_error(Step::clone, errno, "pipe2 exec-status"));
+  }
+  UniqueFd status_read(status_pipe[0]);
+  UniqueFd status_write(status_pipe[1]);
+  int sync_pipe[2];
+  if (::pipe2(sync_pipe, O_CLOEXEC) != 0) {
+    return fail(spawn_error(Step::clone, errno, "pipe2 release"));
+  }
+  UniqueFd sync_read(sync_pipe[0]);
+  UniqueFd sync_write(sync_pipe[1]);
+  plan.status_fd = status_write.get();
+  plan.status_read_fd = status_read.get();
+  plan.sync_fd = sync_read.get();
+  plan.sync_write_fd = sync_write.get();
+
+  int pidfd = -1;
+  clone_args args{};
+  args.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
+               CLONE_NEWNET | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  if (spec.cgroup_dir_fd >= 0) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(spec.cgroup_dir_fd);
+  }
+  // Fork-like clone3 (no new stack): the child continues here on a copy of this stack.
+  const long ret = ::syscall(SYS_clone3, &args, sizeof args);
+  if (ret < 0) return fail(spawn_error(Step::clone, errno, "clone3 " + spec.name));
+  if (ret == 0) detail::run_child(plan);  // never returns
+
+  const auto pid = static_cast<pid_t>(ret);
+  UniqueFd pidfd_owner(pidfd);
+  status_write.reset();
+  sync_read.reset();
+
+  if (auto e = detail::write_id_maps(pid, spec.uid_map, spec.gid_map)) {
+    abandon_child(pidfd);
+    return fail(std::move(*e));
+  }
+  if (auto e = detail::attach_cgroups(pid, spec.cgroup_procs_files)) {
+    abandon_child(pidfd);
+    return fail(std::move(*e));
+  }
+  const char release = 1;
+  ssize_t n;
+  do {
+    n = ::write(sync_write.get(), &release, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) {
+    const int err = n < 0 ? errno : EIO;
+    abandon_child(pidfd);
+    return fail(spawn_error(Step::sync, err, "write release pipe"));
+  }
+
+  Process proc;
+  proc.pid = pid;
+  proc.pidfd = std::move(pidfd_owner);
+  proc.status_fd = std::move(status_read);
+  proc.sync_fd = std::move(sync_write);
+  return proc;
+}
+
+std::optional<SpawnError> read_exec_status(int status_fd) { return detail::read_record(status_fd); }
+
+Result<Process, SpawnError> spawn_and_wait_exec(const SandboxSpec& spec) {
+  auto proc = spawn(spec);
+  if (!proc) return proc;
+  if (auto e = read_exec_status(proc->status_fd.get())) {
+    // The child has exited (or is about to) after reporting: reap it here, as nobody else can.
+    proc->sync_fd.reset();
+    (void)reap(proc->pidfd.get(), true);
+    return fail(std::move(*e));
+  }
+  proc->status_fd.reset();
+  proc->sync_fd.reset();
+  return proc;
+}
+
+Result<ExitStatus, SysError> reap(int pidfd, bool block) {
+  siginfo_t info{};
+  ExitStatus status;
+  const int options = WEXITED | (block ? 0 : WNOHANG);
+  long r;
+  do {
+    r = ::syscall(SYS_waitid, P_PIDFD, pidfd, &info, options, &status.usage);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return fail(sys_error("waitid", "pidfd " + std::to_string(pidfd)));
+  if (info.si_pid == 0) {
+    return fail(SysError{"waitid", EAGAIN, "pidfd " + std::to_string(pidfd) + " (still running)"});
+  }
+  switch (info.si_code) {
+    case CLD_EXITED:
+      status.exited = true;
+      status.code = info.si_status;
+      break;
+    case CLD_DUMPED:
+      status.core_dumped = true;
+      status.signal = info.si_status;
+      break;
+    default:  // CLD_KILLED
+      status.signal = info.si_status;
+      break;
+  }
+  return status;
+}
+
+}  // namespace plume::fwp

@@ -1,1 +1,294 @@
-// placeholder
+#include "api.h"
+
+#include <algorithm>
+#include <chrono>
+#include <string_view>
+#include <vector>
+
+#include "plume/base/log.h"
+#include "supervisor.h"
+
+namespace plume::kernel {
+namespace {
+
+HttpResponse json_ok(int status, const json& body) { return HttpResponse::json(status, body.dump()); }
+HttpResponse err(int status, std::string_view code, std::string_view msg) { return HttpResponse::error(status, code, msg); }
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') ++i;
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    if (j > i) parts.push_back(path.substr(i, j - i));
+    i = j;
+  }
+  return parts;
+}
+
+// Counts every response by status for /metrics, whichever path sends it.
+class CountingResponder : public Responder {
+ public:
+  CountingResponder(std::shared_ptr<Responder> inner, HttpCounters& counters, std::string method, std::string path)
+      : inner_(std::move(inner)), counters_(counters), method_(std::move(method)), path_(std::move(path)) {}
+  void send(HttpResponse r) override {
+    counters_.by_status[r.status]++;
+    log::debug("api.response", {{"method", method_}, {"path", path_}, {"status", r.status}});
+    inner_->send(std::move(r));
+  }
+  bool connected() const override { return inner_->connected(); }
+
+ private:
+  std::shared_ptr<Responder> inner_;
+  HttpCounters& counters_;
+  std::string method_, path_;
+};
+
+// Parses a JSON body; an empty body is an empty object.
+bool parse_body(const HttpRequest& req, json& out, std::string& error) {
+  if (req.body.empty()) {
+    out = json::object();
+    return true;
+  }
+  out = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (out.is_discarded()) {
+    error = "body is not valid JSON";
+    return false;
+  }
+  return true;
+}
+
+bool query_flag(const HttpRequest& req, const char* key) {
+  auto it = req.query.find(key);
+  return it != req.query.end() && (it->second == "true" || it->second == "1");
+}
+
+}  // namespace
+
+void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
+  auto responder = std::make_shared<CountingResponder>(std::move(raw), counters_, req.method, req.path);
+  auto reply = [&](HttpResponse r) { responder->send(std::move(r)); };
+  const std::vector<std::string> p = split_path(req.path);
+  const std::string& m = req.method;
+
+  // Route first: an unknown path is 404 and a known path with the wrong method 405, for anyone.
+  enum class Route { health, metrics, tenants, tenant, images, image, workers, worker, signal, wait, logs, stats, none };
+  Route route = Route::none;
+  std::vector<std::string> methods;
+  auto is = [&](std::initializer_list<const char*> parts) {
+    if (p.size() != parts.size()) return false;
+    size_t i = 0;
+    for (const char* part : parts) {
+      if (part[0] != '*' && p[i] != part) return false;
+      ++i;
+    }
+    return true;
+  };
+  if (is({"v1", "health"})) route = Route::health, methods = {"GET"};
+  else if (is({"metrics"})) route = Route::metrics, methods = {"GET"};
+  else if (is({"v1", "tenants"})) route = Route::tenants, methods = {"GET", "POST"};
+  else if (is({"v1", "tenants", "*"})) route = Route::tenant, methods = {"DELETE"};
+  else if (is({"v1", "images"})) route = Route::images, methods = {"GET", "POST"};
+  else if (is({"v1", "images", "*"})) route = Route::image, methods = {"DELETE"};
+  else if (is({"v1", "workers"})) route = Route::workers, methods = {"GET", "POST"};
+  else if (is({"v1", "workers", "*"})) route = Route::worker, methods = {"GET", "DELETE"};
+  else if (is({"v1", "workers", "*", "signal"})) route = Route::signal, methods = {"POST"};
+  else if (is({"v1", "workers", "*", "wait"})) route = Route::wait, methods = {"GET"};
+  else if (is({"v1", "workers", "*", "logs"})) route = Route::logs, methods = {"GET"};
+  else if (is({"v1", "stats"})) route = Route::stats, methods = {"GET"};
+  if (route == Route::none) return reply(err(404, "not_found", "no endpoint " + req.path));
+  if (std::find(methods.begin(), methods.end(), m) == methods.end()) {
+    std::string allow;
+    for (auto& x : methods) allow += (allow.empty() ? "" : ", ") + x;
+    HttpResponse r = err(405, "method_not_allowed", m + " is not allowed on " + req.path + " (allowed: " + allow + ")");
+    r.headers.emplace_back("Allow", allow);
+    return reply(std::move(r));
+  }
+
+  if (route == Route::health) {
+    auto up = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - sup_.started_at());
+    return reply(json_ok(200, {{"status", sup_.shutting_down() ? "shutting_down" : "ok"},
+                               {"version", "0.1.0"},
+                               {"uptime_ms", up.count()},
+                               {"cgroup", sup_.cgroups().version() == fwp::CgroupVersion::v2 ? "v2" : "v1"},
+                               {"workers_running", sup_.running_total()}}));
+  }
+
+  // Authenticate: "Authorization: Bearer <token>".
+  Caller caller;
+  {
+    std::string auth = req.header("authorization");
+    const std::string prefix = "Bearer ";
+    if (auth.size() <= prefix.size() || auth.compare(0, prefix.size(), prefix) != 0)
+      return reply(err(401, "unauthorized", "missing bearer token (Authorization: Bearer <token>)"));
+    std::string token = auth.substr(prefix.size());
+    if (tokens_equal(token, sup_.config().daemon.admin_token)) caller.admin = true;
+    else caller.tenant = sup_.tenants().by_token(token);
+    if (!caller.admin && !caller.tenant) return reply(err(401, "unauthorized", "unknown token"));
+  }
+  auto admin_only = [&]() {
+    if (caller.admin) return true;
+    reply(err(403, "forbidden", "this endpoint needs the admin token"));
+    return false;
+  };
+  // A worker the caller may see; another tenant's worker is "not found", so ids cannot be probed.
+  auto visible_worker = [&](const std::string& id) -> Worker* {
+    Worker* w = sup_.find_worker(id);
+    if (!w || (!caller.admin && w->tenant != caller.tenant->spec.name)) {
+      reply(err(404, "not_found", "no worker " + id));
+      return nullptr;
+    }
+    return w;
+  };
+
+  switch (route) {
+    case Route::metrics: {
+      if (!admin_only()) return;
+      HttpResponse r;
+      r.status = 200;
+      r.content_type = "text/plain; version=0.0.4";
+      r.body = render_metrics(sup_, counters_);
+      return reply(std::move(r));
+    }
+    case Route::tenants: {
+      if (!admin_only()) return;
+      if (m == "GET") {
+        json list = json::array();
+        for (Tenant* t : sup_.tenants().list()) list.push_back(sup_.tenant_json(*t));
+        return reply(json_ok(200, {{"tenants", list}}));
+      }
+      json body;
+      std::string e;
+      if (!parse_body(req, body, e)) return reply(err(400, "bad_request", e));
+      auto spec = tenant_from_json(body);
+      if (!spec.ok()) return reply(err(400, "bad_request", spec.error().message));
+      if (sup_.tenants().find(spec->name)) return reply(err(409, "conflict", "tenant " + spec->name + " already exists"));
+      auto added = sup_.add_tenant(spec.value());
+      if (!added.ok()) return reply(err(400, "bad_request", added.error().message));
+      return reply(json_ok(201, sup_.tenant_json(*added.value())));
+    }
+    case Route::tenant: {
+      if (!admin_only()) return;
+      Tenant* t = sup_.tenants().find(p[2]);
+      if (!t) return reply(err(404, "not_found", "no tenant " + p[2]));
+      if (t->removing) return reply(err(409, "conflict", "tenant " + p[2] + " is being removed"));
+      return sup_.remove_tenant(*t, query_flag(req, "force"), responder);
+    }
+    case Route::images: {
+      if (m == "GET") {
+        json list = json::array();
+        for (Image* i : sup_.images().list())
+          list.push_back({{"name", i->spec.name}, {"source", i->source}, {"rootfs", i->rootfs_path},
+                          {"seccomp", i->spec.seccomp_profile.empty() ? "default" : i->spec.seccomp_profile},
+                          {"io_uring", i->spec.io_uring}});
+        return reply(json_ok(200, {{"images", list}}));
+      }
+      if (!admin_only()) return;
+      json body;
+      std::string e;
+      if (!parse_body(req, body, e)) return reply(err(400, "bad_request", e));
+      auto spec = image_from_json(body);
+      if (!spec.ok()) return reply(err(400, "bad_request", spec.error().message));
+      if (sup_.images().find(spec->name)) return reply(err(409, "conflict", "image " + spec->name + " already exists"));
+      auto added = sup_.images().add(spec.value());
+      if (!added.ok()) return reply(err(400, "bad_request", added.error().message));
+      Image* i = added.value();
+      log::info("image.add", {{"image", i->spec.name}, {"rootfs", i->rootfs_path}, {"seccomp", i->filter.source}});
+      return reply(json_ok(201, {{"name", i->spec.name}, {"source", i->source}, {"rootfs", i->rootfs_path},
+                                 {"seccomp", i->spec.seccomp_profile.empty() ? "default" : i->spec.seccomp_profile},
+                                 {"io_uring", i->spec.io_uring}}));
+    }
+    case Route::image: {
+      if (!admin_only()) return;
+      auto removed = sup_.images().remove(p[2]);
+      if (!removed.ok()) return reply(err(409, "conflict", removed.error().message));
+      if (!removed.value()) return reply(err(404, "not_found", "no image " + p[2]));
+      return reply(HttpResponse{204, "application/json", "", {}});
+    }
+    case Route::workers: {
+      if (m == "GET") {
+        Tenant* only = caller.tenant;
+        if (caller.admin && req.query.count("tenant")) {
+          only = sup_.tenants().find(req.query.at("tenant"));
+          if (!only) return reply(err(404, "not_found", "no tenant " + req.query.at("tenant")));
+        }
+        json list = json::array();
+        for (Worker* w : sup_.workers(only)) list.push_back(sup_.worker_json(*w));
+        return reply(json_ok(200, {{"workers", list}}));
+      }
+      json body;
+      std::string e;
+      if (!parse_body(req, body, e)) return reply(err(400, "bad_request", e));
+      auto spec = run_spec_from_json(body);
+      if (!spec.ok()) return reply(err(400, "bad_request", spec.error().message));
+      Tenant* tenant = caller.tenant;
+      if (caller.admin) {
+        if (spec->tenant.empty()) return reply(err(400, "bad_request", "tenant: required when the admin starts a worker"));
+        tenant = sup_.tenants().find(spec->tenant);
+        if (!tenant) return reply(err(404, "not_found", "no tenant " + spec->tenant));
+      } else if (!spec->tenant.empty() && spec->tenant != tenant->spec.name) {
+        return reply(err(403, "forbidden", "a tenant can only start its own workers"));
+      }
+      return sup_.run_worker(*tenant, std::move(spec.value()), responder);
+    }
+    case Route::worker: {
+      Worker* w = visible_worker(p[2]);
+      if (!w) return;
+      if (m == "GET") return reply(json_ok(200, sup_.worker_json(*w)));
+      if (!sup_.remove_worker(p[2])) return reply(err(409, "conflict", "worker " + p[2] + " is still running"));
+      return reply(HttpResponse{204, "application/json", "", {}});
+    }
+    case Route::signal: {
+      Worker* w = visible_worker(p[2]);
+      if (!w) return;
+      json body;
+      std::string e;
+      if (!parse_body(req, body, e)) return reply(err(400, "bad_request", e));
+      if (!body.is_object() || !body.contains("signal")) return reply(err(400, "bad_request", "signal: required"));
+      const json& s = body["signal"];
+      int sig = 0;
+      if (s.is_string()) sig = signal_from_name(s.get<std::string>());
+      else if (s.is_number_unsigned() && s.get<uint64_t>() <= 64) sig = static_cast<int>(s.get<uint64_t>());
+      if (sig <= 0) return reply(err(400, "bad_request", "signal: unknown signal " + s.dump()));
+      if (w->state != WorkerState::running) return reply(err(409, "conflict", "worker " + w->id + " is not running"));
+      if (auto r = sup_.signal_worker(*w, sig); !r.ok()) return reply(err(409, "conflict", r.error().message()));
+      return reply(json_ok(202, sup_.worker_json(*w)));
+    }
+    case Route::wait: {
+      Worker* w = visible_worker(p[2]);
+      if (!w) return;
+      uint64_t timeout = 0;
+      if (auto it = req.query.find("timeout_ms"); it != req.query.end()) {
+        const std::string& v = it->second;
+        if (v.empty() || v.size() > 12 || v.find_first_not_of("0123456789") != std::string::npos)
+          return reply(err(400, "bad_request", "timeout_ms: expected a non-negative integer"));
+        timeout = std::stoull(v);
+      }
+      return sup_.wait_worker(*w, timeout, responder);
+    }
+    case Route::logs: {
+      Worker* w = visible_worker(p[2]);
+      if (!w) return;
+      std::string stream = req.query.count("stream") ? req.query.at("stream") : "stdout";
+      if (stream != "stdout" && stream != "stderr") return reply(err(400, "bad_request", "stream: stdout or stderr"));
+      const LogBuffer& buf = stream == "stdout" ? w->out : w->err;
+      HttpResponse r;
+      r.status = 200;
+      r.content_type = "text/plain; charset=utf-8";
+      r.body = buf.contents();
+      r.headers.emplace_back("X-Plume-Log-Dropped", std::to_string(buf.dropped()));
+      return reply(std::move(r));
+    }
+    case Route::stats: {
+      json list = json::array();
+      for (Tenant* t : sup_.tenants().list())
+        if (caller.admin || t == caller.tenant) list.push_back(sup_.tenant_stats_json(*t));
+      return reply(json_ok(200, {{"tenants", list}}));
+    }
+    default:
+      return reply(err(404, "not_found", "no endpoint " + req.path));
+  }
+}
+
+}  // namespace plume::kernel

@@ -1,1 +1,179 @@
-// placeholder
+// EventLoop on io_uring: every poll and timer is one one-shot SQE whose user_data is its OpId.
+// A cancelled op stays in `cancelled_` until its last CQE arrives, so a completion that raced
+// the cancel (even in the same CQE batch) is recognised and dropped, never delivered.
+#include "plume/kernel/event_loop.h"
+
+#include <cerrno>
+#include <exception>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "plume/base/log.h"
+
+namespace plume::kernel {
+namespace {
+
+// user_data of the loop's own SQEs (cancel requests): their CQEs carry nothing to deliver.
+constexpr uint64_t kInternalOp = 0;
+
+}  // namespace
+
+struct EventLoop::Op {
+  std::variant<PollCallback, TimerCallback> cb;
+  __kernel_timespec ts{};  // a timer's timespec; must stay put until the kernel has read it
+  bool is_timer() const { return cb.index() == 1; }
+};
+
+SysResult<std::unique_ptr<EventLoop>> EventLoop::create(unsigned entries) {
+  std::unique_ptr<EventLoop> loop(new EventLoop());
+  // COOP_TASKRUN: the loop is single-threaded, no need for IPIs to run completions early.
+  io_uring_params params{};
+  params.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+  int rc = io_uring_queue_init_params(entries, &loop->ring_, &params);
+  if (rc == -EINVAL) {  // older kernels: plain ring
+    params = io_uring_params{};
+    rc = io_uring_queue_init_params(entries, &loop->ring_, &params);
+  }
+  if (rc < 0) {
+    errno = -rc;
+    return fail(sys_error("io_uring_queue_init", std::to_string(entries) + " entries"));
+  }
+  loop->ring_ready_ = true;
+  return loop;
+}
+
+EventLoop::~EventLoop() {
+  // Tearing the ring down cancels everything in flight; no callback runs after this.
+  if (ring_ready_) io_uring_queue_exit(&ring_);
+}
+
+io_uring_sqe* EventLoop::get_sqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  // SQ full: hand what is queued to the kernel to make room (a few tries for -EBUSY/-EINTR).
+  for (int attempt = 0; sqe == nullptr && attempt < 8; ++attempt) {
+    int rc = io_uring_submit(&ring_);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+      log::error("event_loop.submit_failed", {{"errno", -rc}});
+      break;
+    }
+    sqe = io_uring_get_sqe(&ring_);
+  }
+  if (sqe == nullptr) log::error("event_loop.sq_full", {{"pending", ops_.size()}});
+  return sqe;
+}
+
+EventLoop::OpId EventLoop::poll(int fd, unsigned events, PollCallback cb) {
+  io_uring_sqe* sqe = get_sqe();
+  if (sqe == nullptr) return 0;
+  OpId id = next_id_++;
+  auto op = std::make_unique<Op>();
+  op->cb.emplace<PollCallback>(std::move(cb));
+  io_uring_prep_poll_add(sqe, fd, events);
+  io_uring_sqe_set_data64(sqe, id);
+  ops_.emplace(id, std::move(op));
+  return id;
+}
+
+EventLoop::OpId EventLoop::after(std::chrono::milliseconds after, TimerCallback cb) {
+  io_uring_sqe* sqe = get_sqe();
+  if (sqe == nullptr) return 0;
+  OpId id = next_id_++;
+  auto op = std::make_unique<Op>();
+  op->cb.emplace<TimerCallback>(std::move(cb));
+  auto ms = after.count() < 0 ? 0 : after.count();
+  op->ts.tv_sec = ms / 1000;
+  op->ts.tv_nsec = (ms % 1000) * 1000000;
+  io_uring_prep_timeout(sqe, &op->ts, 0, 0);
+  io_uring_sqe_set_data64(sqe, id);
+  ops_.emplace(id, std::move(op));
+  return id;
+}
+
+void EventLoop::cancel(OpId id) {
+  auto it = ops_.find(id);
+  if (it == ops_.end()) return;  // unknown, already delivered, or already cancelled
+  std::unique_ptr<Op> op = std::move(it->second);
+  ops_.erase(it);
+  io_uring_sqe* sqe = get_sqe();
+  if (sqe != nullptr) {
+    if (op->is_timer()) {
+      io_uring_prep_timeout_remove(sqe, id, 0);
+    } else {
+      io_uring_prep_poll_remove(sqe, id);
+    }
+    io_uring_sqe_set_data64(sqe, kInternalOp);
+  }
+  // Even when no cancel SQE could be queued the op ends in one CQE (completion or ring exit);
+  // parking it here guarantees that CQE is swallowed.
+  cancelled_.emplace(id, std::move(op));
+}
+
+SysResult<void> EventLoop::run() {
+  while (!stopping_) {
+    // Nothing in flight: nothing can ever wake us (and stop() can only come from a callback).
+    if (ops_.empty() && cancelled_.empty() && io_uring_sq_ready(&ring_) == 0) break;
+    auto r = run_once(true);
+    if (!r) return r;
+  }
+  stopping_ = false;
+  return {};
+}
+
+SysResult<void> EventLoop::run_once(bool block) {
+  int rc;
+  bool idle = ops_.empty() && cancelled_.empty() && io_uring_sq_ready(&ring_) == 0;
+  if (block && !idle) {
+    rc = io_uring_submit_and_wait(&ring_, 1);
+  } else {
+    rc = io_uring_submit(&ring_);
+  }
+  // EINTR (a signal) and EBUSY/EAGAIN (CQ backlog): reap what is there, the caller loops.
+  if (rc < 0 && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN && rc != -ETIME) {
+    errno = -rc;
+    return fail(sys_error("io_uring_submit_and_wait", "event loop ring"));
+  }
+
+  // Copy the batch out first: callbacks may submit and cancel, which touches the ring and ops_.
+  struct Done {
+    OpId id;
+    int res;
+  };
+  std::vector<Done> batch;
+  io_uring_cqe* cqe = nullptr;
+  unsigned head = 0;
+  unsigned seen = 0;
+  io_uring_for_each_cqe(&ring_, head, cqe) {
+    batch.push_back(Done{io_uring_cqe_get_data64(cqe), cqe->res});
+    ++seen;
+  }
+  io_uring_cq_advance(&ring_, seen);
+
+  for (const Done& d : batch) {
+    if (d.id == kInternalOp) continue;
+    if (cancelled_.erase(d.id) != 0) continue;  // cancelled: never delivered
+    auto it = ops_.find(d.id);
+    if (it == ops_.end()) continue;
+    // Take the op out before running it: its callback may re-arm, cancel or destroy anything.
+    std::unique_ptr<Op> op = std::move(it->second);
+    ops_.erase(it);
+    try {
+      if (op->is_timer()) {
+        // -ETIME is the normal expiry; -ECANCELED (ring teardown) is swallowed.
+        if (d.res == -ECANCELED) continue;
+        auto& cb = std::get<TimerCallback>(op->cb);
+        if (cb) cb();
+      } else {
+        auto& cb = std::get<PollCallback>(op->cb);
+        if (cb) cb(d.res);
+      }
+    } catch (const std::exception& e) {
+      log::error("event_loop.callback_threw", {{"op", d.id}, {"what", e.what()}});
+    } catch (...) {
+      log::error("event_loop.callback_threw", {{"op", d.id}, {"what", "unknown exception"}});
+    }
+  }
+  return {};
+}
+
+}  // namespace plume::kernel

@@ -1,1 +1,205 @@
-int main() { return 0; }
+// plumed: the Plume supervisor. Wires the config, the cgroups, the supervisor core and the control
+// API onto one io_uring event loop, and owns start-up recovery and graceful shutdown.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "api.h"
+#include "config.h"
+#include "plume/base/log.h"
+#include "plume/fwp/cgroup.h"
+#include "supervisor.h"
+
+using namespace plume;
+using namespace plume::kernel;
+
+namespace {
+
+int die(const std::string& event, const std::string& message) {
+  log::error(event, {{"error", message}});
+  std::fprintf(stderr, "plumed: %s\n", message.c_str());
+  return 1;
+}
+
+bool mkdir_p(const std::string& path, mode_t mode) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || (path[i] == '/' && i > 0)) {
+      cur = path.substr(0, i);
+      if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) return false;
+    }
+  }
+  return true;
+}
+
+std::string random_token() {
+  unsigned char bytes[24];
+  if (::getrandom(bytes, sizeof bytes, 0) != sizeof bytes) return {};
+  static const char* hex = "0123456789abcdef";
+  std::string t;
+  for (unsigned char b : bytes) t += hex[b >> 4], t += hex[b & 15];
+  return t;
+}
+
+bool write_private_file(const std::string& path, const std::string& content, mode_t mode) {
+  ::unlink(path.c_str());
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"plumed: the Plume supervisor (control API on a Unix socket; see `plume --help`)"};
+  std::string config_path, socket, runtime_dir, cgroup_parent, admin_token, log_level;
+  bool print_default = false;
+  app.add_option("-c,--config", config_path, "TOML config file (default: the built-in configuration)")->check(CLI::ExistingFile);
+  app.add_option("--socket", socket, "control socket path (default <runtime-dir>/plumed.sock)");
+  app.add_option("--runtime-dir", runtime_dir, "directory for the socket, lock, pid and token files (default /run/plume)");
+  app.add_option("--cgroup-parent", cgroup_parent, "name of Plume's cgroup subtree (default plume)");
+  app.add_option("--admin-token", admin_token, "admin token (default: generated, written to <runtime-dir>/admin.token)");
+  app.add_option("--log-level", log_level, "debug, info, warn or error")->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  app.add_flag("--print-default-config", print_default, "print the built-in configuration and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  if (print_default) {
+    std::fputs(default_config_toml(), stdout);
+    return 0;
+  }
+
+  auto loaded = config_path.empty() ? parse_config_toml(default_config_toml(), "<built-in config>")
+                                    : load_config_file(config_path);
+  if (!loaded.ok()) return die("plumed.config", loaded.error().message);
+  Config config = std::move(loaded.value());
+  if (!runtime_dir.empty()) config.daemon.runtime_dir = runtime_dir;
+  if (!socket.empty()) config.daemon.socket = socket;
+  if (!cgroup_parent.empty()) config.cgroup.parent = cgroup_parent;
+  if (!admin_token.empty()) {
+    if (admin_token.size() < 8) return die("plumed.config", "--admin-token must be at least 8 characters");
+    config.daemon.admin_token = admin_token;
+  }
+  if (!log_level.empty()) config.daemon.log_level = log_level;
+  if (config.daemon.socket.empty()) config.daemon.socket = config.daemon.runtime_dir + "/plumed.sock";
+  log::Level level = log::Level::info;
+  if (!log::parse_level(config.daemon.log_level, level))
+    return die("plumed.config", "log_level must be debug, info, warn or error");
+  log::set_level(level);
+
+  if (::geteuid() != 0)
+    return die("plumed.start", "plumed must run as root: it creates namespaces, cgroups and uid mappings");
+
+  // One plumed per runtime directory: the lock is released by the kernel if we die, however we die.
+  const std::string& rd = config.daemon.runtime_dir;
+  if (!mkdir_p(rd, 0755)) return die("plumed.start", "mkdir " + rd + ": " + std::strerror(errno));
+  const std::string lock_path = rd + "/plumed.lock";
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) return die("plumed.start", "open " + lock_path + ": " + std::strerror(errno));
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0)
+    return die("plumed.start", "another plumed is running on " + rd + " (" + lock_path + " is locked)");
+
+  bool generated_token = false;
+  const std::string token_path = rd + "/admin.token";
+  if (config.daemon.admin_token.empty()) {
+    config.daemon.admin_token = random_token();
+    if (config.daemon.admin_token.empty()) return die("plumed.start", std::string("getrandom: ") + std::strerror(errno));
+    generated_token = true;
+  }
+  if (!write_private_file(token_path, config.daemon.admin_token + "\n", 0600))
+    return die("plumed.start", "write " + token_path + ": " + std::strerror(errno));
+
+  auto cgroups = fwp::CgroupManager::open(config.cgroup.root, config.cgroup.parent);
+  if (!cgroups.ok()) return die("plumed.cgroup", cgroups.error().message());
+  // Recovery: whatever a crashed plumed left under our cgroup parent is killed and removed.
+  auto stale = cgroups->cleanup_stale();
+  if (!stale.ok()) return die("plumed.cgroup", "cleaning stale cgroups: " + stale.error().message());
+  if (stale.value() > 0) log::warn("plumed.recovered", {{"stale_cgroups", stale.value()}});
+
+  auto loop = EventLoop::create(512);
+  if (!loop.ok()) return die("plumed.start", loop.error().message());
+
+  Supervisor sup(*loop.value(), config, std::move(cgroups.value()));
+  if (auto r = sup.init(); !r.ok()) return die("plumed.start", r.error().message);
+
+  // Signals arrive as reads on a signalfd, in the loop like everything else.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+  int sfd = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (sfd < 0) return die("plumed.start", std::string("signalfd: ") + std::strerror(errno));
+
+  auto listen_fd = HttpServer::listen_unix(config.daemon.socket);
+  if (!listen_fd.ok()) return die("plumed.start", listen_fd.error().message());
+  Api api(sup);
+  HttpLimits limits;
+  limits.max_body_bytes = config.daemon.max_body_bytes;
+  HttpServer server(*loop.value(), std::move(listen_fd.value()), limits,
+                    [&api](HttpRequest req, std::shared_ptr<Responder> r) { api.handle(std::move(req), std::move(r)); });
+  server.start();
+
+  const std::string pid_path = rd + "/plumed.pid";
+  write_private_file(pid_path, std::to_string(::getpid()) + "\n", 0644);
+
+  EventLoop& lp = *loop.value();
+  int signals_seen = 0;
+  std::function<void()> arm_signals = [&]() {
+    lp.poll(sfd, POLLIN, [&](int) {
+      signalfd_siginfo si{};
+      while (::read(sfd, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGHUP) {
+          log::info("plumed.sighup", {{"action", "ignored; restart plumed to reload its config"}});
+          continue;
+        }
+        ++signals_seen;
+        log::info("plumed.signal", {{"signal", signal_name(static_cast<int>(si.ssi_signo))}, {"count", signals_seen}});
+        if (signals_seen == 1) {
+          server.stop_accepting();
+          sup.shutdown([&]() {
+            server.close_all();
+            lp.stop();
+          });
+        } else {
+          // A second signal: skip the grace period.
+          for (Worker* w : sup.workers())
+            if (w->pidfd) (void)sup.signal_worker(*w, SIGKILL);
+        }
+      }
+      arm_signals();
+    });
+  };
+  arm_signals();
+
+  log::info("plumed.ready", {{"socket", config.daemon.socket}, {"pid", ::getpid()},
+                             {"cgroup", sup.cgroups().version() == fwp::CgroupVersion::v2 ? "v2" : "v1"},
+                             {"cgroup_parent", config.cgroup.parent}, {"tenants", sup.tenants().list().size()},
+                             {"admin_token_file", token_path}, {"admin_token_generated", generated_token}});
+  auto ran = lp.run();
+  if (!ran.ok()) log::error("plumed.loop", {{"error", ran.error().message()}});
+
+  ::unlink(config.daemon.socket.c_str());
+  ::unlink(pid_path.c_str());
+  ::unlink(token_path.c_str());
+  ::unlink(lock_path.c_str());
+  ::close(lock_fd);
+  ::close(sfd);
+  ::rmdir(rd.c_str());  // only if nothing else lives there
+  log::info("plumed.stopped", {});
+  return ran.ok() ? 0 : 1;
+}

@@ -61,6 +61,13 @@ class CgroupManager {
 
  private:
   CgroupManager() = default;
+  // One directory root per distinct hierarchy (v1 co-mounts share one), or the v2 mount.
+  std::vector<std::string> hierarchy_roots() const;
+  std::string dir_in(const std::string& root, const std::string& relative) const;
+  // The group's directory in the hierarchy that carries `controller`; nullopt when not mounted.
+  std::optional<std::string> controller_dir(const std::string& controller,
+                                            const std::string& relative) const;
+  SysResult<void> apply_limits(const std::string& relative, const CgroupLimits& limits) const;
   CgroupVersion version_ = CgroupVersion::v1;
   std::string mount_root_;
   std::string parent_;

@@ -4,7 +4,13 @@
 //   clone3(user, pid, mount, ipc, uts, net namespaces; pidfd)
 //   → [parent] uid/gid maps, cgroup attach   → [child] cgroup namespace, loopback up, hostname
 //   → rootfs (private mounts, pivot_root, old root detached) → rlimits → capabilities dropped
-//   → no_new_privs → seccomp → close fds but the granted ones → execve
+//   → no_new_privs → close fds but the granted ones → seccomp → execve
+// Fds are closed before seccomp so that a filter only has to allow execve, write and exit_group
+// after it is loaded (a tenant's OCI profile need not allow close_range, dup2 or fcntl).
+//
+// The worker is pid 1 of its own pid namespace (like crun or docker without --init): it receives
+// only the signals it installed a handler for, plus SIGKILL (and SIGSTOP). It dies with SIGKILL when
+// the thread that spawned it exits (PR_SET_PDEATHSIG): spawn from a long-lived thread.
 #pragma once
 
 #include <sys/resource.h>
@@ -52,6 +58,10 @@ struct Process {
   pid_t pid = -1;
   UniqueFd pidfd;      // readable (POLLIN) once the process has exited
   UniqueFd status_fd;  // exec-status pipe: EOF = execve succeeded; a record = a step failed
+  // Write end of the release pipe. Held until the exec status is known: the child, once its
+  // parent-death signal is armed, checks this pipe for POLLHUP to learn whether the parent died
+  // before that. Close it (or drop the Process) only after read_exec_status has answered.
+  UniqueFd sync_fd;
 };
 
 // Starts the pipeline and returns as soon as the child has been released to run its steps; the

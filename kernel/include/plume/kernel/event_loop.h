@@ -52,6 +52,9 @@ class EventLoop {
   bool stopping_ = false;
   OpId next_id_ = 1;
   std::unordered_map<OpId, std::unique_ptr<Op>> ops_;
+  // Cancelled ops whose final CQE has not arrived yet: kept so the kernel never sees freed memory
+  // (a timer's timespec) and so their late CQE is recognised and dropped.
+  std::unordered_map<OpId, std::unique_ptr<Op>> cancelled_;
 };
 
 }  // namespace plume::kernel

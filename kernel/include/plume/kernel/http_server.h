@@ -64,6 +64,9 @@ class HttpRequestParser {
   bool keep_alive() const;  // of the last complete request
   // When State::error: the response to send before closing (400, 413, 431, 505, ...).
   const HttpResponse& error_response() const;
+  // True while the current request's headers are complete, it sent `Expect: 100-continue`, and
+  // no body byte has arrived yet: the server answers "100 Continue" so clients (curl) go on.
+  bool expects_continue() const;
 
  private:
   struct Impl;

@@ -1,0 +1,56 @@
+// The peers that bench/spawn compares: each starts the same static binary (apps/first_instruction)
+// once per call and reports three CLOCK_MONOTONIC readings:
+//   t0  just before the start call (fork, posix_spawn, the HTTP POST ...)
+//   t1  the child's first instruction (its own clock reading, sent back on fd 3 or its stdout)
+//   t2  just after the launcher observed the exit (waitpid returned, or plumed's wait API answered)
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "plume/base/sys_error.h"
+
+namespace plume::bench {
+
+struct Sample {
+  int64_t t0_ns = 0;
+  int64_t t1_ns = 0;
+  int64_t t2_ns = 0;
+};
+
+int64_t monotonic_ns();
+
+class Peer {
+ public:
+  virtual ~Peer() = default;
+  virtual const std::string& name() const = 0;
+  virtual SysResult<Sample> start_once() = 0;
+};
+
+// Where the peers find what they start. All paths absolute.
+struct PeerEnv {
+  std::string binary;      // apps/first_instruction on the host
+  std::string rootfs;      // a directory holding only /first_instruction (+ empty mount points)
+  std::string bundle;      // an OCI bundle whose config.json runs /first_instruction from `rootfs`
+  std::string crun_root;   // crun --root (its state directory)
+  std::string bwrap_path;  // absolute path of bwrap
+  std::string crun_path;   // absolute path of crun
+  int timestamp_fd = -1;   // read end of the pipe whose write end every local child gets as fd 3
+};
+
+// Local peers: fork_exec, vfork_exec, posix_spawn, bwrap, crun. Nullptr for an unknown name.
+std::unique_ptr<Peer> make_local_peer(const std::string& name, const PeerEnv& env);
+
+// Plume exec mode through plumed's control API (see plume_peer.cc).
+struct PlumeOptions {
+  std::string socket;      // plumed's control socket
+  std::string admin_token;
+  std::string tenant = "demo";
+  std::string rootfs;      // registered as a temporary image
+  int ready_timeout_ms = 10000;
+};
+SysResult<std::unique_ptr<Peer>> make_plume_peer(const PlumeOptions& options);
+
+}  // namespace plume::bench

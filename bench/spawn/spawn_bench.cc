@@ -1,0 +1,327 @@
+// bench/spawn: how long from "start this program" to its first instruction and to its exit being
+// observed, for Plume exec-mode workers and their peers, all starting the same static binary
+// (apps/first_instruction), interleaved round-robin in one run so drift and noise hit all alike.
+// See docs/benchmarks.md; bench/spawn/run.sh is the way to run it.
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <linux/magic.h>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "peers.h"
+#include "report.h"
+
+namespace fs = std::filesystem;
+using namespace plume;
+using namespace plume::bench;
+
+namespace {
+
+const char* kUsage = R"(usage: spawn_bench --binary PATH [options]
+  --binary PATH            apps/first_instruction (static)
+  --iterations N           measured starts per peer (default 1000)
+  --crun-iterations N      measured starts for crun, spread evenly over the rounds (default 100)
+  --warmup N               unrecorded rounds first (default 10)
+  --peers LIST             comma-separated, from fork_exec,vfork_exec,posix_spawn,bwrap,crun,plume
+                           (default: all of them)
+  --out DIR                output directory (default bench/results/spawn)
+  --plume-socket PATH      plumed's control socket (needed for the plume peer)
+  --plume-token-file PATH  file holding plumed's admin token (or --plume-token TOKEN)
+  --plume-tenant NAME      tenant the workers run as (default demo)
+  --bwrap PATH / --crun PATH   the tools (default: found on PATH)
+)";
+
+struct Options {
+  std::string binary;
+  int iterations = 1000;
+  int crun_iterations = 100;
+  int warmup = 10;
+  std::vector<std::string> peers = {"fork_exec", "vfork_exec", "posix_spawn", "bwrap", "crun", "plume"};
+  std::string out = "bench/results/spawn";
+  PlumeOptions plume;
+  std::string bwrap;
+  std::string crun;
+};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  std::stringstream in(s);
+  for (std::string p; std::getline(in, p, sep);) {
+    if (!p.empty()) parts.push_back(p);
+  }
+  return parts;
+}
+
+bool has(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+std::string find_on_path(const std::string& tool) {
+  for (const auto& dir : split("/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", ':')) {
+    std::string p = dir + "/" + tool;
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  }
+  return {};
+}
+
+SysResult<Options> parse_args(int argc, char** argv) {
+  Options o;
+  std::string token_file;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (i + 1 >= argc) return fail(plain_error("arguments", a + " needs a value (see --help)"));
+    std::string v = argv[++i];
+    auto number = [&](int& dst) -> bool {
+      char* end = nullptr;
+      long n = std::strtol(v.c_str(), &end, 10);
+      if (*end != '\0' || n < 0 || n > 10'000'000) return false;
+      dst = static_cast<int>(n);
+      return true;
+    };
+    bool ok = true;
+    if (a == "--binary") o.binary = v;
+    else if (a == "--iterations") ok = number(o.iterations);
+    else if (a == "--crun-iterations") ok = number(o.crun_iterations);
+    else if (a == "--warmup") ok = number(o.warmup);
+    else if (a == "--peers") o.peers = split(v, ',');
+    else if (a == "--out") o.out = v;
+    else if (a == "--plume-socket") o.plume.socket = v;
+    else if (a == "--plume-token") o.plume.admin_token = v;
+    else if (a == "--plume-token-file") token_file = v;
+    else if (a == "--plume-tenant") o.plume.tenant = v;
+    else if (a == "--bwrap") o.bwrap = v;
+    else if (a == "--crun") o.crun = v;
+    else return fail(plain_error("arguments", "unknown flag " + a + " (see --help)"));
+    if (!ok) return fail(plain_error("arguments", a + ": not a count: " + v));
+  }
+  if (o.binary.empty()) return fail(plain_error("arguments", "--binary is required (see --help)"));
+  for (const auto& p : o.peers) {
+    if (!has({"fork_exec", "vfork_exec", "posix_spawn", "bwrap", "crun", "plume"}, p)) {
+      return fail(plain_error("arguments", "unknown peer " + p));
+    }
+  }
+  if (!token_file.empty()) {
+    std::ifstream in(token_file);
+    if (!std::getline(in, o.plume.admin_token)) return fail(sys_error("read", token_file));
+  }
+  if (has(o.peers, "plume") && (o.plume.socket.empty() || o.plume.admin_token.empty())) {
+    return fail(plain_error("arguments", "the plume peer needs --plume-socket and an admin token"));
+  }
+  if (o.bwrap.empty()) o.bwrap = find_on_path("bwrap");
+  if (o.crun.empty()) o.crun = find_on_path("crun");
+  if (has(o.peers, "bwrap") && o.bwrap.empty()) return fail(plain_error("bwrap", "not found on PATH"));
+  if (has(o.peers, "crun") && o.crun.empty()) return fail(plain_error("crun", "not found on PATH"));
+  return o;
+}
+
+// The OCI runtime spec that `crun spec` would write (namespaces, mounts, masked paths), running
+// /first_instruction from a read-only rootfs without a terminal. We are root: no user namespace.
+nlohmann::json crun_config(const std::string& rootfs) {
+  using nlohmann::json;
+  auto mount = [](const char* dst, const char* type, const char* src, std::vector<std::string> opts) {
+    return json{{"destination", dst}, {"type", type}, {"source", src}, {"options", opts}};
+  };
+  std::vector<std::string> caps = {"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"};
+  return json{
+      {"ociVersion", "1.0.0"},
+      {"process",
+       {{"terminal", false},
+        {"user", {{"uid", 0}, {"gid", 0}}},
+        {"args", {"/first_instruction"}},
+        {"env", {"PATH=/usr/bin:/bin"}},
+        {"cwd", "/"},
+        {"capabilities",
+         {{"bounding", caps}, {"effective", caps}, {"permitted", caps}, {"ambient", caps},
+          {"inheritable", json::array()}}},
+        {"rlimits", {{{"type", "RLIMIT_NOFILE"}, {"hard", 1024}, {"soft", 1024}}}},
+        {"noNewPrivileges", true}}},
+      {"root", {{"path", rootfs}, {"readonly", true}}},
+      {"hostname", "crun"},
+      {"mounts",
+       {mount("/proc", "proc", "proc", {}),
+        mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}),
+        mount("/dev/pts", "devpts", "devpts",
+              {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}),
+        mount("/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}),
+        mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}),
+        mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}),
+        mount("/sys/fs/cgroup", "cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"})}},
+      {"linux",
+       {{"resources", {{"devices", {{{"allow", false}, {"access", "rwm"}}}}}},
+        {"namespaces",
+         {{{"type", "pid"}}, {{"type", "network"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}}},
+        {"maskedPaths",
+         {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"}},
+        {"readonlyPaths", {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}}}}};
+}
+
+// A scratch directory: rootfs/ with only /first_instruction and empty mount points (shared by
+// bwrap, crun and Plume), bundle/config.json for crun, crun-state/ for crun --root.
+SysResult<std::string> make_scratch(const Options& o, PeerEnv& env) {
+  char tmpl[] = "/tmp/plume-bench-spawn-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return fail(sys_error("mkdtemp", tmpl));
+  std::string dir = tmpl;
+  std::error_code ec;
+  // Plume workers run as an unprivileged uid of the tenant's range: they need to traverse and exec.
+  fs::permissions(dir, fs::perms(0755), ec);
+  env.rootfs = dir + "/rootfs";
+  env.bundle = dir + "/bundle";
+  env.crun_root = dir + "/crun-state";
+  for (const auto& d : {env.rootfs, env.rootfs + "/proc", env.rootfs + "/dev", env.rootfs + "/sys",
+                        env.rootfs + "/tmp", env.bundle, env.crun_root}) {
+    if (::mkdir(d.c_str(), 0755) != 0) return fail(sys_error("mkdir", d));
+  }
+  env.binary = env.rootfs + "/first_instruction";
+  fs::copy_file(o.binary, env.binary, ec);
+  if (ec) return fail(plain_error("copy " + o.binary, ec.message()));
+  if (::chmod(env.binary.c_str(), 0755) != 0) return fail(sys_error("chmod", env.binary));
+  std::ofstream cfg(env.bundle + "/config.json");
+  cfg << crun_config(env.rootfs).dump(1) << '\n';
+  cfg.close();
+  if (!cfg) return fail(plain_error("write", env.bundle + "/config.json"));
+  return dir;
+}
+
+// crun refuses this host's hybrid cgroup layout (v1 controllers plus an empty v2 mount at
+// /sys/fs/cgroup/unified). Hide that mount in a private mount namespace for this process and its
+// children, once, so that crun's figure holds crun's own cost only.
+SysResult<void> hide_unified_cgroup() {
+  struct statfs root{};
+  struct statfs unified{};
+  if (::statfs("/sys/fs/cgroup", &root) != 0 || root.f_type == CGROUP2_SUPER_MAGIC) return {};
+  if (::statfs("/sys/fs/cgroup/unified", &unified) != 0 || unified.f_type != CGROUP2_SUPER_MAGIC) return {};
+  if (::unshare(CLONE_NEWNS) != 0) return fail(sys_error("unshare", "CLONE_NEWNS"));
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    return fail(sys_error("mount", "/ (MS_REC|MS_PRIVATE)"));
+  }
+  if (::umount2("/sys/fs/cgroup/unified", MNT_DETACH) != 0) {
+    return fail(sys_error("umount2", "/sys/fs/cgroup/unified"));
+  }
+  return {};
+}
+
+// Every local child gets the write end of one pipe as fd 3 (inherited, not set up per start, so no
+// peer pays for a dup2); this process reads each child's 8-byte timestamp after its exit.
+SysResult<int> make_timestamp_pipe() {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return fail(sys_error("pipe2", "timestamp pipe"));
+  int rd = ::fcntl(p[0], F_DUPFD_CLOEXEC, 10);
+  int wr = ::fcntl(p[1], F_DUPFD_CLOEXEC, 10);
+  ::close(p[0]);
+  ::close(p[1]);
+  if (rd < 0 || wr < 0) return fail(sys_error("fcntl", "F_DUPFD_CLOEXEC"));
+  if (::dup2(wr, 3) != 3) return fail(sys_error("dup2", "timestamp pipe to fd 3"));
+  ::close(wr);
+  if (::fcntl(rd, F_SETFL, O_NONBLOCK) != 0) return fail(sys_error("fcntl", "O_NONBLOCK"));
+  return rd;
+}
+
+int run(int argc, char** argv) {
+  auto opts = parse_args(argc, argv);
+  if (!opts) {
+    std::fprintf(stderr, "spawn_bench: %s\n", opts.error().message().c_str());
+    return 2;
+  }
+  Options& o = *opts;
+  auto die = [](const SysError& e) {
+    std::fprintf(stderr, "spawn_bench: %s\n", e.message().c_str());
+    return 1;
+  };
+
+  PeerEnv env;
+  env.bwrap_path = o.bwrap;
+  env.crun_path = o.crun;
+  auto scratch = make_scratch(o, env);
+  if (!scratch) return die(scratch.error());
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{*scratch};
+
+  if (has(o.peers, "crun")) {
+    if (auto ok = hide_unified_cgroup(); !ok) return die(ok.error());
+  }
+  auto ts_fd = make_timestamp_pipe();
+  if (!ts_fd) return die(ts_fd.error());
+  env.timestamp_fd = *ts_fd;
+
+  std::vector<std::unique_ptr<Peer>> peers;
+  for (const auto& name : o.peers) {
+    if (name == "plume") {
+      o.plume.rootfs = env.rootfs;
+      auto p = make_plume_peer(o.plume);
+      if (!p) return die(p.error());
+      peers.push_back(std::move(*p));
+    } else {
+      peers.push_back(make_local_peer(name, env));
+    }
+  }
+
+  // crun is an order of magnitude slower: it runs in every stride-th round only.
+  const int stride = o.crun_iterations > 0 ? std::max(1, o.iterations / o.crun_iterations) : 0;
+  std::vector<PeerSamples> results;
+  for (const auto& p : peers) results.push_back({p->name(), {}});
+  const int rounds = o.warmup + o.iterations;
+  for (int round = 0; round < rounds; ++round) {
+    const bool measured = round >= o.warmup;
+    const int m = round - o.warmup;
+    // Rotate the starting peer so no peer always follows the same one.
+    for (size_t k = 0; k < peers.size(); ++k) {
+      size_t i = (k + static_cast<size_t>(round)) % peers.size();
+      bool is_crun = peers[i]->name() == "crun";
+      if (is_crun && measured &&
+          (stride == 0 || m % stride != 0 || static_cast<int>(results[i].samples.size()) >= o.crun_iterations)) {
+        continue;
+      }
+      auto s = peers[i]->start_once();
+      if (!s) return die(s.error());
+      // The child's clock reading must fall between ours: anything else is a misread timestamp.
+      if (s->t1_ns < s->t0_ns || s->t1_ns > s->t2_ns) {
+        return die(plain_error(peers[i]->name(), "first-instruction time outside [start, exit]: t0=" +
+                                                     std::to_string(s->t0_ns) + " t1=" + std::to_string(s->t1_ns) +
+                                                     " t2=" + std::to_string(s->t2_ns)));
+      }
+      if (measured) results[i].samples.push_back(*s);
+    }
+    if (measured && (m + 1) % 100 == 0) std::fprintf(stderr, "spawn_bench: %d/%d rounds\n", m + 1, o.iterations);
+  }
+  peers.clear();  // the Plume peer removes its image from plumed
+
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  if (ec) return die(plain_error("mkdir " + o.out, ec.message()));
+  RunInfo info;
+  for (int i = 0; i < argc; ++i) info.command += (i ? " " : "") + std::string(argv[i]);
+  info.iterations = o.iterations;
+  info.crun_iterations = o.crun_iterations;
+  info.warmup = o.warmup;
+  if (auto ok = write_report(o.out, info, results); !ok) return die(ok.error());
+  std::ifstream md(o.out + "/summary.md");
+  std::cout << md.rdbuf();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run(argc, argv); }

@@ -1,0 +1,118 @@
+// Image verbs: image add, image ls, image rm.
+#include <climits>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+
+#include <CLI/CLI.hpp>
+
+#include "cli.h"
+#include "table.h"
+
+namespace plume::cli {
+namespace {
+
+using nlohmann::json;
+
+// plumed resolves paths in its own cwd; send absolute ones.
+std::string absolute(const std::string& path) {
+  char buf[PATH_MAX];
+  if (::realpath(path.c_str(), buf)) return buf;
+  return path;  // let plumed report the missing path
+}
+
+std::string field(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return "-";
+  if (it->is_string()) return it->get<std::string>().empty() ? "-" : it->get<std::string>();
+  return it->dump();
+}
+
+void print_images(const json& images) {
+  Table t({"NAME", "SOURCE", "ROOTFS", "SECCOMP", "IO-URING"});
+  for (const auto& im : images)
+    t.add_row({field(im, "name"), field(im, "source"), field(im, "rootfs"), field(im, "seccomp"),
+               field(im, "io_uring")});
+  std::cout << t.render();
+}
+
+struct AddOpts {
+  std::string name, rootfs, bundle, seccomp;
+  bool io_uring = false;
+};
+
+int add_cmd(const Context& ctx, const AddOpts& o) {
+  json spec = {{"name", o.name}};
+  if (!o.rootfs.empty()) spec["rootfs"] = absolute(o.rootfs);
+  if (!o.bundle.empty()) spec["bundle"] = absolute(o.bundle);
+  if (!o.seccomp.empty()) spec["seccomp_profile"] = absolute(o.seccomp);
+  if (o.io_uring) spec["io_uring"] = true;
+  int rc = kExitOk;
+  auto reply = call(ctx, "POST", "/v1/images", &spec, rc);
+  if (!reply) return rc;
+  auto j = parse_json(*reply, rc);
+  if (!j) return rc;
+  if (ctx.json) print_json(*j);
+  else print_images(json::array({*j}));
+  return kExitOk;
+}
+
+int ls_cmd(const Context& ctx) {
+  int rc = kExitOk;
+  auto reply = call(ctx, "GET", "/v1/images", nullptr, rc);
+  if (!reply) return rc;
+  auto j = parse_json(*reply, rc);
+  if (!j) return rc;
+  if (ctx.json) print_json(*j);
+  else print_images(j->contains("images") ? (*j)["images"] : json::array());
+  return kExitOk;
+}
+
+int rm_cmd(const Context& ctx, const std::string& name) {
+  int rc = kExitOk;
+  auto reply = call(ctx, "DELETE", "/v1/images/" + url_encode(name), nullptr, rc);
+  if (!reply) return rc;
+  if (!ctx.json) std::cout << name << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_image_commands(CLI::App& app, Context& ctx, Actions& actions) {
+  auto* group = app.add_subcommand("image", "Manage images");
+  group->require_subcommand(1);
+  group->footer(kExitCodesFooter);
+  {
+    auto o = std::make_shared<AddOpts>();
+    auto* sub = group->add_subcommand("add", "Add an image from a rootfs directory or an OCI bundle (admin)");
+    sub->add_option("name", o->name, "Image name")->required();
+    auto* rootfs = sub->add_option("--rootfs", o->rootfs, "Root filesystem directory");
+    auto* bundle = sub->add_option("--bundle", o->bundle, "OCI bundle directory (config.json + rootfs)");
+    rootfs->excludes(bundle);
+    bundle->excludes(rootfs);
+    sub->add_option("--seccomp", o->seccomp, "OCI seccomp profile (JSON)");
+    sub->add_flag("--io-uring", o->io_uring, "Allow the (restricted) io_uring in this image");
+    sub->footer(kExitCodesFooter);
+    actions[sub] = [&ctx, o] {
+      if (o->rootfs.empty() && o->bundle.empty()) {
+        std::cerr << "plume: image add: one of --rootfs or --bundle is required\n";
+        return static_cast<int>(kExitUsage);
+      }
+      return add_cmd(ctx, *o);
+    };
+  }
+  {
+    auto* sub = group->add_subcommand("ls", "List images");
+    sub->footer(kExitCodesFooter);
+    actions[sub] = [&ctx] { return ls_cmd(ctx); };
+  }
+  {
+    auto name = std::make_shared<std::string>();
+    auto* sub = group->add_subcommand("rm", "Remove an image (admin)");
+    sub->add_option("name", *name, "Image name")->required();
+    sub->footer(kExitCodesFooter);
+    actions[sub] = [&ctx, name] { return rm_cmd(ctx, *name); };
+  }
+}
+
+}  // namespace plume::cli

@@ -1,0 +1,87 @@
+// plumed's configuration. One schema serves the TOML config file, the JSON control API and the
+// CLI: TOML tables are converted to JSON and every object is read by the same *_from_json function.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "plume/base/result.h"
+
+namespace plume::kernel {
+
+using nlohmann::json;
+
+// A configuration or request error: which field, and what is wrong with it.
+struct ConfigError {
+  std::string message;
+};
+template <class T>
+using ConfigResult = Result<T, ConfigError>;
+
+struct TenantLimits {
+  uint64_t memory_bytes = 256ull << 20;
+  uint32_t pids_max = 128;
+  uint32_t cpu_percent = 100;  // of one CPU
+  uint32_t cpu_weight = 100;
+  uint32_t max_workers = 16;   // concurrently running
+};
+
+struct TenantSpec {
+  std::string name;
+  std::string token;
+  uint32_t uid_base = 0;  // 0: allocate the next free range
+  uint32_t uid_count = 65536;
+  TenantLimits limits;
+};
+
+struct ImageSpec {
+  std::string name;
+  std::string rootfs;           // directory; empty with bundle empty = the host view
+  std::string bundle;           // OCI bundle directory (config.json's root.path is the rootfs)
+  std::string seccomp_profile;  // OCI seccomp JSON file; empty = the built-in default
+  bool io_uring = false;
+};
+
+struct DaemonConfig {
+  std::string runtime_dir = "/run/plume";
+  std::string socket;  // default <runtime_dir>/plumed.sock
+  std::string admin_token;  // empty: generate one and write <runtime_dir>/admin.token
+  std::string log_level = "info";
+  uint32_t shutdown_grace_ms = 5000;
+  uint64_t max_body_bytes = 1 << 20;
+  uint64_t log_buffer_bytes = 64 << 10;  // per worker and stream
+  uint32_t max_exited_workers = 1024;     // exited records kept per tenant before the oldest go
+};
+
+struct CgroupConfig {
+  std::string root = "/sys/fs/cgroup";
+  std::string parent = "plume";
+};
+
+struct Config {
+  DaemonConfig daemon;
+  CgroupConfig cgroup;
+  std::vector<TenantSpec> tenants;
+  std::vector<ImageSpec> images;
+};
+
+// Names of tenants, images: [a-z0-9][a-z0-9_-]{0,31}.
+bool valid_name(const std::string& name);
+// "256M", "1G", "4096", or a JSON number → bytes.
+ConfigResult<uint64_t> parse_bytes(const json& value, const std::string& field);
+
+ConfigResult<TenantLimits> limits_from_json(const json& j, TenantLimits base, const std::string& where);
+ConfigResult<TenantSpec> tenant_from_json(const json& j);
+ConfigResult<ImageSpec> image_from_json(const json& j);
+json limits_to_json(const TenantLimits& l);
+
+ConfigResult<Config> config_from_json(const json& j);
+ConfigResult<Config> load_config_file(const std::string& path);
+ConfigResult<Config> parse_config_toml(const std::string& text, const std::string& source);
+// The built-in configuration: one demo tenant, the host image.
+const char* default_config_toml();
+
+}  // namespace plume::kernel

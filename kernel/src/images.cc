@@ -1,0 +1,96 @@
+#include "images.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace plume::kernel {
+namespace {
+
+bool is_dir(const std::string& p) {
+  struct stat st{};
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+ConfigResult<std::string> read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return fail(ConfigError{"cannot read " + path});
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+ImageRegistry::ImageRegistry() {
+  auto host = std::make_unique<Image>();
+  host->spec.name = "host";
+  host->source = "host";
+  auto filter = fwp::compile_default_profile(fwp::SeccompOptions{});
+  // The default profile is Plume's own code: failing to compile it is a bug, not a user error.
+  if (filter.ok()) host->filter = std::move(filter.value());
+  images_["host"] = std::move(host);
+}
+
+ConfigResult<Image*> ImageRegistry::add(const ImageSpec& spec) {
+  if (images_.count(spec.name)) return fail(ConfigError{"image " + spec.name + " already exists"});
+  auto image = std::make_unique<Image>();
+  image->spec = spec;
+  const std::string where = "image " + spec.name;
+  if (!spec.bundle.empty()) {
+    image->source = "bundle";
+    auto text = read_file(spec.bundle + "/config.json");
+    if (!text.ok()) return fail(ConfigError{where + ": " + text.error().message});
+    json cfg = json::parse(text.value(), nullptr, /*allow_exceptions=*/false);
+    if (cfg.is_discarded() || !cfg.is_object())
+      return fail(ConfigError{where + ": " + spec.bundle + "/config.json is not valid JSON"});
+    std::string root = "rootfs";
+    if (cfg.contains("root") && cfg["root"].is_object()) {
+      const json& r = cfg["root"];
+      if (r.contains("path") && r["path"].is_string()) root = r["path"].get<std::string>();
+      if (r.contains("readonly") && r["readonly"].is_boolean()) image->read_only = r["readonly"].get<bool>();
+    }
+    image->rootfs_path = root[0] == '/' ? root : spec.bundle + "/" + root;
+  } else {
+    image->source = "rootfs";
+    image->rootfs_path = spec.rootfs;
+  }
+  if (!is_dir(image->rootfs_path))
+    return fail(ConfigError{where + ": rootfs " + image->rootfs_path + " is not a directory"});
+
+  fwp::SeccompOptions opts;
+  opts.allow_io_uring = spec.io_uring;
+  if (spec.seccomp_profile.empty()) {
+    auto f = fwp::compile_default_profile(opts);
+    if (!f.ok()) return fail(ConfigError{where + ": default seccomp profile: " + f.error().message()});
+    image->filter = std::move(f.value());
+  } else {
+    auto text = read_file(spec.seccomp_profile);
+    if (!text.ok()) return fail(ConfigError{where + ": " + text.error().message});
+    auto f = fwp::compile_oci_profile(text.value(), opts, spec.seccomp_profile);
+    if (!f.ok()) return fail(ConfigError{where + ": seccomp profile: " + f.error().message()});
+    image->filter = std::move(f.value());
+  }
+  Image* raw = image.get();
+  images_[spec.name] = std::move(image);
+  return raw;
+}
+
+ConfigResult<bool> ImageRegistry::remove(const std::string& name) {
+  if (name == "host") return fail(ConfigError{"the built-in image host cannot be removed"});
+  return images_.erase(name) > 0;
+}
+
+Image* ImageRegistry::find(const std::string& name) {
+  auto it = images_.find(name);
+  return it == images_.end() ? nullptr : it->second.get();
+}
+
+std::vector<Image*> ImageRegistry::list() {
+  std::vector<Image*> out;
+  for (auto& [n, i] : images_) out.push_back(i.get());
+  return out;
+}
+
+}  // namespace plume::kernel

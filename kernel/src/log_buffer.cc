@@ -1,0 +1,44 @@
+#include "log_buffer.h"
+
+#include <algorithm>
+
+namespace plume::kernel {
+
+void LogBuffer::append(const char* data, size_t n) {
+  total_ += n;
+  if (capacity_ == 0) {
+    dropped_ += n;
+    return;
+  }
+  if (n >= capacity_) {  // only the tail of this chunk survives
+    dropped_ += ring_.size() + (n - capacity_);
+    ring_.assign(data + (n - capacity_), capacity_);
+    head_ = 0;
+    return;
+  }
+  if (ring_.size() < capacity_) {
+    size_t room = capacity_ - ring_.size();
+    size_t take = std::min(room, n);
+    ring_.append(data, take);
+    data += take;
+    n -= take;
+    head_ = 0;
+    if (n == 0) return;
+  }
+  // Full: overwrite the oldest bytes at head_.
+  dropped_ += n;
+  while (n > 0) {
+    size_t chunk = std::min(n, capacity_ - head_);
+    ring_.replace(head_, chunk, data, chunk);
+    head_ = (head_ + chunk) % capacity_;
+    data += chunk;
+    n -= chunk;
+  }
+}
+
+std::string LogBuffer::contents() const {
+  if (ring_.size() < capacity_ || head_ == 0) return ring_;
+  return ring_.substr(head_) + ring_.substr(0, head_);
+}
+
+}  // namespace plume::kernel

@@ -1,0 +1,59 @@
+#include "metrics.h"
+
+#include <sstream>
+
+#include "supervisor.h"
+
+namespace plume::kernel {
+namespace {
+
+// Label values are quoted; escape what the format requires.
+std::string label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') { out += "\\n"; continue; }
+    out += c;
+  }
+  return out;
+}
+
+void header(std::ostringstream& os, const char* name, const char* type, const char* help) {
+  os << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+}
+
+}  // namespace
+
+std::string render_metrics(Supervisor& sup, const HttpCounters& http) {
+  std::ostringstream os;
+  header(os, "plume_up", "gauge", "1 while plumed is serving.");
+  os << "plume_up 1\n";
+  auto tenants = sup.tenants().list();
+  std::map<std::string, json> stats;
+  for (Tenant* t : tenants) stats[t->spec.name] = sup.tenant_stats_json(*t);
+
+  header(os, "plume_workers_started_total", "counter", "Workers started, per tenant.");
+  for (auto& [name, s] : stats)
+    os << "plume_workers_started_total{tenant=\"" << label(name) << "\"} " << s["workers_started"].get<uint64_t>() << '\n';
+  header(os, "plume_workers_running", "gauge", "Workers running now, per tenant.");
+  for (auto& [name, s] : stats)
+    os << "plume_workers_running{tenant=\"" << label(name) << "\"} " << s["workers_running"].get<uint64_t>() << '\n';
+  header(os, "plume_workers_exited_total", "counter", "Workers ended, per tenant and cause.");
+  for (auto& [name, s] : stats)
+    for (ExitCause c : kAllExitCauses)
+      os << "plume_workers_exited_total{tenant=\"" << label(name) << "\",cause=\"" << exit_cause_name(c) << "\"} "
+         << s["exited"][exit_cause_name(c)].get<uint64_t>() << '\n';
+  header(os, "plume_worker_cpu_seconds_total", "counter", "CPU time used by a tenant's workers.");
+  for (auto& [name, s] : stats) {
+    double secs = static_cast<double>(s["cpu_ns"].get<uint64_t>()) / 1e9;
+    os << "plume_worker_cpu_seconds_total{tenant=\"" << label(name) << "\"} " << secs << '\n';
+  }
+  header(os, "plume_worker_peak_memory_bytes", "gauge", "Largest peak memory of any of a tenant's workers.");
+  for (auto& [name, s] : stats)
+    os << "plume_worker_peak_memory_bytes{tenant=\"" << label(name) << "\"} " << s["peak_memory_bytes"].get<uint64_t>() << '\n';
+  header(os, "plume_http_requests_total", "counter", "Control API responses, by status code.");
+  for (auto& [code, n] : http.by_status) os << "plume_http_requests_total{code=\"" << code << "\"} " << n << '\n';
+  return os.str();
+}
+
+}  // namespace plume::kernel

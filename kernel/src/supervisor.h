@@ -1,0 +1,144 @@
+// Supervisor: plumed's control core. Owns the tenants, the images, the worker table and the
+// cgroups; starts workers through fwp's containment pipeline and observes them through the event
+// loop (a pidfd per worker, its log pipes, its timeout): nothing is polled.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "images.h"
+#include "log_buffer.h"
+#include "plume/base/unique_fd.h"
+#include "plume/fwp/cgroup.h"
+#include "plume/kernel/event_loop.h"
+#include "plume/kernel/http_server.h"
+#include "tenants.h"
+
+namespace plume::kernel {
+
+struct RunSpec {
+  std::string tenant;
+  std::string image = "host";
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string cwd = "/";
+  TenantLimits limits;  // per worker; capped by the tenant's (max_workers unused here)
+  bool has_memory = false, has_pids = false, has_cpu = false;
+  uint64_t timeout_ms = 0;
+};
+ConfigResult<RunSpec> run_spec_from_json(const json& j);
+
+enum class WorkerState { starting, running, exited, failed };
+const char* worker_state_name(WorkerState s);
+
+struct ExitInfo {
+  ExitCause cause = ExitCause::exit;
+  int code = 0;
+  int signal = 0;
+  std::string message;
+};
+
+struct Worker {
+  std::string id;
+  std::string tenant;
+  std::string image;
+  std::vector<std::string> argv;
+  pid_t pid = 0;
+  WorkerState state = WorkerState::starting;
+  std::chrono::system_clock::time_point created_at, ended_at;
+  std::optional<ExitInfo> exit;
+  uint64_t cpu_ns = 0;
+  uint64_t peak_memory_bytes = 0;
+  fwp::CgroupLimits limits;
+  std::string cgroup;  // relative to plume's cgroup parent: "<tenant>/<id>"
+  LogBuffer out, err;
+  bool killed_for_timeout = false;
+
+  // Live-process resources; all released when the worker ends.
+  UniqueFd pidfd, status_fd, out_fd, err_fd;
+  UniqueFd sync_fd;  // held until the exec status is known (the child checks it for a dead parent)
+  EventLoop::OpId exit_op = 0, status_op = 0, out_op = 0, err_op = 0, timeout_op = 0;
+  std::shared_ptr<Responder> start_responder;  // answered once execve succeeded or failed
+  std::vector<std::pair<std::shared_ptr<Responder>, EventLoop::OpId>> waiters;  // GET .../wait
+
+  Worker(size_t log_capacity) : out(log_capacity), err(log_capacity) {}
+};
+
+class Supervisor {
+ public:
+  Supervisor(EventLoop& loop, Config config, fwp::CgroupManager cgroups);
+  ~Supervisor();
+
+  // Creates the cgroup tree, the staging directory and the configured tenants and images.
+  ConfigResult<bool> init();
+
+  const Config& config() const { return config_; }
+  TenantRegistry& tenants() { return tenants_; }
+  ImageRegistry& images() { return images_; }
+  fwp::CgroupManager& cgroups() { return cgroups_; }
+  bool shutting_down() const { return shutting_down_; }
+  std::chrono::steady_clock::time_point started_at() const { return started_at_; }
+
+  ConfigResult<Tenant*> add_tenant(TenantSpec spec);
+  // Removes a tenant with no running workers; with force, kills them first and answers once the
+  // last one has exited.
+  void remove_tenant(Tenant& tenant, bool force, std::shared_ptr<Responder> responder);
+
+  // Starts a worker; answers 201 once execve succeeded, 422 if a pipeline step failed.
+  void run_worker(Tenant& tenant, RunSpec spec, std::shared_ptr<Responder> responder);
+  Worker* find_worker(const std::string& id);
+  std::vector<Worker*> workers(const Tenant* only = nullptr);
+  SysResult<void> signal_worker(Worker& w, int sig);
+  // Answers with the worker once it has ended, or as it is after timeout_ms (0: no limit).
+  void wait_worker(Worker& w, uint64_t timeout_ms, std::shared_ptr<Responder> responder);
+  bool remove_worker(const std::string& id);  // exited or failed workers only
+
+  // CPU and peak memory of a running worker, read from its cgroup now.
+  void refresh_usage(Worker& w);
+  json worker_json(Worker& w);
+  json tenant_json(Tenant& t);
+  json tenant_stats_json(Tenant& t);
+  uint32_t running_total() const;
+
+  // SIGTERM to every worker, SIGKILL after the grace period, then `done` once all have exited
+  // and every cgroup, socket and runtime file is removed.
+  void shutdown(std::function<void()> done);
+
+ private:
+  void fail_start(Worker& w, const std::string& message, int status, const std::string& code);
+  void on_exec_status(Worker& w);
+  void on_exit(Worker& w);
+  void arm_log(Worker& w, bool stdout_stream);
+  void drain_log(Worker& w, bool stdout_stream);
+  void finish(Worker& w, ExitInfo info);
+  void trim_exited(const std::string& tenant);
+  void maybe_finish_tenant_removal(Tenant& t);
+  void maybe_finish_shutdown();
+
+  EventLoop& loop_;
+  Config config_;
+  fwp::CgroupManager cgroups_;
+  TenantRegistry tenants_;
+  ImageRegistry images_;
+  std::map<std::string, std::unique_ptr<Worker>> workers_;
+  std::map<std::string, std::shared_ptr<Responder>> tenant_removals_;
+  std::string staging_dir_;
+  bool shutting_down_ = false;
+  std::function<void()> shutdown_done_;
+  EventLoop::OpId shutdown_timer_ = 0;
+  std::chrono::steady_clock::time_point started_at_;
+};
+
+std::string rfc3339(std::chrono::system_clock::time_point t);
+const char* signal_name(int sig);      // "KILL" for 9; "" when unknown
+int signal_from_name(const std::string& name);  // "TERM", "SIGTERM", "15" → 15; 0 when invalid
+
+}  // namespace plume::kernel

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# test.sh: installs what is missing, builds Plume twice (warnings as errors; then with ASan+UBSan),
+# fuzzes the HTTP request parser briefly, and runs every test in both builds.
+# Tests that need root skip with a message when not run as root; CI runs as root.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+FUZZ_SECONDS="${PLUME_FUZZ_SECONDS:-60}"
+JOBS="$(nproc)"
+
+bash scripts/setup.sh
+
+echo "== build (RelWithDebInfo, -Werror)"
+bash scripts/build.sh "$root/build"
+
+echo "== build (ASan + UBSan)"
+bash scripts/build.sh "$root/build-asan" -DPLUME_SANITIZE=ON -DPLUME_BENCH=OFF
+
+if [ -f fuzz/CMakeLists.txt ]; then
+  echo "== fuzz the HTTP request parser for ${FUZZ_SECONDS}s (libFuzzer, ASan+UBSan)"
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -DPLUME_FUZZ=ON -DPLUME_WERROR=OFF -DPLUME_BENCH=OFF >/dev/null
+  cmake --build build-fuzz -j"$JOBS" --target http_request_fuzz
+  mkdir -p build-fuzz/corpus
+  build-fuzz/fuzz/http_request_fuzz -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+    build-fuzz/corpus fuzz/corpus/http 2>&1 | tail -n 15
+fi
+
+echo "== tests (ASan + UBSan build)"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --output-on-failure -j"$JOBS" --timeout 300)
+
+echo "== tests"
+(cd build && ctest --output-on-failure -j"$JOBS" --timeout 300)

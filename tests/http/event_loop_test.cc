@@ -1,0 +1,228 @@
+// EventLoop on a real io_uring: polls on real pipes, real io_uring timeouts, cancellation races.
+#include "plume/kernel/event_loop.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <vector>
+
+#include "http_test_util.h"
+#include "plume/base/unique_fd.h"
+
+namespace plume::kernel {
+namespace {
+
+using namespace std::chrono_literals;
+using test::run_until;
+
+struct Pipe {
+  UniqueFd r, w;
+  Pipe() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0) {
+      r.reset(fds[0]);
+      w.reset(fds[1]);
+    }
+  }
+  void put(char c = 'x') const { ASSERT_EQ(::write(w.get(), &c, 1), 1); }
+};
+
+std::unique_ptr<EventLoop> make_loop() {
+  auto loop = EventLoop::create(64);
+  EXPECT_TRUE(loop.ok()) << (loop.ok() ? "" : loop.error().message());
+  return loop.ok() ? std::move(loop).value() : nullptr;
+}
+
+double cpu_seconds() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+TEST(EventLoop, PollFiresWhenPipeBecomesReadable) {
+  auto loop = make_loop();
+  ASSERT_TRUE(loop);
+  Pipe p;
+  int result = 0;
+  int calls = 0;
+  loop->poll(p.r.get(), POLLIN, [&](int res) {
+    result = res;
+    ++calls;
+  });
+  ASSERT_TRUE(loop->run_once(false).ok());
+  EXPECT_EQ(calls, 0) << "fired before the pipe had data";
+  EXPECT_EQ(loop->pending(), 1U);
+
+  p.put();
+  ASSERT_TRUE(run_until(*loop, [&] { return calls > 0; }));
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE((result & POLLIN) != 0) << "revents=" << result;
+  EXPECT_EQ(loop->pending(), 0U);
+}
+
+TEST(EventLoop, PollCanReArmFromItsCallback) {
+  auto loop = make_loop();
+  ASSERT_TRUE(loop);
+  Pipe p;
+  int reads = 0;
+  std::function<void(int)> on_readable = [&](int) {
+    char c;
+    while (::read(p.r.get(), &c, 1) == 1) ++reads;
+    if (reads < 3) {
+      loop->poll(p.r.get(), POLLIN, on_readable);
+      p.put();
+    }
+  };
+  loop->poll(p.r.get(), POLLIN, on_readable);
+  p.put();
+  ASSERT_TRUE(run_until(*loop, [&] { return reads >= 3; }));
+  EXPECT_EQ(reads, 3);
+  EXPECT_EQ(loop->pending(), 0U);
+}
+
+TEST(EventLoop, TimersFireInDeadlineOrder) {
+  auto loop = make_loop();
+  ASSERT_TRUE(loop);
+  std::vector<int> order;
+  auto t0 = std::chrono::steady_clock::now();
+  loop->after(60ms, [&] { order.push_back(60); });
+  loop->after(20ms, [&] { order.push_back(20); });
+  loop->after(40ms, [&] { order.push_back(40); });
+  loop->after(0ms, [&] { order.push_back(0); });
+  ASSERT_TRUE(run_until(*loop, [&] { return order.size() == 4; }));
+  EXPECT_EQ(order, (std::vector<int>{0, 20, 40, 60}));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 60ms);
+}
+
+TEST(EventLoop, CancelledTimerNeverRuns) {
+  auto loop = make_loop();
+  ASSERT_TRUE(loop);
+  bool cancelled_ran = false;
+  bool sentinel = false;
+  auto id = loop->after(10ms, [&] { cancelled_ran = true; });
+  loop->after(50ms, [&] { sentinel = true; });
+  loop->cancel(id);
+  EXPECT_EQ(loop->pending(), 1U);
+  ASSERT_TRUE(run_until(*loop, [&] { return sentinel; }));
+  EXPECT_FALSE(cancelled_ran);
+  loop->cancel(id);      // twice: ignored
+  loop->cancel(987654);  // unknown: ignored
+  EXPECT_EQ(loop->pending(), 0U);
+}
+
+TEST(EventLoop, CancelledPollOnReadyFdNeverRuns) {
+  auto loop = make_loop();
+  ASSERT_TRUE(loop);
+  Pipe p;
+  p.put();  // ready before the poll is even submitted
+  bool ran = false;
+  auto id = loop->poll(p.r.get(), POLLIN, [&](int) { ran = true; });
+  loop->cancel(id);
+  bool sentinel = false;
+  loop->after(30ms, [&] { sentinel = true; });
+  ASSERT_TRUE(run_until(*loop, [&] { return sentinel; }));
+  EXPECT_FALSE(ran);
+}
+
+// Both polls complete at submit time, so their CQEs arrive in one batch; the first callback to
+// run cancels the other, whose CQE is already in the batch: it must not run.
+TEST(EventLoop, CancelFromAnotherCallbackInTheSameBatch) {
+  auto loop = make_loop();
+  ASSERT_TRUE(loop);
+  Pipe p;
+  p.put();
+  int ran = 0;
+  EventLoop::OpId a = 0;
+  EventLoop::OpId b = 0;
+  a = loop->poll(p.r.get(), POLLIN, [&](int) {
+    ++ran;
+    loop->cancel(b);
+  });
+  b = loop->poll(p.r.get(), POLLIN, [&](int) {
+    ++ran;
+    loop->cancel(a);
+  });
+  ASSERT_TRUE(loop->run_once(true).ok());
+  EXPECT_EQ(ran, 1);
+  // The same with timers that have both expired by the time the loop looks.
+  int timers = 0;
+  EventLoop::OpId t1 = 0;
+  EventLoop::OpId t2 = 0;
+  t1 = loop->after(0ms, [&] {
+    ++timers;
+    loop->cancel(t2);
+  });
+  t2 = loop->after(0ms, [&] {
+    ++timers;
+    loop->cancel(t1);
+  });
+  bool done = false;
+  loop->after(30ms, [&] { done = true; });
+  ASSERT_TRUE(run_until(*loop, [&] { return done; }));
+  EXPECT_EQ(timers, 1);
+  EXPECT_EQ(loop->pending(), 0U);
+}
+
+TEST(EventLoop, CallbackMayCancelItsOwnReArm) {
+  auto loop = make_loop();
+  ASSERT_TRUE(loop);
+  Pipe p;
+  p.put();
+  int ran = 0;
+  loop->poll(p.r.get(), POLLIN, [&](int) {
+    ++ran;
+    auto again = loop->poll(p.r.get(), POLLIN, [&](int) { ++ran; });  // would fire: still readable
+    loop->cancel(again);
+  });
+  // run() returns on its own once nothing is in flight.
+  ASSERT_TRUE(loop->run().ok());
+  EXPECT_EQ(ran, 1);
+  EXPECT_EQ(loop->pending(), 0U);
+}
+
+TEST(EventLoop, RunReturnsAfterStopWithoutSpinning) {
+  auto loop = make_loop();
+  ASSERT_TRUE(loop);
+  Pipe p;  // never written: this poll stays pending
+  bool polled = false;
+  loop->poll(p.r.get(), POLLIN, [&](int) { polled = true; });
+  loop->after(150ms, [&] { loop->stop(); });
+  double cpu0 = cpu_seconds();
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(loop->run().ok());
+  auto wall = std::chrono::steady_clock::now() - t0;
+  double cpu = cpu_seconds() - cpu0;
+  EXPECT_GE(wall, 150ms);
+  EXPECT_LT(cpu, 0.05) << "run() burned CPU while idle";
+  EXPECT_FALSE(polled);
+  EXPECT_EQ(loop->pending(), 1U);
+  // run() can be entered again after a stop.
+  loop->after(10ms, [&] { loop->stop(); });
+  ASSERT_TRUE(loop->run().ok());
+}
+
+TEST(EventLoop, ThrowingCallbackDoesNotKillTheLoop) {
+  auto loop = make_loop();
+  ASSERT_TRUE(loop);
+  bool second = false;
+  loop->after(0ms, [] { throw std::runtime_error("boom"); });
+  loop->after(10ms, [&] { second = true; });
+  ASSERT_TRUE(run_until(*loop, [&] { return second; }));
+}
+
+TEST(EventLoop, ManyOpsBeyondTheSubmissionQueue) {
+  auto loop = make_loop();  // 64 SQ entries
+  ASSERT_TRUE(loop);
+  int fired = 0;
+  for (int i = 0; i < 500; ++i) loop->after(1ms, [&] { ++fired; });
+  ASSERT_TRUE(run_until(*loop, [&] { return fired == 500; }));
+  EXPECT_EQ(loop->pending(), 0U);
+}
+
+}  // namespace
+}  // namespace plume::kernel

@@ -1,0 +1,197 @@
+// The plume CLI against a real plumed: exit codes (worker's, API refusal, usage, unreachable),
+// JSON output, and --help for every verb.
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "e2e.h"
+
+namespace plume::test {
+namespace {
+
+const std::vector<std::vector<std::string>> kVerbs = {
+    {"run"}, {"ps"}, {"inspect"}, {"kill"}, {"logs"}, {"wait"}, {"rm"}, {"stats"}, {"health"},
+    {"tenant"}, {"tenant", "add"}, {"tenant", "ls"}, {"tenant", "rm"},
+    {"image"}, {"image", "add"}, {"image", "ls"}, {"image", "rm"}};
+
+// These need no plumed at all.
+TEST(CliOffline, HelpWorksForEveryVerb) {
+  for (auto args : kVerbs) {
+    args.push_back("--help");
+    auto r = run_cli(args);
+    SCOPED_TRACE(::testing::PrintToString(args));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("Exit codes"), std::string::npos) << r.out;
+  }
+  auto top = run_cli({"--help"});
+  EXPECT_EQ(top.exit_code, 0);
+  for (const char* verb : {"run", "ps", "inspect", "kill", "logs", "wait", "rm", "stats", "tenant", "image", "health"})
+    EXPECT_NE(top.out.find(verb), std::string::npos) << verb;
+}
+
+TEST(CliOffline, UsageErrorsExit2) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {}, {"frobnicate"}, {"--bogus", "ps"}, {"run"}, {"kill"}, {"tenant"}, {"tenant", "add", "x"},
+           {"image", "add", "x"}, {"image", "add", "x", "--rootfs", "/a", "--bundle", "/b"},
+           {"run", "--memory", "lots", "--", "/bin/true"}, {"wait", "--timeout", "soon", "w-1"}}) {
+    auto r = run_cli(args, {"PLUME_SOCKET=/nonexistent/plumed.sock"});
+    EXPECT_EQ(r.exit_code, 2) << ::testing::PrintToString(args) << " out=" << r.out << " err=" << r.err;
+  }
+}
+
+TEST(CliOffline, UnreachableSocketExits3NamingThePath) {
+  auto r = run_cli({"--socket", "/nonexistent/dir/plumed.sock", "ps"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("/nonexistent/dir/plumed.sock"), std::string::npos) << r.err;
+  // A socket file nobody listens on is "refused", also 3.
+  TempDir dir;
+  std::string path = dir.path() + "/dead.sock";
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ::close(fd);
+  auto refused = run_cli({"health"}, {"PLUME_SOCKET=" + path});
+  EXPECT_EQ(refused.exit_code, 3) << refused.err;
+  EXPECT_NE(refused.err.find(path), std::string::npos) << refused.err;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PLUME_SKIP_UNLESS_ROOT();
+    ASSERT_TRUE(plumed_.start());
+    token_ = add_tenant(plumed_, "clitest");
+    env_ = {"PLUME_SOCKET=" + plumed_.socket(), "PLUME_TOKEN=" + token_};
+  }
+  CliResult cli(const std::vector<std::string>& args) { return run_cli(args, env_); }
+
+  Plumed plumed_;
+  std::string token_;
+  std::vector<std::string> env_;
+};
+
+TEST_F(Cli, RunWaitExitsWithTheWorkersCode) {
+  auto r = cli({"run", "--wait", "--", "/bin/sh", "-c", "exit 5"});
+  EXPECT_EQ(r.exit_code, 5) << r.err;
+  auto echo = cli({"run", "-w", "--", "/bin/sh", "-c", "echo hi; echo oops >&2"});
+  EXPECT_EQ(echo.exit_code, 0) << echo.err;
+  EXPECT_EQ(echo.out, "hi\n");
+  EXPECT_NE(echo.err.find("oops\n"), std::string::npos) << echo.err;
+  auto killed = cli({"run", "--wait", "--timeout", "200ms", "--", "/bin/sleep", "10"});
+  EXPECT_EQ(killed.exit_code, 128 + 9) << killed.err;
+  auto env = cli({"run", "--wait", "-e", "GREETING=hello", "--cwd", "/tmp", "--", "/bin/sh", "-c", "echo $GREETING; pwd"});
+  EXPECT_EQ(env.exit_code, 0) << env.err;
+  EXPECT_EQ(env.out, "hello\n/tmp\n");
+}
+
+TEST_F(Cli, RunPrintsTheIdThenPsKillWaitLogsRm) {
+  auto run = cli({"run", "--", "/bin/sleep", "30"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::string id = run.out.substr(0, run.out.find('\n'));
+  ASSERT_EQ(id.rfind("w-", 0), 0u) << run.out;
+
+  auto ps = cli({"ps", "--json"});
+  ASSERT_EQ(ps.exit_code, 0) << ps.err;
+  json j = json::parse(ps.out, nullptr, false);
+  ASSERT_TRUE(j.is_object() && j.contains("workers")) << ps.out;
+  bool found = false;
+  for (const auto& w : j["workers"]) found |= w.value("id", std::string()) == id;
+  EXPECT_TRUE(found) << ps.out;
+  auto table = cli({"ps"});
+  EXPECT_EQ(table.exit_code, 0);
+  for (const char* col : {"ID", "TENANT", "IMAGE", "PID", "STATE", "EXIT", "CPU", "PEAK-MEM", "AGE", "COMMAND"})
+    EXPECT_NE(table.out.find(col), std::string::npos) << col << "\n" << table.out;
+  EXPECT_NE(table.out.find(id), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("/bin/sleep 30"), std::string::npos) << table.out;
+
+  auto timeout = cli({"wait", "--timeout", "100ms", id});
+  EXPECT_EQ(timeout.exit_code, 124) << timeout.out << timeout.err;
+
+  auto inspect = cli({"inspect", id});
+  EXPECT_EQ(inspect.exit_code, 0);
+  EXPECT_EQ(json::parse(inspect.out, nullptr, false).value("state", std::string()), "running") << inspect.out;
+
+  EXPECT_EQ(cli({"rm", id}).exit_code, 1);  // still running: 409
+  auto kill = cli({"kill", id});
+  EXPECT_EQ(kill.exit_code, 0) << kill.err;
+  auto wait = cli({"wait", id});
+  EXPECT_EQ(wait.exit_code, 137) << wait.out << wait.err;
+  EXPECT_NE(wait.out.find("signal"), std::string::npos) << wait.out;
+
+  // Exited workers show in ps -a only.
+  EXPECT_EQ(cli({"ps"}).out.find(id), std::string::npos);
+  EXPECT_NE(cli({"ps", "-a"}).out.find(id), std::string::npos);
+
+  EXPECT_EQ(cli({"rm", id}).exit_code, 0);
+  auto gone = cli({"inspect", id});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_EQ(gone.err.rfind("plume: not_found: ", 0), 0u) << gone.err;
+}
+
+TEST_F(Cli, KillWithASignalNameAndNumber) {
+  for (const char* sig : {"TERM", "15"}) {
+    auto run = cli({"run", "--", "/bin/sleep", "30"});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    std::string id = run.out.substr(0, run.out.find('\n'));
+    EXPECT_EQ(cli({"kill", "-s", sig, id}).exit_code, 0);
+    EXPECT_EQ(cli({"wait", id}).exit_code, 128 + 15);
+  }
+}
+
+TEST_F(Cli, LogsOfBothStreams) {
+  auto run = cli({"run", "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 3"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::string id = run.out.substr(0, run.out.find('\n'));
+  EXPECT_EQ(cli({"wait", id}).exit_code, 3);
+  auto out = cli({"logs", id});
+  EXPECT_EQ(out.exit_code, 0);
+  EXPECT_EQ(out.out, "out\n");
+  auto err = cli({"logs", "--stderr", id});
+  EXPECT_EQ(err.exit_code, 0);
+  EXPECT_EQ(err.out, "err\n");
+}
+
+TEST_F(Cli, StatsHealthAndImages) {
+  ASSERT_EQ(cli({"run", "--wait", "--", "/bin/true"}).exit_code, 0);
+  auto stats = cli({"stats"});
+  EXPECT_EQ(stats.exit_code, 0) << stats.err;
+  EXPECT_NE(stats.out.find("TENANT"), std::string::npos) << stats.out;
+  EXPECT_NE(stats.out.find("clitest"), std::string::npos) << stats.out;
+  auto sj = cli({"stats", "--json"});
+  json s = json::parse(sj.out, nullptr, false);
+  ASSERT_TRUE(s.contains("tenants")) << sj.out;
+  EXPECT_EQ(s["tenants"][0].value("workers_started", 0), 1) << sj.out;
+  auto health = cli({"health"});
+  EXPECT_EQ(health.exit_code, 0);
+  EXPECT_NE(health.out.find("ok"), std::string::npos) << health.out;
+  auto images = cli({"image", "ls"});
+  EXPECT_EQ(images.exit_code, 0);
+  EXPECT_NE(images.out.find("host"), std::string::npos) << images.out;
+}
+
+TEST_F(Cli, AdminTokenComesFromFlagOrTheTokenFile) {
+  // A tenant token is refused on admin verbs: exit 1 with the API's code.
+  auto denied = cli({"tenant", "ls"});
+  EXPECT_EQ(denied.exit_code, 1);
+  EXPECT_EQ(denied.err.rfind("plume: forbidden: ", 0), 0u) << denied.err;
+  auto flag = run_cli({"--socket", plumed_.socket(), "--token", plumed_.admin_token(), "tenant", "ls"});
+  EXPECT_EQ(flag.exit_code, 0) << flag.err;
+  EXPECT_NE(flag.out.find("clitest"), std::string::npos);
+  // Without --token or PLUME_TOKEN the CLI reads <socket dir>/admin.token.
+  {
+    std::ofstream(plumed_.runtime_dir() + "/admin.token") << plumed_.admin_token() << "\n";
+  }
+  auto file = run_cli({"--socket", plumed_.socket(), "tenant", "ls"});
+  EXPECT_EQ(file.exit_code, 0) << file.err;
+  // The admin runs a worker for a tenant with --tenant.
+  auto as_admin = run_cli({"--socket", plumed_.socket(), "run", "--tenant", "clitest", "--wait", "--", "/bin/sh", "-c", "exit 7"});
+  EXPECT_EQ(as_admin.exit_code, 7) << as_admin.err;
+}
+
+}  // namespace
+}  // namespace plume::test
