@@ -249,7 +249,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       const json& s = body["signal"];
       int sig = 0;
       if (s.is_string()) sig = signal_from_name(s.get<std::string>());
-      else if (s.is_number_unsigned() && s.get<uint64_t>() <= 64) sig = static_cast<int>(s.get<uint64_t>());
+      else if (s.is_number_integer() && s.get<int64_t>() >= 1 && s.get<int64_t>() <= 64) sig = static_cast<int>(s.get<int64_t>());
       if (sig <= 0) return reply(err(400, "bad_request", "signal: unknown signal " + s.dump()));
       if (w->state != WorkerState::running) return reply(err(409, "conflict", "worker " + w->id + " is not running"));
       if (auto r = sup_.signal_worker(*w, sig); !r.ok()) return reply(err(409, "conflict", r.error().message()));

@@ -226,7 +226,9 @@ struct HttpRequestParser::Impl {
   static int on_message_complete(http_parser* p) {
     Impl& s = self(p);
     s.ready = true;
-    s.last_keep_alive = http_should_keep_alive(p) != 0;
+    // HTTP/1.0 keep-alive would need "Connection: keep-alive" echoed back; such clients are
+    // rare here, so HTTP/1.0 always gets one request per connection.
+    s.last_keep_alive = http_should_keep_alive(p) != 0 && p->http_minor >= 1;
     // Stop right after this message: the rest of the buffer is the next (pipelined) request.
     http_parser_pause(p, 1);
     return 0;

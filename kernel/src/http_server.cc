@@ -239,8 +239,14 @@ struct HttpServer::Impl {
     if (!accepting || !listen_fd || accept_op != 0) return;
     accept_op = loop.poll(listen_fd.get(), POLLIN, [this](int res) {
       accept_op = 0;
-      on_acceptable(res);
+      try {
+        on_acceptable(res);
+      } catch (const std::exception& e) {
+        log::error("http.accept_failed", {{"what", e.what()}});
+        retry_accept_later();
+      }
     });
+    if (accept_op == 0) retry_accept_later();
   }
 
   void retry_accept_later() {
@@ -373,23 +379,29 @@ struct HttpServer::Impl {
       return;
     }
     auto revents = static_cast<unsigned>(res);
-    switch (c->st) {
-      case Conn::St::reading:
-        if (!read_some(*c)) return;
-        break;
-      case Conn::St::handling:
-        // Peer gone entirely: the responder becomes disconnected. A half-close (RDHUP only) is
-        // a client that finished sending; it still gets its response.
-        if ((revents & (POLLHUP | POLLERR)) != 0) {
-          close(*c);
-          return;
-        }
-        if ((revents & POLLRDHUP) != 0) c->peer_half_closed = true;
-        break;
-      case Conn::St::writing:
-        break;
+    try {
+      switch (c->st) {
+        case Conn::St::reading:
+          if (!read_some(*c)) return;
+          break;
+        case Conn::St::handling:
+          // Peer gone entirely: the responder becomes disconnected. A half-close (RDHUP only)
+          // is a client that finished sending; it still gets its response.
+          if ((revents & (POLLHUP | POLLERR)) != 0) {
+            close(*c);
+            return;
+          }
+          if ((revents & POLLRDHUP) != 0) c->peer_half_closed = true;
+          break;
+        case Conn::St::writing:
+          break;
+      }
+      drive(c);
+    } catch (const std::exception& e) {  // bad_alloc: drop this client, keep the server
+      log::error("http.connection_failed", {{"conn", id}, {"what", e.what()}});
+      c->driving = false;
+      close(*c);
     }
-    drive(c);
   }
 
   // One recv into the connection's buffer. False when the connection was closed.
@@ -543,7 +555,12 @@ class HttpServer::Impl::ConnResponder final : public Responder {
     sent_ = true;
     auto c = conn_.lock();
     if (!c || c->closed || c->server == nullptr) return;  // client gone: drop it
-    c->server->respond(c, std::move(response));
+    Impl* server = c->server;
+    try {
+      server->respond(c, std::move(response));
+    } catch (...) {  // bad_alloc while serialising: a closed connection beats a hung one
+      server->close(*c);
+    }
   }
 
   bool connected() const override {

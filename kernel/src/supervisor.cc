@@ -151,7 +151,8 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
     r.has_cpu = l.contains("cpu_percent");
   }
   if (j.contains("timeout_ms")) {
-    if (!j["timeout_ms"].is_number_unsigned()) return fail(ConfigError{"timeout_ms: expected a non-negative integer"});
+    const json& t = j["timeout_ms"];
+    if (!t.is_number_integer() || (!t.is_number_unsigned() && t.get<int64_t>() < 0)) return fail(ConfigError{"timeout_ms: expected a non-negative integer"});
     r.timeout_ms = j["timeout_ms"].get<uint64_t>();
     if (r.timeout_ms > 365ull * 24 * 3600 * 1000) return fail(ConfigError{"timeout_ms: too large"});
   }

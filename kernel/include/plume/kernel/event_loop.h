@@ -34,7 +34,8 @@ class EventLoop {
   // Cancels a pending poll or timer. Its callback will not run. Unknown ids are ignored.
   void cancel(OpId id);
 
-  // Runs until stop() is called from a callback. Returns an error only if the ring itself fails.
+  // Runs until stop() is called from a callback, or until no op is left in flight (nothing could
+  // ever wake it). Returns an error only if the ring itself fails.
   SysResult<void> run();
   void stop() { stopping_ = true; }
   // Runs callbacks that are ready now without blocking (tests).

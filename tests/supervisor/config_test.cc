@@ -1,0 +1,67 @@
+#include "config.h"
+
+#include <gtest/gtest.h>
+
+namespace plume::kernel {
+namespace {
+
+TEST(Config, BuiltInDefaultParses) {
+  auto c = parse_config_toml(default_config_toml(), "<built-in>");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_EQ(c->tenants.size(), 1u);
+  EXPECT_EQ(c->tenants[0].name, "demo");
+  EXPECT_EQ(c->tenants[0].uid_base, 100000u);
+  EXPECT_EQ(c->tenants[0].limits.memory_bytes, 256ull << 20);
+  EXPECT_EQ(c->cgroup.parent, "plume");
+  EXPECT_EQ(c->daemon.runtime_dir, "/run/plume");
+}
+
+TEST(Config, TomlAndJsonShareOneSchema) {
+  auto toml = parse_config_toml(R"(
+[[tenant]]
+name = "acme"
+token = "secret-token"
+[tenant.limits]
+memory = "1G"
+pids_max = 10
+)", "t.toml");
+  ASSERT_TRUE(toml.ok()) << toml.error().message;
+  auto js = tenant_from_json(json{{"name", "acme"}, {"token", "secret-token"}, {"limits", {{"memory", "1G"}, {"pids_max", 10}}}});
+  ASSERT_TRUE(js.ok()) << js.error().message;
+  EXPECT_EQ(toml->tenants[0].limits.memory_bytes, js->limits.memory_bytes);
+  EXPECT_EQ(toml->tenants[0].limits.memory_bytes, 1ull << 30);
+  EXPECT_EQ(toml->tenants[0].limits.pids_max, 10u);
+}
+
+TEST(Config, RejectsUnknownKeysAndBadValues) {
+  auto typo = parse_config_toml("[[tenant]]\nname=\"a\"\ntoken=\"12345678\"\n[tenant.limits]\nmemroy=\"1G\"\n", "t");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.error().message.find("memroy"), std::string::npos) << typo.error().message;
+
+  auto bad_toml = parse_config_toml("[daemon\n", "broken.toml");
+  ASSERT_FALSE(bad_toml.ok());
+  EXPECT_NE(bad_toml.error().message.find("broken.toml:1"), std::string::npos) << bad_toml.error().message;
+
+  EXPECT_FALSE(tenant_from_json(json{{"name", "Bad Name"}, {"token", "12345678"}}).ok());
+  EXPECT_FALSE(tenant_from_json(json{{"name", "ok"}, {"token", "short"}}).ok());
+  EXPECT_FALSE(tenant_from_json(json{{"name", "ok"}, {"token", "12345678"}, {"uid_count", -5}}).ok());
+  EXPECT_FALSE(tenant_from_json(json{{"name", "ok"}, {"token", "12345678"}, {"limits", {{"pids_max", "many"}}}}).ok());
+  EXPECT_FALSE(image_from_json(json{{"name", "img"}}).ok());
+  EXPECT_FALSE(image_from_json(json{{"name", "img"}, {"rootfs", "relative/dir"}}).ok());
+  EXPECT_FALSE(image_from_json(json{{"name", "img"}, {"rootfs", "/a"}, {"bundle", "/b"}}).ok());
+}
+
+TEST(Config, ParsesByteSizes) {
+  EXPECT_EQ(parse_bytes(json("512K"), "m").value(), 512ull << 10);
+  EXPECT_EQ(parse_bytes(json("64Mi"), "m").value(), 64ull << 20);
+  EXPECT_EQ(parse_bytes(json("2GB"), "m").value(), 2ull << 30);
+  EXPECT_EQ(parse_bytes(json(4096), "m").value(), 4096u);
+  EXPECT_FALSE(parse_bytes(json("12Q"), "m").ok());
+  EXPECT_FALSE(parse_bytes(json("M"), "m").ok());
+  EXPECT_FALSE(parse_bytes(json("99999999999999999999999"), "m").ok());
+  EXPECT_FALSE(parse_bytes(json("99999999999T"), "m").ok());
+  EXPECT_FALSE(parse_bytes(json(-1), "m").ok());
+}
+
+}  // namespace
+}  // namespace plume::kernel

@@ -1,0 +1,49 @@
+#include "supervisor.h"
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+
+namespace plume::kernel {
+namespace {
+
+TEST(RunSpec, ParsesAndDefaults) {
+  auto r = run_spec_from_json(json{{"argv", {"/bin/echo", "hi"}}, {"limits", {{"memory", "32M"}}}, {"timeout_ms", 500}});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->image, "host");
+  EXPECT_EQ(r->argv.size(), 2u);
+  ASSERT_EQ(r->env.size(), 1u);
+  EXPECT_EQ(r->env[0].rfind("PATH=", 0), 0u);
+  EXPECT_EQ(r->limits.memory_bytes, 32ull << 20);
+  EXPECT_TRUE(r->has_memory);
+  EXPECT_FALSE(r->has_pids);
+  EXPECT_EQ(r->timeout_ms, 500u);
+}
+
+TEST(RunSpec, RejectsBadInput) {
+  EXPECT_FALSE(run_spec_from_json(json::array()).ok());
+  EXPECT_FALSE(run_spec_from_json(json::object()).ok());
+  EXPECT_FALSE(run_spec_from_json(json{{"argv", json::array()}}).ok());
+  EXPECT_FALSE(run_spec_from_json(json{{"argv", {""}}}).ok());
+  EXPECT_FALSE(run_spec_from_json(json{{"argv", {1, 2}}}).ok());
+  EXPECT_FALSE(run_spec_from_json(json{{"argv", {"x"}}, {"env", {"NOEQUALS"}}}).ok());
+  EXPECT_FALSE(run_spec_from_json(json{{"argv", {"x"}}, {"cwd", "relative"}}).ok());
+  EXPECT_FALSE(run_spec_from_json(json{{"argv", {"x"}}, {"timeout_ms", -1}}).ok());
+  EXPECT_FALSE(run_spec_from_json(json{{"argv", {"x"}}, {"limits", {{"max_workers", 3}}}}).ok());
+  EXPECT_FALSE(run_spec_from_json(json{{"argv", {"x"}}, {"surprise", true}}).ok());
+  EXPECT_FALSE(run_spec_from_json(json{{"argv", {std::string("a\0b", 3)}}}).ok());
+}
+
+TEST(Signals, NamesAndNumbers) {
+  EXPECT_EQ(signal_from_name("TERM"), SIGTERM);
+  EXPECT_EQ(signal_from_name("sigkill"), SIGKILL);
+  EXPECT_EQ(signal_from_name("9"), 9);
+  EXPECT_EQ(signal_from_name("0"), 0);
+  EXPECT_EQ(signal_from_name("65"), 0);
+  EXPECT_EQ(signal_from_name("NOPE"), 0);
+  EXPECT_EQ(signal_from_name("99999999999"), 0);
+  EXPECT_STREQ(signal_name(SIGKILL), "KILL");
+}
+
+}  // namespace
+}  // namespace plume::kernel
