@@ -69,6 +69,9 @@ case ",${peers:-plume}," in
   *,plume,*)
     [ -x "$build/kernel/plumed" ] || { echo "run.sh: $build/kernel/plumed missing (or pass --peers without plume)" >&2; exit 1; }
     rt=$(mktemp -d /tmp/plume-bench-rt-XXXXXX)
+    # Workers assemble their root under the runtime dir from inside their user namespace, as an
+    # unprivileged uid: like /run/plume, it must be traversable (mktemp made it 0700).
+    chmod 755 "$rt"
     plumed_log=$(mktemp /tmp/plume-bench-plumed-XXXXXX.log)
     token_file=$(mktemp /tmp/plume-bench-token-XXXXXX)
     token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')

@@ -130,10 +130,34 @@ TEST(CgroupOpen, RefusesEscapingParent) {
   EXPECT_NE(m.error().message().find("bad path component"), std::string::npos);
 }
 
+TEST(CgroupOpen, RefusesACgroup2MountWithoutControllers) {
+  // This machine's hybrid layout: an empty cgroup2 at /sys/fs/cgroup/unified.
+  const std::string unified = std::string(kRoot) + "/unified";
+  struct statfs s {};
+  if (::statfs(unified.c_str(), &s) != 0 || s.f_type != CGROUP2_SUPER_MAGIC ||
+      slurp(unified + "/cgroup.controllers").find("memory") != std::string::npos)
+    GTEST_SKIP() << "no controller-less cgroup2 mount at " << unified;
+  auto m = CgroupManager::open(unified, "plume");
+  ASSERT_FALSE(m);
+  EXPECT_NE(m.error().message().find("lacks the 'memory' controller"), std::string::npos)
+      << m.error().message();
+}
+
 TEST_F(CgroupTest, DetectsTheHostLayout) {
   if (host_is_v2()) {
     EXPECT_EQ(mgr().version(), CgroupVersion::v2);
-    EXPECT_EQ(mgr().directories("t").size(), 1u);
+    ASSERT_EQ(mgr().directories("t/w").size(), 1u);
+    ASSERT_TRUE(mgr().create("t/w", {}));
+    // Controllers are handed down to every inner level; the leaf keeps none (it holds tasks).
+    for (const char* inner : {"", "t"}) {
+      std::string sc = slurp(mgr().directories(inner)[0] + "/cgroup.subtree_control");
+      for (const char* c : {"memory", "pids", "cpu"})
+        EXPECT_NE(sc.find(c), std::string::npos) << inner << ": " << sc;
+    }
+    EXPECT_EQ(trimmed(mgr().directories("t/w")[0] + "/cgroup.subtree_control"), "");
+    auto fd = mgr().open_dir_for_clone("t/w");
+    ASSERT_TRUE(fd) << fd.error().message();
+    EXPECT_TRUE(fd->valid());
     return;
   }
   // This machine: v1 controllers plus an empty cgroup2 at /sys/fs/cgroup/unified. v1 must win.

@@ -28,11 +28,17 @@ std::string short_grace_config() {
          "[[tenant]]\nname = \"life\"\ntoken = \"life-token-0123456789\"\nuid_base = 300000\nuid_count = 65536\n\n"
          "[tenant.limits]\nmemory = \"128M\"\npids_max = 64\ncpu_percent = 100\ncpu_weight = 100\nmax_workers = 8\n";
 }
+PlumedOptions with_config(std::string toml) {
+  PlumedOptions o;
+  o.config_toml = std::move(toml);
+  return o;
+}
+
 constexpr const char* kLifeToken = "life-token-0123456789";
 
 TEST(Lifecycle, SigtermStopsWorkersAndLeavesNothingBehind) {
   PLUME_SKIP_UNLESS_ROOT();
-  Plumed plumed({.config_toml = short_grace_config()});
+  Plumed plumed(with_config(short_grace_config()));
   ASSERT_TRUE(plumed.start());
   EXPECT_TRUE(exists(plumed.socket()));
   EXPECT_TRUE(exists(plumed.runtime_dir() + "/plumed.pid"));
@@ -88,7 +94,7 @@ TEST(Lifecycle, SigtermWhileIdleExitsPromptly) {
 
 TEST(Lifecycle, KillNineTakesWorkersAlongAndRestartCleansUp) {
   PLUME_SKIP_UNLESS_ROOT();
-  Plumed plumed({.config_toml = short_grace_config()});
+  Plumed plumed(with_config(short_grace_config()));
   ASSERT_TRUE(plumed.start());
   json w = run_worker(plumed, kLifeToken, {{"argv", {"/bin/sleep", "60"}}});
   ASSERT_TRUE(w.contains("pid"));
@@ -129,7 +135,9 @@ TEST(Lifecycle, SecondPlumedOnTheSameRuntimeDirRefuses) {
   PLUME_SKIP_UNLESS_ROOT();
   Plumed first;
   ASSERT_TRUE(first.start());
-  Plumed second({.runtime_dir = first.runtime_dir()});
+  PlumedOptions shared;
+  shared.runtime_dir = first.runtime_dir();
+  Plumed second(shared);
   auto code = second.start_expect_exit(10s);
   ASSERT_TRUE(code.has_value()) << "the second plumed kept running";
   EXPECT_EQ(*code, 1) << second.stderr_text();

@@ -1,0 +1,150 @@
+// Channel: the supervisor ↔ worker link. Two single-producer/single-consumer rings (a→b, b→a) of
+// fixed-size, cache-line-aligned slots in one sealed memfd, mapped by exactly two processes: the
+// creator (side a, the supervisor) and one peer (side b, a worker). A consumer spins briefly, then
+// sleeps on a futex word that only it clears; a producer rings it only when it sleeps.
+//
+// Trust: every index, length and word an endpoint reads from the shared mapping is untrusted; both
+// sides check them before use, and the first violation breaks the endpoint for good
+// (ChannelError::corrupt from every later call). Each endpoint keeps its own private copy of the
+// geometry and of its own indices and never reads them back from shared memory. A half-written
+// message is never visible (publication is one release store of the producer index), so a peer
+// that dies mid-message leaves everything it published readable. The channel cannot tell that its
+// peer died: callers wait with a timeout and check the peer's pidfd. Layout, protocol and measured
+// costs: docs/channels.md.
+//
+// Threads: one thread may send while another receives on the same endpoint; two concurrent senders
+// (or receivers) on one endpoint are not allowed (single producer, single consumer).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "plume/base/result.h"
+#include "plume/base/sys_error.h"
+#include "plume/base/unique_fd.h"
+
+namespace plume::fwp {
+
+// The closed list of data-path errors. Setup (create/attach) fails with a SysError instead.
+enum class ChannelError : uint8_t {
+  full,              // send: no free slot; retry after the peer consumed
+  empty,             // try_recv: nothing to read
+  too_big,           // send: message longer than max_message(); the caller splits it
+  buffer_too_small,  // recv: the next message does not fit the buffer; it stays in the ring
+  timeout,           // recv / wait_readable: nothing arrived in time (check the peer's pidfd)
+  corrupt,           // the peer broke the protocol (bad index, length, ...); the endpoint is dead
+};
+const char* channel_error_name(ChannelError e);
+
+template <class T>
+using ChannelResult = Result<T, ChannelError>;
+
+// The shape of both rings. Each side keeps the copy it created or was told (by the supervisor,
+// out of band); the copy in the shared header is only cross-checked at attach, never used.
+struct ChannelGeometry {
+  static constexpr uint32_t kSlotHeader = 8;  // u32 length + u32 reserved, in front of the payload
+
+  uint32_t slots = 64;       // per ring; a power of two in [2, 65536]
+  uint32_t slot_size = 256;  // bytes per slot, header included; a multiple of 64 in [64, 65536]
+  // First value of every ring index. Indices are free-running u32s; tests set this near 2^32 to
+  // prove wrap-around of the counters themselves. Normally 0.
+  uint32_t start_index = 0;
+
+  size_t max_message() const { return slot_size - kSlotHeader; }
+  // Bytes of the memfd (page-rounded): header + 2 × (control lines + slots × slot_size).
+  size_t mapping_size() const;
+  // Empty when usable; otherwise what is wrong ("slots must be a power of two").
+  const char* check() const;
+  bool operator==(const ChannelGeometry&) const = default;
+};
+
+enum class ChannelSide : uint8_t { a, b };  // a: creator/supervisor (sends on ring 0); b: the peer
+
+// Counters kept privately by one endpoint (never in shared memory), for tests and metrics.
+struct ChannelStats {
+  uint64_t sent = 0;
+  uint64_t received = 0;
+  uint64_t sleeps = 0;       // futex waits entered by this endpoint's consumer
+  uint64_t wakes = 0;        // futex wakes issued by this endpoint's producer
+};
+
+class Channel {
+ public:
+  struct Created;
+
+  // Creates the memfd (MFD_CLOEXEC | MFD_ALLOW_SEALING), sizes it, seals it against shrinking,
+  // growing and further sealing, maps it, and returns it with the creator's (side a) endpoint.
+  // The fd is close-on-exec: hand it to a worker by fork, SCM_RIGHTS or an explicit dup2.
+  static SysResult<Created> create(const ChannelGeometry& geometry);
+  // Maps an existing channel memfd as `side`. Checks the fd's size and seals and that the shared
+  // header matches `geometry` (which the caller got from the creator, not from the memfd).
+  static SysResult<Channel> attach(int memfd, const ChannelGeometry& geometry, ChannelSide side);
+
+  Channel(Channel&& o) noexcept;
+  Channel& operator=(Channel&& o) noexcept;
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+  ~Channel();
+
+  // Copies msg into the next slot and publishes it; wakes the peer if it sleeps.
+  // Errors: full, too_big, corrupt.
+  ChannelResult<void> send(std::span<const std::byte> msg);
+  // Copies the next message into buf and returns its length. Errors: empty, buffer_too_small,
+  // corrupt. Never blocks.
+  ChannelResult<size_t> try_recv(std::span<std::byte> buf);
+  // Like try_recv, but waits up to `timeout` (spinning for spin(), then sleeping on the futex).
+  // Errors: timeout, buffer_too_small, corrupt.
+  ChannelResult<size_t> recv(std::span<std::byte> buf, std::chrono::nanoseconds timeout);
+  // Waits until a message can be read (ok), up to `timeout`. Errors: timeout, corrupt.
+  ChannelResult<void> wait_readable(std::chrono::nanoseconds timeout);
+
+  // How long a waiting consumer busy-polls before it sleeps (default 5 µs; 0: sleep at once).
+  void set_spin(std::chrono::nanoseconds spin) { spin_ = spin; }
+  std::chrono::nanoseconds spin() const { return spin_; }
+
+  const ChannelGeometry& geometry() const { return geometry_; }
+  ChannelSide side() const { return side_; }
+  size_t max_message() const { return geometry_.max_message(); }
+  bool broken() const { return broken_.load(std::memory_order_relaxed); }
+  const ChannelStats& stats() const { return stats_; }
+
+ private:
+  Channel() = default;
+  // One ring as seen by this endpoint: where its control words and slots live in the mapping.
+  struct RingView {
+    uint32_t* producer = nullptr;  // producer index (written by the producer only)
+    uint32_t* consumer = nullptr;  // consumer index (written by the consumer only)
+    uint32_t* doorbell = nullptr;  // futex word: 0 awake, 1 consumer sleeps, 2 rung
+    std::byte* slots = nullptr;
+  };
+  static SysResult<Channel> map(int memfd, const ChannelGeometry& geometry, ChannelSide side);
+  std::byte* slot(const RingView& ring, uint32_t index) const;
+  bool readable();                 // a message is ready; reloads the peer's producer index
+  Unexpected<ChannelError> mark_corrupt();  // breaks the endpoint for good
+  void release_mapping();
+
+  ChannelGeometry geometry_;
+  ChannelSide side_ = ChannelSide::a;
+  std::byte* base_ = nullptr;
+  size_t size_ = 0;
+  RingView tx_;  // this endpoint produces into tx_
+  RingView rx_;  // and consumes from rx_
+  // Private indices: the truth for this endpoint, never read back from the mapping.
+  uint32_t tx_head_ = 0;       // next index this endpoint will publish
+  uint32_t tx_peer_tail_ = 0;  // the peer's consumer index, as last checked
+  uint32_t rx_tail_ = 0;       // next index this endpoint will read
+  uint32_t rx_peer_head_ = 0;  // the peer's producer index, as last checked
+  std::atomic<bool> broken_{false};  // set by the sending or the receiving thread
+  std::chrono::nanoseconds spin_ = std::chrono::microseconds(5);
+  ChannelStats stats_;
+};
+
+struct Channel::Created {
+  UniqueFd memfd;    // give this to the peer (fork, SCM_RIGHTS); close-on-exec
+  Channel endpoint;  // side a
+};
+
+}  // namespace plume::fwp

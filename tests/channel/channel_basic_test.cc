@@ -1,0 +1,298 @@
+// The channel's contract with a well-behaved peer: geometry, round trips in both directions,
+// empty/full/too-big, wrap-around of slots and of the 32-bit indices, seals and close-on-exec.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "channel/channel_fixture.h"
+#include "plume/fwp/channel.h"
+
+namespace plume::fwp {
+namespace {
+
+using namespace std::chrono_literals;
+using test::check_message;
+using test::fill_message;
+using test::message_size;
+
+struct Pair {
+  UniqueFd fd;
+  Channel a;
+  Channel b;
+};
+
+Pair make_pair(const ChannelGeometry& g) {
+  auto created = Channel::create(g);
+  if (!created) throw std::runtime_error(created.error().message());
+  auto b = Channel::attach(created->memfd.get(), g, ChannelSide::b);
+  if (!b) throw std::runtime_error(b.error().message());
+  return Pair{std::move(created->memfd), std::move(created->endpoint), std::move(*b)};
+}
+
+std::span<const std::byte> bytes(const std::string& s) { return std::as_bytes(std::span(s)); }
+
+TEST(ChannelGeometry, RejectsBadShapes) {
+  for (auto g : {ChannelGeometry{0, 256}, ChannelGeometry{3, 256}, ChannelGeometry{1u << 17, 64},
+                 ChannelGeometry{64, 32}, ChannelGeometry{64, 100}, ChannelGeometry{64, 1u << 17}}) {
+    auto c = Channel::create(g);
+    ASSERT_FALSE(c.ok()) << g.slots << "x" << g.slot_size;
+    EXPECT_NE(c.error().message().find("channel create"), std::string::npos) << c.error().message();
+  }
+  ChannelGeometry g{64, 256};
+  EXPECT_STREQ(g.check(), "");
+  EXPECT_EQ(g.max_message(), 248u);
+  EXPECT_EQ(g.mapping_size() % static_cast<size_t>(::sysconf(_SC_PAGESIZE)), 0u);
+  EXPECT_GE(g.mapping_size(), 128u + 2 * (384u + 64u * 256u));
+}
+
+TEST(Channel, RoundTripsBothWays) {
+  auto p = make_pair({16, 128});
+  ASSERT_TRUE(p.a.send(bytes("ping")).ok());
+  std::array<std::byte, 120> buf{};
+  auto r = p.b.try_recv(buf);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf.data()), *r), "ping");
+  ASSERT_TRUE(p.b.send(bytes("pong!")).ok());
+  r = p.a.recv(buf, 1s);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf.data()), *r), "pong!");
+  EXPECT_EQ(p.a.stats().sent, 1u);
+  EXPECT_EQ(p.a.stats().received, 1u);
+  EXPECT_EQ(p.b.side(), ChannelSide::b);
+}
+
+TEST(Channel, EmptyRingSaysEmptyAndTimesOut) {
+  auto p = make_pair({8, 64});
+  std::array<std::byte, 56> buf{};
+  auto r = p.b.try_recv(buf);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), ChannelError::empty);
+  for (auto spin : {0ns, std::chrono::nanoseconds(5us)}) {
+    p.b.set_spin(spin);
+    const auto t0 = std::chrono::steady_clock::now();
+    r = p.b.recv(buf, 30ms);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), ChannelError::timeout);
+    EXPECT_GE(took, 30ms);
+    EXPECT_LT(took, 2s);
+  }
+  EXPECT_FALSE(p.b.broken());
+}
+
+TEST(Channel, FullUntilTheConsumerFreesASlot) {
+  ChannelGeometry g{8, 64};
+  auto p = make_pair(g);
+  std::array<std::byte, 56> msg{};
+  for (uint64_t i = 0; i < g.slots; ++i) {
+    fill_message(i, msg);
+    ASSERT_TRUE(p.a.send(msg).ok()) << i;
+  }
+  fill_message(g.slots, msg);
+  auto s = p.a.send(msg);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error(), ChannelError::full);
+  std::array<std::byte, 56> buf{};
+  auto r = p.b.try_recv(buf);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(check_message(0, std::span(buf).first(*r)));
+  ASSERT_TRUE(p.a.send(msg).ok());  // the freed slot is reused
+  for (uint64_t i = 1; i <= g.slots; ++i) {
+    r = p.b.try_recv(buf);
+    ASSERT_TRUE(r.ok()) << i;
+    EXPECT_TRUE(check_message(i, std::span(buf).first(*r))) << i;
+  }
+  EXPECT_EQ(p.b.try_recv(buf).error(), ChannelError::empty);
+}
+
+TEST(Channel, TooBigIsRejectedAndLimitsAreExact) {
+  ChannelGeometry g{4, 128};
+  auto p = make_pair(g);
+  std::vector<std::byte> big(g.max_message() + 1, std::byte{7});
+  auto s = p.a.send(big);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error(), ChannelError::too_big);
+  EXPECT_FALSE(p.a.broken());
+  big.pop_back();
+  ASSERT_TRUE(p.a.send(big).ok());                          // exactly max_message
+  ASSERT_TRUE(p.a.send(std::span<const std::byte>()).ok());  // and empty
+  std::vector<std::byte> buf(g.max_message() - 1);
+  auto r = p.b.try_recv(buf);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), ChannelError::buffer_too_small);  // and it stays in the ring
+  buf.resize(g.max_message());
+  r = p.b.try_recv(buf);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, g.max_message());
+  EXPECT_EQ(buf, big);
+  r = p.b.try_recv(buf);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 0u);
+}
+
+// Many laps around a small ring with random batch sizes on both sides; every byte checked.
+void wrap_around(uint32_t start_index) {
+  ChannelGeometry g{8, 128, start_index};
+  auto p = make_pair(g);
+  std::mt19937 rng(start_index);
+  std::vector<std::byte> msg(g.max_message()), buf(g.max_message());
+  uint64_t sent = 0, received = 0;
+  const uint64_t total = 20000;
+  while (received < total) {
+    const unsigned burst = 1 + rng() % (g.slots + 2);
+    for (unsigned i = 0; i < burst && sent < total; ++i) {
+      const size_t n = message_size(sent, g.max_message());
+      fill_message(sent, std::span(msg).first(n));
+      auto s = p.a.send(std::span(msg).first(n));
+      if (!s) {
+        ASSERT_EQ(s.error(), ChannelError::full);
+        ASSERT_EQ(sent - received, g.slots);
+        break;
+      }
+      ++sent;
+    }
+    const unsigned take = 1 + rng() % (g.slots + 2);
+    for (unsigned i = 0; i < take; ++i) {
+      auto r = p.b.try_recv(buf);
+      if (!r) {
+        ASSERT_EQ(r.error(), ChannelError::empty);
+        ASSERT_EQ(sent, received);
+        break;
+      }
+      ASSERT_EQ(*r, message_size(received, g.max_message()));
+      ASSERT_TRUE(check_message(received, std::span(buf).first(*r))) << received;
+      ++received;
+    }
+  }
+  EXPECT_EQ(p.a.stats().sent, total);
+  EXPECT_FALSE(p.a.broken() || p.b.broken());
+}
+
+TEST(Channel, WrapsAroundTheRingManyTimes) { wrap_around(0); }
+TEST(Channel, WrapsAroundThe32BitIndices) { wrap_around(0xFFFFFFFFu - 37); }
+
+TEST(Channel, AttachChecksWhatItWasTold) {
+  ChannelGeometry g{16, 128};
+  auto c = Channel::create(g);
+  ASSERT_TRUE(c.ok()) << c.error().message();
+  // Another size: the memfd's size does not match.
+  auto bad = Channel::attach(c->memfd.get(), ChannelGeometry{32, 128}, ChannelSide::b);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("memfd size"), std::string::npos) << bad.error().message();
+  // Same size, other start index: the header does not match.
+  bad = Channel::attach(c->memfd.get(), ChannelGeometry{16, 128, 5}, ChannelSide::b);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("header"), std::string::npos) << bad.error().message();
+  // An unsealed memfd of the right size is refused: its owner could truncate it under us.
+  UniqueFd plain(::memfd_create("unsealed", MFD_CLOEXEC));
+  ASSERT_TRUE(plain.valid());
+  ASSERT_EQ(::ftruncate(plain.get(), static_cast<off_t>(g.mapping_size())), 0);
+  bad = Channel::attach(plain.get(), g, ChannelSide::b);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("seal"), std::string::npos) << bad.error().message();
+  EXPECT_TRUE(Channel::attach(c->memfd.get(), g, ChannelSide::b).ok());
+}
+
+TEST(Channel, ACrossProcessPeerEchoes) {
+  ChannelGeometry g{32, 256};
+  auto c = Channel::create(g);
+  ASSERT_TRUE(c.ok());
+  const int fd = c->memfd.get();
+  auto child = test::fork_child([&] {
+    auto b = Channel::attach(fd, g, ChannelSide::b);
+    if (!b) return 2;
+    std::vector<std::byte> buf(g.max_message());
+    for (int i = 0; i < 1000; ++i) {
+      auto r = b->recv(buf, 5s);
+      if (!r) return 3;
+      while (true) {
+        auto s = b->send(std::span(buf).first(*r));
+        if (s) break;
+        if (s.error() != ChannelError::full) return 4;
+      }
+    }
+    return 0;
+  });
+  Channel& a = c->endpoint;
+  std::vector<std::byte> msg(g.max_message()), buf(g.max_message());
+  for (uint64_t i = 0; i < 1000; ++i) {
+    const size_t n = message_size(i, g.max_message());
+    fill_message(i, std::span(msg).first(n));
+    ASSERT_TRUE(a.send(std::span(msg).first(n)).ok());
+    auto r = a.recv(buf, 5s);
+    ASSERT_TRUE(r.ok()) << channel_error_name(r.error()) << " at " << i;
+    ASSERT_TRUE(check_message(i, std::span(buf).first(*r)));
+  }
+  const int status = test::reap(child, 5s);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
+TEST(Channel, MemfdIsSealedAgainstThePeer) {
+  ChannelGeometry g{16, 128};
+  auto c = Channel::create(g);
+  ASSERT_TRUE(c.ok());
+  const int fd = c->memfd.get();
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  EXPECT_EQ(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+            F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  EXPECT_EQ(seals & F_SEAL_WRITE, 0);
+  const auto size = static_cast<off_t>(g.mapping_size());
+  // A peer process tries to shrink (SIGBUS in the supervisor), grow, and re-seal the memfd.
+  auto child = test::fork_child([&] {
+    int failures = 0;
+    failures += ::ftruncate(fd, 0) != 0 && errno == EPERM;
+    failures += ::ftruncate(fd, size / 2) != 0 && errno == EPERM;
+    failures += ::ftruncate(fd, size * 2) != 0 && errno == EPERM;
+    failures += ::fallocate(fd, 0, 0, size * 2) != 0 && errno == EPERM;
+    failures += ::fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE) != 0 && errno == EPERM;
+    return failures == 5 ? 0 : 1;
+  });
+  const int status = test::reap(child, 5s);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  struct stat st{};
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(st.st_size, size);
+  // The whole mapping is still there: fill ring 0 (its last slot is near the end of ring 0).
+  auto b = Channel::attach(fd, g, ChannelSide::b);
+  ASSERT_TRUE(b.ok());
+  std::array<std::byte, 64> msg{};
+  for (unsigned i = 0; i < g.slots; ++i) ASSERT_TRUE(b->send(msg).ok());
+  std::array<std::byte, 120> buf{};
+  for (unsigned i = 0; i < g.slots; ++i) ASSERT_TRUE(c->endpoint.try_recv(buf).ok());
+}
+
+// exec'd programs inherit the memfd only when the caller means it (an explicit dup2).
+TEST(Channel, MemfdIsNotInheritedAcrossExec) {
+  auto c = Channel::create({8, 64});
+  ASSERT_TRUE(c.ok());
+  const int fd = c->memfd.get();
+  EXPECT_TRUE(::fcntl(fd, F_GETFD) & FD_CLOEXEC);
+  auto exec_probe = [](int probe_fd, bool clear_cloexec) {
+    return test::fork_child([=] {
+      if (clear_cloexec && ::fcntl(probe_fd, F_SETFD, 0) != 0) return 9;
+      const std::string script = "[ -e /proc/self/fd/" + std::to_string(probe_fd) + " ]";
+      ::execl("/bin/sh", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+      return 8;
+    });
+  };
+  auto child = exec_probe(fd, false);
+  int status = test::reap(child, 10s);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << "the channel memfd leaked into an exec'd program";
+  child = exec_probe(fd, true);  // the intended way: clear FD_CLOEXEC in the child before exec
+  status = test::reap(child, 10s);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the probe cannot see an inherited fd";
+}
+
+}  // namespace
+}  // namespace plume::fwp
