@@ -102,12 +102,9 @@ int main(int argc, char** argv) {
   if (::geteuid() != 0)
     return die("plumed.start", "plumed must run as root: it creates namespaces, cgroups and uid mappings");
 
-  // Files plumed creates are private unless it widens them (the socket becomes 0660 after bind).
-  ::umask(077);
-
   // One plumed per runtime directory: the lock is released by the kernel if we die, however we die.
   const std::string& rd = config.daemon.runtime_dir;
-  if (!mkdir_p(rd, 0755) || ::chmod(rd.c_str(), 0755) != 0) return die("plumed.start", "mkdir " + rd + ": " + std::strerror(errno));
+  if (!mkdir_p(rd, 0755)) return die("plumed.start", "mkdir " + rd + ": " + std::strerror(errno));
   const std::string lock_path = rd + "/plumed.lock";
   int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd < 0) return die("plumed.start", "open " + lock_path + ": " + std::strerror(errno));
@@ -148,7 +145,10 @@ int main(int argc, char** argv) {
   int sfd = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   if (sfd < 0) return die("plumed.start", std::string("signalfd: ") + std::strerror(errno));
 
+  // The socket is private from bind until listen_unix widens it to 0660.
+  mode_t old_umask = ::umask(077);
   auto listen_fd = HttpServer::listen_unix(config.daemon.socket);
+  ::umask(old_umask);
   if (!listen_fd.ok()) return die("plumed.start", listen_fd.error().message());
   Api api(sup);
   HttpLimits limits;

@@ -91,10 +91,26 @@ TEST_F(ApiWorkers, SignalByNumberAndSigName) {
 }
 
 TEST_F(ApiWorkers, MemoryHogIsOomKilled) {
-  json done = run_and_wait({{"argv", {PLUME_MEMHOG, "512"}}, {"limits", {{"memory_bytes", 32 << 20}}}});
+  // The host image shows only /usr, /bin, /lib, /etc...: the (static) hog goes into an image.
+  TempDir dir;
+  std::string rootfs = dir.path() + "/rootfs";
+  ASSERT_EQ(make_busybox_rootfs(rootfs), "");
+  {
+    std::ifstream in(PLUME_MEMHOG, std::ios::binary);
+    std::ofstream out(rootfs + "/bin/memhog", std::ios::binary);
+    out << in.rdbuf();
+  }
+  ASSERT_EQ(::chmod((rootfs + "/bin/memhog").c_str(), 0755), 0);
+  auto img = plumed_.admin("POST", "/v1/images", json{{"name", "hog"}, {"rootfs", rootfs}}.dump());
+  ASSERT_EQ(img.status, 201) << show(img);
+  json done = run_and_wait({{"image", "hog"}, {"argv", {"/bin/memhog", "512"}}, {"limits", {{"memory_bytes", 32 << 20}}}});
   EXPECT_EQ(exit_of(done).value("cause", std::string()), "oom") << done.dump();
   EXPECT_GT(done.value("peak_memory_bytes", uint64_t{0}), uint64_t{16} << 20) << done.dump();
   EXPECT_LE(done.value("peak_memory_bytes", uint64_t{0}), uint64_t{40} << 20) << done.dump();
+  // The same hog with room enough exits normally: the limit, not the hog, made the difference.
+  json fine = run_and_wait({{"image", "hog"}, {"argv", {"/bin/memhog", "8"}}, {"limits", {{"memory_bytes", 64 << 20}}}});
+  EXPECT_EQ(exit_of(fine).value("cause", std::string()), "exit") << fine.dump();
+  EXPECT_EQ(exit_of(fine).value("code", -1), 0) << fine.dump();
 }
 
 TEST_F(ApiWorkers, TimeoutIsALimitKill) {
@@ -230,7 +246,8 @@ TEST_F(ApiWorkers, TenantsThroughTheApi) {
   auto list = plumed_.admin("GET", "/v1/tenants");
   EXPECT_EQ(list.body.find("gamma-secret-token"), std::string::npos);
   bool found = false;
-  for (const auto& x : json_of(list)["tenants"]) found |= x.value("name", std::string()) == "gamma";
+  json tenants = json_of(list);
+  for (const auto& x : tenants["tenants"]) found |= x.value("name", std::string()) == "gamma";
   EXPECT_TRUE(found) << list.body;
 
   // The new token works; a worker blocks a plain delete; force kills it.
