@@ -59,7 +59,7 @@ struct SandboxSpec {
   RootfsSpec rootfs;
 
   // Absolute cgroup directories the worker is placed in before it runs (one per v1 controller
-  // hierarchy, one in total on v2). Filled from CgroupManager::procs_paths().
+  // hierarchy, one in total on v2). Filled from CgroupManager::procs_files().
   std::vector<std::string> cgroup_procs_files;
   // v2 only: an O_PATH|O_DIRECTORY fd of the worker's cgroup for CLONE_INTO_CGROUP; -1 otherwise.
   int cgroup_dir_fd = -1;

@@ -1,0 +1,1 @@
+peers = "fork_exec vfork_exec posix_spawn bwrap crun plume"
