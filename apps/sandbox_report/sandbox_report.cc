@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,16 @@ void report_ids() {
   std::printf("pid: %d\n", static_cast<int>(getpid()));
   std::printf("uid: %u (euid %u)\n", getuid(), geteuid());
   std::printf("gid: %u (egid %u)\n", getgid(), getegid());
+  // Inside a user namespace, uid 0 is someone else outside: the maps say who.
+  for (const char* map : {"uid_map", "gid_map"}) {
+    auto lines = read_lines((std::string("/proc/self/") + map).c_str());
+    for (const auto& line : lines) {
+      std::string fields;
+      std::istringstream in(line);
+      for (std::string f; in >> f;) fields += (fields.empty() ? "" : " ") + f;
+      std::printf("%s: %s (inside outside count)\n", map, fields.c_str());
+    }
+  }
 }
 
 void report_hostname() {

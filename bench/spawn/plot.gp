@@ -8,11 +8,12 @@ set output dir."/spawn.png"
 set multiplot layout 1,2 title "Start latency of a static binary, CDF over all starts (log scale)"
 set logscale x
 set format x "%g"
-set xrange [0.05:*]
+set xtics (0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200)
+set xrange [0.2:*]
 set yrange [0:1]
 set ytics 0.1
 set grid xtics mxtics ytics
-set key bottom right
+set key top left box opaque
 # Dark, distinct colours (the default yellow is unreadable on white).
 colors = "#1b9e77 #d95f02 #7570b3 #e7298a #66a61e #a6761d #000000 #e6ab02"
 do for [i=1:8] { set linetype i lc rgb word(colors, i) lw 2 }

@@ -56,6 +56,14 @@ std::string host_line() {
          std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)) + " CPUs";
 }
 
+// Other work on the machine shows in the figures: say how busy it was.
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  std::string one, five, fifteen;
+  in >> one >> five >> fifteen;
+  return one + " " + five + " " + fifteen;
+}
+
 }  // namespace
 
 double percentile(const std::vector<double>& sorted, double q) {
@@ -93,7 +101,8 @@ SysResult<void> write_report(const std::string& out_dir, const RunInfo& info,
   csv << "peer,starts,median_first_instruction_us,p99_first_instruction_us,median_exit_us,"
          "p99_exit_us,median_exit_vs_fork_exec\n";
   md << "Measured " << host_line() << "; " << info.warmup << " warm-up rounds, then "
-     << info.iterations << " interleaved rounds (crun: " << info.crun_iterations << ").\n"
+     << info.iterations << " interleaved rounds (crun: " << info.crun_iterations
+     << "); load average at the end: " << load_average() << ".\n"
      << "Command: `" << info.command << "`\n\n"
      << "| peer | starts | start → first instruction, median | p99 | start → exit observed, median | p99 "
         "| exit median vs fork+exec |\n"

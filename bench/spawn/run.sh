@@ -15,6 +15,7 @@ case "${1:-}" in
   ""|-*) ;;
   *) build=$1; shift ;;
 esac
+recorded="bench/spawn/run.sh $build${*:+ $*}"
 build=$(cd "$build" && pwd)
 
 out=bench/results/spawn
@@ -86,7 +87,8 @@ esac
 
 # spawn_bench waits (bounded) for plumed's /v1/health before its first start.
 # shellcheck disable=SC2086 # plume_args holds paths from mktemp: no spaces
-"$build/bench/spawn_bench" --binary "$build/apps/first_instruction" $plume_args "$@"
+"$build/bench/spawn_bench" --binary "$build/apps/first_instruction" $plume_args \
+  --command "$recorded" "$@"
 stop_plumed
 gnuplot -e "dir='$out'" bench/spawn/plot.gp
 echo "run.sh: wrote $out/{samples.csv,summary.csv,summary.md,spawn.png}"

@@ -42,6 +42,7 @@ const char* kUsage = R"(usage: spawn_bench --binary PATH [options]
   --plume-token-file PATH  file holding plumed's admin token (or --plume-token TOKEN)
   --plume-tenant NAME      tenant the workers run as (default demo)
   --bwrap PATH / --crun PATH   the tools (default: found on PATH)
+  --command TEXT           the command recorded in summary.md (default: this one)
 )";
 
 struct Options {
@@ -54,6 +55,7 @@ struct Options {
   PlumeOptions plume;
   std::string bwrap;
   std::string crun;
+  std::string command;
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -108,6 +110,7 @@ SysResult<Options> parse_args(int argc, char** argv) {
     else if (a == "--plume-tenant") o.plume.tenant = v;
     else if (a == "--bwrap") o.bwrap = v;
     else if (a == "--crun") o.crun = v;
+    else if (a == "--command") o.command = v;
     else return fail(plain_error("arguments", "unknown flag " + a + " (see --help)"));
     if (!ok) return fail(plain_error("arguments", a + ": not a count: " + v));
   }
@@ -312,7 +315,8 @@ int run(int argc, char** argv) {
   fs::create_directories(o.out, ec);
   if (ec) return die(plain_error("mkdir " + o.out, ec.message()));
   RunInfo info;
-  for (int i = 0; i < argc; ++i) info.command += (i ? " " : "") + std::string(argv[i]);
+  info.command = o.command;
+  for (int i = 0; i < argc && o.command.empty(); ++i) info.command += (i ? " " : "") + std::string(argv[i]);
   info.iterations = o.iterations;
   info.crun_iterations = o.crun_iterations;
   info.warmup = o.warmup;

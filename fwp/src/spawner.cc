@@ -211,8 +211,10 @@ Result<Process, SpawnError> spawn_and_wait_exec(const SandboxSpec& spec) {
   auto proc = spawn(spec);
   if (!proc) return proc;
   if (auto e = read_exec_status(proc->status_fd.get())) {
-    // The child has exited (or is about to) after reporting: reap it here, as nobody else can.
+    // The child exits after reporting; kill it anyway (in case the pipe itself failed) and reap
+    // it here, as nobody else can.
     proc->sync_fd.reset();
+    ::syscall(SYS_pidfd_send_signal, proc->pidfd.get(), SIGKILL, nullptr, 0);
     (void)reap(proc->pidfd.get(), true);
     return fail(std::move(*e));
   }

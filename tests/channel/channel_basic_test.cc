@@ -148,7 +148,7 @@ void wrap_around(uint32_t start_index) {
   uint64_t sent = 0, received = 0;
   const uint64_t total = 20000;
   while (received < total) {
-    const unsigned burst = 1 + rng() % (g.slots + 2);
+    const auto burst = static_cast<unsigned>(1 + rng() % (g.slots + 2));
     for (unsigned i = 0; i < burst && sent < total; ++i) {
       const size_t n = message_size(sent, g.max_message());
       fill_message(sent, std::span(msg).first(n));
@@ -160,7 +160,7 @@ void wrap_around(uint32_t start_index) {
       }
       ++sent;
     }
-    const unsigned take = 1 + rng() % (g.slots + 2);
+    const auto take = static_cast<unsigned>(1 + rng() % (g.slots + 2));
     for (unsigned i = 0; i < take; ++i) {
       auto r = p.b.try_recv(buf);
       if (!r) {

@@ -7,7 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
+#include <memory>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -146,8 +148,11 @@ TEST(ChannelHostile, PunchedHoleReadsAsZerosAndIsCaught) {
   bool corrupt = false;
   for (int i = 0; i < 8 && !corrupt; ++i) {
     auto r = s.sup.try_recv(buf);
-    if (!r) corrupt = r.error() == ChannelError::corrupt;
-    else EXPECT_EQ(*r, 0u);  // messages already announced: their slots now read as length 0
+    if (!r) {
+      corrupt = r.error() == ChannelError::corrupt;
+    } else {
+      EXPECT_EQ(*r, 0u);
+    }  // messages already announced: their slots now read as length 0
   }
   EXPECT_TRUE(corrupt);
 }
@@ -193,7 +198,7 @@ TEST(ChannelHostile, RandomScribblesNeverCrashTheReader) {
             const size_t picks[] = {ring.producer, ring.consumer, ring.doorbell, ring.slots};
             off = picks[rng() % 4];
           }
-          *s.word(off) = rng() % 3 ? static_cast<uint32_t>(rng()) : *s.word(off) + rng() % 20;
+          *s.word(off) = static_cast<uint32_t>(rng() % 3 ? rng() : *s.word(off) + rng() % 20);
           break;
         }
         case 1:
@@ -204,13 +209,18 @@ TEST(ChannelHostile, RandomScribblesNeverCrashTheReader) {
           break;
         case 3: {
           auto r = s.sup.try_recv(buf);
-          if (r) ASSERT_LE(*r, s.sup.max_message());
-          else ASSERT_TRUE(r.error() == ChannelError::empty || r.error() == ChannelError::corrupt);
+          if (r) {
+            ASSERT_LE(*r, s.sup.max_message());
+          } else {
+            ASSERT_TRUE(r.error() == ChannelError::empty || r.error() == ChannelError::corrupt);
+          }
           break;
         }
         case 4: {
           auto r = s.sup.send(std::span(msg).first(rng() % msg.size()));
-          if (!r) ASSERT_TRUE(r.error() == ChannelError::full || r.error() == ChannelError::corrupt);
+          if (!r) {
+            ASSERT_TRUE(r.error() == ChannelError::full || r.error() == ChannelError::corrupt);
+          }
           break;
         }
       }
@@ -248,8 +258,11 @@ TEST(ChannelHostile, ConcurrentScribblerProcess) {
     const auto deadline = std::chrono::steady_clock::now() + 2s;
     while (!s.sup.broken() && std::chrono::steady_clock::now() < deadline) {
       auto r = s.sup.recv(buf, 1ms);
-      if (r) ASSERT_LE(*r, s.sup.max_message());
-      else ASSERT_TRUE(r.error() == ChannelError::timeout || r.error() == ChannelError::corrupt);
+      if (r) {
+        ASSERT_LE(*r, s.sup.max_message());
+      } else {
+        ASSERT_TRUE(r.error() == ChannelError::timeout || r.error() == ChannelError::corrupt);
+      }
       (void)s.sup.send(msg);
     }
     EXPECT_TRUE(s.sup.broken()) << "seed " << seed << ": 2 s of scribbling went unnoticed";

@@ -4,7 +4,9 @@
 // otherwise hang). PLUME_CHANNEL_STRESS_SCALE=N multiplies the message counts.
 #include <sys/wait.h>
 
+#include <array>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <thread>
 #include <vector>
@@ -72,7 +74,7 @@ TEST(ChannelStress, ThreadsPingPongWithSleepingConsumers) {
   ASSERT_TRUE(b.ok());
   p.a.set_spin(0ns);
   b->set_spin(0ns);
-  const uint64_t rounds = scaled(30000);
+  const uint64_t rounds = scaled(50000);
   int echo_rc = -1;
   std::thread t([&] { echo_rc = echo_side(*b, rounds); });
   ping_side(p.a, rounds);
@@ -86,7 +88,7 @@ TEST(ChannelStress, ThreadsPingPongWithSleepingConsumers) {
 
 TEST(ChannelStress, ProcessesPingPongWithSleepingConsumers) {
   auto p = create({8, 128});
-  const uint64_t rounds = scaled(30000);
+  const uint64_t rounds = scaled(50000);
   const int fd = p.fd.get();
   const ChannelGeometry g = p.g;
   auto child = test::fork_child([&] {
@@ -142,6 +144,14 @@ TEST(ChannelStress, ProcessBurstsWithAcknowledgements) {
   uint64_t bursts = 0;
   for (uint64_t i = 0; i < total; ++i) {
     auto r = p.a.recv(buf, kLostWakeup);
+    if (!r) {
+      test::RawMapping raw(fd, g.mapping_size());
+      for (unsigned ring = 0; ring < 2; ++ring) {
+        auto o = test::ring_offsets(g, ring);
+        fprintf(stderr, "ring %u prod %u cons %u bell %u\n", ring, *raw.word_at(o.producer), *raw.word_at(o.consumer), *raw.word_at(o.doorbell));
+      }
+      fprintf(stderr, "a: sent %lu recv %lu sleeps %lu wakes %lu\n", p.a.stats().sent, p.a.stats().received, p.a.stats().sleeps, p.a.stats().wakes);
+    }
     ASSERT_TRUE(r.ok()) << "message " << i << ": " << channel_error_name(r.error());
     uint64_t seq = 0, last = 0;
     std::memcpy(&seq, buf.data(), 8);

@@ -172,14 +172,22 @@ TEST_F(SpawnTest, WorkerDiesWithItsParent) {
   ASSERT_EQ(::pipe2(hold, O_CLOEXEC), 0);
   UniqueFd hold_r(hold[0]);
   UniqueFd hold_w(hold[1]);
+  UniqueFd devnull(::open("/dev/null", O_WRONLY | O_CLOEXEC));
   SandboxSpec spec = make_tenant_spec({"/bin/hostile", "block"});
   auto group = cgroups().create("t/orphan", default_limits());
   ASSERT_TRUE(group.ok()) << group.error().message();
   spec.cgroup_procs_files = cgroups().procs_files("t/orphan");
-  spec.granted_fds = {hold_r.get(), report_w.get(), report_w.get()};
+  spec.granted_fds = {hold_r.get(), devnull.get(), devnull.get()};
 
   const pid_t intermediate = ::fork();
   ASSERT_GE(intermediate, 0);
+  // Whatever fails below, the intermediate process does not outlive the test.
+  struct Reaper {
+    pid_t pid;
+    ~Reaper() {
+      if (::kill(pid, SIGKILL) == 0) ::waitpid(pid, nullptr, 0);
+    }
+  } reaper{intermediate};
   if (intermediate == 0) {
     auto proc = spawn_and_wait_exec(spec);
     const pid_t pid = proc ? proc->pid : -1;

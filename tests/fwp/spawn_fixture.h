@@ -74,9 +74,9 @@ class SpawnTest : public ::testing::Test {
   static const CompiledFilter& filter();
   CgroupManager& cgroups() { return *cgroups_; }
   const std::string& staging() const { return staging_->path(); }
-  // A minimal rootfs of another tenant's image: /bin/hostile and /bin/busybox (static), /bin/sh,
-  // empty /proc, /tmp and /dev, /data/mine (0600, this tenant's) and /data/secret (0600, owned
-  // by another tenant's host uid).
+  // A minimal rootfs of a tenant image: /bin/hostile and (where the host has it) /bin/busybox
+  // and /bin/sh, empty /proc, /tmp and /dev, /data/mine (0600, this tenant's) and /data/secret
+  // (0600, owned by another tenant's host uid).
   const std::string& tenant_rootfs();
 
  private:

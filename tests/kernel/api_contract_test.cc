@@ -119,7 +119,7 @@ TEST_F(ApiContract, EveryDocumentedOperationIsRoutedAndAnswersPerSchema) {
     if (path == "/v1/tenants") return {{"name", "fresh"}, {"token", "fresh-token-123456"}};
     if (path == "/v1/images") return {{"name", "fresh-img"}, {"rootfs", rootfs}};
     if (path == "/v1/workers") return {{"tenant", "acme"}, {"argv", {"/bin/true"}}};
-    if (path == "/v1/workers/{id}/signal") return {{"signal", "TERM"}};
+    if (path == "/v1/workers/{id}/signal") return {{"signal", "KILL"}};
     return json::object();
   };
   auto query_for = [&](const std::string& path) -> std::string {
@@ -148,7 +148,7 @@ TEST_F(ApiContract, EveryDocumentedOperationIsRoutedAndAnswersPerSchema) {
     std::string method = op.method;
     std::transform(method.begin(), method.end(), method.begin(), ::toupper);
     if (op.path == "/v1/workers/{id}" && op.method == "delete") {
-      (void)wait_worker(plumed_, tenant_token, id);  // ended by the TERM sent earlier
+      (void)wait_worker(plumed_, tenant_token, id);  // ended by the KILL sent earlier
     }
     json body = body_for(op.path, op.method);
     auto r = plumed_.admin(method, substitute(op.path) + query_for(op.path), body.is_null() ? "" : body.dump());
@@ -167,7 +167,7 @@ TEST_F(ApiContract, EveryDocumentedOperationIsRoutedAndAnswersPerSchema) {
     }
     std::string media = resp["content"].begin().key();
     std::string ctype = r.header("content-type");
-    EXPECT_EQ(ctype.substr(0, media.find(';')), media.substr(0, media.find(';'))) << "Content-Type " << ctype;
+    EXPECT_EQ(ctype.substr(0, ctype.find(';')), media.substr(0, media.find(';'))) << "Content-Type " << ctype;
     if (media == "application/json") {
       json value = json_of(r);
       ASSERT_FALSE(value.is_discarded()) << "not JSON: " << r.body;

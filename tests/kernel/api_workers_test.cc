@@ -84,9 +84,10 @@ TEST_F(ApiWorkers, SignalByNumberAndSigName) {
     auto r = plumed_.request("POST", "/v1/workers/" + w["id"].get<std::string>() + "/signal", token_,
                              json{{"signal", sig}}.dump());
     EXPECT_EQ(r.status, 202) << show(r);
-    json done = wait_worker(plumed_, token_, w["id"]);
+    json done = wait_worker(plumed_, token_, w["id"], 5000);
     EXPECT_EQ(exit_of(done).value("signal", 0), 15) << done.dump();
     EXPECT_EQ(exit_of(done).value("signal_name", std::string()), "TERM") << done.dump();
+    plumed_.request("POST", "/v1/workers/" + w["id"].get<std::string>() + "/signal", token_, R"({"signal":"KILL"})");
   }
 }
 

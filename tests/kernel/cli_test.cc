@@ -139,7 +139,8 @@ TEST_F(Cli, KillWithASignalNameAndNumber) {
     ASSERT_EQ(run.exit_code, 0) << run.err;
     std::string id = run.out.substr(0, run.out.find('\n'));
     EXPECT_EQ(cli({"kill", "-s", sig, id}).exit_code, 0);
-    EXPECT_EQ(cli({"wait", id}).exit_code, 128 + 15);
+    EXPECT_EQ(cli({"wait", "--timeout", "5s", id}).exit_code, 128 + 15) << "signal " << sig << " did not end " << id;
+    cli({"kill", id});
   }
 }
 

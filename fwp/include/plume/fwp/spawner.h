@@ -71,6 +71,8 @@ Result<Process, SpawnError> spawn(const SandboxSpec& spec);
 
 // Reads the exec-status pipe once it is readable: nullopt means execve succeeded (EOF); a value is
 // the step that failed in the child. Non-blocking callers should poll status_fd for POLLIN first.
+// EOF also results if the child was killed before it could report (e.g. by SIGKILL): reap() then
+// says so. After a failure the child has exited with 127; the caller still reaps it.
 std::optional<SpawnError> read_exec_status(int status_fd);
 
 // Convenience for tests and benchmarks: spawn and block until execve succeeded or a step failed.

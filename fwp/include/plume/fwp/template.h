@@ -1,0 +1,275 @@
+// Templates and warm pools: the supervisor's side of the featherweight-process fast path.
+//
+// A Template is one sandboxed process tree per (tenant, image), started once through the
+// containment pipeline (spawn): a keeper (pid 1 of the template's namespaces, reaps, never runs
+// app code) and the template proper, which has run the app's init and forks instances on request.
+// An instance inherits the sandbox and the warmed memory, gets its own channel (and its own
+// cgroup, or stays in the template's), drops every fd, turns non-dumpable, sets up its restricted
+// io_uring ring, stacks a per-instance seccomp filter, and parks on its channel. A warm pool keeps
+// `pool_size` such parked instances: a start is then one message into a parked instance's channel
+// (a futex wake), no fork. See docs/fwp.md for the design and the measured costs.
+//
+// Single-threaded and loop-driven, like plumed: nothing here blocks. The controller registers the
+// fds it needs with a Poller (plumed implements it on its io_uring loop; PollLoop below is a
+// poll(2) driver for tests and benchmarks) and reports what happens through Events callbacks,
+// which run inside Poller callbacks.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "plume/base/sys_error.h"
+#include "plume/base/unique_fd.h"
+#include "plume/fwp/cgroup.h"
+#include "plume/fwp/channel.h"
+#include "plume/fwp/sandbox_spec.h"
+#include "plume/fwp/spawner.h"
+
+namespace plume::fwp {
+
+// What the controller needs from an event loop: level-triggered readability callbacks.
+class Poller {
+ public:
+  virtual ~Poller() = default;
+  // Calls on_ready whenever fd is readable or hung up, until unwatch(fd). One watch per fd;
+  // watching a watched fd replaces its callback. Callbacks may watch and unwatch any fd.
+  virtual void watch(int fd, std::function<void()> on_ready) = 0;
+  virtual void unwatch(int fd) = 0;
+};
+
+// A Poller on poll(2), for tests, benchmarks and tools.
+class PollLoop final : public Poller {
+ public:
+  void watch(int fd, std::function<void()> on_ready) override;
+  void unwatch(int fd) override;
+  // Waits up to `timeout` for one round of readiness and runs the callbacks. False on timeout.
+  bool run_once(std::chrono::milliseconds timeout);
+  // Runs rounds until done() is true (true) or `timeout` passed (false).
+  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+  size_t watched() const { return watches_.size(); }
+
+ private:
+  struct Watch {
+    std::shared_ptr<std::function<void()>> cb;
+  };
+  std::map<int, Watch> watches_;
+};
+
+// Where an instance is metered and limited.
+enum class InstanceCgroups : uint8_t {
+  own,     // <cgroup_parent>/<instance>: created and joined while parked (pool) or before the
+           // first message (fork path); ~0.5 ms per v1 hierarchy, off a pooled start's path
+  shared,  // stays in the template's cgroup (the caller's choice of the tenant's or a template
+           // group): nothing to do per instance
+};
+
+struct TemplateSpec {
+  std::string name;  // "<tenant>/<image>": logs, instance names
+  // From the supervisor: id maps, uid/gid, rootfs, rlimits, the image's compiled seccomp filter
+  // (it must allow io_uring when io_uring_ops is not empty), and the template's cgroup
+  // (cgroup_procs_files / cgroup_dir_fd). argv, env and granted_fds are completed by start():
+  // env gains PLUME_FWP_ROLE=template; fds 0-3 become /dev/null, stdout, stderr, control socket.
+  SandboxSpec sandbox;
+  // The app on the host, exec'd through an fd (it need not be inside the rootfs; needs /proc in
+  // the sandbox, which the pipeline mounts). Empty: sandbox.argv[0] is exec'd inside the rootfs.
+  std::string binary;
+  int stdout_fd = -1;  // given to the template and every instance; -1: /dev/null
+  int stderr_fd = -1;
+  ChannelGeometry channel;            // each instance's channel
+  std::vector<uint8_t> io_uring_ops;  // IORING_OP_* an instance's ring may carry; empty: no ring
+  uint32_t io_uring_entries = 64;
+  bool instance_filter = true;        // stack the per-instance seccomp filter (docs/fwp.md)
+  size_t pool_size = 0;               // parked instances kept ready
+  size_t max_refills_in_flight = 2;   // pool FORKs outstanding at once (starts go first)
+  InstanceCgroups cgroup_mode = InstanceCgroups::shared;
+  CgroupManager* cgroups = nullptr;   // required for `own`; used for stats when set
+  std::string cgroup_parent;          // `own`: instance groups go under it ("<tenant>")
+  CgroupLimits instance_limits;       // `own`: each instance group's limits
+  std::string template_cgroup;        // `shared`: the template's group (relative), for stats/OOM
+};
+
+enum class InstanceState : uint8_t {
+  forking,  // FORK sent, no answer yet
+  parked,   // in the pool, waiting for its first message
+  running,  // its first message was sent
+  exited,   // reaped; see InstanceExit
+};
+enum class StartPath : uint8_t { pool, fork };
+
+enum class ExitCause : uint8_t {
+  exit,           // it exited (code)
+  signal,         // a signal killed it (a crash: SIGSEGV, ...)
+  oom,            // SIGKILLed by the OOM killer of its cgroup
+  limit,          // SIGXCPU / SIGXFSZ, or killed by the supervisor (kill())
+  lost,           // its template tree died before it could be observed, or the fork failed
+};
+const char* exit_cause_name(ExitCause cause);
+
+struct InstanceExit {
+  ExitCause cause = ExitCause::exit;
+  int code = 0;    // exit code (cause exit)
+  int signal = 0;  // the fatal signal (signal, oom, limit)
+  uint64_t cpu_ns = 0;             // user + system, from the reaper's rusage
+  uint64_t max_rss_bytes = 0;
+  uint64_t memory_peak_bytes = 0;  // from its own cgroup, when it has one
+  int err = 0;                     // lost: why (errno of the fork, ESRCH when the tree died)
+};
+
+// One instance, as the controller tracks it. Owned by the Template; the pointer stays valid until
+// Template::forget(id) or the Template's destruction.
+class Instance {
+ public:
+  uint64_t id() const { return id_; }
+  const std::string& name() const { return name_; }
+  InstanceState state() const { return state_; }
+  StartPath path() const { return path_; }
+  pid_t pid() const { return pid_; }        // in plumed's pid namespace; -1 while forking
+  pid_t ns_pid() const { return ns_pid_; }  // in the template's pid namespace
+  int pidfd() const { return pidfd_.get(); }
+  const std::string& cgroup() const { return cgroup_; }  // relative; empty when shared
+  bool ready() const { return ready_; }     // it announced it is set up and parked
+  const std::optional<InstanceExit>& exit() const { return exit_; }
+  // The supervisor's end of its channel (side a). Messages are the app's; the instance's
+  // readiness record is consumed by recv() below, never seen by the caller.
+  Channel& channel() { return *channel_; }
+  // Receives the next app message (skipping the readiness record), waiting up to `timeout`.
+  ChannelResult<size_t> recv(std::span<std::byte> buf, std::chrono::nanoseconds timeout);
+  // Sends one message to the instance.
+  ChannelResult<void> send(std::span<const std::byte> msg) { return channel_->send(msg); }
+
+ private:
+  friend class Template;
+  bool consume_ready();  // true when the readiness record has been seen (reads it if queued)
+  uint64_t id_ = 0;
+  std::string name_;
+  InstanceState state_ = InstanceState::forking;
+  StartPath path_ = StartPath::fork;
+  pid_t pid_ = -1;
+  pid_t ns_pid_ = -1;
+  UniqueFd pidfd_;
+  UniqueFd memfd_;  // kept until the template has forked with it
+  std::optional<Channel> channel_;
+  std::string cgroup_;
+  bool ready_ = false;
+  bool dead_ = false;          // its pidfd became readable
+  bool fork_sent_ = false;     // a FORK for it is with the template (or keeper)
+  bool refill_ = false;        // forked for the pool
+  bool killed_ = false;        // the supervisor sent it a fatal signal
+  bool forgotten_ = false;     // exited and dropped by the caller (or never started): collect
+  bool want_start_ = false;    // a start is waiting on it (fork path): send first_ once possible
+  bool first_sent_ = false;    // first_ is in the channel already
+  std::vector<std::byte> first_;
+  std::optional<InstanceExit> exit_;
+};
+
+struct TemplateStats {
+  uint32_t generation = 0;   // template incarnations started (1 after the first hello)
+  uint64_t starts = 0;
+  uint64_t pool_hits = 0;    // starts served by a parked instance
+  uint64_t pool_misses = 0;  // starts that forked
+  uint64_t forks = 0;        // FORKs answered with an instance
+  uint64_t fork_failures = 0;
+  uint64_t exits = 0;
+  uint64_t template_restarts = 0;
+  uint64_t protocol_errors = 0;  // records from the template that failed validation
+  uint64_t init_ns = 0;          // the app's init in the current template
+};
+
+class Template {
+ public:
+  struct Events {
+    std::function<void()> template_ready;                               // hello (each generation)
+    std::function<void(const ExitStatus&)> template_exited;             // it will be restarted
+    std::function<void(Instance&)> instance_exited;                     // exit() is set
+    std::function<void(const std::string& what)> failed;                // the tree is gone for good
+  };
+
+  // Spawns the keeper through the containment pipeline and registers its fds with `poller`. The
+  // template is ready (hello) later, in the loop; starts made before are queued, not refused.
+  static SysResult<std::unique_ptr<Template>> start(TemplateSpec spec, Poller& poller,
+                                                    Events events);
+  // SIGKILLs the keeper (the kernel then kills the whole pid namespace), unwatches every fd and
+  // removes the instance cgroups it created. Does not block beyond reaping the keeper.
+  ~Template();
+  Template(const Template&) = delete;
+  Template& operator=(const Template&) = delete;
+
+  // Starts an instance whose first message is `first_message` (the start request). With a parked
+  // instance in the pool: one channel send (the doorbell), no fork. Otherwise: a FORK to the
+  // template (queued while it restarts); the message is delivered once the instance exists (and,
+  // for InstanceCgroups::own, has joined its cgroup). Fails only when the message is too big or a
+  // channel cannot be created, never because the pool is empty.
+  SysResult<Instance*> start_instance(std::span<const std::byte> first_message);
+
+  // Sends `sig` through the instance's pidfd. SIGKILL/SIGXCPU from here count as cause `limit`.
+  SysResult<void> kill(uint64_t id, int sig);
+  Instance* instance(uint64_t id);
+  // Drops an exited instance's record (at the controller's next safe point; the pointer stays
+  // valid until the current callback returns).
+  void forget(uint64_t id);
+  // Instances not yet exited, pool included.
+  size_t live_instances() const;
+  // Parked instances, and those of them that announced readiness.
+  size_t pool_parked() const { return pool_.size(); }
+  size_t pool_ready();  // checks each parked instance's channel for its readiness record
+
+  bool ready() const { return phase_ == Phase::ready; }
+  pid_t keeper_pid() const { return keeper_.pid; }  // plumed's pid namespace
+  pid_t template_pid() const { return template_pid_; }
+  int template_pidfd() const { return template_pidfd_.get(); }
+  const TemplateStats& stats() const { return stats_; }
+  const TemplateSpec& spec() const { return spec_; }
+
+ private:
+  enum class Phase : uint8_t { spawning, waiting_hello, ready, restarting, dead };
+  Template(TemplateSpec spec, Poller& poller, Events events);
+  SysResult<void> spawn_keeper();
+  void on_exec_status();
+  void on_keeper_exit();
+  void on_control();
+  void on_template_exit();
+  void on_hello(int fd, uint32_t generation, uint64_t init_ns, pid_t ns_pid);
+  void on_forked(uint64_t id, int err, pid_t ns_pid, int fd);
+  void on_exited(pid_t ns_pid, int wait_status, uint64_t cpu_ns, uint64_t max_rss_kb);
+  void on_template_exited(int wait_status);
+  void on_instance_pidfd(uint64_t id);
+  SysResult<Instance*> new_instance(StartPath path);
+  SysResult<void> send_fork(Instance& inst);
+  void deliver_first(Instance& inst);
+  void refill();
+  void pump_queued_forks();
+  void finish(Instance& inst, InstanceExit exit);
+  void lose_all(const std::string& why);
+  void collect();  // erases forgotten instances; only where no Instance reference is held
+  void protocol_error(const std::string& what);
+
+  TemplateSpec spec_;
+  Poller& poller_;
+  Events events_;
+  Phase phase_ = Phase::spawning;
+  Process keeper_;
+  UniqueFd control_;         // our end of the control socket
+  UniqueFd template_pidfd_;  // from hello
+  pid_t template_pid_ = -1;
+  ino_t pid_ns_ = 0;         // the keeper's pid namespace, to check pidfds against
+  uint64_t template_oom_kills_ = 0;  // `shared`: the template group's OOM kills seen so far
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, std::unique_ptr<Instance>> instances_;
+  std::deque<uint64_t> pool_;         // parked, oldest first
+  std::deque<uint64_t> queued_forks_; // instances waiting for a template to fork them
+  size_t refills_in_flight_ = 0;
+  size_t forks_in_flight_ = 0;
+  TemplateStats stats_;
+};
+
+}  // namespace plume::fwp

@@ -1,0 +1,163 @@
+// An instance's life after the template forked it, and the public calls a handler makes.
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include "instance_filter.h"
+#include "runtime.h"
+
+namespace {
+
+plume_instance g_self;  // the one instance of this process
+
+using plume::fwp::ChannelError;
+
+long channel_errno(ChannelError e) {
+  switch (e) {
+    case ChannelError::timeout: return -ETIMEDOUT;
+    case ChannelError::buffer_too_small: return -EMSGSIZE;
+    case ChannelError::too_big: return -EMSGSIZE;
+    case ChannelError::full: return -EAGAIN;
+    case ChannelError::empty: return -EAGAIN;
+    case ChannelError::corrupt: return -EPIPE;
+  }
+  return -EPIPE;
+}
+
+// The image's opcodes, R_DISABLED → restrictions → enabled. Returns 0 or an errno.
+int setup_ring(const plume::fwp::wire::Msg& config) {
+  io_uring_params p{};
+  p.flags = IORING_SETUP_R_DISABLED;
+  if (int r = io_uring_queue_init_params(config.ring_entries, &g_self.ring, &p); r < 0) return -r;
+  io_uring_restriction res[256];
+  unsigned n = 0;
+  for (unsigned op = 0; op < 256; ++op) {
+    if (!config.ring_ops.has(static_cast<uint8_t>(op))) continue;
+    res[n] = io_uring_restriction{};
+    res[n].opcode = IORING_RESTRICTION_SQE_OP;
+    res[n].sqe_op = static_cast<uint8_t>(op);
+    ++n;
+  }
+  // No IORING_RESTRICTION_REGISTER_OP entries: every io_uring_register opcode is refused from now.
+  if (int r = io_uring_register_restrictions(&g_self.ring, res, n); r < 0) return -r;
+  if (int r = io_uring_enable_rings(&g_self.ring); r < 0) return -r;
+  g_self.has_ring = true;
+  return 0;
+}
+
+[[noreturn]] void die(const char* what, int err) {
+  plume::libplume::diag(what, err);
+  _exit(125);
+}
+
+}  // namespace
+
+namespace plume::libplume {
+
+void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t instance_id,
+                  int memfd) {
+  // 1. Descriptors: the channel is mapped, then every fd but stdio goes (the control socket,
+  //    the template's other fds, other instances' memfds in flight).
+  const fwp::ChannelGeometry geometry{config.slots, config.slot_size, 0};
+  auto channel = fwp::Channel::attach(memfd, geometry, fwp::ChannelSide::b);
+  if (!channel) die("instance: channel attach", channel.error().err);
+  g_self.channel.emplace(std::move(*channel));
+  g_self.role = PLUME_ROLE_INSTANCE;
+  g_self.id = instance_id;
+  if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0) die("instance: close_range", errno);
+  // 2. Not dumpable: /proc/<pid>/mem, ptrace and process_vm_* by same-uid siblings fail.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) die("instance: PR_SET_DUMPABLE", errno);
+  // 3. The ring, before the filter that refuses io_uring_setup.
+  if (config.ring_entries != 0) {
+    if (int err = setup_ring(config); err != 0) die("instance: io_uring setup", err);
+  }
+  // 4. The final filter: nobody but itself to signal, no more rings.
+  if (config.flags & fwp::wire::kFlagInstanceFilter) {
+    if (int err = load_instance_filter(::getpid()); err != 0) die("instance: seccomp", err);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  // 5. Parked: announce readiness, then sleep on the channel until the first message arrives.
+  const fwp::wire::Ready ready{0x59445252, ::getpid()};
+  (void)g_self.channel->send(std::as_bytes(std::span(&ready, 1)));
+  g_self.channel->set_spin(std::chrono::nanoseconds(0));
+  for (;;) {
+    auto w = g_self.channel->wait_readable(std::chrono::hours(1));
+    if (w) break;
+    if (w.error() == ChannelError::corrupt) die("instance: channel", EPIPE);
+  }
+  g_self.channel->set_spin(std::chrono::microseconds(5));
+  plume_exit(&g_self, app.handler(&g_self));
+}
+
+plume_instance* standalone_instance() { return &g_self; }
+
+}  // namespace plume::libplume
+
+extern "C" {
+
+plume_role plume_get_role(const plume_instance* self) { return self->role; }
+uint64_t plume_instance_id(const plume_instance* self) { return self->id; }
+
+long plume_recv(plume_instance* self, void* buf, size_t cap, int64_t timeout_ns) {
+  if (!self->channel) {
+    ssize_t n;
+    do n = ::read(0, buf, cap); while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    return n == 0 ? -EPIPE : n;
+  }
+  const auto span = std::span(static_cast<std::byte*>(buf), cap);
+  for (;;) {
+    const auto wait = timeout_ns < 0 ? std::chrono::nanoseconds(std::chrono::hours(1))
+                                     : std::chrono::nanoseconds(timeout_ns);
+    auto r = self->channel->recv(span, wait);
+    if (r) return static_cast<long>(*r);
+    if (r.error() == ChannelError::timeout && timeout_ns < 0) continue;
+    return channel_errno(r.error());
+  }
+}
+
+int plume_send(plume_instance* self, const void* msg, size_t len) {
+  if (!self->channel) {
+    const char* p = static_cast<const char*>(msg);
+    while (len > 0) {
+      const ssize_t n = ::write(1, p, len);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return -errno;
+      p += n;
+      len -= static_cast<size_t>(n);
+    }
+    return 0;
+  }
+  const auto span = std::span(static_cast<const std::byte*>(msg), len);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  for (;;) {
+    auto r = self->channel->send(span);
+    if (r) return 0;
+    if (r.error() != ChannelError::full || std::chrono::steady_clock::now() > deadline)
+      return static_cast<int>(channel_errno(r.error()));
+    ::sched_yield();  // the supervisor drains its side from its loop
+  }
+}
+
+size_t plume_max_message(const plume_instance* self) {
+  return self->channel ? self->channel->max_message() : 65536;
+}
+
+io_uring* plume_ring(plume_instance* self) { return self->has_ring ? &self->ring : nullptr; }
+
+void plume_exit(plume_instance*, int code) {
+  std::fflush(nullptr);
+  _exit(code);
+}
+
+}  // extern "C"

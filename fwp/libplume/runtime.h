@@ -1,0 +1,49 @@
+// libplume's internals: the three roles a libplume binary can play under plumed, and the one
+// instance object the public API works on. Not part of the worker ABI.
+#pragma once
+
+#include <liburing.h>
+#include <sys/time.h>
+#include <sys/types.h>
+
+#include <optional>
+
+#include "plume/fwp/channel.h"
+#include "plume/plume.h"
+#include "template_protocol.h"
+
+// The public opaque type.
+struct plume_instance {
+  plume_role role = PLUME_ROLE_STANDALONE;
+  uint64_t id = 0;
+  std::optional<plume::fwp::Channel> channel;  // side b; empty when standalone
+  bool has_ring = false;
+  io_uring ring{};
+};
+
+namespace plume::libplume {
+
+inline constexpr int kControlFd = 3;  // the control socket, granted by the controller
+
+// The keeper: what the controller spawned (pid 1 of the template's pid namespace). Reads the
+// config, forks the template, reaps every process of the namespace and reports their exits,
+// restarts the template when the controller asks. Never returns.
+[[noreturn]] void run_keeper(int argc, char** argv, const plume_app& app);
+
+// The template: runs init, says hello, then forks instances on request. Never returns.
+[[noreturn]] void run_template(int argc, char** argv, const plume_app& app,
+                               const fwp::wire::Msg& config, uint32_t generation);
+
+// In a freshly forked instance: drops everything it must not keep, sets up its channel, ring and
+// final seccomp filter, announces itself, parks until the first message, runs the handler, exits.
+[[noreturn]] void run_instance(const plume_app& app, const fwp::wire::Msg& config,
+                               uint64_t instance_id, int memfd);
+
+// Reaps every exited child (after draining the SIGCHLD signalfd) and reports each to the
+// controller: `exited`, or `template_exited` for pid `tmpl`. Returns whether tmpl was among them.
+bool reap_children(int sfd, pid_t tmpl, uint32_t generation);
+
+// Writes a short diagnostic to stderr (no allocation, async-signal-safe).
+void diag(const char* what, int err);
+
+}  // namespace plume::libplume

@@ -1,0 +1,150 @@
+// The template: runs the app's init once, then forks instances on the controller's request.
+// Instances are the template's children (plain fork(), so glibc's own state stays right): the
+// template reaps them and reports their exits; when it dies they are reparented to the keeper,
+// keep running, and the keeper reports them instead.
+#include <malloc.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "runtime.h"
+#include "template_wire.h"
+
+namespace plume::libplume {
+namespace {
+
+uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Threads left behind by init would be lost in every fork (and could watch the fds passing
+// through the template): init must return single-threaded.
+int thread_count() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  int threads = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::strncmp(line, "Threads:", 8) == 0) threads = std::atoi(line + 8);
+  }
+  std::fclose(f);
+  return threads;
+}
+
+}  // namespace
+
+uint64_t timeval_ns(const timeval& tv) {
+  return static_cast<uint64_t>(tv.tv_sec) * 1000000000u + static_cast<uint64_t>(tv.tv_usec) * 1000u;
+}
+
+bool reap_children(int sfd, pid_t tmpl, uint32_t generation) {
+  bool template_died = false;
+  signalfd_siginfo si;
+  while (::read(sfd, &si, sizeof si) == sizeof si) {
+  }
+  for (;;) {
+    int status = 0;
+    rusage ru{};
+    const pid_t pid = ::wait4(-1, &status, WNOHANG, &ru);
+    if (pid <= 0) return template_died;
+    fwp::wire::Msg m;
+    m.type = fwp::wire::Type::exited;
+    if (pid == tmpl) {
+      m.type = fwp::wire::Type::template_exited;
+      m.generation = generation;
+      template_died = true;
+    }
+    m.pid = pid;
+    m.wait_status = status;
+    m.utime_ns = timeval_ns(ru.ru_utime);
+    m.stime_ns = timeval_ns(ru.ru_stime);
+    m.maxrss_kb = static_cast<uint64_t>(ru.ru_maxrss);
+    (void)fwp::wire::send_msg(kControlFd, m);
+  }
+}
+
+void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::Msg& config,
+                  uint32_t generation) {
+  using fwp::wire::Msg;
+  using fwp::wire::Type;
+  const uint64_t t0 = now_ns();
+  if (app.init != nullptr) {
+    if (int rc = app.init(argc, argv); rc != 0) {
+      diag("template: app init failed", 0);
+      _exit(rc);
+    }
+  }
+  if (thread_count() != 1) {
+    diag("template: init must not leave threads behind", 0);
+    _exit(126);
+  }
+  ::malloc_trim(0);  // fork cost grows with the mappings kept: give back init's garbage
+  Msg hello;
+  hello.type = Type::hello;
+  hello.pid = ::getpid();
+  hello.generation = generation;
+  hello.init_ns = now_ns() - t0;
+  const int self_pidfd = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
+  if (self_pidfd < 0) {
+    diag("template: pidfd_open self", errno);
+    _exit(126);
+  }
+  if (int err = fwp::wire::send_msg(kControlFd, hello, self_pidfd); err != 0) _exit(126);
+  ::close(self_pidfd);
+
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, nullptr);
+  const int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) {
+    diag("template: signalfd", errno);
+    _exit(126);
+  }
+  for (;;) {
+    pollfd fds[2] = {{kControlFd, POLLIN, 0}, {sfd, POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) continue;
+    if (fds[1].revents & POLLIN) (void)reap_children(sfd, 0, 0);
+    if (!(fds[0].revents & (POLLIN | POLLHUP))) continue;
+    Msg msg;
+    int fd = -1;
+    const int err = fwp::wire::recv_msg(kControlFd, msg, &fd, true);
+    if (err == EPIPE) _exit(0);  // the controller is gone
+    if (err != 0) continue;      // a malformed record: ignore it
+    if (msg.type != Type::fork || fd < 0) {
+      if (fd >= 0) ::close(fd);
+      continue;
+    }
+    const pid_t pid = ::fork();
+    if (pid == 0) run_instance(app, config, msg.instance_id, fd);
+    Msg reply;
+    reply.type = Type::forked;
+    reply.instance_id = msg.instance_id;
+    const int pidfd = pid > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)) : -1;
+    if (pid < 0 || pidfd < 0) {
+      reply.err = errno;
+      if (pid > 0) ::kill(pid, SIGKILL);
+      (void)fwp::wire::send_msg(kControlFd, reply);
+    } else {
+      reply.pid = static_cast<int32_t>(pid);
+      (void)fwp::wire::send_msg(kControlFd, reply, pidfd);
+      ::close(pidfd);
+    }
+    ::close(fd);
+  }
+}
+
+}  // namespace plume::libplume

@@ -1,0 +1,463 @@
+// Template: the keeper's spawn, the control protocol (with every field from the template checked)
+// and instance lifecycle. The warm pool and the start path: template_pool.cc.
+#include "plume/fwp/template.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "pidfd_info.h"
+#include "plume/base/log.h"
+#include "template_wire.h"
+
+namespace plume::fwp {
+namespace {
+
+bool pidfd_readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1;
+}
+
+ino_t pid_ns_of(pid_t pid) {
+  struct stat st {};
+  const std::string path = "/proc/" + std::to_string(pid) + "/ns/pid";
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return st.st_ino;
+}
+
+ExitStatus decode(int wait_status) {
+  ExitStatus s;
+  s.exited = WIFEXITED(wait_status);
+  s.code = s.exited ? WEXITSTATUS(wait_status) : 0;
+  s.signal = WIFSIGNALED(wait_status) ? WTERMSIG(wait_status) : 0;
+  s.core_dumped = WIFSIGNALED(wait_status) && WCOREDUMP(wait_status);
+  return s;
+}
+
+}  // namespace
+
+const char* exit_cause_name(ExitCause cause) {
+  switch (cause) {
+    case ExitCause::exit: return "exit";
+    case ExitCause::signal: return "signal";
+    case ExitCause::oom: return "oom";
+    case ExitCause::limit: return "limit";
+    case ExitCause::lost: return "lost";
+  }
+  return "unknown";
+}
+
+Template::Template(TemplateSpec spec, Poller& poller, Events events)
+    : spec_(std::move(spec)), poller_(poller), events_(std::move(events)) {}
+
+SysResult<std::unique_ptr<Template>> Template::start(TemplateSpec spec, Poller& poller,
+                                                     Events events) {
+  if (const char* why = spec.channel.check(); why != nullptr && *why != '\0')
+    return fail(plain_error("template", std::string("channel geometry: ") + why));
+  if (spec.cgroup_mode == InstanceCgroups::own && spec.cgroups == nullptr)
+    return fail(plain_error("template", "InstanceCgroups::own needs a CgroupManager"));
+  if (spec.sandbox.seccomp == nullptr)
+    return fail(plain_error("template", "the sandbox needs the image's compiled seccomp filter"));
+  std::unique_ptr<Template> t(new Template(std::move(spec), poller, std::move(events)));
+  if (auto r = t->spawn_keeper(); !r) return fail(r.error());
+  return t;
+}
+
+SysResult<void> Template::spawn_keeper() {
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0)
+    return fail(sys_error("socketpair", spec_.name));
+  control_.reset(pair[0]);
+  UniqueFd theirs(pair[1]);
+  // Our end never blocks plumed: a template that stops reading only fills its own queue.
+  if (::fcntl(control_.get(), F_SETFL, O_NONBLOCK) != 0) return fail(sys_error("fcntl", spec_.name));
+  UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!devnull) return fail(sys_error("open", "/dev/null"));
+  UniqueFd binary;
+  SandboxSpec sb = spec_.sandbox;
+  if (!spec_.binary.empty()) {
+    binary.reset(::open(spec_.binary.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!binary) return fail(sys_error("open", spec_.binary));
+    // Granted as fd 4; the keeper closes it first thing.
+    if (sb.argv.empty()) sb.argv.push_back("/proc/self/fd/4");
+    else sb.argv[0] = "/proc/self/fd/4";
+  }
+  if (sb.argv.empty()) return fail(plain_error("template", "no binary and no argv"));
+  if (sb.name.empty()) sb.name = spec_.name;
+  sb.env.push_back("PLUME_FWP_ROLE=template");
+  sb.granted_fds = {devnull.get(), spec_.stdout_fd >= 0 ? spec_.stdout_fd : devnull.get(),
+                    spec_.stderr_fd >= 0 ? spec_.stderr_fd : devnull.get(), theirs.get()};
+  if (binary) sb.granted_fds.push_back(binary.get());
+
+  auto proc = spawn(sb);
+  if (!proc) return fail(plain_error("spawn", proc.error().message()));
+  keeper_ = std::move(*proc);
+  pid_ns_ = pid_ns_of(keeper_.pid);
+
+  wire::Msg config;
+  config.type = wire::Type::config;
+  config.slots = spec_.channel.slots;
+  config.slot_size = spec_.channel.slot_size;
+  if (!spec_.io_uring_ops.empty()) {
+    config.ring_entries = spec_.io_uring_entries;
+    for (uint8_t op : spec_.io_uring_ops) config.ring_ops.add(op);
+  }
+  config.flags = spec_.instance_filter ? wire::kFlagInstanceFilter : 0;
+  if (int err = wire::send_msg(control_.get(), config); err != 0)
+    return fail(SysError{"sendmsg", err, spec_.name + " config"});
+
+  phase_ = Phase::spawning;
+  poller_.watch(keeper_.status_fd.get(), [this] { on_exec_status(); });
+  poller_.watch(keeper_.pidfd.get(), [this] { on_keeper_exit(); });
+  poller_.watch(control_.get(), [this] { on_control(); });
+  return {};
+}
+
+Template::~Template() {
+  if (keeper_.status_fd) poller_.unwatch(keeper_.status_fd.get());
+  if (keeper_.pidfd) poller_.unwatch(keeper_.pidfd.get());
+  if (control_) poller_.unwatch(control_.get());
+  if (template_pidfd_) poller_.unwatch(template_pidfd_.get());
+  for (auto& [id, inst] : instances_) {
+    if (inst->pidfd_) poller_.unwatch(inst->pidfd_.get());
+  }
+  if (keeper_.pidfd && phase_ != Phase::dead) {
+    // The keeper is pid 1 of the template's namespace: its death kills every process in it.
+    ::syscall(SYS_pidfd_send_signal, keeper_.pidfd.get(), SIGKILL, nullptr, 0);
+    (void)reap(keeper_.pidfd.get(), true);
+  }
+  if (spec_.cgroups != nullptr) {
+    for (auto& [id, inst] : instances_) {
+      if (inst->cgroup_.empty()) continue;
+      (void)spec_.cgroups->kill_all(inst->cgroup_);
+      (void)spec_.cgroups->remove(inst->cgroup_);
+    }
+  }
+}
+
+void Template::on_exec_status() {
+  auto failed = read_exec_status(keeper_.status_fd.get());
+  poller_.unwatch(keeper_.status_fd.get());
+  keeper_.status_fd.reset();
+  keeper_.sync_fd.reset();
+  if (failed) {
+    log::error("fwp.template.spawn_failed", {{"template", spec_.name}, {"error", failed->message()}});
+    // The keeper's pidfd reports the exit; the cause is this.
+    phase_ = Phase::dead;
+    lose_all("spawn failed: " + failed->message());
+    if (events_.failed) events_.failed("spawn failed: " + failed->message());
+    return;
+  }
+  if (phase_ == Phase::spawning) phase_ = Phase::waiting_hello;
+}
+
+void Template::on_keeper_exit() {
+  poller_.unwatch(keeper_.pidfd.get());
+  auto status = reap(keeper_.pidfd.get());
+  const bool was_dead = phase_ == Phase::dead;
+  phase_ = Phase::dead;
+  std::string why = "keeper exited";
+  if (status) {
+    why += status->exited ? " with code " + std::to_string(status->code)
+                          : " by signal " + std::to_string(status->signal);
+  }
+  log::warn("fwp.template.keeper_exit", {{"template", spec_.name}, {"why", why}});
+  lose_all(why);
+  if (!was_dead && events_.failed) events_.failed(why);
+}
+
+void Template::on_control() {
+  for (int budget = 256; budget > 0; --budget) {  // bounded work per wake-up
+    wire::Msg m;
+    int fd = -1;
+    const int err = wire::recv_msg(control_.get(), m, &fd, true);
+    if (err == EAGAIN) break;
+    if (err == EPIPE) {  // the keeper is gone; its pidfd says how
+      poller_.unwatch(control_.get());
+      return;
+    }
+    if (err != 0) {
+      protocol_error("bad record (" + std::to_string(err) + ")");
+      continue;
+    }
+    UniqueFd owned(fd);
+    switch (m.type) {
+      case wire::Type::hello: on_hello(owned.release(), m.generation, m.init_ns, m.pid); break;
+      case wire::Type::forked: on_forked(m.instance_id, m.err, m.pid, owned.release()); break;
+      case wire::Type::exited:
+        on_exited(m.pid, m.wait_status, m.utime_ns + m.stime_ns, m.maxrss_kb);
+        break;
+      case wire::Type::template_exited: on_template_exited(m.wait_status); break;
+      default: protocol_error("unexpected record type " + std::to_string(static_cast<int>(m.type)));
+    }
+    if (phase_ == Phase::dead) break;
+  }
+  pump_queued_forks();
+  collect();
+}
+
+void Template::collect() {
+  std::erase_if(instances_, [](const auto& kv) { return kv.second->forgotten_; });
+}
+
+void Template::protocol_error(const std::string& what) {
+  ++stats_.protocol_errors;
+  log::warn("fwp.template.protocol", {{"template", spec_.name}, {"error", what}});
+}
+
+void Template::on_hello(int fd, uint32_t generation, uint64_t init_ns, pid_t ns_pid) {
+  UniqueFd pidfd(fd);
+  if (phase_ != Phase::waiting_hello && phase_ != Phase::restarting && phase_ != Phase::spawning) {
+    return protocol_error("hello while ready");
+  }
+  auto info = pidfd ? pidfd_info(pidfd.get()) : SysResult<PidfdInfo>(fail(plain_error("hello", "no pidfd")));
+  if (!info || info->pid <= 0 || info->ns_pids.size() < 2 || info->ns_pids.back() != ns_pid ||
+      pid_ns_of(info->pid) != pid_ns_ || info->pid == keeper_.pid) {
+    return protocol_error("hello: the pidfd is not a live process of the template's namespace");
+  }
+  template_pidfd_ = std::move(pidfd);
+  template_pid_ = info->pid;
+  poller_.watch(template_pidfd_.get(), [this] { on_template_exit(); });
+  phase_ = Phase::ready;
+  stats_.generation = generation;
+  stats_.init_ns = init_ns;
+  log::info("fwp.template.ready", {{"template", spec_.name}, {"pid", std::to_string(template_pid_)},
+                                   {"generation", std::to_string(generation)},
+                                   {"init_ns", std::to_string(init_ns)}});
+  // FORKs the previous template took with it are lost; those the keeper answered were requeued.
+  std::vector<Instance*> taken;
+  for (auto& [id, inst] : instances_) {
+    if (generation > 1 && inst->state_ == InstanceState::forking && inst->fork_sent_)
+      taken.push_back(inst.get());
+  }
+  for (Instance* inst : taken) {
+    inst->fork_sent_ = false;
+    --forks_in_flight_;
+    if (inst->refill_) --refills_in_flight_;
+    finish(*inst, InstanceExit{ExitCause::lost, 0, 0, 0, 0, 0, ESRCH});
+  }
+  if (events_.template_ready) events_.template_ready();
+  pump_queued_forks();
+  refill();
+}
+
+void Template::on_template_exit() {
+  // The keeper reaps it and sends template_exited with the status; this only stops new FORKs.
+  poller_.unwatch(template_pidfd_.get());
+  template_pidfd_.reset();
+  if (phase_ == Phase::ready) phase_ = Phase::restarting;
+}
+
+void Template::on_template_exited(int wait_status) {
+  if (template_pidfd_) {
+    poller_.unwatch(template_pidfd_.get());
+    template_pidfd_.reset();
+  }
+  const ExitStatus status = decode(wait_status);
+  if (phase_ == Phase::waiting_hello || phase_ == Phase::spawning) {
+    // It died before hello: the app's init failed. Restarting would only fail again.
+    const std::string why = "template died before it was ready (init failed): " +
+                            (status.exited ? "code " + std::to_string(status.code)
+                                           : "signal " + std::to_string(status.signal));
+    log::error("fwp.template.init_failed", {{"template", spec_.name}, {"why", why}});
+    phase_ = Phase::dead;
+    ::syscall(SYS_pidfd_send_signal, keeper_.pidfd.get(), SIGKILL, nullptr, 0);
+    lose_all(why);
+    if (events_.failed) events_.failed(why);
+    return;
+  }
+  phase_ = Phase::restarting;
+  ++stats_.template_restarts;
+  template_pid_ = -1;
+  log::warn("fwp.template.exit", {{"template", spec_.name},
+                                  {"code", std::to_string(status.code)},
+                                  {"signal", std::to_string(status.signal)}});
+  if (events_.template_exited) events_.template_exited(status);
+  wire::Msg restart;
+  restart.type = wire::Type::restart;
+  if (int err = wire::send_msg(control_.get(), restart); err != 0)
+    protocol_error("restart: sendmsg: " + std::to_string(err));
+}
+
+void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
+  UniqueFd pidfd(fd);
+  auto it = instances_.find(id);
+  if (it == instances_.end() || it->second->state_ != InstanceState::forking || !it->second->fork_sent_)
+    return protocol_error("forked: no FORK pending for instance " + std::to_string(id));
+  Instance& inst = *it->second;
+  inst.fork_sent_ = false;
+  --forks_in_flight_;
+  if (inst.refill_) --refills_in_flight_;
+  if (err != 0) {
+    if (err == EAGAIN && phase_ != Phase::dead) {  // reached the keeper between templates
+      queued_forks_.push_back(id);
+      return;
+    }
+    ++stats_.fork_failures;
+    return finish(inst, InstanceExit{ExitCause::lost, 0, 0, 0, 0, 0, err});
+  }
+  auto info = pidfd ? pidfd_info(pidfd.get()) : SysResult<PidfdInfo>(fail(plain_error("forked", "no pidfd")));
+  const bool ours = info && !info->ns_pids.empty() && info->ns_pids.back() == ns_pid &&
+                    ns_pid > 1 && (info->pid < 0 || (pid_ns_of(info->pid) == pid_ns_ &&
+                                                     info->pid != template_pid_ &&
+                                                     info->pid != keeper_.pid));
+  // A pidfd of a process that already exited has Pid: -1 and no NSpid; accept it by its word.
+  const bool gone = info && info->pid < 0;
+  if (!info || (!ours && !gone)) {
+    ++stats_.fork_failures;
+    protocol_error("forked: the pidfd is not a fresh process of the template's namespace");
+    return finish(inst, InstanceExit{ExitCause::lost, 0, 0, 0, 0, 0, EBADMSG});
+  }
+  ++stats_.forks;
+  inst.pidfd_ = std::move(pidfd);
+  inst.pid_ = info->pid;
+  inst.ns_pid_ = ns_pid;
+  inst.memfd_.reset();  // the instance has its mapping; nobody else needs the fd
+  poller_.watch(inst.pidfd_.get(), [this, id] { on_instance_pidfd(id); });
+  if (spec_.cgroup_mode == InstanceCgroups::own && !gone) {
+    inst.cgroup_ = spec_.cgroup_parent + "/i" + std::to_string(id);
+    auto made = spec_.cgroups->create(inst.cgroup_, spec_.instance_limits);
+    auto joined = made ? spec_.cgroups->attach(inst.cgroup_, inst.pid_) : SysResult<void>(fail(made.error()));
+    if (!joined) {
+      log::error("fwp.instance.cgroup", {{"instance", inst.name_}, {"error", joined.error().message()}});
+      inst.killed_ = true;
+      ::syscall(SYS_pidfd_send_signal, inst.pidfd_.get(), SIGKILL, nullptr, 0);
+      return;  // reported as `limit` when reaped; never runs a request outside its cgroup
+    }
+  }
+  if (inst.want_start_) {
+    deliver_first(inst);
+  } else {
+    inst.state_ = InstanceState::parked;
+    pool_.push_back(id);
+  }
+  refill();
+}
+
+void Template::on_instance_pidfd(uint64_t id) {
+  auto it = instances_.find(id);
+  if (it == instances_.end()) return;
+  Instance& inst = *it->second;
+  poller_.unwatch(inst.pidfd_.get());
+  inst.dead_ = true;  // the status comes from its reaper (template or keeper), in order
+}
+
+void Template::on_exited(pid_t ns_pid, int wait_status, uint64_t cpu_ns, uint64_t max_rss_kb) {
+  // The reaper reports a pid of its namespace. Several records may share a pid over time; the
+  // one it concerns is already dead (pidfd readable), which also rejects invented records.
+  Instance* inst = nullptr;
+  for (auto& [id, candidate] : instances_) {
+    Instance& c = *candidate;
+    if (c.ns_pid_ != ns_pid || c.state_ == InstanceState::exited || !c.pidfd_) continue;
+    if (c.dead_ || pidfd_readable(c.pidfd_.get())) {
+      inst = &c;
+      break;
+    }
+  }
+  if (inst == nullptr) return;  // a process of the instance's own, or a stale record
+  const ExitStatus status = decode(wait_status);
+  InstanceExit exit;
+  exit.code = status.code;
+  exit.signal = status.signal;
+  exit.cpu_ns = cpu_ns;
+  exit.max_rss_bytes = max_rss_kb * 1024;
+  if (status.exited) {
+    exit.cause = ExitCause::exit;
+  } else if (status.signal == SIGXCPU || status.signal == SIGXFSZ || inst->killed_) {
+    exit.cause = ExitCause::limit;
+  } else {
+    exit.cause = ExitCause::signal;
+  }
+  if (spec_.cgroups != nullptr && status.signal == SIGKILL && !inst->killed_) {
+    if (!inst->cgroup_.empty()) {
+      auto st = spec_.cgroups->stats(inst->cgroup_);
+      if (st && st->oom_kills > 0) exit.cause = ExitCause::oom;
+    } else if (!spec_.template_cgroup.empty()) {
+      auto st = spec_.cgroups->stats(spec_.template_cgroup);
+      if (st && st->oom_kills > template_oom_kills_) {
+        template_oom_kills_ = st->oom_kills;
+        exit.cause = ExitCause::oom;
+      }
+    }
+  }
+  if (spec_.cgroups != nullptr && !inst->cgroup_.empty()) {
+    if (auto st = spec_.cgroups->stats(inst->cgroup_); st) exit.memory_peak_bytes = st->memory_peak_bytes;
+  }
+  finish(*inst, exit);
+}
+
+void Template::finish(Instance& inst, InstanceExit exit) {
+  if (inst.state_ == InstanceState::exited) return;
+  const bool was_parked = inst.state_ == InstanceState::parked;
+  const bool started = inst.state_ == InstanceState::running || inst.want_start_;
+  inst.state_ = InstanceState::exited;
+  inst.exit_ = exit;
+  if (inst.pidfd_ && !inst.dead_) poller_.unwatch(inst.pidfd_.get());
+  inst.dead_ = true;
+  inst.memfd_.reset();
+  if (was_parked) std::erase(pool_, inst.id_);
+  std::erase(queued_forks_, inst.id_);
+  if (!inst.cgroup_.empty() && spec_.cgroups != nullptr) {
+    if (auto r = spec_.cgroups->remove(inst.cgroup_); !r)
+      log::warn("fwp.instance.cgroup_remove", {{"instance", inst.name_}, {"error", r.error().message()}});
+  }
+  ++stats_.exits;
+  log::debug("fwp.instance.exit", {{"instance", inst.name_}, {"cause", exit_cause_name(exit.cause)},
+                                   {"code", std::to_string(exit.code)},
+                                   {"signal", std::to_string(exit.signal)}});
+  // An instance nobody started (the pool's) is not the supervisor's business.
+  if (!started) inst.forgotten_ = true;
+  if (events_.instance_exited && started) events_.instance_exited(inst);
+  if (phase_ == Phase::ready) refill();
+}
+
+void Template::lose_all(const std::string& why) {
+  log::warn("fwp.template.lost", {{"template", spec_.name}, {"why", why}});
+  template_pidfd_.reset();
+  std::vector<Instance*> live;
+  for (auto& [id, inst] : instances_) {
+    if (inst->state_ != InstanceState::exited) live.push_back(inst.get());
+  }
+  forks_in_flight_ = 0;
+  refills_in_flight_ = 0;
+  for (Instance* inst : live) {
+    inst->fork_sent_ = false;
+    finish(*inst, InstanceExit{ExitCause::lost, 0, SIGKILL, 0, 0, 0, ESRCH});
+  }
+}
+
+SysResult<void> Template::kill(uint64_t id, int sig) {
+  Instance* inst = instance(id);
+  if (inst == nullptr) return fail(SysError{"kill", ESRCH, "instance " + std::to_string(id)});
+  if (inst->state_ == InstanceState::exited || !inst->pidfd_)
+    return fail(SysError{"kill", ESRCH, inst->name_});
+  if (sig == SIGKILL || sig == SIGXCPU) inst->killed_ = true;
+  if (::syscall(SYS_pidfd_send_signal, inst->pidfd_.get(), sig, nullptr, 0) != 0)
+    return fail(sys_error("pidfd_send_signal", inst->name_));
+  return {};
+}
+
+Instance* Template::instance(uint64_t id) {
+  auto it = instances_.find(id);
+  return it == instances_.end() ? nullptr : it->second.get();
+}
+
+void Template::forget(uint64_t id) {
+  auto it = instances_.find(id);
+  if (it != instances_.end() && it->second->state_ == InstanceState::exited) it->second->forgotten_ = true;
+}
+
+size_t Template::live_instances() const {
+  size_t n = 0;
+  for (const auto& [id, inst] : instances_) n += inst->state_ != InstanceState::exited;
+  return n;
+}
+
+}  // namespace plume::fwp

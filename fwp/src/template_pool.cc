@@ -1,0 +1,167 @@
+// The start path and the warm pool: a start takes a parked instance (one channel send: the
+// doorbell) or falls back to a FORK; the pool refills from the loop, a bounded number of FORKs at
+// a time so that starts never queue behind more than max_refills_in_flight pool forks.
+#include <cerrno>
+#include <cstring>
+
+#include "plume/fwp/template.h"
+#include "template_protocol.h"
+#include "template_wire.h"
+
+namespace plume::fwp {
+
+bool Instance::consume_ready() {
+  if (ready_) return true;
+  if (!channel_) return false;
+  wire::Ready r;
+  std::byte buf[sizeof r];
+  auto got = channel_->try_recv(buf);
+  if (!got) return false;
+  // The instance's first record must be its readiness; anything else is a broken instance,
+  // treated as ready so its messages still flow (the record itself is dropped).
+  ready_ = true;
+  return true;
+}
+
+ChannelResult<size_t> Instance::recv(std::span<std::byte> buf, std::chrono::nanoseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!ready_) {
+    auto w = channel_->wait_readable(
+        std::max(std::chrono::nanoseconds(0), deadline - std::chrono::steady_clock::now()));
+    if (!w) return fail(w.error());
+    (void)consume_ready();
+  }
+  return channel_->recv(buf, std::max(std::chrono::nanoseconds(0),
+                                      deadline - std::chrono::steady_clock::now()));
+}
+
+size_t Template::pool_ready() {
+  size_t n = 0;
+  for (uint64_t id : pool_) n += instances_.at(id)->consume_ready();
+  return n;
+}
+
+SysResult<Instance*> Template::new_instance(StartPath path) {
+  auto created = Channel::create(spec_.channel);
+  if (!created) return fail(created.error());
+  auto inst = std::make_unique<Instance>();
+  inst->id_ = next_id_++;
+  inst->name_ = spec_.name + "#" + std::to_string(inst->id_);
+  inst->path_ = path;
+  inst->memfd_ = std::move(created->memfd);
+  inst->channel_.emplace(std::move(created->endpoint));
+  Instance* raw = inst.get();
+  instances_.emplace(raw->id_, std::move(inst));
+  return raw;
+}
+
+SysResult<void> Template::send_fork(Instance& inst) {
+  wire::Msg m;
+  m.type = wire::Type::fork;
+  m.instance_id = inst.id_;
+  if (int err = wire::send_msg(control_.get(), m, inst.memfd_.get()); err != 0)
+    return fail(SysError{"sendmsg", err, inst.name_ + " fork"});
+  inst.fork_sent_ = true;
+  ++forks_in_flight_;
+  if (inst.refill_) ++refills_in_flight_;
+  return {};
+}
+
+void Template::pump_queued_forks() {
+  while (phase_ == Phase::ready && !queued_forks_.empty()) {
+    Instance* inst = instance(queued_forks_.front());
+    if (inst == nullptr || inst->state_ != InstanceState::forking || inst->fork_sent_) {
+      queued_forks_.pop_front();
+      continue;
+    }
+    auto sent = send_fork(*inst);
+    if (!sent) {
+      if (sent.error().err == EAGAIN) return;  // the socket is full: the next wake-up retries
+      queued_forks_.pop_front();
+      finish(*inst, InstanceExit{ExitCause::lost, 0, 0, 0, 0, 0, sent.error().err});
+      continue;
+    }
+    queued_forks_.pop_front();
+  }
+}
+
+void Template::deliver_first(Instance& inst) {
+  inst.state_ = InstanceState::running;
+  inst.want_start_ = false;
+  if (inst.first_sent_) return;
+  inst.first_sent_ = true;
+  // A fresh channel is empty: the first message always fits (its size was checked at start).
+  (void)inst.channel_->send(inst.first_);
+  inst.first_.clear();
+  inst.first_.shrink_to_fit();
+}
+
+SysResult<Instance*> Template::start_instance(std::span<const std::byte> first_message) {
+  if (first_message.size() > spec_.channel.max_message())
+    return fail(SysError{"start", EMSGSIZE, spec_.name + ": first message larger than a slot"});
+  if (phase_ == Phase::dead) return fail(SysError{"start", ESRCH, spec_.name + ": template is gone"});
+  collect();
+  ++stats_.starts;
+  // Warm path: the first ready parked instance, else the oldest parked one (it finishes its
+  // setup, then finds the message waiting: still no fork).
+  if (!pool_.empty()) {
+    auto pick = pool_.begin();
+    for (auto it = pool_.begin(); it != pool_.end(); ++it) {
+      if (instances_.at(*it)->consume_ready()) {
+        pick = it;
+        break;
+      }
+    }
+    Instance& inst = *instances_.at(*pick);
+    pool_.erase(pick);
+    inst.path_ = StartPath::pool;
+    inst.first_.assign(first_message.begin(), first_message.end());
+    deliver_first(inst);
+    ++stats_.pool_hits;
+    refill();
+    return &inst;
+  }
+  // Cold(er) path: a template fork; queued while the template is not ready, never refused.
+  ++stats_.pool_misses;
+  auto made = new_instance(StartPath::fork);
+  if (!made) return fail(made.error());
+  Instance& inst = **made;
+  inst.want_start_ = true;
+  inst.first_.assign(first_message.begin(), first_message.end());
+  if (spec_.cgroup_mode == InstanceCgroups::shared) {
+    // Nothing to do between fork and handler: the message waits in the channel, so the instance
+    // runs straight from its setup into the handler, without a round trip through plumed.
+    deliver_first(inst);
+    inst.state_ = InstanceState::forking;
+    inst.want_start_ = true;
+  }
+  if (phase_ == Phase::ready && queued_forks_.empty()) {
+    if (auto sent = send_fork(inst); !sent) {
+      if (sent.error().err != EAGAIN) {
+        instances_.erase(inst.id_);
+        return fail(sent.error());
+      }
+      queued_forks_.push_back(inst.id_);
+    }
+  } else {
+    queued_forks_.push_back(inst.id_);
+  }
+  return &inst;
+}
+
+void Template::refill() {
+  if (phase_ != Phase::ready) return;
+  while (pool_.size() + refills_in_flight_ < spec_.pool_size &&
+         refills_in_flight_ < spec_.max_refills_in_flight) {
+    auto made = new_instance(StartPath::pool);
+    if (!made) return;  // out of memfds: the next event retries
+    Instance& inst = **made;
+    inst.refill_ = true;
+    if (auto sent = send_fork(inst); !sent) {
+      instances_.erase(inst.id_);
+      return;
+    }
+  }
+}
+
+}  // namespace plume::fwp

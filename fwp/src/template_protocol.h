@@ -1,0 +1,65 @@
+// The control protocol between the fwp controller (in plumed) and a template's keeper/template
+// processes (libplume), over one AF_UNIX SOCK_SEQPACKET socket: fixed-size, versioned records,
+// file descriptors passed with SCM_RIGHTS. Shared by fwp/src/template*.cc and fwp/libplume/.
+//
+// Trust: after the app's init has run, the template is tenant code. The controller checks the
+// magic, version, type and every field it uses, and treats a violation as a dead template.
+#pragma once
+
+#include <cstdint>
+
+namespace plume::fwp::wire {
+
+inline constexpr uint32_t kMagic = 0x504c4d46;  // "PLMF"
+inline constexpr uint16_t kVersion = 1;
+
+enum class Type : uint16_t {
+  config = 1,          // controller → keeper, once, first: geometry, io_uring
+  hello = 2,           // template → controller, after init: [pidfd of the template]
+  fork = 3,            // controller → template: [channel memfd]
+  forked = 4,          // template → controller: ok → [pidfd of the instance]; else err
+  exited = 5,          // keeper → controller: a child of the keeper was reaped
+  template_exited = 6, // keeper → controller: the template died; waits for `restart`
+  restart = 7,         // controller → keeper: fork a new template (runs init again)
+};
+
+// io_uring opcodes fit in a byte; one bit per opcode.
+struct OpcodeSet {
+  uint64_t bits[4] = {0, 0, 0, 0};
+  void add(uint8_t op) { bits[op / 64] |= uint64_t{1} << (op % 64); }
+  bool has(uint8_t op) const { return (bits[op / 64] >> (op % 64)) & 1u; }
+};
+
+// One record, every type. Unused fields are zero.
+struct Msg {
+  uint32_t magic = kMagic;
+  uint16_t version = kVersion;
+  Type type = Type::config;
+  uint64_t instance_id = 0;  // fork, forked
+  int32_t err = 0;           // forked: 0 or the errno of clone
+  int32_t pid = 0;           // hello/forked/exited/template_exited: pid in the template's pid ns
+  int32_t wait_status = 0;   // exited, template_exited: as from wait4
+  uint32_t generation = 0;   // hello, template_exited: template incarnation (1, 2, ...)
+  uint64_t utime_ns = 0;     // exited: rusage of the reaped child
+  uint64_t stime_ns = 0;
+  uint64_t maxrss_kb = 0;
+  uint64_t init_ns = 0;      // hello: how long the app's init took
+  // config
+  uint32_t slots = 0;
+  uint32_t slot_size = 0;
+  uint32_t ring_entries = 0;  // 0: no io_uring ring per instance
+  uint32_t flags = 0;
+  OpcodeSet ring_ops;
+  uint8_t reserved[16] = {};  // zero; room for version-1 additions
+};
+static_assert(sizeof(Msg) == 128, "wire::Msg is a fixed-size record");
+
+inline constexpr uint32_t kFlagInstanceFilter = 1u << 0;  // config: per-instance seccomp filter
+
+// The first message an instance sends on its channel once set up and parked.
+struct Ready {
+  uint32_t magic = 0x59445252;  // "RRDY"
+  int32_t pid = 0;              // self-reported, informational only
+};
+
+}  // namespace plume::fwp::wire

@@ -1,0 +1,142 @@
+#include "fwp_fast/fast_fixture.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <linux/io_uring.h>
+
+namespace plume::fwp::test {
+namespace {
+
+std::atomic<int> g_counter{0};
+
+const CompiledFilter& filter(bool io_uring) {
+  static const CompiledFilter plain = [] {
+    auto f = compile_default_profile(SeccompOptions{false});
+    if (!f) std::abort();
+    return *f;
+  }();
+  static const CompiledFilter uring = [] {
+    auto f = compile_default_profile(SeccompOptions{true});
+    if (!f) std::abort();
+    return *f;
+  }();
+  return io_uring ? uring : plain;
+}
+
+}  // namespace
+
+bool running_as_root() { return ::geteuid() == 0; }
+
+std::string probe_path() { return PLUME_PROBE_PATH; }
+std::string echo_path() { return PLUME_ECHO_PATH; }
+std::string kvindex_path() { return PLUME_KVINDEX_PATH; }
+
+void FastTest::SetUp() {
+  if (!running_as_root()) GTEST_SKIP() << "needs root: namespaces, cgroups and uid maps";
+  std::string dir = "/tmp/plume-fast-staging-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  ::chmod(dir.c_str(), 0755);
+  staging_ = dir;
+  const std::string parent =
+      "plume-test-" + std::to_string(::getpid()) + "-fast" + std::to_string(g_counter++);
+  auto mgr = CgroupManager::open("/sys/fs/cgroup", parent);
+  ASSERT_TRUE(mgr.ok()) << mgr.error().message();
+  cgroups_.emplace(std::move(*mgr));
+  ASSERT_TRUE(cgroups_->create_root().ok());
+  ASSERT_TRUE(cgroups_->create("t", CgroupLimits{}).ok());
+  ASSERT_TRUE(cgroups_->create("t/tpl", CgroupLimits{}).ok());
+}
+
+void FastTest::TearDown() {
+  tmpl_.reset();  // kills the keeper, hence the whole template namespace
+  if (cgroups_) {
+    (void)cgroups_->kill_all("");
+    (void)cgroups_->remove("");
+  }
+  if (!staging_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(staging_, ec);
+  }
+}
+
+TemplateSpec FastTest::make_spec(const std::string& binary, bool io_uring) {
+  TemplateSpec spec;
+  spec.name = "t/probe" + std::to_string(g_counter++);
+  spec.binary = binary;
+  spec.sandbox.argv = {"probe"};
+  spec.sandbox.env = {"PATH=/usr/bin:/bin", "HOME=/tmp", "LC_ALL=C"};
+  spec.sandbox.uid_map = IdMap{0, 200000, 65536};
+  spec.sandbox.gid_map = IdMap{0, 200000, 65536};
+  spec.sandbox.uid = 1000;
+  spec.sandbox.gid = 1000;
+  spec.sandbox.rootfs.staging_dir = staging_;
+  spec.sandbox.seccomp = &filter(io_uring);
+  spec.sandbox.rlimits = {Rlimit{RLIMIT_CORE, 0, 0}};
+  spec.sandbox.cgroup_procs_files = cgroups_->procs_files("t/tpl");
+  spec.stderr_fd = 2;
+  spec.channel = ChannelGeometry{16, 1024, 0};
+  spec.cgroups = &*cgroups_;
+  spec.cgroup_parent = "t";
+  spec.template_cgroup = "t/tpl";
+  if (io_uring) spec.io_uring_ops = {IORING_OP_NOP, IORING_OP_READ};
+  return spec;
+}
+
+Template& FastTest::start(TemplateSpec spec) {
+  Template::Events ev;
+  ev.instance_exited = [this](Instance& i) { exited_.push_back(i.id()); };
+  ev.template_exited = [this](const ExitStatus&) { ++template_exits_; };
+  ev.template_ready = [this] { ++template_readies_; };
+  ev.failed = [this](const std::string& why) { failed_ = why; };
+  auto t = Template::start(std::move(spec), loop_, ev);
+  EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message());
+  if (!t.ok()) std::abort();
+  tmpl_ = std::move(*t);
+  EXPECT_TRUE(run_until([&] { return tmpl_->ready() || !failed_.empty(); }, 15s)) << "no hello";
+  EXPECT_TRUE(tmpl_->ready()) << failed_;
+  return *tmpl_;
+}
+
+bool FastTest::run_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  return loop_.run_until(pred, timeout);
+}
+
+std::string FastTest::ask(Instance& inst, const std::string& cmd, std::chrono::milliseconds timeout) {
+  auto sent = inst.send(std::as_bytes(std::span(cmd.data(), cmd.size())));
+  if (!sent) return "<send failed>";
+  return reply(inst, timeout);
+}
+
+std::string FastTest::reply(Instance& inst, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Until it has been forked, the news comes through the loop (its fds wake it at once).
+  while (inst.state() == InstanceState::forking && std::chrono::steady_clock::now() < deadline)
+    (void)loop_.run_once(5ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::byte buf[2048];
+    (void)loop_.run_once(0ms);
+    auto got = inst.recv(buf, 2ms);
+    if (got) return std::string(reinterpret_cast<const char*>(buf), *got);
+    if (inst.exit()) return "<exited>";
+  }
+  return "<timeout>";
+}
+
+Instance& FastTest::start_instance(const std::string& first) {
+  auto inst = tmpl_->start_instance(std::as_bytes(std::span(first.data(), first.size())));
+  EXPECT_TRUE(inst.ok()) << (inst.ok() ? "" : inst.error().message());
+  if (!inst.ok()) std::abort();
+  return **inst;
+}
+
+const InstanceExit& FastTest::wait_exit(Instance& inst, std::chrono::milliseconds timeout) {
+  EXPECT_TRUE(run_until([&] { return inst.exit().has_value(); }, timeout)) << inst.name();
+  static const InstanceExit none{ExitCause::lost, -1, -1, 0, 0, 0, -1};
+  return inst.exit() ? *inst.exit() : none;
+}
+
+}  // namespace plume::fwp::test

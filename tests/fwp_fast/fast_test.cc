@@ -1,0 +1,245 @@
+// The featherweight-process fast path, end to end: real templates in real namespaces, instances
+// forked from them and started from warm pools, their sandbox, their exits and their isolation.
+#include <linux/io_uring.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <set>
+#include <string>
+
+#include "fwp_fast/fast_fixture.h"
+
+namespace plume::fwp::test {
+namespace {
+
+std::string field(const std::string& text, const std::string& key) {
+  const size_t at = text.find(key);
+  if (at == std::string::npos) return "<missing " + key + ">";
+  const size_t end = text.find_first_of(" \n", at);
+  return text.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
+}
+
+std::string host_ns(const char* ns) {
+  char target[128] = {};
+  const std::string link = std::string("/proc/self/ns/") + ns;
+  (void)!::readlink(link.c_str(), target, sizeof target - 1);
+  return target;
+}
+
+TEST_F(FastTest, EchoRoundTripOnTemplateFork) {
+  Template& t = start(make_spec(echo_path()));
+  Instance& inst = start_instance("hello");
+  EXPECT_EQ(inst.path(), StartPath::fork);
+  EXPECT_EQ(reply(inst), "hello");
+  EXPECT_EQ(ask(inst, "again"), "again");
+  EXPECT_EQ(ask(inst, ""), "<exited>");
+  const InstanceExit& e = wait_exit(inst);
+  EXPECT_EQ(e.cause, ExitCause::exit);
+  EXPECT_EQ(e.code, 0);
+  EXPECT_EQ(t.stats().pool_misses, 1u);
+  EXPECT_EQ(exited_.size(), 1u);
+}
+
+TEST_F(FastTest, InstanceRunsInTheFullSandboxAndItsOwnCgroup) {
+  TemplateSpec spec = make_spec(probe_path());
+  spec.cgroup_mode = InstanceCgroups::own;
+  spec.instance_limits.memory_bytes = 64 << 20;
+  start(std::move(spec));
+  Instance& inst = start_instance("status");
+  const std::string st = reply(inst);
+  EXPECT_EQ(field(st, "Seccomp:"), "2") << st;
+  EXPECT_EQ(field(st, "NoNewPrivs:"), "1") << st;
+  EXPECT_EQ(field(st, "CapEff:"), "0000000000000000") << st;
+  EXPECT_EQ(field(st, "CapPrm:"), "0000000000000000") << st;
+  EXPECT_EQ(field(st, "CapBnd:"), "0000000000000000") << st;
+  for (const char* ns : {"pid", "mnt", "user", "net", "uts", "ipc"}) {
+    const std::string mine = field(st, std::string("ns_") + ns + ":");
+    EXPECT_NE(mine, host_ns(ns)) << ns;
+    EXPECT_EQ(mine.rfind(ns, 0), 0u) << st;
+  }
+  // Its own memory cgroup, named after it (the pid is placed there from plumed's side).
+  EXPECT_NE(st.find("cgroup:"), std::string::npos) << st;
+  EXPECT_FALSE(inst.cgroup().empty());
+  auto procs = cgroups().processes(inst.cgroup());
+  EXPECT_EQ(procs, std::vector<pid_t>{inst.pid()});
+}
+
+TEST_F(FastTest, WarmPoolStartIsADoorbellAndThePoolRefills) {
+  TemplateSpec spec = make_spec(probe_path());
+  spec.pool_size = 3;
+  Template& t = start(std::move(spec));
+  ASSERT_TRUE(run_until([&] { return t.pool_ready() == 3; }));
+  EXPECT_EQ(t.stats().forks, 3u);
+  std::set<pid_t> parked;
+  for (uint64_t id = 1; id <= 3; ++id) parked.insert(t.instance(id)->pid());
+  Instance& inst = start_instance("ids");
+  // Taken from the pool: one of the parked processes, no new process for this start.
+  EXPECT_EQ(inst.path(), StartPath::pool);
+  EXPECT_TRUE(parked.count(inst.pid())) << inst.pid();
+  EXPECT_EQ(t.pool_parked(), 2u);
+  EXPECT_EQ(t.stats().pool_hits, 1u);
+  EXPECT_EQ(t.stats().pool_misses, 0u);
+  EXPECT_NE(reply(inst).find("pid="), std::string::npos);
+  ASSERT_TRUE(run_until([&] { return t.pool_ready() == 3; }));
+  EXPECT_EQ(t.stats().forks, 4u);
+}
+
+TEST_F(FastTest, EmptyPoolFallsBackToTemplateFork) {
+  TemplateSpec spec = make_spec(probe_path());
+  spec.pool_size = 1;
+  Template& t = start(std::move(spec));
+  ASSERT_TRUE(run_until([&] { return t.pool_ready() == 1; }));
+  Instance& a = start_instance("ids");
+  Instance& b = start_instance("ids");  // the pool is empty now (its refill is in flight)
+  EXPECT_EQ(a.path(), StartPath::pool);
+  EXPECT_EQ(b.path(), StartPath::fork);
+  EXPECT_NE(reply(a).find("init_count=1"), std::string::npos);
+  EXPECT_NE(reply(b).find("init_count=1"), std::string::npos);
+  EXPECT_EQ(t.stats().pool_misses, 1u);
+}
+
+TEST_F(FastTest, ExitCrashOomAndKillAreReportedWithTheirCause) {
+  TemplateSpec spec = make_spec(probe_path());
+  spec.cgroup_mode = InstanceCgroups::own;
+  spec.instance_limits.memory_bytes = 32 << 20;
+  spec.pool_size = 2;
+  start(std::move(spec));
+  Instance& code = start_instance("exit 7");
+  Instance& crash = start_instance("segv");
+  Instance& oom = start_instance("oom");
+  Instance& killed = start_instance("ids");
+  EXPECT_NE(reply(killed).find("pid="), std::string::npos);
+  ASSERT_TRUE(tmpl_->kill(killed.id(), SIGKILL).ok());
+
+  EXPECT_EQ(wait_exit(code).cause, ExitCause::exit);
+  EXPECT_EQ(code.exit()->code, 7);
+  EXPECT_EQ(wait_exit(crash).cause, ExitCause::signal);
+  EXPECT_EQ(crash.exit()->signal, SIGSEGV);
+  EXPECT_EQ(wait_exit(oom, 20s).cause, ExitCause::oom);
+  EXPECT_EQ(oom.exit()->signal, SIGKILL);
+  EXPECT_GE(oom.exit()->memory_peak_bytes, 16u << 20);
+  EXPECT_EQ(wait_exit(killed).cause, ExitCause::limit);
+  EXPECT_EQ(exited_.size(), 4u);
+}
+
+TEST_F(FastTest, TemplateDeathRestartsItAndRunningInstancesSurvive) {
+  TemplateSpec spec = make_spec(probe_path());
+  spec.pool_size = 1;
+  Template& t = start(std::move(spec));
+  Instance& running = start_instance("ids");
+  const std::string before = reply(running);
+  ASSERT_NE(before.find("init_count=1"), std::string::npos) << before;
+  ASSERT_TRUE(run_until([&] { return t.pool_ready() == 1; }));
+  const pid_t old_template = t.template_pid();
+  ASSERT_EQ(::syscall(SYS_pidfd_send_signal, t.template_pidfd(), SIGKILL, nullptr, 0), 0);
+  ASSERT_TRUE(run_until([&] { return template_readies_ == 2 && t.ready(); })) << failed_;
+  EXPECT_EQ(template_exits_, 1);
+  EXPECT_EQ(t.stats().template_restarts, 1u);
+  EXPECT_EQ(t.stats().generation, 2u);
+  EXPECT_NE(t.template_pid(), old_template);
+  // The running instance and the parked one are untouched; the keeper adopted them.
+  const std::string after = ask(running, "ids");
+  EXPECT_EQ(field(after, "pid="), field(before, "pid=")) << after;
+  EXPECT_EQ(field(after, "init_pid="), field(before, "init_pid=")) << after;
+  EXPECT_EQ(field(after, "ppid="), "1") << after;
+  EXPECT_FALSE(running.exit().has_value());
+  Instance& pooled = start_instance("ids");
+  EXPECT_EQ(pooled.path(), StartPath::pool);
+  EXPECT_NE(reply(pooled).find("init_count=1"), std::string::npos);
+  // New forks come from the new template.
+  Instance& fresh = start_instance("ids");
+  EXPECT_NE(reply(fresh).find("init_count=1"), std::string::npos);
+  // An instance orphaned by the old template still reports its exit (through the keeper).
+  EXPECT_EQ(ask(running, "exit 5"), "<exited>");
+  EXPECT_EQ(wait_exit(running).code, 5);
+}
+
+TEST_F(FastTest, InstanceCannotReachSiblingsOrTemplate) {
+  start(make_spec(probe_path()));
+  Instance& victim = start_instance("ids");
+  Instance& attacker = start_instance("ids");
+  const std::string victim_ids = reply(victim);
+  const std::string attacker_ids = reply(attacker);
+  const std::string victim_pid = field(victim_ids, "pid=");
+  const std::string template_pid = field(attacker_ids, "ppid=");
+  ASSERT_NE(victim_pid, template_pid);
+  for (const std::string& target : {victim_pid, template_pid}) {
+    const std::string r = ask(attacker, "attack " + target);
+    EXPECT_EQ(field(r, "vm="), std::to_string(EPERM)) << r;
+    EXPECT_EQ(field(r, "ptrace="), std::to_string(EPERM)) << r;
+    EXPECT_EQ(field(r, "kill="), std::to_string(EPERM)) << r;
+    EXPECT_EQ(field(r, "mem="), std::to_string(EACCES)) << r;
+  }
+  // Same uid, same pid namespace: only the filter and non-dumpability stand between them.
+  const std::string self = ask(attacker, "attack " + field(attacker_ids, "pid="));
+  EXPECT_EQ(field(self, "kill="), "0") << self;
+  EXPECT_EQ(ask(victim, "still here"), "still here");
+}
+
+TEST_F(FastTest, OnlyStdioSurvivesIntoAnInstance) {
+  TemplateSpec spec = make_spec(probe_path());
+  spec.pool_size = 1;
+  Template& t = start(std::move(spec));
+  ASSERT_TRUE(run_until([&] { return t.pool_ready() == 1; }));
+  Instance& pooled = start_instance("fds");
+  Instance& forked = start_instance("fds");
+  EXPECT_EQ(reply(pooled), "0,1,2");
+  EXPECT_EQ(reply(forked), "0,1,2");
+}
+
+TEST_F(FastTest, IoUringIsRestrictedToTheImagesOpcodesAndCannotBeRecreated) {
+  start(make_spec(probe_path(), /*io_uring=*/true));
+  Instance& inst = start_instance("uring");
+  const std::string r = reply(inst);
+  EXPECT_EQ(field(r, "ring="), "1") << r;
+  EXPECT_EQ(field(r, "nop="), "0") << r;
+  EXPECT_EQ(field(r, "openat="), std::to_string(-EACCES)) << r;
+  EXPECT_EQ(field(r, "setup="), std::to_string(EPERM)) << r;
+  EXPECT_EQ(ask(inst, "fds"), "0,1,2,3");  // the ring is its only extra fd
+}
+
+TEST_F(FastTest, KvindexInitRunsOncePerTemplate) {
+  TemplateSpec spec = make_spec(kvindex_path());
+  spec.pool_size = 2;
+  Template& t = start(std::move(spec));
+  EXPECT_GT(t.stats().init_ns, 0u);
+  ASSERT_TRUE(run_until([&] { return t.pool_ready() == 2; }));
+  std::set<std::string> init_pids;
+  for (int i = 0; i < 4; ++i) {
+    Instance& inst = start_instance("stats");
+    const std::string s = reply(inst);
+    EXPECT_EQ(field(s, "init_count="), "1") << s;
+    EXPECT_EQ(field(s, "keys="), "200000") << s;
+    init_pids.insert(field(s, "init_pid="));
+    EXPECT_EQ(ask(inst, "get key199999").rfind("value-", 0), 0u);
+    EXPECT_EQ(ask(inst, "get nope"), "-");
+  }
+  EXPECT_EQ(init_pids.size(), 1u);
+}
+
+TEST_F(FastTest, SustainedChurnFromThePool) {
+  TemplateSpec spec = make_spec(echo_path());
+  spec.pool_size = 4;
+  Template& t = start(std::move(spec));
+  ASSERT_TRUE(run_until([&] { return t.pool_ready() == 4; }));
+  constexpr int kStarts = 60;
+  for (int i = 0; i < kStarts; ++i) {
+    Instance& inst = start_instance("x" + std::to_string(i));
+    ASSERT_EQ(reply(inst), "x" + std::to_string(i));
+    ASSERT_TRUE(inst.send({}).ok());  // empty message: exit 0
+    if (i % 8 == 7) {
+      ASSERT_TRUE(run_until([&] { return exited_.size() == static_cast<size_t>(i + 1); }));
+      for (uint64_t id : exited_) t.forget(id);
+    }
+  }
+  ASSERT_TRUE(run_until([&] { return exited_.size() == kStarts; }));
+  EXPECT_EQ(t.stats().pool_hits + t.stats().pool_misses, static_cast<uint64_t>(kStarts));
+  EXPECT_GT(t.stats().pool_hits, 0u);
+  EXPECT_LE(t.live_instances(), 4u + 2u);  // the pool and its refills in flight, nothing leaked
+}
+
+}  // namespace
+}  // namespace plume::fwp::test

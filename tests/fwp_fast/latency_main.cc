@@ -1,0 +1,131 @@
+// fwp_fast_latency: quick medians of start latencies, to the handler's first instruction:
+//   warm pool (doorbell), template fork, and, from a process as small as the template, a bare
+//   fork and fork+exec of a tiny static binary. Needs root. Not a test: it asserts nothing.
+//   ./fwp_fast_latency [--gtest_filter=...]   (env FWP_LAT_N: samples per path, default 200)
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "fwp_fast/fast_fixture.h"
+
+namespace plume::fwp::test {
+namespace {
+
+uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+uint64_t median(std::vector<uint64_t> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+uint64_t pctl(std::vector<uint64_t> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[static_cast<size_t>(static_cast<double>(v.size() - 1) * p)];
+}
+
+int samples() {
+  const char* n = std::getenv("FWP_LAT_N");
+  return n != nullptr ? std::atoi(n) : 200;
+}
+
+// One start, measured from just before start_instance to the handler's first instruction.
+class Latency : public FastTest {
+ protected:
+  std::vector<uint64_t> run(Template& t, bool from_pool) {
+    std::vector<uint64_t> out;
+    for (int i = 0; i < samples(); ++i) {
+      if (from_pool && !run_until([&] { return t.pool_ready() == t.spec().pool_size; })) break;
+      const uint64_t t0 = now_ns();
+      Instance& inst = start_instance("t0");
+      const std::string r = reply(inst);
+      const uint64_t entered = std::strtoull(r.c_str(), nullptr, 10);
+      if ((inst.path() == StartPath::pool) == from_pool && entered > t0) out.push_back(entered - t0);
+      (void)inst.send({});
+      const uint64_t id = inst.id();
+      run_until([&] { return inst.exit().has_value(); });
+      t.forget(id);
+    }
+    return out;
+  }
+};
+
+uint64_t from_probe(const std::string& args) {
+  const std::string cmd = probe_path() + " " + args;
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (f == nullptr) return 0;
+  char buf[64] = {};
+  (void)!std::fgets(buf, sizeof buf, f);
+  ::pclose(f);
+  return std::strtoull(buf, nullptr, 10);
+}
+
+std::string smaps_rollup(pid_t pid) {
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/smaps_rollup").c_str(), "r");
+  std::string out;
+  if (f == nullptr) return out;
+  char line[256];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::strncmp(line, "Rss:", 4) == 0 || std::strncmp(line, "Pss:", 4) == 0) out += line;
+  }
+  std::fclose(f);
+  return out;
+}
+
+std::string maps_count(pid_t pid) {
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/maps").c_str(), "r");
+  if (f == nullptr) return "?";
+  int n = 0;
+  char line[512];
+  while (std::fgets(line, sizeof line, f) != nullptr) ++n;
+  std::fclose(f);
+  return std::to_string(n);
+}
+
+TEST_F(Latency, StartPaths) {
+  const int n = samples();
+  TemplateSpec pooled = make_spec(probe_path());
+  pooled.pool_size = 8;
+  Template& t = start(std::move(pooled));
+  const auto warm = run(t, true);
+  std::printf("template pid %d: %d mappings\n%s", t.template_pid(), 0, smaps_rollup(t.template_pid()).c_str());
+  std::printf("template mappings: %s\n", maps_count(t.template_pid()).c_str());
+  tmpl_.reset();
+  Template& f = start(make_spec(probe_path()));
+  const auto forked = run(f, false);
+  TemplateSpec own = make_spec(probe_path());
+  own.cgroup_mode = InstanceCgroups::own;
+  tmpl_.reset();
+  Template& o = start(std::move(own));
+  const auto forked_own = run(o, false);
+  const uint64_t bare = from_probe("bare-fork " + std::to_string(n));
+  const uint64_t exec = from_probe("fork-exec " + std::to_string(n) + " " PLUME_FIRST_INSTRUCTION_PATH);
+  std::printf("samples per path: %d\n", n);
+  std::printf("warm pool  (doorbell -> handler): p50 %8.1f us  p90 %8.1f us  (n=%zu)\n",
+              static_cast<double>(median(warm)) / 1e3, static_cast<double>(pctl(warm, 0.9)) / 1e3, warm.size());
+  std::printf("template fork (shared cgroup)  : p50 %8.1f us  p90 %8.1f us  (n=%zu)\n",
+              static_cast<double>(median(forked)) / 1e3, static_cast<double>(pctl(forked, 0.9)) / 1e3, forked.size());
+  std::printf("template fork (own v1 cgroup)  : p50 %8.1f us  p90 %8.1f us  (n=%zu)\n",
+              static_cast<double>(median(forked_own)) / 1e3, static_cast<double>(pctl(forked_own, 0.9)) / 1e3,
+              forked_own.size());
+  std::printf("bare fork, same binary         : p50 %8.1f us\n", static_cast<double>(bare) / 1e3);
+  std::printf("fork+exec first_instruction    : p50 %8.1f us\n", static_cast<double>(exec) / 1e3);
+  if (median(warm) > 0)
+    std::printf("fork+exec / warm pool          : %.0fx\n",
+                static_cast<double>(exec) / static_cast<double>(median(warm)));
+  if (bare > 0)
+    std::printf("template fork / bare fork      : %.2fx\n",
+                static_cast<double>(median(forked)) / static_cast<double>(bare));
+}
+
+}  // namespace
+}  // namespace plume::fwp::test

@@ -1,0 +1,243 @@
+// plume_probe: a libplume app the fwp_fast tests and the latency tool drive. Each message is a
+// command; the reply is text. The handler's first act is to read the clock, so a start's latency
+// can be measured to the handler's first instruction. Commands:
+//   t0             → "<ns>": CLOCK_MONOTONIC at the handler's entry
+//   status         → /proc/self/status security lines, namespaces, memory cgroup
+//   fds            → the open fds, "0,1,2"
+//   ids            → "pid=<pid> ppid=<ppid> init_pid=<pid that ran init> init_count=<n>"
+//   attack <pid>   → errno of process_vm_readv, ptrace attach, kill(pid, 0), open /proc/pid/mem
+//   uring          → results of a NOP and an OPENAT on plume_ring(), and errno of io_uring_setup
+//   exit <n>       → the instance ends with code n
+//   segv           → it crashes
+//   oom            → it allocates until the OOM killer ends it
+//   ""             → it ends with code 0
+// Standalone: `plume_probe bare-fork N` prints the median ns from fork() to the child's first
+// instruction (a process exactly as small as the template); `plume_probe fork-exec N PATH` the
+// same for fork+execve of PATH (apps/first_instruction, which writes its clock to fd 3).
+#include <fcntl.h>
+#include <liburing.h>
+#include <plume/plume.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <string>
+#include <vector>
+
+namespace {
+
+int g_init_count = 0;
+pid_t g_init_pid = 0;
+
+uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+std::string read_file(const char* path) {
+  std::string out;
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+std::string status() {
+  std::string out;
+  const std::string st = read_file("/proc/self/status");
+  for (const char* key : {"Seccomp:", "NoNewPrivs:", "CapEff:", "CapPrm:", "CapBnd:", "CapAmb:"}) {
+    const size_t at = st.find(std::string("\n") + key);
+    if (at == std::string::npos) continue;
+    const size_t end = st.find('\n', at + 1);
+    std::string line = st.substr(at + 1, end - at - 1);
+    line.erase(std::remove(line.begin(), line.end(), '\t'), line.end());
+    out += line + "\n";
+  }
+  for (const char* ns : {"pid", "mnt", "user", "net", "uts", "ipc"}) {
+    char link[64], target[128] = {};
+    std::snprintf(link, sizeof link, "/proc/self/ns/%s", ns);
+    const ssize_t n = readlink(link, target, sizeof target - 1);
+    out += std::string("ns_") + ns + ":" + (n > 0 ? target : "?") + "\n";
+  }
+  const std::string cg = read_file("/proc/self/cgroup");
+  for (size_t at = 0; at < cg.size();) {
+    const size_t end = cg.find('\n', at);
+    const std::string line = cg.substr(at, end - at);
+    if (line.find(":memory:") != std::string::npos) out += "cgroup:" + line + "\n";
+    if (end == std::string::npos) break;
+    at = end + 1;
+  }
+  return out;
+}
+
+std::string fds() {
+  std::vector<int> list;
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return "?";
+  const int own = dirfd(d);
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    const int fd = std::atoi(e->d_name);
+    if (fd != own) list.push_back(fd);
+  }
+  closedir(d);
+  std::sort(list.begin(), list.end());
+  std::string out;
+  for (int fd : list) out += (out.empty() ? "" : ",") + std::to_string(fd);
+  return out;
+}
+
+std::string attack(pid_t pid) {
+  char buf[16];
+  iovec local{buf, sizeof buf}, remote{reinterpret_cast<void*>(0x400000), sizeof buf};
+  const int vm = process_vm_readv(pid, &local, 1, &remote, 1, 0) < 0 ? errno : 0;
+  const int pt = ptrace(PTRACE_ATTACH, pid, nullptr, nullptr) < 0 ? errno : 0;
+  const int kl = kill(pid, 0) < 0 ? errno : 0;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/mem", pid);
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  const int mem = fd < 0 ? errno : 0;
+  if (fd >= 0) close(fd);
+  return "vm=" + std::to_string(vm) + " ptrace=" + std::to_string(pt) + " kill=" + std::to_string(kl) +
+         " mem=" + std::to_string(mem);
+}
+
+std::string uring(plume_instance* self) {
+  io_uring* ring = plume_ring(self);
+  if (ring == nullptr) return "ring=0";
+  auto one = [&](auto prep) {
+    io_uring_sqe* sqe = io_uring_get_sqe(ring);
+    prep(sqe);
+    io_uring_submit(ring);
+    io_uring_cqe* cqe = nullptr;
+    if (io_uring_wait_cqe(ring, &cqe) != 0) return -9999;
+    const int res = cqe->res;
+    io_uring_cqe_seen(ring, cqe);
+    return res;
+  };
+  const int nop = one([](io_uring_sqe* s) { io_uring_prep_nop(s); });
+  const int openat = one([](io_uring_sqe* s) { io_uring_prep_openat(s, AT_FDCWD, "/etc/hostname", O_RDONLY, 0); });
+  io_uring_params p{};
+  const long fd = syscall(SYS_io_uring_setup, 4, &p);
+  const int setup = fd < 0 ? errno : 0;
+  return "ring=1 nop=" + std::to_string(nop) + " openat=" + std::to_string(openat) +
+         " setup=" + std::to_string(setup);
+}
+
+[[noreturn]] void oom() {
+  std::vector<char*> keep;
+  for (;;) {
+    char* p = static_cast<char*>(std::malloc(1 << 20));
+    if (p == nullptr) _exit(3);
+    std::memset(p, 1, 1 << 20);
+    keep.push_back(p);
+  }
+}
+
+int init(int argc, char** argv) {
+  ++g_init_count;
+  g_init_pid = getpid();
+  if (argc >= 3 && std::strcmp(argv[1], "bare-fork") == 0) {
+    // Standalone only (plume_main runs init first): measure and exit.
+    std::vector<uint64_t> samples;
+    for (int i = 0; i < std::atoi(argv[2]); ++i) {
+      int fds[2];
+      if (pipe(fds) != 0) return 1;
+      const uint64_t t0 = now_ns();
+      const pid_t pid = fork();
+      if (pid == 0) {
+        const uint64_t t = now_ns();
+        (void)!write(fds[1], &t, sizeof t);
+        _exit(0);
+      }
+      uint64_t t = 0;
+      (void)!read(fds[0], &t, sizeof t);
+      waitpid(pid, nullptr, 0);
+      close(fds[0]);
+      close(fds[1]);
+      samples.push_back(t - t0);
+    }
+    std::sort(samples.begin(), samples.end());
+    std::printf("%llu\n", static_cast<unsigned long long>(samples[samples.size() / 2]));
+    std::exit(0);
+  }
+  if (argc >= 4 && std::strcmp(argv[1], "fork-exec") == 0) {
+    std::vector<uint64_t> samples;
+    for (int i = 0; i < std::atoi(argv[2]); ++i) {
+      int fds[2];
+      if (pipe(fds) != 0) return 1;
+      const uint64_t t0 = now_ns();
+      const pid_t pid = fork();
+      if (pid == 0) {
+        dup2(fds[1], 3);
+        char* args[] = {argv[3], nullptr};
+        execv(argv[3], args);
+        _exit(127);
+      }
+      uint64_t t = 0;
+      (void)!read(fds[0], &t, sizeof t);
+      waitpid(pid, nullptr, 0);
+      close(fds[0]);
+      close(fds[1]);
+      samples.push_back(t - t0);
+    }
+    std::sort(samples.begin(), samples.end());
+    std::printf("%llu\n", static_cast<unsigned long long>(samples[samples.size() / 2]));
+    std::exit(0);
+  }
+  return 0;
+}
+
+int handle(plume_instance* self) {
+  const uint64_t entered = now_ns();
+  char buf[1024];
+  for (;;) {
+    const long n = plume_recv(self, buf, sizeof buf - 1, -1);
+    if (n < 0) return 100;
+    if (n == 0) return 0;
+    buf[n] = '\0';
+    const std::string cmd(buf, static_cast<size_t>(n));
+    std::string reply;
+    if (cmd == "t0") {
+      reply = std::to_string(entered);
+    } else if (cmd == "status") {
+      reply = status();
+    } else if (cmd == "fds") {
+      reply = fds();
+    } else if (cmd == "ids") {
+      reply = "pid=" + std::to_string(getpid()) + " ppid=" + std::to_string(getppid()) +
+              " init_pid=" + std::to_string(g_init_pid) + " init_count=" + std::to_string(g_init_count);
+    } else if (cmd.rfind("attack ", 0) == 0) {
+      reply = attack(static_cast<pid_t>(std::atoi(cmd.c_str() + 7)));
+    } else if (cmd == "uring") {
+      reply = uring(self);
+    } else if (cmd.rfind("exit ", 0) == 0) {
+      return std::atoi(cmd.c_str() + 5);
+    } else if (cmd == "segv") {
+      static volatile uintptr_t unmapped = 8;  // a real fault, not a raise()
+      *reinterpret_cast<volatile int*>(unmapped) = 1;
+    } else if (cmd == "oom") {
+      oom();
+    } else {
+      reply = cmd;
+    }
+    if (plume_send(self, reply.data(), std::min(reply.size(), plume_max_message(self))) != 0) return 101;
+  }
+}
+
+}  // namespace
+
+PLUME_APP(init, handle)

@@ -1,0 +1,138 @@
+// Pieces of the fast path that need no root: the control records' validation, pidfd fdinfo
+// parsing, and the per-instance seccomp filter (loaded for real in a forked child).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "instance_filter.h"
+#include "pidfd_info.h"
+#include "template_wire.h"
+
+namespace plume::fwp {
+namespace {
+
+struct Pair {
+  int a = -1, b = -1;
+  Pair() {
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    a = sv[0];
+    b = sv[1];
+  }
+  ~Pair() {
+    ::close(a);
+    ::close(b);
+  }
+};
+
+TEST(FwpWire, RecordWithFdRoundTrips) {
+  Pair p;
+  wire::Msg m;
+  m.type = wire::Type::forked;
+  m.instance_id = 42;
+  m.pid = 7;
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  ASSERT_EQ(wire::send_msg(p.a, m, pipefd[0]), 0);
+  wire::Msg got;
+  int fd = -1;
+  ASSERT_EQ(wire::recv_msg(p.b, got, &fd), 0);
+  EXPECT_EQ(got.type, wire::Type::forked);
+  EXPECT_EQ(got.instance_id, 42u);
+  EXPECT_EQ(got.pid, 7);
+  EXPECT_GE(fd, 0);
+  EXPECT_NE(fd, pipefd[0]);
+  ::close(fd);
+  ::close(pipefd[0]);
+  ::close(pipefd[1]);
+}
+
+TEST(FwpWire, WrongSizeMagicOrVersionIsRefusedAndItsFdsClosed) {
+  Pair p;
+  const char junk[16] = "short";
+  ASSERT_EQ(::send(p.a, junk, sizeof junk, 0), static_cast<ssize_t>(sizeof junk));
+  wire::Msg got;
+  int fd = 123;
+  EXPECT_EQ(wire::recv_msg(p.b, got, &fd), EBADMSG);
+  EXPECT_EQ(fd, -1);
+  wire::Msg bad;
+  bad.magic = 0xdeadbeef;
+  ASSERT_EQ(wire::send_msg(p.a, bad, 0), 0);
+  EXPECT_EQ(wire::recv_msg(p.b, got, &fd), EBADMSG);
+  EXPECT_EQ(fd, -1);
+  wire::Msg old;
+  old.version = 99;
+  ASSERT_EQ(wire::send_msg(p.a, old), 0);
+  EXPECT_EQ(wire::recv_msg(p.b, got, &fd), EBADMSG);
+  EXPECT_EQ(wire::recv_msg(p.b, got, &fd, true), EAGAIN);
+  ::shutdown(p.a, SHUT_WR);
+  EXPECT_EQ(wire::recv_msg(p.b, got, &fd), EPIPE);
+}
+
+TEST(FwpPidfdInfo, ParsesPidAndNestedPids) {
+  auto info = parse_pidfd_info("pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nPid:\t4242\nNSpid:\t4242\t17\n");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->pid, 4242);
+  EXPECT_EQ(info->ns_pids, (std::vector<pid_t>{4242, 17}));
+  EXPECT_FALSE(parse_pidfd_info("pos:\t0\nflags:\t02\n").ok());
+  auto gone = parse_pidfd_info("Pid:\t-1\n");
+  ASSERT_TRUE(gone.ok());
+  EXPECT_EQ(gone->pid, -1);
+}
+
+TEST(FwpPidfdInfo, ReadsARealPidfd) {
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
+  ASSERT_GE(fd, 0);
+  auto info = pidfd_info(fd);
+  ::close(fd);
+  ASSERT_TRUE(info.ok()) << info.error().message();
+  EXPECT_EQ(info->pid, ::getpid());
+  ASSERT_FALSE(info->ns_pids.empty());
+  EXPECT_EQ(info->ns_pids.front(), ::getpid());
+  int not_pidfd[2];
+  ASSERT_EQ(::pipe(not_pidfd), 0);
+  EXPECT_FALSE(pidfd_info(not_pidfd[0]).ok());
+  ::close(not_pidfd[0]);
+  ::close(not_pidfd[1]);
+}
+
+// In a child: NNP, then the filter; each probe's errno goes into the exit code's bits.
+TEST(FwpInstanceFilter, OnlySelfCanBeSignalledAndNoNewRings) {
+  const pid_t parent = ::getpid();
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(100);
+    if (libplume::load_instance_filter(::getpid()) != 0) _exit(101);
+    int bits = 0;
+    if (::kill(parent, 0) == -1 && errno == EPERM) bits |= 1;
+    if (::kill(::getpid(), 0) == 0) bits |= 2;
+    if (::kill(-1, 0) == -1 && errno == EPERM) bits |= 4;
+    if (::syscall(SYS_tgkill, parent, parent, 0) == -1 && errno == EPERM) bits |= 8;
+    if (::syscall(SYS_io_uring_setup, 4, nullptr) == -1 && errno == EPERM) bits |= 16;
+    if (::syscall(SYS_pidfd_open, parent, 0) == -1 && errno == EPERM) bits |= 32;
+    if (::getppid() == parent) bits |= 64;  // everything else still works
+    _exit(bits);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 127) << "bits: " << WEXITSTATUS(status);
+}
+
+TEST(FwpInstanceFilter, IsSmall) {
+  sock_filter insns[libplume::kMaxInstanceFilter];
+  const size_t n = libplume::build_instance_filter(1234, insns);
+  EXPECT_LE(n, libplume::kMaxInstanceFilter);
+  EXPECT_GT(n, 10u);
+  EXPECT_EQ(insns[n - 1].code, BPF_RET | BPF_K);
+}
+
+}  // namespace
+}  // namespace plume::fwp
