@@ -6,7 +6,7 @@ load dir."/plot_vars.gp"
 
 set terminal pngcairo size 1500,620 font "sans,11" noenhanced
 set output dir."/channel.png"
-set multiplot layout 1,2 title "Plume channel vs kernel IPC between two processes, 64-byte messages (2 vCPUs)"
+set multiplot layout 1,2 title "Plume channel vs kernel IPC between two processes, 64-byte messages"
 colors = "#1b9e77 #d95f02 #7570b3 #e7298a #66a61e #a6761d #000000 #e6ab02"
 do for [i=1:8] { set linetype i lc rgb word(colors, i) lw 2 }
 

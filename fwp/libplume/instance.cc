@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "instance_filter.h"
+#include "prefault.h"
 #include "runtime.h"
 
 namespace {
@@ -89,6 +90,9 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   // 5. Parked: announce readiness, then sleep on the channel until the first message arrives.
   const fwp::wire::Ready ready{0x59445252, ::getpid()};
   (void)g_self.channel->send(std::as_bytes(std::span(&ready, 1)));
+  // A pool instance parks for a while: take the faults now, not after the doorbell. A forked
+  // instance whose first message is already waiting goes straight on.
+  if (auto w = g_self.channel->wait_readable(std::chrono::nanoseconds(0)); !w) prefault_for_parking();
   g_self.channel->set_spin(std::chrono::nanoseconds(0));
   for (;;) {
     auto w = g_self.channel->wait_readable(std::chrono::hours(1));

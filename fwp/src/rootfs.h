@@ -1,6 +1,10 @@
 // The worker's filesystem view: assembled on a staging directory inside the worker's private mount
 // namespace, then entered with pivot_root. The parent prepares a plan (it may allocate); the child
 // carries it out with system calls only.
+//
+// The child resolves paths with the tenant's host uid (root inside a user namespace has no power
+// over host-owned files): the staging directory and a tenant rootfs path must be searchable by
+// that uid (e.g. mode 0755 up the tree).
 #pragma once
 
 #include <cstddef>

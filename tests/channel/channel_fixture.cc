@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,14 +11,33 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 namespace plume::fwp::test {
 
+Child::Child(Child&& o) noexcept : pid(std::exchange(o.pid, -1)), pidfd(std::move(o.pidfd)) {}
+
+Child& Child::operator=(Child&& o) noexcept {
+  if (this != &o) {
+    reap(*this, std::chrono::milliseconds(0));
+    pid = std::exchange(o.pid, -1);
+    pidfd = std::move(o.pidfd);
+  }
+  return *this;
+}
+
+Child::~Child() { reap(*this, std::chrono::milliseconds(0)); }
+
 Child fork_child(const std::function<int()>& fn) {
   std::fflush(nullptr);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) ::_exit(fn());
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(99);  // the parent died before prctl
+    ::_exit(fn());
+  }
   Child c;
   c.pid = pid;
   c.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));

@@ -17,10 +17,15 @@
 namespace plume::fwp::test {
 
 // A forked child running fn; its exit code is fn's return value (0: success). The child leaves
-// with _exit, so no gtest or atexit state runs twice.
+// with _exit, so no gtest or atexit state runs twice, and it is SIGKILLed when the test process
+// dies. A Child that goes out of scope unreaped (a failed ASSERT) is killed and reaped.
 struct Child {
   pid_t pid = -1;
   UniqueFd pidfd;
+  Child() = default;
+  Child(Child&&) noexcept;
+  Child& operator=(Child&&) noexcept;
+  ~Child();
 };
 Child fork_child(const std::function<int()>& fn);
 // True once the child has exited (pidfd readable), waiting at most `timeout`.

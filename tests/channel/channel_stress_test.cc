@@ -21,7 +21,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr auto kLostWakeup = 5s;  // far above any legitimate wake-up latency
+// Far above any legitimate wake-up latency, and above the multi-second stalls that a shared,
+// overloaded 2-vCPU CI machine shows now and then (both sides of a test stall together).
+constexpr auto kLostWakeup = 10s;
 
 uint64_t scaled(uint64_t n) {
   const char* s = std::getenv("PLUME_CHANNEL_STRESS_SCALE");
@@ -102,7 +104,7 @@ TEST(ChannelStress, ProcessesPingPongWithSleepingConsumers) {
   p.a.set_spin(0ns);
   ping_side(p.a, rounds);
   EXPECT_GT(p.a.stats().sleeps, rounds / 10);
-  const int status = test::reap(child, 10s);
+  const int status = test::reap(child, 20s);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
@@ -127,10 +129,11 @@ TEST(ChannelStress, ProcessBurstsWithAcknowledgements) {
         const uint64_t last = i + 1 == burst;
         std::memcpy(msg.data(), &seq, 8);
         std::memcpy(msg.data() + 8, &last, 8);
-        for (;;) {
+        for (const auto until = std::chrono::steady_clock::now() + kLostWakeup;;) {
           auto r = b->send(msg);
           if (r) break;
           if (r.error() != ChannelError::full) return 3;
+          if (std::chrono::steady_clock::now() > until) return 4;  // the parent stopped reading
           std::this_thread::yield();
         }
       }
@@ -144,14 +147,6 @@ TEST(ChannelStress, ProcessBurstsWithAcknowledgements) {
   uint64_t bursts = 0;
   for (uint64_t i = 0; i < total; ++i) {
     auto r = p.a.recv(buf, kLostWakeup);
-    if (!r) {
-      test::RawMapping raw(fd, g.mapping_size());
-      for (unsigned ring = 0; ring < 2; ++ring) {
-        auto o = test::ring_offsets(g, ring);
-        fprintf(stderr, "ring %u prod %u cons %u bell %u\n", ring, *raw.word_at(o.producer), *raw.word_at(o.consumer), *raw.word_at(o.doorbell));
-      }
-      fprintf(stderr, "a: sent %lu recv %lu sleeps %lu wakes %lu\n", p.a.stats().sent, p.a.stats().received, p.a.stats().sleeps, p.a.stats().wakes);
-    }
     ASSERT_TRUE(r.ok()) << "message " << i << ": " << channel_error_name(r.error());
     uint64_t seq = 0, last = 0;
     std::memcpy(&seq, buf.data(), 8);
@@ -163,7 +158,7 @@ TEST(ChannelStress, ProcessBurstsWithAcknowledgements) {
     }
   }
   EXPECT_GT(p.a.stats().sleeps, bursts / 4) << "the consumer hardly slept";
-  const int status = test::reap(child, 10s);
+  const int status = test::reap(child, 20s);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 

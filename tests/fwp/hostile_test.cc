@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <ostream>
+
 #include "fwp/spawn_fixture.h"
 
 namespace plume::fwp::test {
@@ -15,6 +17,9 @@ struct Refusal {
   const char* mode;
   const char* expected;  // the line the worker must print
 };
+
+// gtest names the parameterised cases by mode; this keeps ctest's listing readable too.
+void PrintTo(const Refusal& r, std::ostream* os) { *os << r.mode; }
 
 class HostileTest : public SpawnTest {
  protected:

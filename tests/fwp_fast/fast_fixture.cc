@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <linux/io_uring.h>
 
@@ -31,7 +32,11 @@ const CompiledFilter& filter(bool io_uring) {
 
 bool running_as_root() { return ::geteuid() == 0; }
 
-std::string probe_path() { return PLUME_PROBE_PATH; }
+// FWP_PROBE overrides the probe's path (to run the latency tool on another machine).
+std::string probe_path() {
+  const char* p = std::getenv("FWP_PROBE");
+  return p != nullptr ? p : PLUME_PROBE_PATH;
+}
 std::string echo_path() { return PLUME_ECHO_PATH; }
 std::string kvindex_path() { return PLUME_KVINDEX_PATH; }
 

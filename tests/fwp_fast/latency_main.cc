@@ -97,7 +97,7 @@ TEST_F(Latency, StartPaths) {
   pooled.pool_size = 8;
   Template& t = start(std::move(pooled));
   const auto warm = run(t, true);
-  std::printf("template pid %d: %d mappings\n%s", t.template_pid(), 0, smaps_rollup(t.template_pid()).c_str());
+  std::printf("template pid %d smaps_rollup:\n%s", t.template_pid(), smaps_rollup(t.template_pid()).c_str());
   std::printf("template mappings: %s\n", maps_count(t.template_pid()).c_str());
   tmpl_.reset();
   Template& f = start(make_spec(probe_path()));
@@ -108,8 +108,13 @@ TEST_F(Latency, StartPaths) {
   Template& o = start(std::move(own));
   const auto forked_own = run(o, false);
   const uint64_t bare = from_probe("bare-fork " + std::to_string(n));
-  const uint64_t exec = from_probe("fork-exec " + std::to_string(n) + " " PLUME_FIRST_INSTRUCTION_PATH);
+  const char* fi = std::getenv("FWP_FIRST_INSTRUCTION");
+  const uint64_t exec = from_probe("fork-exec " + std::to_string(n) + " " +
+                                   (fi != nullptr ? fi : PLUME_FIRST_INSTRUCTION_PATH));
+  const uint64_t wake = from_probe("wake " + std::to_string(n));
   std::printf("samples per path: %d\n", n);
+  std::printf("futex wake of a sleeping process: p50 %8.1f us (the floor of a doorbell)\n",
+              static_cast<double>(wake) / 1e3);
   std::printf("warm pool  (doorbell -> handler): p50 %8.1f us  p90 %8.1f us  (n=%zu)\n",
               static_cast<double>(median(warm)) / 1e3, static_cast<double>(pctl(warm, 0.9)) / 1e3, warm.size());
   std::printf("template fork (shared cgroup)  : p50 %8.1f us  p90 %8.1f us  (n=%zu)\n",

@@ -13,10 +13,13 @@
 //   ""             → it ends with code 0
 // Standalone: `plume_probe bare-fork N` prints the median ns from fork() to the child's first
 // instruction (a process exactly as small as the template); `plume_probe fork-exec N PATH` the
-// same for fork+execve of PATH (apps/first_instruction, which writes its clock to fd 3).
+// same for fork+execve of PATH (apps/first_instruction, which writes its clock to fd 3);
+// `plume_probe wake N` from a futex wake to the sleeper's first instruction (a doorbell's floor).
 #include <fcntl.h>
 #include <liburing.h>
 #include <plume/plume.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -25,6 +28,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -170,6 +174,42 @@ int init(int argc, char** argv) {
       close(fds[1]);
       samples.push_back(t - t0);
     }
+    std::sort(samples.begin(), samples.end());
+    std::printf("%llu\n", static_cast<unsigned long long>(samples[samples.size() / 2]));
+    std::exit(0);
+  }
+  if (argc >= 3 && std::strcmp(argv[1], "wake") == 0) {
+    // The floor of any doorbell: wake a process sleeping on a shared futex, to its next
+    // instruction after the wait.
+    struct Shared {
+      std::atomic<uint32_t> bell;
+      std::atomic<uint64_t> woke;
+    };
+    auto* sh = static_cast<Shared*>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    const int n = std::atoi(argv[2]);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      for (int i = 0; i < n; ++i) {
+        while (sh->bell.load() == 0) syscall(SYS_futex, &sh->bell, FUTEX_WAIT, 0, nullptr, nullptr, 0);
+        sh->woke.store(now_ns());
+        sh->bell.store(0);
+      }
+      _exit(0);
+    }
+    std::vector<uint64_t> samples;
+    for (int i = 0; i < n; ++i) {
+      usleep(2000);  // let it fall asleep
+      sh->woke.store(0);
+      const uint64_t t0 = now_ns();
+      sh->bell.store(1);
+      syscall(SYS_futex, &sh->bell, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+      while (sh->woke.load() == 0) {
+      }
+      samples.push_back(sh->woke.load() - t0);
+      while (sh->bell.load() != 0) {
+      }
+    }
+    waitpid(pid, nullptr, 0);
     std::sort(samples.begin(), samples.end());
     std::printf("%llu\n", static_cast<unsigned long long>(samples[samples.size() / 2]));
     std::exit(0);

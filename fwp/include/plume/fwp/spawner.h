@@ -2,7 +2,8 @@
 // into a running, isolated process. A failing step is reported by name, with its errno.
 //
 //   clone3(user, pid, mount, ipc, uts, net namespaces; pidfd)
-//   → [parent] uid/gid maps, cgroup attach   → [child] cgroup namespace, loopback up, hostname
+//   → [parent] uid/gid maps, cgroup attach, release → [child] cgroup namespace, ids (capabilities
+//   kept until dropped below), parent-death signal, loopback up, hostname
 //   → rootfs (private mounts, pivot_root, old root detached) → rlimits → capabilities dropped
 //   → no_new_privs → close fds but the granted ones → seccomp → execve
 // Fds are closed before seccomp so that a filter only has to allow execve, write and exit_group
