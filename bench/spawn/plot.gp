@@ -8,7 +8,7 @@ set output dir."/spawn.png"
 set multiplot layout 1,2 title "Start latency of a static binary, CDF over all starts (log scale)"
 set logscale x
 set format x "%g"
-set xtics (0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200)
+set xtics (0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 set xrange [0.2:*]
 set yrange [0:1]
 set ytics 0.1

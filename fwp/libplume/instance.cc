@@ -64,7 +64,7 @@ int setup_ring(const plume::fwp::wire::Msg& config) {
 namespace plume::libplume {
 
 void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t instance_id,
-                  int memfd) {
+                  int memfd, bool for_pool) {
   // 1. Descriptors: the channel is mapped, then every fd but stdio goes (the control socket,
   //    the template's other fds, other instances' memfds in flight).
   const fwp::ChannelGeometry geometry{config.slots, config.slot_size, 0};
@@ -87,12 +87,12 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  // 5. Parked: announce readiness, then sleep on the channel until the first message arrives.
+  // 5. A pool instance parks for a while: it takes its page faults now, not after the doorbell
+  //    (an instance forked for a start goes straight on). Then it announces readiness and sleeps
+  //    on the channel until the first message arrives.
+  if (for_pool) prefault_for_parking();
   const fwp::wire::Ready ready{0x59445252, ::getpid()};
   (void)g_self.channel->send(std::as_bytes(std::span(&ready, 1)));
-  // A pool instance parks for a while: take the faults now, not after the doorbell. A forked
-  // instance whose first message is already waiting goes straight on.
-  if (auto w = g_self.channel->wait_readable(std::chrono::nanoseconds(0)); !w) prefault_for_parking();
   g_self.channel->set_spin(std::chrono::nanoseconds(0));
   for (;;) {
     auto w = g_self.channel->wait_readable(std::chrono::hours(1));

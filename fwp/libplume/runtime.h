@@ -36,8 +36,9 @@ inline constexpr int kControlFd = 3;  // the control socket, granted by the cont
 
 // In a freshly forked instance: drops everything it must not keep, sets up its channel, ring and
 // final seccomp filter, announces itself, parks until the first message, runs the handler, exits.
+// `for_pool`: it will park for a while, so it takes its page faults before announcing itself.
 [[noreturn]] void run_instance(const plume_app& app, const fwp::wire::Msg& config,
-                               uint64_t instance_id, int memfd);
+                               uint64_t instance_id, int memfd, bool for_pool);
 
 // Reaps every exited child (after draining the SIGCHLD signalfd) and reports each to the
 // controller: `exited`, or `template_exited` for pid `tmpl`. Returns whether tmpl was among them.

@@ -129,7 +129,9 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
       continue;
     }
     const pid_t pid = ::fork();
-    if (pid == 0) run_instance(app, config, msg.instance_id, fd);
+    if (pid == 0) {
+      run_instance(app, config, msg.instance_id, fd, (msg.flags & fwp::wire::kFlagForPool) != 0);
+    }
     Msg reply;
     reply.type = Type::forked;
     reply.instance_id = msg.instance_id;

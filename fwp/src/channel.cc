@@ -254,6 +254,9 @@ ChannelResult<void> Channel::wait_readable(std::chrono::nanoseconds timeout) {
   if (broken()) return fail(ChannelError::corrupt);
   if (readable()) return {};
   if (broken()) return fail(ChannelError::corrupt);
+  // Clamped so that now + timeout cannot overflow (nanoseconds::max() means "a year" here).
+  timeout = std::clamp(timeout, std::chrono::nanoseconds(0),
+                       std::chrono::nanoseconds(std::chrono::hours(24 * 365)));
   const auto start = Clock::now();
   const auto deadline = start + timeout;
   // Spin: cheap loads of the peer's index, a pause between them, the clock every 64 rounds.

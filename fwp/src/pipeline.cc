@@ -1,6 +1,7 @@
 #include "pipeline.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -98,6 +99,25 @@ StepFailure exec_worker(const ChildPlan& plan) {
   return StepFailure{saw_eacces ? EACCES : ENOENT, "execve", file};
 }
 
+// The supervisor blocks the signals it reads through a signalfd and ignores some others; a
+// blocked mask and SIG_IGN dispositions survive execve, so a worker would silently inherit them.
+StepFailure reset_signals() {
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) != 0) continue;  // numbers glibc reserves for itself
+    if (old.sa_handler == SIG_IGN) {
+      struct sigaction dfl {};
+      dfl.sa_handler = SIG_DFL;
+      if (::sigaction(sig, &dfl, nullptr) != 0) return step_errno("sigaction", "SIG_DFL");
+    }
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  if (::sigprocmask(SIG_SETMASK, &none, nullptr) != 0) return step_errno("sigprocmask", "SIG_SETMASK");
+  return step_ok();
+}
+
 }  // namespace
 
 void run_child(ChildPlan& plan) noexcept {
@@ -108,6 +128,7 @@ void run_child(ChildPlan& plan) noexcept {
     if (!result.ok()) report_and_exit(plan.status_fd, step, result);
   };
   check(Step::sync, wait_for_release(plan.sync_fd));
+  check(Step::signals, reset_signals());
   check(Step::cgroup_namespace, enter_cgroup_namespace());
   check(Step::set_ids, set_ids(plan.uid, plan.gid));
   check(Step::sync, arm_parent_death(plan.sync_fd));

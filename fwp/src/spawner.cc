@@ -93,6 +93,7 @@ const char* step_name(Step step) {
     case Step::seccomp: return "seccomp";
     case Step::close_fds: return "close_fds";
     case Step::execve: return "execve";
+    case Step::signals: return "signals";
   }
   return "unknown";
 }

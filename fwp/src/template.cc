@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -113,7 +114,15 @@ SysResult<void> Template::spawn_keeper() {
   if (int err = wire::send_msg(control_.get(), config); err != 0)
     return fail(SysError{"sendmsg", err, spec_.name + " config"});
 
+  refill_kick_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!refill_kick_) return fail(sys_error("eventfd", spec_.name));
   phase_ = Phase::spawning;
+  poller_.watch(refill_kick_.get(), [this] {
+    uint64_t n;
+    (void)!::read(refill_kick_.get(), &n, sizeof n);
+    refill();
+    collect();
+  });
   poller_.watch(keeper_.status_fd.get(), [this] { on_exec_status(); });
   poller_.watch(keeper_.pidfd.get(), [this] { on_keeper_exit(); });
   poller_.watch(control_.get(), [this] { on_control(); });
@@ -124,6 +133,7 @@ Template::~Template() {
   if (keeper_.status_fd) poller_.unwatch(keeper_.status_fd.get());
   if (keeper_.pidfd) poller_.unwatch(keeper_.pidfd.get());
   if (control_) poller_.unwatch(control_.get());
+  if (refill_kick_) poller_.unwatch(refill_kick_.get());
   if (template_pidfd_) poller_.unwatch(template_pidfd_.get());
   for (auto& [id, inst] : instances_) {
     if (inst->pidfd_) poller_.unwatch(inst->pidfd_.get());

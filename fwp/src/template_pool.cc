@@ -1,6 +1,9 @@
 // The start path and the warm pool: a start takes a parked instance (one channel send: the
 // doorbell) or falls back to a FORK; the pool refills from the loop, a bounded number of FORKs at
 // a time so that starts never queue behind more than max_refills_in_flight pool forks.
+#include <time.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -59,6 +62,7 @@ SysResult<void> Template::send_fork(Instance& inst) {
   wire::Msg m;
   m.type = wire::Type::fork;
   m.instance_id = inst.id_;
+  m.flags = inst.want_start_ ? 0 : wire::kFlagForPool;
   if (int err = wire::send_msg(control_.get(), m, inst.memfd_.get()); err != 0)
     return fail(SysError{"sendmsg", err, inst.name_ + " fork"});
   inst.fork_sent_ = true;
@@ -91,6 +95,9 @@ void Template::deliver_first(Instance& inst) {
   if (inst.first_sent_) return;
   inst.first_sent_ = true;
   // A fresh channel is empty: the first message always fits (its size was checked at start).
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  inst.rung_at_ns_ = static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
   (void)inst.channel_->send(inst.first_);
   inst.first_.clear();
   inst.first_.shrink_to_fit();
@@ -100,7 +107,6 @@ SysResult<Instance*> Template::start_instance(std::span<const std::byte> first_m
   if (first_message.size() > spec_.channel.max_message())
     return fail(SysError{"start", EMSGSIZE, spec_.name + ": first message larger than a slot"});
   if (phase_ == Phase::dead) return fail(SysError{"start", ESRCH, spec_.name + ": template is gone"});
-  collect();
   ++stats_.starts;
   // Warm path: the first ready parked instance, else the oldest parked one (it finishes its
   // setup, then finds the message waiting: still no fork).
@@ -118,7 +124,7 @@ SysResult<Instance*> Template::start_instance(std::span<const std::byte> first_m
     inst.first_.assign(first_message.begin(), first_message.end());
     deliver_first(inst);
     ++stats_.pool_hits;
-    refill();
+    kick_refill();
     return &inst;
   }
   // Cold(er) path: a template fork; queued while the template is not ready, never refused.
@@ -147,6 +153,11 @@ SysResult<Instance*> Template::start_instance(std::span<const std::byte> first_m
     queued_forks_.push_back(inst.id_);
   }
   return &inst;
+}
+
+void Template::kick_refill() {
+  const uint64_t one = 1;
+  if (::write(refill_kick_.get(), &one, sizeof one) != sizeof one) refill();  // cannot fail
 }
 
 void Template::refill() {

@@ -55,6 +55,7 @@ struct Msg {
 static_assert(sizeof(Msg) == 128, "wire::Msg is a fixed-size record");
 
 inline constexpr uint32_t kFlagInstanceFilter = 1u << 0;  // config: per-instance seccomp filter
+inline constexpr uint32_t kFlagForPool = 1u << 1;  // fork: a pool instance; pre-fault, then park
 
 // The first message an instance sends on its channel once set up and parked.
 struct Ready {

@@ -32,15 +32,30 @@ int die(const std::string& event, const std::string& message) {
   return 1;
 }
 
-bool mkdir_p(const std::string& path, mode_t mode) {
-  std::string cur;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i == path.size() || (path[i] == '/' && i > 0)) {
-      cur = path.substr(0, i);
-      if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) return false;
+// Creates path and its missing parents; `created` tells whether the last component was new.
+bool mkdir_p(const std::string& path, mode_t mode, bool& created) {
+  created = false;
+  for (size_t i = 1; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      std::string cur = path.substr(0, i);
+      if (::mkdir(cur.c_str(), mode) == 0) created = i == path.size();
+      else if (errno != EEXIST) return false;
     }
   }
   return true;
+}
+
+// Workers assemble their root under <runtime_dir>/root with their tenant's host uid, so every
+// directory on the way must be searchable by others. Returns the first one that is not.
+std::string first_unsearchable(const std::string& path) {
+  for (size_t i = 1; i <= path.size(); ++i) {
+    if (i != path.size() && path[i] != '/') continue;
+    std::string cur = path.substr(0, i);
+    struct stat st{};
+    if (::stat(cur.c_str(), &st) != 0) return cur;
+    if ((st.st_mode & S_IXOTH) == 0) return cur;
+  }
+  return {};
 }
 
 std::string random_token() {
@@ -104,7 +119,12 @@ int main(int argc, char** argv) {
 
   // One plumed per runtime directory: the lock is released by the kernel if we die, however we die.
   const std::string& rd = config.daemon.runtime_dir;
-  if (!mkdir_p(rd, 0755)) return die("plumed.start", "mkdir " + rd + ": " + std::strerror(errno));
+  if (rd.empty() || rd[0] != '/') return die("plumed.config", "runtime_dir must be an absolute path");
+  bool created_rd = false;
+  if (!mkdir_p(rd, 0755, created_rd)) return die("plumed.start", "mkdir " + rd + ": " + std::strerror(errno));
+  if (std::string blocked = first_unsearchable(rd); !blocked.empty())
+    return die("plumed.start", "workers cannot reach " + rd + ": " + blocked +
+                                   " is not searchable by other users (it needs o+x, e.g. mode 0711)");
   const std::string lock_path = rd + "/plumed.lock";
   int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd < 0) return die("plumed.start", "open " + lock_path + ": " + std::strerror(errno));
@@ -202,7 +222,7 @@ int main(int argc, char** argv) {
   ::unlink(lock_path.c_str());
   ::close(lock_fd);
   ::close(sfd);
-  ::rmdir(rd.c_str());  // only if nothing else lives there
+  if (created_rd) ::rmdir(rd.c_str());  // only a directory plumed made, and only if empty
   log::info("plumed.stopped", {});
   return ran.ok() ? 0 : 1;
 }

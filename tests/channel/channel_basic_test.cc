@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -86,6 +88,26 @@ TEST(Channel, EmptyRingSaysEmptyAndTimesOut) {
     EXPECT_GE(took, 30ms);
     EXPECT_LT(took, 2s);
   }
+  // An endless timeout does not overflow the deadline (UBSan would say so); the sender waits
+  // until the consumer announced its sleep on the doorbell, so the futex wake path is the one
+  // taken.
+  p.b.set_spin(0ns);
+  std::thread sender([&] {
+    test::RawMapping raw(p.fd.get(), ChannelGeometry{8, 64}.mapping_size());
+    std::atomic_ref<uint32_t> bell(*raw.word_at(test::ring_offsets({8, 64}, 0).doorbell));
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (bell.load() != 1 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    std::array<std::byte, 4> four{};
+    (void)p.a.send(four);
+  });
+  r = p.b.recv(buf, std::chrono::nanoseconds::max());
+  sender.join();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 4u);
+  EXPECT_GE(p.b.stats().sleeps, 1u);
+  r = p.b.recv(buf, std::chrono::nanoseconds(-5));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), ChannelError::timeout);
   EXPECT_FALSE(p.b.broken());
 }
 

@@ -146,6 +146,27 @@ TEST_F(SpawnTest, KillFromOutsideIsReportedAsSignal) {
   EXPECT_EQ(exit->signal, SIGKILL);
 }
 
+// plumed blocks the signals it reads through a signalfd and ignores SIGPIPE; neither may leak into
+// a worker (a blocked or ignored SIGPIPE changes how `yes | head` and friends end).
+TEST_F(SpawnTest, WorkerStartsWithDefaultSignals) {
+  sigset_t block, old_mask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGINT);
+  ASSERT_EQ(::sigprocmask(SIG_BLOCK, &block, &old_mask), 0);
+  struct sigaction ign {}, old_pipe {};
+  ign.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGPIPE, &ign, &old_pipe), 0);
+  auto w = start(make_spec({"/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"}));
+  ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  ::sigaction(SIGPIPE, &old_pipe, nullptr);
+  ASSERT_TRUE(w.ok()) << w.error().message();
+  w->read_to_eof();
+  ASSERT_TRUE(w->wait().has_value());
+  EXPECT_NE(w->output.find("SigBlk:\t0000000000000000"), std::string::npos) << w->output;
+  EXPECT_NE(w->output.find("SigIgn:\t0000000000000000"), std::string::npos) << w->output;
+}
+
 // The worker is pid 1 of its namespace: only signals it handles reach it. A shell that traps
 // SIGTERM gets it.
 TEST_F(SpawnTest, SigtermReachesAWorkerThatHandlesIt) {

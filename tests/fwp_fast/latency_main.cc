@@ -47,9 +47,11 @@ class Latency : public FastTest {
       if (from_pool && !run_until([&] { return t.pool_ready() == t.spec().pool_size; })) break;
       const uint64_t t0 = now_ns();
       Instance& inst = start_instance("t0");
+      if (from_pool) call_.push_back(now_ns() - t0);
       const std::string r = reply(inst);
       const uint64_t entered = std::strtoull(r.c_str(), nullptr, 10);
       if ((inst.path() == StartPath::pool) == from_pool && entered > t0) out.push_back(entered - t0);
+      if (from_pool && entered > inst.rung_at_ns()) bell_.push_back(entered - inst.rung_at_ns());
       (void)inst.send({});
       const uint64_t id = inst.id();
       run_until([&] { return inst.exit().has_value(); });
@@ -57,6 +59,8 @@ class Latency : public FastTest {
     }
     return out;
   }
+  std::vector<uint64_t> call_;
+  std::vector<uint64_t> bell_;  // pool path: from the channel send itself to the handler  // pool path: how long start_instance itself took
 };
 
 uint64_t from_probe(const std::string& args) {
@@ -117,6 +121,8 @@ TEST_F(Latency, StartPaths) {
               static_cast<double>(wake) / 1e3);
   std::printf("warm pool  (doorbell -> handler): p50 %8.1f us  p90 %8.1f us  (n=%zu)\n",
               static_cast<double>(median(warm)) / 1e3, static_cast<double>(pctl(warm, 0.9)) / 1e3, warm.size());
+  std::printf("  start_instance() call returns : p50 %8.1f us\n", static_cast<double>(median(call_)) / 1e3);
+  std::printf("  channel send -> handler       : p50 %8.1f us\n", static_cast<double>(median(bell_)) / 1e3);
   std::printf("template fork (shared cgroup)  : p50 %8.1f us  p90 %8.1f us  (n=%zu)\n",
               static_cast<double>(median(forked)) / 1e3, static_cast<double>(pctl(forked, 0.9)) / 1e3, forked.size());
   std::printf("template fork (own v1 cgroup)  : p50 %8.1f us  p90 %8.1f us  (n=%zu)\n",

@@ -95,7 +95,8 @@ class Channel {
   // Copies the next message into buf and returns its length. Errors: empty, buffer_too_small,
   // corrupt. Never blocks.
   ChannelResult<size_t> try_recv(std::span<std::byte> buf);
-  // Like try_recv, but waits up to `timeout` (spinning for spin(), then sleeping on the futex).
+  // Like try_recv, but waits up to `timeout` (spinning for spin(), then sleeping on the futex;
+  // timeouts beyond a year count as a year, negative ones as 0).
   // Errors: timeout, buffer_too_small, corrupt.
   ChannelResult<size_t> recv(std::span<std::byte> buf, std::chrono::nanoseconds timeout);
   // Waits until a message can be read (ok), up to `timeout`. Errors: timeout, corrupt.

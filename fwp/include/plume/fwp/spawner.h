@@ -44,6 +44,7 @@ enum class Step : uint8_t {
   seccomp,
   close_fds,
   execve,
+  signals,  // the signal mask and ignored signals inherited from the supervisor are reset
 };
 const char* step_name(Step step);
 

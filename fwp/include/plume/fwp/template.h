@@ -139,6 +139,8 @@ class Instance {
   const std::string& cgroup() const { return cgroup_; }  // relative; empty when shared
   bool ready() const { return ready_; }     // it announced it is set up and parked
   const std::optional<InstanceExit>& exit() const { return exit_; }
+  // CLOCK_MONOTONIC ns when its first message went into its channel (the doorbell); 0 before.
+  uint64_t rung_at_ns() const { return rung_at_ns_; }
   // The supervisor's end of its channel (side a). Messages are the app's; the instance's
   // readiness record is consumed by recv() below, never seen by the caller.
   Channel& channel() { return *channel_; }
@@ -168,6 +170,7 @@ class Instance {
   bool forgotten_ = false;     // exited and dropped by the caller (or never started): collect
   bool want_start_ = false;    // a start is waiting on it (fork path): send first_ once possible
   bool first_sent_ = false;    // first_ is in the channel already
+  uint64_t rung_at_ns_ = 0;
   std::vector<std::byte> first_;
   std::optional<InstanceExit> exit_;
 };
@@ -247,6 +250,7 @@ class Template {
   SysResult<void> send_fork(Instance& inst);
   void deliver_first(Instance& inst);
   void refill();
+  void kick_refill();  // refill from the loop's next turn, not inside the caller's start
   void pump_queued_forks();
   void finish(Instance& inst, InstanceExit exit);
   void lose_all(const std::string& why);
@@ -259,6 +263,7 @@ class Template {
   Phase phase_ = Phase::spawning;
   Process keeper_;
   UniqueFd control_;         // our end of the control socket
+  UniqueFd refill_kick_;     // eventfd: a refill is due (keeps FORKs off the start call)
   UniqueFd template_pidfd_;  // from hello
   pid_t template_pid_ = -1;
   ino_t pid_ns_ = 0;         // the keeper's pid namespace, to check pidfds against

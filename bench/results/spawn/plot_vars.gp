@@ -1,1 +1,0 @@
-peers = "fork_exec vfork_exec posix_spawn bwrap crun plume"
