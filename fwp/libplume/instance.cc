@@ -64,7 +64,7 @@ int setup_ring(const plume::fwp::wire::Msg& config) {
 namespace plume::libplume {
 
 void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t instance_id,
-                  int memfd, bool for_pool) {
+                  int memfd, bool for_pool, uint64_t forked_at_ns) {
   // 1. Descriptors: the channel is mapped, then every fd but stdio goes (the control socket,
   //    the template's other fds, other instances' memfds in flight).
   const fwp::ChannelGeometry geometry{config.slots, config.slot_size, 0};
@@ -73,6 +73,7 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   g_self.channel.emplace(std::move(*channel));
   g_self.role = PLUME_ROLE_INSTANCE;
   g_self.id = instance_id;
+  g_self.forked_at_ns = forked_at_ns;
   if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0) die("instance: close_range", errno);
   // 2. Not dumpable: /proc/<pid>/mem, ptrace and process_vm_* by same-uid siblings fail.
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) die("instance: PR_SET_DUMPABLE", errno);
@@ -111,6 +112,7 @@ extern "C" {
 
 plume_role plume_get_role(const plume_instance* self) { return self->role; }
 uint64_t plume_instance_id(const plume_instance* self) { return self->id; }
+uint64_t plume_forked_at_ns(const plume_instance* self) { return self->forked_at_ns; }
 
 long plume_recv(plume_instance* self, void* buf, size_t cap, int64_t timeout_ns) {
   if (!self->channel) {

@@ -17,6 +17,7 @@ struct plume_instance {
   plume_role role = PLUME_ROLE_STANDALONE;
   uint64_t id = 0;
   std::optional<plume::fwp::Channel> channel;  // side b; empty when standalone
+  uint64_t forked_at_ns = 0;  // the template's clock just before fork()
   bool has_ring = false;
   io_uring ring{};
 };
@@ -38,7 +39,8 @@ inline constexpr int kControlFd = 3;  // the control socket, granted by the cont
 // final seccomp filter, announces itself, parks until the first message, runs the handler, exits.
 // `for_pool`: it will park for a while, so it takes its page faults before announcing itself.
 [[noreturn]] void run_instance(const plume_app& app, const fwp::wire::Msg& config,
-                               uint64_t instance_id, int memfd, bool for_pool);
+                               uint64_t instance_id, int memfd, bool for_pool,
+                               uint64_t forked_at_ns);
 
 // Reaps every exited child (after draining the SIGCHLD signalfd) and reports each to the
 // controller: `exited`, or `template_exited` for pid `tmpl`. Returns whether tmpl was among them.

@@ -128,9 +128,11 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
       if (fd >= 0) ::close(fd);
       continue;
     }
+    const uint64_t forked_at = now_ns();
     const pid_t pid = ::fork();
     if (pid == 0) {
-      run_instance(app, config, msg.instance_id, fd, (msg.flags & fwp::wire::kFlagForPool) != 0);
+      run_instance(app, config, msg.instance_id, fd, (msg.flags & fwp::wire::kFlagForPool) != 0,
+                   forked_at);
     }
     Msg reply;
     reply.type = Type::forked;

@@ -121,6 +121,7 @@ SysResult<void> Template::spawn_keeper() {
     uint64_t n;
     (void)!::read(refill_kick_.get(), &n, sizeof n);
     refill();
+    top_up_channels();
     collect();
   });
   poller_.watch(keeper_.status_fd.get(), [this] { on_exec_status(); });
@@ -256,6 +257,7 @@ void Template::on_hello(int fd, uint32_t generation, uint64_t init_ns, pid_t ns_
   if (events_.template_ready) events_.template_ready();
   pump_queued_forks();
   refill();
+  top_up_channels();
 }
 
 void Template::on_template_exit() {

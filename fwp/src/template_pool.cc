@@ -44,9 +44,26 @@ size_t Template::pool_ready() {
   return n;
 }
 
+namespace {
+constexpr size_t kSpareChannels = 4;
+}
+
+void Template::top_up_channels() {
+  while (spare_channels_.size() < kSpareChannels) {
+    auto created = Channel::create(spec_.channel);
+    if (!created) return;  // new_instance creates one itself, and reports the error
+    spare_channels_.push_back(std::move(*created));
+  }
+}
+
 SysResult<Instance*> Template::new_instance(StartPath path) {
-  auto created = Channel::create(spec_.channel);
-  if (!created) return fail(created.error());
+  if (spare_channels_.empty()) {
+    auto created = Channel::create(spec_.channel);
+    if (!created) return fail(created.error());
+    spare_channels_.push_back(std::move(*created));
+  }
+  std::optional<Channel::Created> created(std::move(spare_channels_.front()));
+  spare_channels_.pop_front();
   auto inst = std::make_unique<Instance>();
   inst->id_ = next_id_++;
   inst->name_ = spec_.name + "#" + std::to_string(inst->id_);
@@ -134,6 +151,7 @@ SysResult<Instance*> Template::start_instance(std::span<const std::byte> first_m
   Instance& inst = **made;
   inst.want_start_ = true;
   inst.first_.assign(first_message.begin(), first_message.end());
+  kick_refill();  // tops up the spare channels this start used
   if (spec_.cgroup_mode == InstanceCgroups::shared) {
     // Nothing to do between fork and handler: the message waits in the channel, so the instance
     // runs straight from its setup into the handler, without a round trip through plumed.

@@ -1,7 +1,8 @@
 // plume_probe: a libplume app the fwp_fast tests and the latency tool drive. Each message is a
 // command; the reply is text. The handler's first act is to read the clock, so a start's latency
 // can be measured to the handler's first instruction. Commands:
-//   t0             → "<ns>": CLOCK_MONOTONIC at the handler's entry
+//   t0             → "<ns> <ns>": CLOCK_MONOTONIC at the handler's entry, and when the template
+//                    began forking this instance
 //   status         → /proc/self/status security lines, namespaces, memory cgroup
 //   fds            → the open fds, "0,1,2"
 //   ids            → "pid=<pid> ppid=<ppid> init_pid=<pid that ran init> init_count=<n>"
@@ -14,7 +15,7 @@
 // Standalone: `plume_probe bare-fork N` prints the median ns from fork() to the child's first
 // instruction (a process exactly as small as the template); `plume_probe fork-exec N PATH` the
 // same for fork+execve of PATH (apps/first_instruction, which writes its clock to fd 3);
-// `plume_probe wake N` from a futex wake to the sleeper's first instruction (a doorbell's floor).
+// `plume_probe wake N [idle_us]` from a futex wake to the sleeper's first instruction (a doorbell's floor).
 #include <fcntl.h>
 #include <liburing.h>
 #include <plume/plume.h>
@@ -187,6 +188,7 @@ int init(int argc, char** argv) {
     };
     auto* sh = static_cast<Shared*>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
     const int n = std::atoi(argv[2]);
+    const int idle_us = argc >= 4 ? std::atoi(argv[3]) : 2000;
     const pid_t pid = fork();
     if (pid == 0) {
       for (int i = 0; i < n; ++i) {
@@ -198,7 +200,7 @@ int init(int argc, char** argv) {
     }
     std::vector<uint64_t> samples;
     for (int i = 0; i < n; ++i) {
-      usleep(2000);  // let it fall asleep
+      usleep(static_cast<useconds_t>(idle_us));  // let it fall asleep
       sh->woke.store(0);
       const uint64_t t0 = now_ns();
       sh->bell.store(1);
@@ -252,7 +254,7 @@ int handle(plume_instance* self) {
     const std::string cmd(buf, static_cast<size_t>(n));
     std::string reply;
     if (cmd == "t0") {
-      reply = std::to_string(entered);
+      reply = std::to_string(entered) + " " + std::to_string(plume_forked_at_ns(self));
     } else if (cmd == "status") {
       reply = status();
     } else if (cmd == "fds") {

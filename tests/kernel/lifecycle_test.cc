@@ -1,10 +1,12 @@
 // plumed's lifecycle: graceful SIGTERM leaves nothing behind (processes, cgroups, socket, pid file,
 // mounts); after kill -9 the workers die with it and a restart cleans up what it left; two plumeds
 // never share a runtime dir.
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 
 #include "e2e.h"
 
@@ -14,6 +16,19 @@ namespace {
 bool exists(const std::string& path) {
   struct stat st{};
   return ::lstat(path.c_str(), &st) == 0;
+}
+
+// Names in `dir` other than `allowed`.
+std::vector<std::string> entries_of(const std::string& dir, const std::set<std::string>& allowed) {
+  std::vector<std::string> out;
+  if (auto* d = ::opendir(dir.c_str())) {
+    while (auto* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name != "." && name != ".." && !allowed.count(name)) out.push_back(dir + "/" + name);
+    }
+    ::closedir(d);
+  }
+  return out;
 }
 
 std::string join(const std::vector<std::string>& v) {
@@ -59,6 +74,11 @@ TEST(Lifecycle, SigtermStopsWorkersAndLeavesNothingBehind) {
     }
   EXPECT_TRUE(found) << tenants.dump();
 
+  // One worker that has already ended, two still running at shutdown.
+  json ended = run_worker(plumed, kLifeToken, {{"argv", {"/bin/sh", "-c", "echo done"}}});
+  ASSERT_TRUE(ended.contains("id"));
+  EXPECT_EQ(wait_worker(plumed, kLifeToken, ended["id"]).value("state", std::string()), "exited");
+  EXPECT_EQ(plumed.request("GET", "/v1/workers/" + ended["id"].get<std::string>() + "/logs", kLifeToken).body, "done\n");
   json polite = run_worker(plumed, kLifeToken, {{"argv", {"/bin/sleep", "60"}}});
   // This one ignores SIGTERM (the ignore disposition survives exec), so only the SIGKILL after
   // the grace period ends it.
@@ -79,6 +99,8 @@ TEST(Lifecycle, SigtermStopsWorkersAndLeavesNothingBehind) {
   EXPECT_FALSE(exists(plumed.runtime_dir() + "/plumed.pid"));
   EXPECT_FALSE(exists(plumed.runtime_dir() + "/admin.token"));
   EXPECT_EQ(join(mounts_under(plumed.runtime_dir())), "");
+  // Nothing else is left in the runtime dir (the lock file may stay: flock needs no cleanup).
+  EXPECT_EQ(join(entries_of(plumed.runtime_dir(), {"plumed.lock"})), "");
   EXPECT_NE(plumed.stderr_text().find("event=plumed.ready"), std::string::npos) << plumed.stderr_text();
 }
 

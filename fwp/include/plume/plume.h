@@ -87,6 +87,10 @@ size_t plume_max_message(const plume_instance* self);
  * this is the only ring the instance can have. */
 struct io_uring* plume_ring(plume_instance* self);
 
+/* Diagnostics: CLOCK_MONOTONIC ns at which the template began forking this instance (0 when
+ * standalone). With a timestamp taken at the handler's entry it gives the fork-to-handler cost. */
+uint64_t plume_forked_at_ns(const plume_instance* self);
+
 /* Flushes stdio and ends the instance now with `code` as its result. */
 void plume_exit(plume_instance* self, int code) __attribute__((noreturn));
 

@@ -251,6 +251,7 @@ class Template {
   void deliver_first(Instance& inst);
   void refill();
   void kick_refill();  // refill from the loop's next turn, not inside the caller's start
+  void top_up_channels();  // keeps kSpareChannels made ahead: a start does not create one
   void pump_queued_forks();
   void finish(Instance& inst, InstanceExit exit);
   void lose_all(const std::string& why);
@@ -271,6 +272,7 @@ class Template {
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Instance>> instances_;
   std::deque<uint64_t> pool_;         // parked, oldest first
+  std::deque<Channel::Created> spare_channels_;
   std::deque<uint64_t> queued_forks_; // instances waiting for a template to fork them
   size_t refills_in_flight_ = 0;
   size_t forks_in_flight_ = 0;
