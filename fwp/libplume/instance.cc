@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 #include "instance_filter.h"
 #include "prefault.h"
@@ -54,6 +56,12 @@ int setup_ring(const plume::fwp::wire::Msg& config) {
   return 0;
 }
 
+uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 [[noreturn]] void die(const char* what, int err) {
   plume::libplume::diag(what, err);
   _exit(125);
@@ -67,6 +75,10 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
                   int memfd, bool for_pool, uint64_t forked_at_ns) {
   // 1. Descriptors: the channel is mapped, then every fd but stdio goes (the control socket,
   //    the template's other fds, other instances' memfds in flight).
+  uint64_t steps[8] = {};  // PLUME_FWP_TRACE: when each step ended
+  int nsteps = 0;
+  auto step = [&] { steps[nsteps++] = now_ns(); };
+  step();  // the child runs
   const fwp::ChannelGeometry geometry{config.slots, config.slot_size, 0};
   auto channel = fwp::Channel::attach(memfd, geometry, fwp::ChannelSide::b);
   if (!channel) die("instance: channel attach", channel.error().err);
@@ -74,17 +86,21 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   g_self.role = PLUME_ROLE_INSTANCE;
   g_self.id = instance_id;
   g_self.forked_at_ns = forked_at_ns;
+  step();
   if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0) die("instance: close_range", errno);
   // 2. Not dumpable: /proc/<pid>/mem, ptrace and process_vm_* by same-uid siblings fail.
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) die("instance: PR_SET_DUMPABLE", errno);
+  step();
   // 3. The ring, before the filter that refuses io_uring_setup.
   if (config.ring_entries != 0) {
     if (int err = setup_ring(config); err != 0) die("instance: io_uring setup", err);
   }
+  step();
   // 4. The final filter: nobody but itself to signal, no more rings.
   if (config.flags & fwp::wire::kFlagInstanceFilter) {
     if (int err = load_instance_filter(::getpid()); err != 0) die("instance: seccomp", err);
   }
+  step();
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -94,6 +110,19 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   if (for_pool) prefault_for_parking();
   const fwp::wire::Ready ready{0x59445252, ::getpid()};
   (void)g_self.channel->send(std::as_bytes(std::span(&ready, 1)));
+  step();
+  if (std::getenv("PLUME_FWP_TRACE") != nullptr) {
+    std::fprintf(stderr,
+                 "libplume: instance %llu setup us after fork(): child %.1f attach %.1f "
+                 "fds+dumpable %.1f ring %.1f filter %.1f ready %.1f\n",
+                 static_cast<unsigned long long>(instance_id),
+                 static_cast<double>(steps[0] - forked_at_ns) / 1e3,
+                 static_cast<double>(steps[1] - forked_at_ns) / 1e3,
+                 static_cast<double>(steps[2] - forked_at_ns) / 1e3,
+                 static_cast<double>(steps[3] - forked_at_ns) / 1e3,
+                 static_cast<double>(steps[4] - forked_at_ns) / 1e3,
+                 static_cast<double>(steps[5] - forked_at_ns) / 1e3);
+  }
   g_self.channel->set_spin(std::chrono::nanoseconds(0));
   for (;;) {
     auto w = g_self.channel->wait_readable(std::chrono::hours(1));

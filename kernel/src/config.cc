@@ -2,7 +2,6 @@
 
 #include <cctype>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 #include <toml++/toml.h>
@@ -72,9 +71,12 @@ ConfigResult<bool> only_keys(const json& j, std::initializer_list<const char*> k
 
 }  // namespace
 
-bool valid_name(const std::string& name) {
-  static const std::regex re("[a-z0-9][a-z0-9_-]{0,31}");
-  return std::regex_match(name, re);
+bool valid_name(const std::string& name) {  // [a-z0-9][a-z0-9_-]{0,31}
+  auto lower_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (name.empty() || name.size() > 32 || !lower_digit(name[0])) return false;
+  for (char c : name)
+    if (!lower_digit(c) && c != '_' && c != '-') return false;
+  return true;
 }
 
 ConfigResult<uint64_t> parse_bytes(const json& v, const std::string& field) {

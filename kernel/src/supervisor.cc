@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "plume/base/log.h"
@@ -56,6 +58,32 @@ T cap(T requested, T limit) {
 }
 
 HttpResponse json_response(int status, const json& body) { return HttpResponse::json(status, body.dump()); }
+
+enum class SignalDisposition { caught, ignored, default_action };
+
+// Reads the worker's SigCgt/SigIgn masks. Unknown (e.g. it just exited): default_action.
+SignalDisposition signal_disposition(pid_t pid, int sig) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid));
+  FILE* f = std::fopen(path, "re");
+  if (!f) return SignalDisposition::default_action;
+  char line[256];
+  unsigned long long caught = 0, ignored = 0;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "SigCgt:", 7) == 0) caught = std::strtoull(line + 7, nullptr, 16);
+    if (std::strncmp(line, "SigIgn:", 7) == 0) ignored = std::strtoull(line + 7, nullptr, 16);
+  }
+  std::fclose(f);
+  unsigned long long bit = 1ull << (sig - 1);
+  if (caught & bit) return SignalDisposition::caught;
+  if (ignored & bit) return SignalDisposition::ignored;
+  return SignalDisposition::default_action;
+}
+
+bool default_action_stops(int sig) { return sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
+bool default_action_terminates(int sig) {
+  return !(default_action_stops(sig) || sig == SIGCHLD || sig == SIGCONT || sig == SIGURG || sig == SIGWINCH);
+}
 
 }  // namespace
 
@@ -364,6 +392,7 @@ void Supervisor::fail_start(Worker& w, const std::string& message, int status, c
   info.cause = ExitCause::spawn_failed;
   info.code = 127;
   info.message = message;
+  w.pid = 0;  // it never ran: no pid to report
   std::string id = w.id;
   finish(w, info);
   Worker* still = find_worker(id);
@@ -421,6 +450,14 @@ void Supervisor::on_exit(Worker& w) {
       else if (st.signal == SIGKILL && oom_kills > 0) info.cause = ExitCause::oom, info.message = "killed by the OOM killer (memory limit)";
       else if (st.signal == SIGXCPU || st.signal == SIGXFSZ) info.cause = ExitCause::limit, info.message = "resource limit exceeded";
       else info.cause = ExitCause::signal;
+      if (info.cause == ExitCause::signal && st.signal == SIGKILL && w.requested_signal != 0 &&
+          w.requested_signal != SIGKILL) {
+        // plumed applied this signal's default action for it (see signal_worker).
+        info.signal = w.requested_signal;
+        info.code = 128 + w.requested_signal;
+        info.message = std::string("SIG") + signal_name(w.requested_signal) +
+                       " (pid 1 has no handler: plumed applied its default action)";
+      }
     }
   }
   finish(w, info);
@@ -516,8 +553,26 @@ void Supervisor::trim_exited(const std::string& tenant) {
 
 SysResult<void> Supervisor::signal_worker(Worker& w, int sig) {
   if (!w.pidfd) return fail(plain_error("pidfd_send_signal", w.id + " is not running"));
-  if (pidfd_send_signal(w.pidfd.get(), sig) != 0) return fail(sys_error("pidfd_send_signal", w.id));
-  log::info("worker.signal", {{"tenant", w.tenant}, {"id", w.id}, {"signal", signal_name(sig)}});
+  // The worker is pid 1 of its pid namespace, and the kernel drops any signal an init has no
+  // handler for (SIGKILL and SIGSTOP aside). So plumed applies the default action itself, as the
+  // kernel would for an ordinary process: a signal that would terminate it becomes SIGKILL, and
+  // the exit is reported with the signal that was asked for.
+  int delivered = sig;
+  if (sig != SIGKILL && sig != SIGSTOP) {
+    SignalDisposition d = signal_disposition(w.pid, sig);
+    if (d == SignalDisposition::default_action) {
+      if (default_action_terminates(sig)) delivered = SIGKILL;
+      else if (default_action_stops(sig)) delivered = SIGSTOP;
+      else delivered = 0;  // ignored by default: nothing happens, as for any process
+    }
+  }
+  if (delivered == SIGKILL && w.requested_signal == 0) w.requested_signal = sig;
+  if (delivered != 0 && pidfd_send_signal(w.pidfd.get(), delivered) != 0) {
+    if (delivered == SIGKILL && w.requested_signal == sig) w.requested_signal = 0;
+    return fail(sys_error("pidfd_send_signal", w.id));
+  }
+  log::info("worker.signal", {{"tenant", w.tenant}, {"id", w.id}, {"signal", signal_name(sig)},
+                              {"delivered", delivered ? signal_name(delivered) : "none"}});
   return {};
 }
 

@@ -61,6 +61,7 @@ struct Worker {
   std::string cgroup;  // relative to plume's cgroup parent: "<tenant>/<id>"
   LogBuffer out, err;
   bool killed_for_timeout = false;
+  int requested_signal = 0;  // a signal plumed turned into SIGKILL for this pid-1 worker
 
   // Live-process resources; all released when the worker ends.
   UniqueFd pidfd, status_fd, out_fd, err_fd;

@@ -111,7 +111,9 @@ TEST_F(Latency, StartPaths) {
   std::printf("template pid %d smaps_rollup:\n%s", t.template_pid(), smaps_rollup(t.template_pid()).c_str());
   std::printf("template mappings: %s\n", maps_count(t.template_pid()).c_str());
   tmpl_.reset();
-  Template& f = start(make_spec(probe_path()));
+  TemplateSpec traced = make_spec(probe_path());
+  if (std::getenv("FWP_TRACE") != nullptr) traced.sandbox.env.push_back("PLUME_FWP_TRACE=1");
+  Template& f = start(std::move(traced));
   const auto forked = run(f, false);
   const auto fork_in_template = in_template_;
   const auto fork_call = fork_call_;
