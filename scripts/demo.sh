@@ -11,10 +11,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+B="${PLUME_BUILD_DIR:-$root/build}"
 bash scripts/setup.sh
-bash scripts/build.sh "$root/build"
+bash scripts/build.sh "$B"
 
-B="$root/build"
 RUN=/run/plume
 SOCK="$RUN/plumed.sock"
 export PLUME_SOCKET="$SOCK"
@@ -42,7 +42,8 @@ rm -rf "$IMG" && mkdir -p "$IMG"/{bin,proc,dev,tmp}
 cp /bin/busybox "$IMG/bin/busybox"
 for a in sh echo cat ls sleep id hostname; do ln -sf busybox "$IMG/bin/$a"; done
 cp "$B/apps/sandbox_report" "$IMG/bin/sandbox_report"
-show "$B/kernel/cli/plume" --token "$ADMIN_TOKEN" image add demo --rootfs "$IMG"
+echo "\$ PLUME_TOKEN=<admin token> plume image add demo --rootfs $IMG"
+PLUME_TOKEN="$ADMIN_TOKEN" "$B/kernel/cli/plume" image add demo --rootfs "$IMG"
 show "$B/kernel/cli/plume" image ls
 
 export PLUME_TOKEN="$DEMO_TOKEN"
