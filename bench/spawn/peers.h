@@ -53,4 +53,15 @@ struct PlumeOptions {
 };
 SysResult<std::unique_ptr<Peer>> make_plume_peer(const PlumeOptions& options);
 
+// The shared start environment (peer_env.cc). make_scratch creates a 0755 scratch directory in
+// /tmp holding rootfs/ (only /first_instruction, a copy of `binary`, and empty mount points),
+// bundle/config.json for crun and crun-state/, fills env's paths and returns the directory.
+SysResult<std::string> make_scratch(const std::string& binary, PeerEnv& env);
+// crun refuses this host's hybrid cgroup layout: moves this process into a private mount
+// namespace without the empty v2 mount at /sys/fs/cgroup/unified (a no-op elsewhere).
+SysResult<void> hide_unified_cgroup();
+// A pipe whose write end becomes fd 3 of this process (inherited by every local child); returns
+// the non-blocking, close-on-exec read end.
+SysResult<int> make_timestamp_pipe();
+
 }  // namespace plume::bench

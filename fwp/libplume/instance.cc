@@ -3,6 +3,7 @@
 #include <linux/close_range.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -79,6 +80,8 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   int nsteps = 0;
   auto step = [&] { steps[nsteps++] = now_ns(); };
   step();  // the child runs
+  // Forked for a start: no longer background work. A pool instance does so before it parks.
+  if (!for_pool && config.template_nice > 0) (void)::setpriority(PRIO_PROCESS, 0, 0);
   const fwp::ChannelGeometry geometry{config.slots, config.slot_size, 0};
   auto channel = fwp::Channel::attach(memfd, geometry, fwp::ChannelSide::b);
   if (!channel) die("instance: channel attach", channel.error().err);
@@ -107,7 +110,10 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   // 5. A pool instance parks for a while: it takes its page faults now, not after the doorbell
   //    (an instance forked for a start goes straight on). Then it announces readiness and sleeps
   //    on the channel until the first message arrives.
-  if (for_pool) prefault_for_parking();
+  if (for_pool) {
+    prefault_for_parking();
+    if (config.template_nice > 0) (void)::setpriority(PRIO_PROCESS, 0, 0);
+  }
   const fwp::wire::Ready ready{0x59445252, ::getpid()};
   (void)g_self.channel->send(std::as_bytes(std::span(&ready, 1)));
   step();

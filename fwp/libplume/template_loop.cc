@@ -104,6 +104,11 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
   }
   if (int err = fwp::wire::send_msg(kControlFd, hello, self_pidfd); err != 0) _exit(126);
   ::close(self_pidfd);
+  // Forks (pool refills above all) are background work: below the instances they serve, if
+  // instances can come back to nice 0 (RLIMIT_NICE 20).
+  rlimit nice_limit{};
+  if (config.template_nice > 0 && ::getrlimit(RLIMIT_NICE, &nice_limit) == 0 && nice_limit.rlim_cur >= 20)
+    (void)::setpriority(PRIO_PROCESS, 0, config.template_nice);
 
   sigset_t chld;
   sigemptyset(&chld);

@@ -9,23 +9,29 @@
 namespace plume::fwp {
 
 void PollLoop::watch(int fd, std::function<void()> on_ready) {
-  watches_[fd] = Watch{std::make_shared<std::function<void()>>(std::move(on_ready))};
+  watches_[fd] = Watch{std::make_shared<std::function<void()>>(std::move(on_ready)), next_id_++};
 }
 
 void PollLoop::unwatch(int fd) { watches_.erase(fd); }
 
 bool PollLoop::run_once(std::chrono::milliseconds timeout) {
   std::vector<pollfd> fds;
+  std::vector<uint64_t> ids;
   fds.reserve(watches_.size());
-  for (const auto& [fd, w] : watches_) fds.push_back(pollfd{fd, POLLIN, 0});
+  for (const auto& [fd, w] : watches_) {
+    fds.push_back(pollfd{fd, POLLIN, 0});
+    ids.push_back(w.id);
+  }
   const int n = ::poll(fds.data(), fds.size(), static_cast<int>(timeout.count()));
   if (n <= 0) return false;
-  for (const pollfd& p : fds) {
+  for (size_t i = 0; i < fds.size(); ++i) {
+    const pollfd& p = fds[i];
     if (p.revents == 0) continue;
-    // A callback may have unwatched (or replaced) this fd: run what is registered now, and keep
-    // it alive while it runs even if it unwatches itself.
+    // A callback may have unwatched this fd, or closed it and watched a new fd of the same
+    // number: deliver only to the watch that was polled, and keep its callback alive while it
+    // runs even if it unwatches itself.
     auto it = watches_.find(p.fd);
-    if (it == watches_.end()) continue;
+    if (it == watches_.end() || it->second.id != ids[i]) continue;
     std::shared_ptr<std::function<void()>> cb = it->second.cb;
     (*cb)();
   }

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -21,6 +22,7 @@
 namespace plume::fwp {
 namespace {
 
+// Also for pipes: readable or hung up, now.
 bool pidfd_readable(int fd) {
   pollfd p{fd, POLLIN, 0};
   return ::poll(&p, 1, 0) == 1;
@@ -97,7 +99,16 @@ SysResult<void> Template::spawn_keeper() {
                     spec_.stderr_fd >= 0 ? spec_.stderr_fd : devnull.get(), theirs.get()};
   if (binary) sb.granted_fds.push_back(binary.get());
 
+  // RLIMIT_NICE 20 lets instances come back from the template's nice to 0 (never below). Raising
+  // a hard limit takes CAP_SYS_RESOURCE in the initial user namespace, which the sandboxed child
+  // no longer has (and prlimit on it is refused), so plumed lends it its own for the clone.
+  const bool lower = spec_.refill_nice > 0 && spec_.refill_nice < 20;
+  rlimit saved{};
+  const rlimit nice_limit{20, 20};
+  const bool nice_ok = lower && ::getrlimit(RLIMIT_NICE, &saved) == 0 &&
+                 (saved.rlim_cur >= 20 || ::setrlimit(RLIMIT_NICE, &nice_limit) == 0);
   auto proc = spawn(sb);
+  if (nice_ok && saved.rlim_cur < 20) (void)::setrlimit(RLIMIT_NICE, &saved);
   if (!proc) return fail(plain_error("spawn", proc.error().message()));
   keeper_ = std::move(*proc);
   pid_ns_ = pid_ns_of(keeper_.pid);
@@ -111,6 +122,7 @@ SysResult<void> Template::spawn_keeper() {
     for (uint8_t op : spec_.io_uring_ops) config.ring_ops.add(op);
   }
   config.flags = spec_.instance_filter ? wire::kFlagInstanceFilter : 0;
+  config.template_nice = nice_ok ? spec_.refill_nice : 0;
   if (int err = wire::send_msg(control_.get(), config); err != 0)
     return fail(SysError{"sendmsg", err, spec_.name + " config"});
 
@@ -154,6 +166,7 @@ Template::~Template() {
 }
 
 void Template::on_exec_status() {
+  if (!pidfd_readable(keeper_.status_fd.get())) return;  // spurious: never block the loop
   auto failed = read_exec_status(keeper_.status_fd.get());
   poller_.unwatch(keeper_.status_fd.get());
   keeper_.status_fd.reset();
@@ -170,6 +183,7 @@ void Template::on_exec_status() {
 }
 
 void Template::on_keeper_exit() {
+  if (!pidfd_readable(keeper_.pidfd.get())) return;
   poller_.unwatch(keeper_.pidfd.get());
   auto status = reap(keeper_.pidfd.get());
   const bool was_dead = phase_ == Phase::dead;
@@ -262,6 +276,7 @@ void Template::on_hello(int fd, uint32_t generation, uint64_t init_ns, pid_t ns_
 
 void Template::on_template_exit() {
   // The keeper reaps it and sends template_exited with the status; this only stops new FORKs.
+  if (!template_pidfd_ || !pidfd_readable(template_pidfd_.get())) return;
   poller_.unwatch(template_pidfd_.get());
   template_pidfd_.reset();
   if (phase_ == Phase::ready) phase_ = Phase::restarting;
@@ -357,6 +372,7 @@ void Template::on_instance_pidfd(uint64_t id) {
   auto it = instances_.find(id);
   if (it == instances_.end()) return;
   Instance& inst = *it->second;
+  if (inst.dead_ || !inst.pidfd_ || !pidfd_readable(inst.pidfd_.get())) return;
   poller_.unwatch(inst.pidfd_.get());
   inst.dead_ = true;  // the status comes from its reaper (template or keeper), in order
 }

@@ -118,6 +118,15 @@ void Template::deliver_first(Instance& inst) {
   (void)inst.channel_->send(inst.first_);
   inst.first_.clear();
   inst.first_.shrink_to_fit();
+  for (const auto& msg : inst.after_first_) (void)inst.channel_->send(msg);
+  inst.after_first_.clear();
+}
+
+ChannelResult<void> Instance::queue(std::span<const std::byte> msg) {
+  if (msg.size() > channel_->geometry().max_message()) return fail(ChannelError::too_big);
+  if (first_sent_) return channel_->send(msg);
+  after_first_.emplace_back(msg.begin(), msg.end());
+  return {};
 }
 
 SysResult<Instance*> Template::start_instance(std::span<const std::byte> first_message) {

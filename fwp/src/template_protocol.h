@@ -50,7 +50,8 @@ struct Msg {
   uint32_t ring_entries = 0;  // 0: no io_uring ring per instance
   uint32_t flags = 0;
   OpcodeSet ring_ops;
-  uint8_t reserved[16] = {};  // zero; room for version-1 additions
+  int32_t template_nice = 0;  // config: nice of the template while it forks (0: unchanged)
+  uint8_t reserved[12] = {};  // zero; room for version-1 additions
 };
 static_assert(sizeof(Msg) == 128, "wire::Msg is a fixed-size record");
 

@@ -101,14 +101,34 @@ std::optional<json> wait_worker(const Context& ctx, const std::string& id, std::
 }
 
 struct RunOpts {
-  std::string image, tenant, memory, cwd, timeout;
+  std::string image, tenant, memory, cwd, timeout, fwp_image;
   int64_t pids = -1, cpu = -1;
-  std::vector<std::string> env, argv;
+  std::vector<std::string> env, argv, input;
   bool wait = false;
 };
 
 int run_cmd(const Context& ctx, const RunOpts& o) {
-  json spec = {{"argv", o.argv}};
+  json spec = json::object();
+  if (!o.fwp_image.empty()) {
+    // A featherweight instance runs its image's app: no command, messages instead.
+    if (!o.argv.empty() || !o.image.empty()) {
+      std::cerr << "plume: run --fwp IMAGE takes no --image and no command (use --input MSG)\n";
+      return kExitUsage;
+    }
+    spec["fwp"] = true;
+    spec["image"] = o.fwp_image;
+    if (!o.input.empty()) spec["input"] = o.input;
+  } else {
+    if (o.argv.empty()) {
+      std::cerr << "plume: run: a command is required (plume run [OPTIONS] -- CMD [ARGS...])\n";
+      return kExitUsage;
+    }
+    if (!o.input.empty()) {
+      std::cerr << "plume: --input is for featherweight instances (--fwp IMAGE)\n";
+      return kExitUsage;
+    }
+    spec["argv"] = o.argv;
+  }
   if (!o.image.empty()) spec["image"] = o.image;
   if (!o.tenant.empty()) spec["tenant"] = o.tenant;
   if (!o.env.empty()) {
@@ -284,7 +304,10 @@ void add_worker_commands(CLI::App& app, Context& ctx, Actions& actions) {
     sub->add_option("-e,--env", o->env, "Environment variable K=V (repeatable)")->allow_extra_args(false);
     sub->add_option("--cwd", o->cwd, "Working directory inside the worker");
     sub->add_flag("-w,--wait", o->wait, "Wait for the worker, print its logs, exit with its exit code");
-    sub->add_option("command", o->argv, "CMD [ARGS...]")->required();
+    sub->add_option("--fwp", o->fwp_image, "Start a featherweight instance of IMAGE's app (from its template or warm pool)");
+    sub->add_option("--input", o->input, "Message for the instance (repeatable, in order; the first starts it)")
+        ->allow_extra_args(false);
+    sub->add_option("command", o->argv, "CMD [ARGS...]");
     sub->footer(kExitCodesFooter);
     actions[sub] = [&ctx, o] { return run_cmd(ctx, *o); };
   }

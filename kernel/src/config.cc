@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <liburing.h>
 #include <toml++/toml.h>
 
 namespace plume::kernel {
@@ -162,8 +163,53 @@ ConfigResult<TenantSpec> tenant_from_json(const json& j) {
   return t;
 }
 
+int io_uring_op_from_name(const std::string& name) {
+  static const std::pair<const char*, int> kOps[] = {
+      {"nop", IORING_OP_NOP},           {"readv", IORING_OP_READV},       {"writev", IORING_OP_WRITEV},
+      {"fsync", IORING_OP_FSYNC},       {"poll_add", IORING_OP_POLL_ADD}, {"poll_remove", IORING_OP_POLL_REMOVE},
+      {"sendmsg", IORING_OP_SENDMSG},   {"recvmsg", IORING_OP_RECVMSG},   {"timeout", IORING_OP_TIMEOUT},
+      {"timeout_remove", IORING_OP_TIMEOUT_REMOVE}, {"accept", IORING_OP_ACCEPT},
+      {"async_cancel", IORING_OP_ASYNC_CANCEL}, {"connect", IORING_OP_CONNECT}, {"openat", IORING_OP_OPENAT},
+      {"close", IORING_OP_CLOSE},       {"statx", IORING_OP_STATX},       {"read", IORING_OP_READ},
+      {"write", IORING_OP_WRITE},       {"send", IORING_OP_SEND},         {"recv", IORING_OP_RECV},
+      {"splice", IORING_OP_SPLICE},     {"shutdown", IORING_OP_SHUTDOWN},
+  };
+  for (auto& [n, op] : kOps)
+    if (name == n) return op;
+  return -1;
+}
+
+namespace {
+
+ConfigResult<FwpImageSpec> fwp_from_json(const json& j, const std::string& where) {
+  PLUME_TRY(ok, only_keys(j, {"binary", "pool_size", "io_uring_ops", "instance_cgroups"}, where));
+  (void)ok;
+  FwpImageSpec f;
+  f.enabled = true;
+  PLUME_TRY(binary, get_string(j, "binary", "", where));
+  if (binary.empty() || binary[0] != '/') return fail(err(where + ".binary: required, an absolute path on the host"));
+  f.binary = binary;
+  PLUME_TRY(pool, get_uint<uint32_t>(j, "pool_size", 0u, where, 1024));
+  f.pool_size = pool;
+  PLUME_TRY(mode, get_string(j, "instance_cgroups", "shared", where));
+  if (mode != "shared" && mode != "own") return fail(err(where + ".instance_cgroups: \"shared\" or \"own\""));
+  f.instance_cgroups = mode;
+  if (j.contains("io_uring_ops")) {
+    const json& ops = j.at("io_uring_ops");
+    if (!ops.is_array()) return fail(err(where + ".io_uring_ops: expected an array of opcode names"));
+    for (const json& op : ops) {
+      if (!op.is_string() || io_uring_op_from_name(op.get<std::string>()) < 0)
+        return fail(err(where + ".io_uring_ops: unknown opcode " + op.dump()));
+      f.io_uring_ops.push_back(op.get<std::string>());
+    }
+  }
+  return f;
+}
+
+}  // namespace
+
 ConfigResult<ImageSpec> image_from_json(const json& j) {
-  PLUME_TRY(ok, only_keys(j, {"name", "rootfs", "bundle", "seccomp_profile", "io_uring"}, "image"));
+  PLUME_TRY(ok, only_keys(j, {"name", "rootfs", "bundle", "seccomp_profile", "io_uring", "fwp"}, "image"));
   (void)ok;
   ImageSpec im;
   PLUME_TRY(name, get_string(j, "name", "", "image"));
@@ -175,7 +221,13 @@ ConfigResult<ImageSpec> image_from_json(const json& j) {
   PLUME_TRY(profile, get_string(j, "seccomp_profile", "", where));
   PLUME_TRY(uring, get_bool(j, "io_uring", false, where));
   if (!rootfs.empty() && !bundle.empty()) return fail(err(where + ": give either rootfs or bundle, not both"));
-  if (rootfs.empty() && bundle.empty()) return fail(err(where + ": needs rootfs or bundle"));
+  if (j.contains("fwp")) {
+    PLUME_TRY(f, fwp_from_json(j.at("fwp"), where + ".fwp"));
+    if (!f.io_uring_ops.empty() && !uring) return fail(err(where + ": fwp.io_uring_ops needs io_uring = true"));
+    im.fwp = f;
+  }
+  // An FWP image may use the host view (its app comes in by fd); other images need a root.
+  if (rootfs.empty() && bundle.empty() && !im.fwp.enabled) return fail(err(where + ": needs rootfs or bundle"));
   for (const std::string* p : {&rootfs, &bundle, &profile})
     if (!p->empty() && (*p)[0] != '/') return fail(err(where + ": paths must be absolute: " + *p));
   im.rootfs = rootfs;

@@ -37,13 +37,27 @@ struct TenantSpec {
   TenantLimits limits;
 };
 
+// An image whose app is linked with libplume runs as featherweight instances forked from a
+// per-tenant template (docs/fwp.md).
+struct FwpImageSpec {
+  bool enabled = false;
+  std::string binary;                     // the app on the host (exec'd into the sandbox by fd)
+  uint32_t pool_size = 0;                 // parked instances kept ready per tenant
+  std::vector<std::string> io_uring_ops;  // opcodes an instance's ring may carry ("nop", "read")
+  std::string instance_cgroups = "shared";  // "own": a cgroup per instance; "shared": the template's
+};
+
 struct ImageSpec {
   std::string name;
   std::string rootfs;           // directory; empty with bundle empty = the host view
   std::string bundle;           // OCI bundle directory (config.json's root.path is the rootfs)
   std::string seccomp_profile;  // OCI seccomp JSON file; empty = the built-in default
   bool io_uring = false;
+  FwpImageSpec fwp;
 };
+
+// IORING_OP_* by name ("read" → IORING_OP_READ); -1 when unknown.
+int io_uring_op_from_name(const std::string& name);
 
 struct DaemonConfig {
   std::string runtime_dir = "/run/plume";

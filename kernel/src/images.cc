@@ -1,6 +1,7 @@
 #include "images.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -52,11 +53,15 @@ ConfigResult<Image*> ImageRegistry::add(const ImageSpec& spec) {
       if (r.contains("readonly") && r["readonly"].is_boolean()) image->read_only = r["readonly"].get<bool>();
     }
     image->rootfs_path = root[0] == '/' ? root : spec.bundle + "/" + root;
-  } else {
+  } else if (!spec.rootfs.empty()) {
     image->source = "rootfs";
     image->rootfs_path = spec.rootfs;
+  } else {
+    image->source = "host";  // an FWP image in the host view
   }
-  if (!is_dir(image->rootfs_path))
+  if (spec.fwp.enabled && ::access(spec.fwp.binary.c_str(), X_OK) != 0)
+    return fail(ConfigError{where + ": fwp.binary " + spec.fwp.binary + " is not an executable file"});
+  if (image->source != "host" && !is_dir(image->rootfs_path))
     return fail(ConfigError{where + ": rootfs " + image->rootfs_path + " is not a directory"});
 
   fwp::SeccompOptions opts;

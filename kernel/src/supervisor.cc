@@ -134,7 +134,8 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
   RunSpec r;
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
-    if (k != "tenant" && k != "image" && k != "argv" && k != "env" && k != "cwd" && k != "limits" && k != "timeout_ms")
+    if (k != "tenant" && k != "image" && k != "argv" && k != "env" && k != "cwd" && k != "limits" && k != "timeout_ms" &&
+        k != "fwp" && k != "input")
       return fail(ConfigError{"unknown field \"" + k + "\""});
   }
   auto str = [&](const char* key, std::string& out) -> bool {
@@ -161,7 +162,18 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
   };
   if (auto e = strings("argv", r.argv); !e.empty()) return fail(ConfigError{e});
   if (auto e = strings("env", r.env); !e.empty()) return fail(ConfigError{e});
-  if (r.argv.empty() || r.argv[0].empty()) return fail(ConfigError{"argv: required, with a non-empty program"});
+  if (j.contains("fwp")) {
+    if (!j["fwp"].is_boolean()) return fail(ConfigError{"fwp: expected true or false"});
+    r.fwp = j["fwp"].get<bool>();
+  }
+  if (j.contains("input") && j["input"].is_string()) {
+    r.input.push_back(j["input"].get<std::string>());
+  } else if (auto e = strings("input", r.input); !e.empty()) {
+    return fail(ConfigError{"input: expected a string or an array of strings"});
+  }
+  if (!r.fwp && !r.input.empty()) return fail(ConfigError{"input: only for fwp instances (\"fwp\": true)"});
+  // An instance runs the image's app: argv is the image's, not the request's.
+  if (!r.fwp && (r.argv.empty() || r.argv[0].empty())) return fail(ConfigError{"argv: required, with a non-empty program"});
   for (const std::string& e : r.env)
     if (e.find('=') == std::string::npos || e[0] == '=') return fail(ConfigError{"env: \"" + e + "\" is not KEY=value"});
   if (r.env.empty()) r.env.push_back("PATH=/usr/local/bin:/usr/bin:/bin");
@@ -188,10 +200,15 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
 }
 
 Supervisor::Supervisor(EventLoop& loop, Config config, fwp::CgroupManager cgroups)
-    : loop_(loop), config_(std::move(config)), cgroups_(std::move(cgroups)),
+    : loop_(loop), config_(std::move(config)), cgroups_(std::move(cgroups)), poller_(loop),
       started_at_(std::chrono::steady_clock::now()) {}
 
-Supervisor::~Supervisor() = default;
+// Templates go first: destroying one SIGKILLs its keeper and unwatches its fds on our poller.
+Supervisor::~Supervisor() { templates_.clear(); }
+
+bool Supervisor::alive(const Worker& w) const {
+  return w.state == WorkerState::running || w.state == WorkerState::starting;
+}
 
 ConfigResult<bool> Supervisor::init() {
   Image* host = images_.find("host");
@@ -243,6 +260,7 @@ void Supervisor::remove_tenant(Tenant& t, bool force, std::shared_ptr<Responder>
 void Supervisor::maybe_finish_tenant_removal(Tenant& t) {
   if (!t.removing || t.running > 0) return;
   std::string name = t.spec.name;
+  drop_templates(name);
   for (auto it = workers_.begin(); it != workers_.end();) {
     if (it->second->tenant == name && it->second->state != WorkerState::starting) it = workers_.erase(it);
     else ++it;
@@ -284,6 +302,7 @@ void Supervisor::run_worker(Tenant& tenant, RunSpec spec, std::shared_ptr<Respon
         "tenant " + tenant.spec.name + " already runs " + std::to_string(tenant.running) + " workers (max_workers)"));
   Image* image = images_.find(spec.image);
   if (!image) return responder->send(HttpResponse::error(404, "not_found", "no image named " + spec.image));
+  if (spec.fwp) return run_fwp(tenant, *image, std::move(spec), std::move(responder));
 
   auto w = std::make_unique<Worker>(config_.daemon.log_buffer_bytes);
   do w->id = random_id();
@@ -513,8 +532,9 @@ void Supervisor::finish(Worker& w, ExitInfo info) {
   w.status_fd.reset();
   w.sync_fd.reset();
   w.pidfd.reset();
-  if (auto r = cgroups_.remove(w.cgroup); !r.ok())
-    log::warn("worker.cgroup_remove", {{"id", w.id}, {"error", r.error().message()}});
+  if (!w.cgroup.empty())  // an instance's own cgroup belongs to its template
+    if (auto r = cgroups_.remove(w.cgroup); !r.ok())
+      log::warn("worker.cgroup_remove", {{"id", w.id}, {"error", r.error().message()}});
 
   w.state = info.cause == ExitCause::spawn_failed ? WorkerState::failed : WorkerState::exited;
   w.ended_at = std::chrono::system_clock::now();
@@ -552,6 +572,13 @@ void Supervisor::trim_exited(const std::string& tenant) {
 }
 
 SysResult<void> Supervisor::signal_worker(Worker& w, int sig) {
+  if (w.fwp) {
+    auto t = templates_.find(w.template_key);
+    if (!alive(w) || t == templates_.end()) return fail(plain_error("kill", w.id + " is not running"));
+    if (auto r = t->second->kill(w.instance_id, sig); !r.ok()) return r;
+    log::info("worker.signal", {{"tenant", w.tenant}, {"id", w.id}, {"signal", signal_name(sig)}});
+    return {};
+  }
   if (!w.pidfd) return fail(plain_error("pidfd_send_signal", w.id + " is not running"));
   // The worker is pid 1 of its pid namespace, and the kernel drops any signal an init has no
   // handler for (SIGKILL and SIGSTOP aside). So plumed applies the default action itself, as the
@@ -611,13 +638,18 @@ bool Supervisor::remove_worker(const std::string& id) {
 }
 
 json Supervisor::worker_json(Worker& w) {
-  if (w.state == WorkerState::running) refresh_usage(w);
+  if (w.fwp) {
+    if (fwp::Instance* inst = instance_of(w); inst && inst->pid() > 0) w.pid = inst->pid();
+  } else if (w.state == WorkerState::running) {
+    refresh_usage(w);
+  }
   json j = {{"id", w.id},
             {"tenant", w.tenant},
             {"image", w.image},
             {"argv", w.argv},
             {"pid", w.pid},
             {"state", worker_state_name(w.state)},
+            {"kind", w.fwp ? "fwp" : "exec"},
             {"created_at", rfc3339(w.created_at)},
             {"cpu_ns", w.cpu_ns},
             {"peak_memory_bytes", w.peak_memory_bytes},
@@ -669,12 +701,12 @@ void Supervisor::shutdown(std::function<void()> done) {
   shutdown_done_ = std::move(done);
   uint32_t n = 0;
   for (auto& [id, w] : workers_)
-    if (w->pidfd) (void)signal_worker(*w, SIGTERM), ++n;
+    if (w->pidfd || (w->fwp && alive(*w))) (void)signal_worker(*w, SIGTERM), ++n;
   log::info("plumed.shutdown", {{"workers", n}, {"grace_ms", config_.daemon.shutdown_grace_ms}});
   shutdown_timer_ = loop_.after(std::chrono::milliseconds(config_.daemon.shutdown_grace_ms), [this]() {
     shutdown_timer_ = 0;
     for (auto& [id, w] : workers_)
-      if (w->pidfd) (void)signal_worker(*w, SIGKILL);
+      if (w->pidfd || (w->fwp && alive(*w))) (void)signal_worker(*w, SIGKILL);
   });
   maybe_finish_shutdown();
 }
@@ -682,7 +714,9 @@ void Supervisor::shutdown(std::function<void()> done) {
 void Supervisor::maybe_finish_shutdown() {
   if (!shutting_down_ || !shutdown_done_) return;
   for (auto& [id, w] : workers_)
-    if (w->pidfd) return;  // still alive
+    if (w->pidfd || (w->fwp && alive(*w))) return;  // still alive
+  drop_templates("");
+  if (template_teardowns_ > 0) return;  // each teardown calls back here when done
   if (shutdown_timer_) loop_.cancel(shutdown_timer_), shutdown_timer_ = 0;
   for (Tenant* t : tenants_.list())
     if (auto r = cgroups_.remove(t->spec.name); !r.ok())

@@ -16,8 +16,10 @@
 #include "config.h"
 #include "images.h"
 #include "log_buffer.h"
+#include "loop_poller.h"
 #include "plume/base/unique_fd.h"
 #include "plume/fwp/cgroup.h"
+#include "plume/fwp/template.h"
 #include "plume/kernel/event_loop.h"
 #include "plume/kernel/http_server.h"
 #include "tenants.h"
@@ -33,6 +35,8 @@ struct RunSpec {
   TenantLimits limits;  // per worker; capped by the tenant's (max_workers unused here)
   bool has_memory = false, has_pids = false, has_cpu = false;
   uint64_t timeout_ms = 0;
+  bool fwp = false;   // start a featherweight instance of the image's app
+  std::vector<std::string> input;  // its messages, in order: the first starts it
 };
 ConfigResult<RunSpec> run_spec_from_json(const json& j);
 
@@ -62,6 +66,11 @@ struct Worker {
   LogBuffer out, err;
   bool killed_for_timeout = false;
   int requested_signal = 0;  // a signal plumed turned into SIGKILL for this pid-1 worker
+
+  // Featherweight instances: forked from the template of (tenant, image), reached through it.
+  bool fwp = false;
+  std::string template_key;  // "<tenant>/<image>"
+  uint64_t instance_id = 0;
 
   // Live-process resources; all released when the worker ends.
   UniqueFd pidfd, status_fd, out_fd, err_fd;
@@ -123,6 +132,15 @@ class Supervisor {
   void trim_exited(const std::string& tenant);
   void maybe_finish_tenant_removal(Tenant& t);
   void maybe_finish_shutdown();
+  bool alive(const Worker& w) const;
+
+  // Featherweight instances (fwp_workers.cc).
+  void run_fwp(Tenant& tenant, Image& image, RunSpec spec, std::shared_ptr<Responder> responder);
+  fwp::Template* template_for(Tenant& tenant, Image& image, std::string& error);
+  fwp::Instance* instance_of(const Worker& w);
+  void on_instance_exited(const std::string& key, fwp::Instance& inst);
+  void collect_instance_output(Worker& w);
+  void drop_templates(const std::string& tenant);  // "" = all
 
   EventLoop& loop_;
   Config config_;
@@ -130,6 +148,10 @@ class Supervisor {
   TenantRegistry tenants_;
   ImageRegistry images_;
   std::map<std::string, std::unique_ptr<Worker>> workers_;
+  LoopPoller poller_;
+  std::map<std::string, std::unique_ptr<fwp::Template>> templates_;  // by "<tenant>/<image>"
+  std::map<std::pair<std::string, uint64_t>, std::string> instance_workers_;  // (key, id) → worker id
+  size_t template_teardowns_ = 0;  // templates being destroyed from the loop (see drop_templates)
   std::map<std::string, std::shared_ptr<Responder>> tenant_removals_;
   std::string staging_dir_;
   bool shutting_down_ = false;

@@ -99,11 +99,18 @@ Template& FastTest::start(TemplateSpec spec) {
   ev.failed = [this](const std::string& why) { failed_ = why; };
   auto t = Template::start(std::move(spec), loop_, ev);
   EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message());
-  if (!t.ok()) std::abort();
+  if (!t.ok()) fatal();
   tmpl_ = std::move(*t);
   EXPECT_TRUE(run_until([&] { return tmpl_->ready() || !failed_.empty(); }, 15s)) << "no hello";
   EXPECT_TRUE(tmpl_->ready()) << failed_;
   return *tmpl_;
+}
+
+void FastTest::fatal() {
+  // These helpers return references, so they cannot ASSERT: clean up what the test made (cgroups,
+  // staging directory, the template's namespace), then stop.
+  TearDown();
+  std::abort();
 }
 
 bool FastTest::run_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
@@ -134,7 +141,7 @@ std::string FastTest::reply(Instance& inst, std::chrono::milliseconds timeout) {
 Instance& FastTest::start_instance(const std::string& first) {
   auto inst = tmpl_->start_instance(std::as_bytes(std::span(first.data(), first.size())));
   EXPECT_TRUE(inst.ok()) << (inst.ok() ? "" : inst.error().message());
-  if (!inst.ok()) std::abort();
+  if (!inst.ok()) fatal();
   return **inst;
 }
 

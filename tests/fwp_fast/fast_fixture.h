@@ -44,6 +44,7 @@ class FastTest : public ::testing::Test {
   const InstanceExit& wait_exit(Instance& inst, std::chrono::milliseconds timeout = 10s);
 
   CgroupManager& cgroups() { return *cgroups_; }
+  [[noreturn]] void fatal();
   PollLoop loop_;
   std::unique_ptr<Template> tmpl_;
   std::vector<uint64_t> exited_;  // instance ids reported by the instance_exited event

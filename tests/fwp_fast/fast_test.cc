@@ -2,6 +2,7 @@
 // forked from them and started from warm pools, their sandbox, their exits and their isolation.
 #include <linux/io_uring.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -82,7 +83,16 @@ TEST_F(FastTest, WarmPoolStartIsADoorbellAndThePoolRefills) {
   EXPECT_EQ(t.pool_parked(), 2u);
   EXPECT_EQ(t.stats().pool_hits, 1u);
   EXPECT_EQ(t.stats().pool_misses, 0u);
-  EXPECT_NE(reply(inst).find("pid="), std::string::npos);
+  // Refills are background work: the template forks at nice 10, the instance runs at nice 0.
+  const std::string ids = reply(inst);
+  EXPECT_EQ(field(ids, "nice="), "0") << ids;
+  // (Only where plumed may raise RLIMIT_NICE, i.e. holds CAP_SYS_RESOURCE; else it stays at 0.)
+  rlimit mine{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NICE, &mine), 0);
+  const rlimit twenty{20, 20};
+  const bool lendable = mine.rlim_max >= 20 ||
+                        (::setrlimit(RLIMIT_NICE, &twenty) == 0 && ::setrlimit(RLIMIT_NICE, &mine) == 0);
+  EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(t.template_pid())), lendable ? 10 : 0);
   ASSERT_TRUE(run_until([&] { return t.pool_ready() == 3; }));
   EXPECT_EQ(t.stats().forks, 4u);
 }

@@ -45,6 +45,7 @@ class Latency : public FastTest {
     std::vector<uint64_t> out;
     for (int i = 0; i < samples(); ++i) {
       if (from_pool && !run_until([&] { return t.pool_ready() == t.spec().pool_size; })) break;
+      if (!from_pool && t.spec().max_refills_in_flight == 0) run_until([] { return false; }, 2ms);
       const uint64_t t0 = now_ns();
       Instance& inst = start_instance("t0");
       (from_pool ? call_ : fork_call_).push_back(now_ns() - t0);
@@ -53,8 +54,9 @@ class Latency : public FastTest {
       const uint64_t entered = std::strtoull(r.c_str(), &rest, 10);
       const uint64_t forked_at = std::strtoull(rest, nullptr, 10);
       if (!from_pool && forked_at != 0 && entered > forked_at) in_template_.push_back(entered - forked_at);
-      if ((inst.path() == StartPath::pool) == from_pool && entered > t0) out.push_back(entered - t0);
-      if (from_pool && entered > inst.rung_at_ns()) bell_.push_back(entered - inst.rung_at_ns());
+      const bool pooled = inst.path() == StartPath::pool;
+      if (pooled == (from_pool || t.spec().max_refills_in_flight == 0) && entered > t0) out.push_back(entered - t0);
+      if (pooled && entered > inst.rung_at_ns()) bell_.push_back(entered - inst.rung_at_ns());
       (void)inst.send({});
       const uint64_t id = inst.id();
       run_until([&] { return inst.exit().has_value(); });
@@ -104,8 +106,16 @@ TEST_F(Latency, StartPaths) {
   const int n = samples();
   TemplateSpec pooled = make_spec(probe_path());
   pooled.pool_size = 8;
+  // FWP_LAT_NO_REFILL=1: a pool of N, never refilled while measuring (no fork competes with the
+  // started instances: shows what refills cost the data path on a small machine).
+  const bool no_refill = std::getenv("FWP_LAT_NO_REFILL") != nullptr;
+  if (no_refill) pooled.pool_size = static_cast<size_t>(n);
   Template& t = start(std::move(pooled));
-  const auto warm = run(t, true);
+  if (no_refill) {
+    run_until([&] { return t.pool_ready() == t.spec().pool_size; }, 60s);
+    const_cast<TemplateSpec&>(t.spec()).max_refills_in_flight = 0;
+  }
+  const auto warm = run(t, !no_refill);
   const auto bell_free = bell_;
   const auto call_free = call_;
   std::printf("template pid %d smaps_rollup:\n%s", t.template_pid(), smaps_rollup(t.template_pid()).c_str());

@@ -5,7 +5,7 @@
 //                    began forking this instance
 //   status         → /proc/self/status security lines, namespaces, memory cgroup
 //   fds            → the open fds, "0,1,2"
-//   ids            → "pid=<pid> ppid=<ppid> init_pid=<pid that ran init> init_count=<n>"
+//   ids            → "pid=<pid> ppid=<ppid> init_pid=<pid that ran init> init_count=<n> nice=<n>"
 //   attack <pid>   → errno of process_vm_readv, ptrace attach, kill(pid, 0), open /proc/pid/mem
 //   uring          → results of a NOP and an OPENAT on plume_ring(), and errno of io_uring_setup
 //   exit <n>       → the instance ends with code n
@@ -22,6 +22,7 @@
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -261,7 +262,8 @@ int handle(plume_instance* self) {
       reply = fds();
     } else if (cmd == "ids") {
       reply = "pid=" + std::to_string(getpid()) + " ppid=" + std::to_string(getppid()) +
-              " init_pid=" + std::to_string(g_init_pid) + " init_count=" + std::to_string(g_init_count);
+              " init_pid=" + std::to_string(g_init_pid) + " init_count=" + std::to_string(g_init_count) +
+              " nice=" + std::to_string(getpriority(PRIO_PROCESS, 0));
     } else if (cmd.rfind("attack ", 0) == 0) {
       reply = attack(static_cast<pid_t>(std::atoi(cmd.c_str() + 7)));
     } else if (cmd == "uring") {

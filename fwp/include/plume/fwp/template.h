@@ -42,7 +42,9 @@ class Poller {
  public:
   virtual ~Poller() = default;
   // Calls on_ready whenever fd is readable or hung up, until unwatch(fd). One watch per fd;
-  // watching a watched fd replaces its callback. Callbacks may watch and unwatch any fd.
+  // watching a watched fd replaces its callback. Callbacks may watch and unwatch any fd. The
+  // controller tolerates spurious calls (it re-checks readiness), but an implementation should
+  // not deliver readiness seen for a closed fd to a new watch of the same number.
   virtual void watch(int fd, std::function<void()> on_ready) = 0;
   virtual void unwatch(int fd) = 0;
 };
@@ -61,8 +63,10 @@ class PollLoop final : public Poller {
  private:
   struct Watch {
     std::shared_ptr<std::function<void()>> cb;
+    uint64_t id = 0;  // a re-used fd number gets a new id: stale readiness is not delivered to it
   };
   std::map<int, Watch> watches_;
+  uint64_t next_id_ = 1;
 };
 
 // Where an instance is metered and limited.
@@ -91,6 +95,11 @@ struct TemplateSpec {
   bool instance_filter = true;        // stack the per-instance seccomp filter (docs/fwp.md)
   size_t pool_size = 0;               // parked instances kept ready
   size_t max_refills_in_flight = 2;   // pool FORKs outstanding at once (starts go first)
+  // The template forks, and pool instances set themselves up, at this nice value, so that a
+  // refill does not take the CPU from instances just started; each instance returns to nice 0
+  // before it parks (or, forked for a start, at once). Needs RLIMIT_NICE 20 (back to nice 0,
+  // never below), which start() gives the keeper. 0: all at normal priority.
+  int refill_nice = 10;
   InstanceCgroups cgroup_mode = InstanceCgroups::shared;
   CgroupManager* cgroups = nullptr;   // required for `own`; used for stats when set
   std::string cgroup_parent;          // `own`: instance groups go under it ("<tenant>")
@@ -148,6 +157,9 @@ class Instance {
   ChannelResult<size_t> recv(std::span<std::byte> buf, std::chrono::nanoseconds timeout);
   // Sends one message to the instance.
   ChannelResult<void> send(std::span<const std::byte> msg) { return channel_->send(msg); }
+  // Sends one message after the start message: now when that is in the channel, otherwise as
+  // soon as it is (a fork-path start holds its first message until the instance is set up).
+  ChannelResult<void> queue(std::span<const std::byte> msg);
 
  private:
   friend class Template;
@@ -172,6 +184,7 @@ class Instance {
   bool first_sent_ = false;    // first_ is in the channel already
   uint64_t rung_at_ns_ = 0;
   std::vector<std::byte> first_;
+  std::vector<std::vector<std::byte>> after_first_;  // queue()d before first_ was delivered
   std::optional<InstanceExit> exit_;
 };
 

@@ -1,0 +1,301 @@
+// fwp_bench density: --tenants templates (distinct tenants: uid ranges and cgroups) with a warm
+// pool of --per-tenant each, all parked; then:
+//   memory    PSS (/proc/<pid>/smaps_rollup) summed over the parked instances / their count, and
+//             the templates' and keepers' PSS (a per-tenant cost)
+//   idle CPU  this process's (the supervisor's) user+system time over --idle-seconds of waiting in
+//             its poll loop, and the same for every process of the template trees (/proc/<pid>/stat)
+//   starts    --resident-starts warm-pool starts, round-robin over the templates, each pool full
+//             again (untimed) before the next start, so all instances stay resident
+// and compares the memory with --plain processes forked from a process as small as the template
+// (first_handler park N: each child blocked in read() on a pipe) and --bwraps sandboxes
+// (bwrap --unshare-all --die-with-parent --ro-bind / / --proc /proc --dev /dev sleep), PSS summed
+// over each bwrap process tree.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "fwp_bench.h"
+#include "rig.h"
+
+namespace plume::bench {
+namespace {
+
+using namespace std::chrono_literals;
+
+// PSS in KiB of one process; 0 when it is gone.
+uint64_t pss_kib(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Pss:", 0) == 0) return std::strtoull(line.c_str() + 4, nullptr, 10);
+  }
+  return 0;
+}
+
+// utime + stime of one process, in clock ticks.
+uint64_t cpu_ticks(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = s.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(s.substr(close + 2));
+  std::string field;
+  uint64_t utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  return utime + stime;
+}
+
+std::vector<pid_t> children(pid_t pid) {
+  std::vector<pid_t> out;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  for (pid_t c; in >> c;) out.push_back(c);
+  return out;
+}
+
+void tree(pid_t pid, std::vector<pid_t>& out) {
+  out.push_back(pid);
+  for (pid_t c : children(pid)) tree(c, out);
+}
+
+double self_cpu_s() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+std::string kib(double v) { return fmt(v, 1) + " KiB"; }
+
+struct Mem {
+  size_t count = 0;
+  double pss_kib = 0;   // summed
+  double extra_kib = 0; // fixed costs (templates + keepers, the park parent)
+  double setup_s = 0;
+};
+
+// first_handler park N: N children of a small static process, each blocked in read().
+SysResult<Mem> plain_processes(const std::string& handler, int n) {
+  Mem m;
+  int in[2], out[2];
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) return fail(sys_error("pipe2", "park"));
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  std::string a0 = handler, a1 = "park", a2 = std::to_string(n);
+  char* args[] = {a0.data(), a1.data(), a2.data(), nullptr};
+  char env0[] = "PATH=/usr/bin:/bin";
+  char* envp[] = {env0, nullptr};
+  const int64_t t0 = monotonic_ns();
+  pid_t pid = -1;
+  const int err = ::posix_spawn(&pid, handler.c_str(), &fa, nullptr, args, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(in[0]);
+  ::close(out[1]);
+  if (err != 0) {
+    ::close(in[1]);
+    ::close(out[0]);
+    errno = err;
+    return fail(sys_error("posix_spawn", handler + " park"));
+  }
+  std::vector<pid_t> kids;
+  pid_t k;
+  for (;;) {
+    const ssize_t r = ::read(out[0], &k, sizeof k);  // pipe writes of 4 bytes are atomic
+    if (r < 0 && errno == EINTR) continue;
+    if (r != static_cast<ssize_t>(sizeof k)) break;
+    kids.push_back(k);
+  }
+  m.setup_s = static_cast<double>(monotonic_ns() - t0) / 1e9;
+  for (pid_t c : kids) m.pss_kib += static_cast<double>(pss_kib(c));
+  m.extra_kib = static_cast<double>(pss_kib(pid));
+  m.count = kids.size();
+  ::close(in[1]);  // EOF: the parent kills and reaps them
+  ::close(out[0]);
+  ::waitpid(pid, nullptr, 0);
+  return m;
+}
+
+SysResult<Mem> bwrap_sandboxes(const std::string& bwrap, int n) {
+  Mem m;
+  if (n <= 0) return m;
+  if (bwrap.empty()) return fail(plain_error("bwrap", "not found on PATH"));
+  std::vector<pid_t> pids;
+  std::vector<std::string> argv = {bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
+                                   "--proc", "/proc", "--dev", "/dev", "--", "sleep", "100000"};
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  char env0[] = "PATH=/usr/bin:/bin";
+  char* envp[] = {env0, nullptr};
+  const int64_t t0 = monotonic_ns();
+  auto kill_all = [&] {
+    for (pid_t p : pids) ::kill(p, SIGKILL);
+    for (pid_t p : pids) ::waitpid(p, nullptr, 0);
+  };
+  for (int i = 0; i < n; ++i) {
+    pid_t pid = -1;
+    const int err = ::posix_spawn(&pid, bwrap.c_str(), nullptr, nullptr, args.data(), envp);
+    if (err != 0) {
+      kill_all();
+      errno = err;
+      return fail(sys_error("posix_spawn", bwrap));
+    }
+    pids.push_back(pid);
+  }
+  // Ready: each tree ends in a `sleep` (bwrap, its pid-1 bwrap, sleep). Poll /proc, bounded.
+  auto ready = [](pid_t p) {
+    std::vector<pid_t> t;
+    tree(p, t);
+    for (pid_t q : t) {
+      std::ifstream c("/proc/" + std::to_string(q) + "/comm");
+      std::string comm;
+      if (c >> comm && comm == "sleep") return true;
+    }
+    return false;
+  };
+  const int64_t deadline = monotonic_ns() + 300'000'000'000;
+  std::set<pid_t> waiting(pids.begin(), pids.end());
+  while (!waiting.empty() && monotonic_ns() < deadline) {
+    for (auto it = waiting.begin(); it != waiting.end();) it = ready(*it) ? waiting.erase(it) : std::next(it);
+    if (!waiting.empty()) ::usleep(20'000);  // polling /proc: no event tells a tree is complete
+  }
+  m.setup_s = static_cast<double>(monotonic_ns() - t0) / 1e9;
+  for (pid_t p : pids) {
+    if (waiting.count(p) != 0) continue;
+    std::vector<pid_t> t;
+    tree(p, t);
+    for (pid_t q : t) m.pss_kib += static_cast<double>(pss_kib(q));
+    ++m.count;
+  }
+  kill_all();
+  if (!waiting.empty()) std::fprintf(stderr, "fwp_bench density: %zu bwrap trees not ready in 300 s\n", waiting.size());
+  return m;
+}
+
+}  // namespace
+
+int run_density(const FwpOptions& o) {
+  auto rig = Rig::create(o.handler);
+  if (!rig) return fail_with("density", rig.error());
+  Rig& r = **rig;
+  const int64_t t0 = monotonic_ns();
+  for (int i = 0; i < o.tenants; ++i) {
+    auto t = r.start_template(i, "img", static_cast<size_t>(o.per_tenant));
+    if (!t) return fail_with("density", t.error());
+  }
+  if (!r.fill_pools(std::chrono::seconds(600))) {
+    return fail_with("density", plain_error("pools", "not full within 600 s"));
+  }
+  Mem fwp;
+  fwp.setup_s = static_cast<double>(monotonic_ns() - t0) / 1e9;
+  std::fprintf(stderr, "fwp_bench density: %d parked instances in %.1f s\n", o.tenants * o.per_tenant, fwp.setup_s);
+
+  // Instances: every process of the template trees but keepers and templates.
+  std::vector<pid_t> instances, all;
+  std::set<pid_t> fixed;
+  for (const auto& t : r.templates()) {
+    fixed.insert(t->keeper_pid());
+    fixed.insert(t->template_pid());
+    tree(t->keeper_pid(), all);
+  }
+  for (pid_t p : all) {
+    if (fixed.count(p) == 0) instances.push_back(p);
+  }
+  for (pid_t p : instances) fwp.pss_kib += static_cast<double>(pss_kib(p));
+  for (pid_t p : fixed) fwp.extra_kib += static_cast<double>(pss_kib(p));
+  fwp.count = instances.size();
+
+  // Idle: nothing should run. The supervisor waits in poll(2) on its fds.
+  uint64_t tree_before = 0, tree_after = 0;
+  for (pid_t p : all) tree_before += cpu_ticks(p);
+  const double cpu0 = self_cpu_s();
+  const int64_t idle0 = monotonic_ns();
+  const int64_t idle_end = idle0 + static_cast<int64_t>(o.idle_seconds) * 1'000'000'000;
+  size_t rounds = 0;
+  while (monotonic_ns() < idle_end) {
+    rounds += r.loop().run_once(std::chrono::milliseconds((idle_end - monotonic_ns()) / 1'000'000 + 1)) ? 1 : 0;
+  }
+  const double idle_wall = static_cast<double>(monotonic_ns() - idle0) / 1e9;
+  const double idle_cpu = self_cpu_s() - cpu0;
+  for (pid_t p : all) tree_after += cpu_ticks(p);
+  const double tree_cpu = static_cast<double>(tree_after - tree_before) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+
+  // Starts with everything resident.
+  std::vector<double> starts, exits;
+  size_t pooled = 0;
+  static const char msg[] = "x";
+  for (int i = 0; i < o.resident_starts; ++i) {
+    if (!r.fill_pools(30s)) return fail_with("density", plain_error("pools", "not refilled within 30 s"));
+    fwp::Template& t = *r.templates()[static_cast<size_t>(i) % r.templates().size()];
+    auto s = r.start_and_wait(t, std::as_bytes(std::span(msg, 1)));
+    if (!s) return fail_with("density", s.error());
+    starts.push_back(static_cast<double>(s->t1 - s->t0) / 1e3);
+    exits.push_back(static_cast<double>(s->t2 - s->t0) / 1e3);
+    pooled += s->path == fwp::StartPath::pool ? 1 : 0;
+  }
+  rig->reset();
+
+  auto plain = plain_processes(o.handler, o.plain);
+  if (!plain) return fail_with("density", plain.error());
+  auto bw = bwrap_sandboxes(o.bwrap, o.bwraps);
+  if (!bw) return fail_with("density", bw.error());
+
+  const std::string dir = o.out + "/density";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  auto per = [](const Mem& m) { return m.count ? m.pss_kib / static_cast<double>(m.count) : 0.0; };
+  std::string csv = "what,count,setup_s,pss_per_process_kib,pss_total_kib,fixed_pss_kib\n";
+  csv += "fwp_parked_instance," + std::to_string(fwp.count) + "," + fmt(fwp.setup_s, 2) + "," + fmt(per(fwp), 1) +
+         "," + fmt(fwp.pss_kib, 0) + "," + fmt(fwp.extra_kib, 0) + "\n";
+  csv += "plain_process_in_read," + std::to_string(plain->count) + "," + fmt(plain->setup_s, 2) + "," +
+         fmt(per(*plain), 1) + "," + fmt(plain->pss_kib, 0) + "," + fmt(plain->extra_kib, 0) + "\n";
+  csv += "bwrap_sandbox," + std::to_string(bw->count) + "," + fmt(bw->setup_s, 2) + "," + fmt(per(*bw), 1) + "," +
+         fmt(bw->pss_kib, 0) + ",0\n";
+  std::string md = "Measured " + host_and_load() + " (at the end); " + std::to_string(o.tenants) +
+                   " tenants × " + std::to_string(o.per_tenant) + " parked instances.\nCommand: `" + o.command +
+                   "`\n\n| resident | count | set up in | PSS per process | PSS total | fixed cost |\n"
+                   "|---|---:|---:|---:|---:|---:|\n";
+  md += "| Plume FWP instances, parked in warm pools | " + std::to_string(fwp.count) + " | " + fmt(fwp.setup_s, 1) +
+        " s | " + kib(per(fwp)) + " | " + fmt(fwp.pss_kib / 1024, 1) + " MiB | " + fmt(fwp.extra_kib / 1024, 1) +
+        " MiB (" + std::to_string(o.tenants) + " templates + keepers) |\n";
+  md += "| plain processes forked from a small static process, blocked in read() | " +
+        std::to_string(plain->count) + " | " + fmt(plain->setup_s, 1) + " s | " + kib(per(*plain)) + " | " +
+        fmt(plain->pss_kib / 1024, 1) + " MiB | " + kib(plain->extra_kib) + " (the parent) |\n";
+  md += "| `bwrap --unshare-all … sleep` sandboxes (whole trees) | " + std::to_string(bw->count) + " | " +
+        fmt(bw->setup_s, 1) + " s | " + kib(per(*bw)) + " | " + fmt(bw->pss_kib / 1024, 1) + " MiB | – |\n";
+  md += "\n| idle, " + fmt(idle_wall, 1) + " s with all instances parked | CPU time |\n|---|---:|\n";
+  md += "| supervisor (this process: Template controllers + poll loop; " + std::to_string(rounds) +
+        " wake-ups) | " + fmt(idle_cpu * 1e3, 2) + " ms |\n";
+  md += "| all " + std::to_string(all.size()) + " processes of the template trees | " + fmt(tree_cpu * 1e3, 0) +
+        " ms (clock-tick resolution: " + fmt(1e3 / static_cast<double>(::sysconf(_SC_CLK_TCK)), 0) + " ms) |\n";
+  md += "\n| warm-pool starts with all instances resident | starts | from the pool | start → handler p50 | p99 | start → exit observed p50 | p99 |\n"
+        "|---|---:|---:|---:|---:|---:|---:|\n";
+  md += "| round-robin over " + std::to_string(o.tenants) + " templates | " + std::to_string(starts.size()) + " | " +
+        std::to_string(pooled) + " | " + fmt(pct(starts, 0.5), 1) + " µs | " + fmt(pct(starts, 0.99), 1) +
+        " µs | " + fmt(pct(exits, 0.5), 1) + " µs | " + fmt(pct(exits, 0.99), 1) + " µs |\n";
+  csv += "\nidle_seconds,supervisor_cpu_ms,tree_cpu_ms,resident_starts,p50_start_us,p99_start_us\n" +
+         fmt(idle_wall, 2) + "," + fmt(idle_cpu * 1e3, 2) + "," + fmt(tree_cpu * 1e3, 0) + "," +
+         std::to_string(starts.size()) + "," + fmt(pct(starts, 0.5), 1) + "," + fmt(pct(starts, 0.99), 1) + "\n";
+  if (!write_text(dir + "/density.csv", csv) || !write_text(dir + "/density.md", md)) {
+    return fail_with("density", plain_error("write", dir));
+  }
+  std::fputs(md.c_str(), stdout);
+  return 0;
+}
+
+}  // namespace plume::bench

@@ -1,0 +1,145 @@
+#include "rig.h"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+
+namespace plume::bench {
+
+using namespace std::chrono_literals;
+
+SysResult<std::unique_ptr<Rig>> Rig::create(std::string binary) {
+  std::unique_ptr<Rig> rig(new Rig());
+  rig->binary_ = std::move(binary);
+  std::string dir = "/tmp/plume-bench-fwp-XXXXXX";
+  if (::mkdtemp(dir.data()) == nullptr) return fail(sys_error("mkdtemp", dir));
+  rig->staging_ = dir;
+  // Instances run as an unprivileged uid of the tenant's range: they must traverse it.
+  if (::chmod(dir.c_str(), 0755) != 0) return fail(sys_error("chmod", dir));
+  auto mgr = fwp::CgroupManager::open("/sys/fs/cgroup", "plume-bench-fwp-" + std::to_string(::getpid()));
+  if (!mgr) return fail(mgr.error());
+  rig->cgroups_.emplace(std::move(*mgr));
+  if (auto ok = rig->cgroups_->create_root(); !ok) return fail(ok.error());
+  auto f = fwp::compile_default_profile(fwp::SeccompOptions{false});
+  if (!f) return fail(f.error());
+  rig->filter_.emplace(std::move(*f));
+  return rig;
+}
+
+Rig::~Rig() {
+  templates_.clear();  // SIGKILLs each keeper: the kernel ends its whole pid namespace
+  if (cgroups_) {
+    (void)cgroups_->kill_all("");
+    (void)cgroups_->remove("");
+  }
+  if (!staging_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(staging_, ec);
+  }
+}
+
+SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::string& image,
+                                             size_t pool_size) {
+  const std::string tenant = "t" + std::to_string(tenant_index);
+  if (auto ok = cgroups_->create(tenant, fwp::CgroupLimits{}); !ok) return fail(ok.error());
+  const std::string group = tenant + "/" + image;
+  if (auto ok = cgroups_->create(group, fwp::CgroupLimits{}); !ok) return fail(ok.error());
+  fwp::TemplateSpec spec;
+  spec.name = tenant + "/" + image;
+  spec.binary = binary_;
+  spec.sandbox.argv = {"first_handler"};
+  spec.sandbox.env = {"PATH=/usr/bin:/bin", "HOME=/tmp", "LC_ALL=C"};
+  const uint32_t base = 300000u + static_cast<uint32_t>(tenant_index) * 65536u;
+  spec.sandbox.uid_map = fwp::IdMap{0, base, 65536};
+  spec.sandbox.gid_map = fwp::IdMap{0, base, 65536};
+  spec.sandbox.uid = 1000;
+  spec.sandbox.gid = 1000;
+  spec.sandbox.rootfs.staging_dir = staging_;
+  spec.sandbox.seccomp = &*filter_;
+  spec.sandbox.rlimits = {fwp::Rlimit{RLIMIT_CORE, 0, 0}};
+  spec.sandbox.cgroup_procs_files = cgroups_->procs_files(group);
+  spec.stderr_fd = 2;
+  spec.channel = fwp::ChannelGeometry{16, 1024, 0};
+  spec.pool_size = pool_size;
+  spec.cgroup_mode = fwp::InstanceCgroups::shared;
+  spec.cgroups = &*cgroups_;
+  spec.template_cgroup = group;
+
+  fwp::Template::Events ev;
+  ev.instance_exited = [this](fwp::Instance& i) { exited_at_[&i] = monotonic_ns(); };
+  ev.failed = [this, name = spec.name](const std::string& why) { failed_ = name + ": " + why; };
+  auto t = fwp::Template::start(std::move(spec), loop_, ev);
+  if (!t) return fail(t.error());
+  fwp::Template* raw = t->get();
+  templates_.push_back(std::move(*t));
+  if (!loop_.run_until([&] { return raw->ready() || !failed_.empty(); }, 20s) || !raw->ready()) {
+    return fail(plain_error("template " + tenant + "/" + image,
+                            failed_.empty() ? "no hello within 20 s" : failed_));
+  }
+  return raw;
+}
+
+bool Rig::fill_pools(std::chrono::milliseconds timeout) {
+  return loop_.run_until(
+      [&] {
+        for (auto& t : templates_) {
+          if (t->pool_ready() < t->spec().pool_size) return false;
+        }
+        return true;
+      },
+      timeout);
+}
+
+SysResult<Rig::Timed> Rig::start_and_wait(fwp::Template& t, std::span<const std::byte> msg) {
+  Timed r;
+  r.t0 = monotonic_ns();
+  auto started = t.start_instance(msg);
+  if (!started) return fail(started.error());
+  fwp::Instance& inst = **started;
+  r.path = inst.path();
+  const std::string what = "instance " + inst.name();
+  // A forked instance needs the loop (the template's answer, then its first message); a pooled
+  // one has its message already.
+  if (!loop_.run_until([&] { return inst.state() != fwp::InstanceState::forking || inst.exit(); }, 10s)) {
+    return fail(plain_error(what, "not forked within 10 s"));
+  }
+  std::byte buf[1024];
+  size_t got = 0;
+  for (;;) {
+    auto rcv = inst.recv(buf, 2ms);
+    if (rcv) {
+      got = *rcv;
+      break;
+    }
+    if (rcv.error() != fwp::ChannelError::timeout) {
+      return fail(plain_error(what, std::string("recv: ") + fwp::channel_error_name(rcv.error())));
+    }
+    (void)loop_.run_once(0ms);
+    if (inst.exit()) return fail(plain_error(what, "exited without replying"));
+    if (monotonic_ns() - r.t0 > 10'000'000'000) return fail(plain_error(what, "no reply within 10 s"));
+  }
+  r.t_reply = monotonic_ns();
+  if (got != 8 + msg.size() || std::memcmp(buf + 8, msg.data(), msg.size()) != 0) {
+    return fail(plain_error(what, "reply is not [timestamp][the message]"));
+  }
+  uint64_t t1 = 0;
+  std::memcpy(&t1, buf, sizeof t1);
+  r.t1 = static_cast<int64_t>(t1);
+  if (!loop_.run_until([&] { return exited_at_.count(&inst) != 0; }, 10s)) {
+    return fail(plain_error(what, "exit not observed within 10 s"));
+  }
+  r.t2 = exited_at_[&inst];
+  exited_at_.erase(&inst);
+  const auto& ex = *inst.exit();
+  if (ex.cause != fwp::ExitCause::exit || ex.code != 0) {
+    return fail(plain_error(what, std::string("ended with ") + fwp::exit_cause_name(ex.cause) +
+                                      " code " + std::to_string(ex.code)));
+  }
+  t.forget(inst.id());
+  return r;
+}
+
+}  // namespace plume::bench

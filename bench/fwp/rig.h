@@ -1,0 +1,64 @@
+// The FWP side of bench/fwp: real templates of bench/fwp/first_handler, each in the full sandbox
+// (user namespace with its own uid range, pid/mount/ipc/uts/net namespaces, the default seccomp
+// profile, a cgroup), driven by one PollLoop in the benchmark process, which is the supervisor.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "plume/base/sys_error.h"
+#include "plume/fwp/cgroup.h"
+#include "plume/fwp/seccomp_profile.h"
+#include "plume/fwp/template.h"
+#include "peers.h"  // monotonic_ns
+
+namespace plume::bench {
+
+
+
+class Rig {
+ public:
+  // A cgroup parent "plume-bench-fwp-<pid>" of its own and a staging directory in /tmp.
+  static SysResult<std::unique_ptr<Rig>> create(std::string binary);
+  ~Rig();  // templates first (their trees die), then the cgroups and the staging directory
+  Rig(const Rig&) = delete;
+  Rig& operator=(const Rig&) = delete;
+
+  // Starts template `tenant`/`image` of first_handler under cgroup "<tenant>/tpl" with the uid
+  // range 300000 + tenant_index * 65536 (65536 ids), and runs the loop until its hello.
+  SysResult<fwp::Template*> start_template(int tenant_index, const std::string& image,
+                                           size_t pool_size);
+  // Runs the loop until the template's pool holds `pool_size` instances that announced
+  // readiness (the templates given, or all).
+  bool fill_pools(std::chrono::milliseconds timeout);
+
+  // One start, measured: t0 just before start_instance(msg), t1 the handler's clock reading from
+  // its reply (which must echo msg), t2 when instance_exited ran. Forgets the instance.
+  struct Timed {
+    int64_t t0 = 0, t1 = 0, t_reply = 0, t2 = 0;
+    fwp::StartPath path = fwp::StartPath::fork;
+  };
+  SysResult<Timed> start_and_wait(fwp::Template& t, std::span<const std::byte> msg);
+
+  fwp::PollLoop& loop() { return loop_; }
+  const std::vector<std::unique_ptr<fwp::Template>>& templates() const { return templates_; }
+
+ private:
+  Rig() = default;
+  std::string binary_;
+  std::string staging_;
+  std::optional<fwp::CgroupManager> cgroups_;
+  std::optional<fwp::CompiledFilter> filter_;
+  fwp::PollLoop loop_;
+  std::vector<std::unique_ptr<fwp::Template>> templates_;
+  std::map<const fwp::Instance*, int64_t> exited_at_;
+  std::string failed_;
+};
+
+}  // namespace plume::bench

@@ -1,0 +1,262 @@
+// fwp_bench start: from the start call to the first instruction and to the exit being observed,
+// for Plume's two FWP start paths and their peers, interleaved round-robin in one process.
+//   fwp_pool      Template::start_instance() with a parked instance ready: the doorbell
+//   fwp_fork      the same on a template without a pool: the template forks the instance
+//   bare_fork     fork() in a process exactly as small as the template (first_handler
+//                 fork-server), the child reads the clock and exits; t0 before the request byte
+//   plume_exec    an exec-mode worker through plumed's HTTP API (bench/spawn's peer)
+//   fork_exec, vfork_exec, posix_spawn, bwrap, crun: bench/spawn's local peers
+// FWP and bare_fork children read the clock as their first instruction too: first_handler's
+// handler (after libplume's dispatch), the fork-server's child right after fork() returns.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "fwp_bench.h"
+#include "report.h"
+#include "rig.h"
+
+extern char** environ;
+
+namespace plume::bench {
+namespace {
+
+using namespace std::chrono_literals;
+
+class FwpPeer final : public Peer {
+ public:
+  FwpPeer(std::string name, Rig& rig, fwp::Template& t) : name_(std::move(name)), rig_(rig), t_(t) {}
+  const std::string& name() const override { return name_; }
+  SysResult<Sample> start_once() override {
+    const size_t pool = t_.spec().pool_size;
+    // Untimed: the pool refills between starts (a warm-pool start is only measured warm).
+    if (pool > 0 && !rig_.loop().run_until([&] { return t_.pool_ready() == pool; }, 10s)) {
+      return fail(plain_error(name_, "pool not refilled within 10 s"));
+    }
+    static const char msg[] = "x";
+    auto r = rig_.start_and_wait(t_, std::as_bytes(std::span(msg, 1)));
+    if (!r) return fail(r.error());
+    if ((r->path == fwp::StartPath::pool) != (pool > 0)) {
+      return fail(plain_error(name_, "start took the wrong path"));
+    }
+    return Sample{r->t0, r->t1, r->t2};
+  }
+
+ private:
+  std::string name_;
+  Rig& rig_;
+  fwp::Template& t_;
+};
+
+// fork() from a process as small as the template: first_handler's fork-server.
+class BareForkPeer final : public Peer {
+ public:
+  static SysResult<std::unique_ptr<Peer>> make(const std::string& handler) {
+    int req[2], resp[2];
+    if (::pipe2(req, O_CLOEXEC) != 0 || ::pipe2(resp, O_CLOEXEC) != 0) {
+      return fail(sys_error("pipe2", "fork-server pipes"));
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, req[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, resp[1], 1);
+    std::string a0 = handler, a1 = "fork-server";
+    char* args[] = {a0.data(), a1.data(), nullptr};
+    char env0[] = "PATH=/usr/bin:/bin";
+    char* envp[] = {env0, nullptr};
+    pid_t pid = -1;
+    const int err = ::posix_spawn(&pid, handler.c_str(), &fa, nullptr, args, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(req[0]);
+    ::close(resp[1]);
+    if (err != 0) {
+      errno = err;
+      return fail(sys_error("posix_spawn", handler + " fork-server"));
+    }
+    return std::unique_ptr<Peer>(new BareForkPeer(pid, req[1], resp[0]));
+  }
+  ~BareForkPeer() override {
+    ::close(req_);  // EOF: the server ends
+    ::close(resp_);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  const std::string& name() const override { return name_; }
+  SysResult<Sample> start_once() override {
+    Sample s;
+    s.t0_ns = monotonic_ns();
+    if (::write(req_, "f", 1) != 1) return fail(sys_error("write", "fork-server request"));
+    uint64_t t[2] = {0, 0};
+    size_t have = 0;
+    while (have < sizeof t) {
+      const ssize_t n = ::read(resp_, reinterpret_cast<char*>(t) + have, sizeof t - have);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return fail(sys_error("read", "fork-server reply"));
+      have += static_cast<size_t>(n);
+    }
+    s.t2_ns = monotonic_ns();
+    s.t1_ns = static_cast<int64_t>(t[0]);
+    return s;
+  }
+
+ private:
+  BareForkPeer(pid_t pid, int req, int resp) : pid_(pid), req_(req), resp_(resp) {}
+  std::string name_ = "bare_fork";
+  pid_t pid_;
+  int req_;
+  int resp_;
+};
+
+class Renamed final : public Peer {
+ public:
+  Renamed(std::string name, std::unique_ptr<Peer> p) : name_(std::move(name)), p_(std::move(p)) {}
+  const std::string& name() const override { return name_; }
+  SysResult<Sample> start_once() override { return p_->start_once(); }
+
+ private:
+  std::string name_;
+  std::unique_ptr<Peer> p_;
+};
+
+}  // namespace
+
+int run_start(const FwpOptions& o) {
+  std::vector<std::string> names = o.peers;
+  if (names.empty()) {
+    names = {"fwp_pool", "fwp_fork", "bare_fork", "fork_exec", "vfork_exec", "posix_spawn", "bwrap", "crun"};
+    if (!o.plume.socket.empty()) names.push_back("plume_exec");
+  }
+  auto want = [&](const char* n) { return std::find(names.begin(), names.end(), n) != names.end(); };
+  if (o.binary.empty() && (want("fork_exec") || want("vfork_exec") || want("posix_spawn") ||
+                           want("bwrap") || want("crun") || want("plume_exec"))) {
+    return fail_with("start", plain_error("arguments", "--binary (first_instruction) is required"));
+  }
+  // fd 3 first: dup2 onto it must not clobber an fd something else opened.
+  auto ts = make_timestamp_pipe();
+  if (!ts) return fail_with("start", ts.error());
+  PeerEnv env;
+  env.timestamp_fd = *ts;
+  env.bwrap_path = o.bwrap;
+  env.crun_path = o.crun;
+  std::string scratch;
+  if (!o.binary.empty()) {
+    auto dir = make_scratch(o.binary, env);
+    if (!dir) return fail_with("start", dir.error());
+    scratch = *dir;
+  }
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{scratch};
+  if (want("crun")) {
+    if (o.crun.empty()) return fail_with("start", plain_error("crun", "not found on PATH"));
+    if (auto ok = hide_unified_cgroup(); !ok) return fail_with("start", ok.error());
+  }
+  if (want("bwrap") && o.bwrap.empty()) return fail_with("start", plain_error("bwrap", "not found on PATH"));
+
+  auto rig = Rig::create(o.handler);
+  if (!rig) return fail_with("start", rig.error());
+  std::vector<std::unique_ptr<Peer>> peers;
+  for (const auto& n : names) {
+    if (n == "fwp_pool" || n == "fwp_fork") {
+      const bool pool = n == "fwp_pool";
+      auto t = (*rig)->start_template(pool ? 0 : 1, pool ? "pool" : "fork", pool ? std::max<size_t>(1, o.pool_size) : 0);
+      if (!t) return fail_with("start", t.error());
+      peers.push_back(std::make_unique<FwpPeer>(n, **rig, **t));
+    } else if (n == "bare_fork") {
+      auto p = BareForkPeer::make(o.handler);
+      if (!p) return fail_with("start", p.error());
+      peers.push_back(std::move(*p));
+    } else if (n == "plume_exec") {
+      PlumeOptions po = o.plume;
+      po.rootfs = env.rootfs;
+      auto p = make_plume_peer(po);
+      if (!p) return fail_with("start", p.error());
+      peers.push_back(std::make_unique<Renamed>(n, std::move(*p)));
+    } else if (auto p = make_local_peer(n, env)) {
+      peers.push_back(std::move(p));
+    } else {
+      return fail_with("start", plain_error("arguments", "unknown peer " + n));
+    }
+  }
+
+  // The round-robin of bench/spawn: every peer once per round, rotating who goes first; crun,
+  // an order of magnitude slower, in every stride-th round only.
+  const int stride = o.crun_iterations > 0 ? std::max(1, o.iterations / o.crun_iterations) : 0;
+  std::vector<PeerSamples> results;
+  for (const auto& p : peers) results.push_back({p->name(), {}});
+  for (int round = 0; round < o.warmup + o.iterations; ++round) {
+    const bool measured = round >= o.warmup;
+    const int m = round - o.warmup;
+    for (size_t k = 0; k < peers.size(); ++k) {
+      const size_t i = (k + static_cast<size_t>(round)) % peers.size();
+      if (peers[i]->name() == "crun" && measured &&
+          (stride == 0 || m % stride != 0 || static_cast<int>(results[i].samples.size()) >= o.crun_iterations)) {
+        continue;
+      }
+      auto s = peers[i]->start_once();
+      if (!s) return fail_with("start", s.error());
+      if (s->t1_ns < s->t0_ns || s->t1_ns > s->t2_ns) {
+        return fail_with("start", plain_error(peers[i]->name(), "first-instruction time outside [start, exit]"));
+      }
+      if (measured) results[i].samples.push_back(*s);
+    }
+    if (measured && (m + 1) % 200 == 0) std::fprintf(stderr, "fwp_bench start: %d/%d rounds\n", m + 1, o.iterations);
+  }
+  peers.clear();
+  rig->reset();
+
+  const std::string dir = o.out + "/start";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  RunInfo info{o.command, o.iterations, o.crun_iterations, o.warmup};
+  if (auto ok = write_report(dir, info, results); !ok) return fail_with("start", ok.error());
+
+  // The microsecond table and the targets.
+  std::map<std::string, double> p50;
+  std::string md = "Measured " + host_and_load() + " (at the end); " + std::to_string(o.warmup) +
+                   " warm-up rounds, then " + std::to_string(o.iterations) + " interleaved rounds (crun: " +
+                   std::to_string(o.crun_iterations) + "); warm pool of " + std::to_string(o.pool_size) +
+                   ".\nCommand: `" + o.command + "`\n\n" +
+                   "| peer | starts | start → first instruction p50 | p99 | start → exit observed p50 | p99 |\n"
+                   "|---|---:|---:|---:|---:|---:|\n";
+  for (const auto& r : results) {
+    std::vector<double> first, exit;
+    for (const auto& s : r.samples) {
+      first.push_back(static_cast<double>(s.t1_ns - s.t0_ns) / 1e3);
+      exit.push_back(static_cast<double>(s.t2_ns - s.t0_ns) / 1e3);
+    }
+    p50[r.peer] = pct(first, 0.5);
+    md += "| " + r.peer + " | " + std::to_string(r.samples.size()) + " | " + fmt(pct(first, 0.5), 1) +
+          " µs | " + fmt(pct(first, 0.99), 1) + " µs | " + fmt(pct(exit, 0.5), 1) + " µs | " +
+          fmt(pct(exit, 0.99), 1) + " µs |\n";
+  }
+  md += "\n| target (start → first instruction, medians) | measured | met |\n|---|---:|---|\n";
+  if (p50.count("fwp_pool")) {
+    md += "| warm-pool start p50 ≤ 10 µs | " + fmt(p50["fwp_pool"], 1) + " µs | " +
+          (p50["fwp_pool"] <= 10 ? "yes" : "no") + " |\n";
+    if (p50.count("fork_exec")) {
+      const double x = p50["fork_exec"] / p50["fwp_pool"];
+      md += "| fork+exec / warm pool ≥ 100× | " + fmt(x, 0) + "× | " + (x >= 100 ? "yes" : "no") + " |\n";
+    }
+  }
+  if (p50.count("fwp_fork") && p50.count("bare_fork")) {
+    const double x = p50["fwp_fork"] / p50["bare_fork"];
+    md += "| template fork / bare fork ≤ 1.2× | " + fmt(x, 2) + "× | " + (x <= 1.2 ? "yes" : "no") + " |\n";
+  }
+  if (!write_text(dir + "/start.md", md)) return fail_with("start", plain_error("write", dir + "/start.md"));
+  std::fputs(md.c_str(), stdout);
+  return 0;
+}
+
+}  // namespace plume::bench

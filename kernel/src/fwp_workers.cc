@@ -1,0 +1,230 @@
+// The supervisor's featherweight-instance path: one fwp::Template per (tenant, image), started on
+// first use and driven by plumed's loop through LoopPoller; each instance is a worker record like
+// an exec-mode worker (listed, inspected, signalled, waited for, metered).
+#include <fcntl.h>
+#include <liburing.h>
+
+#include <cstring>
+
+#include "plume/base/log.h"
+#include "supervisor.h"
+
+namespace plume::kernel {
+namespace {
+
+std::string instance_worker_id(const std::string& key, uint64_t instance) {
+  return "i-" + std::to_string(std::hash<std::string>{}(key) % 0xffff) + "-" + std::to_string(instance);
+}
+
+ExitInfo exit_info_of(const fwp::InstanceExit& e) {
+  ExitInfo info;
+  info.code = e.code;
+  info.signal = e.signal;
+  switch (e.cause) {
+    case fwp::ExitCause::exit: info.cause = ExitCause::exit; break;
+    case fwp::ExitCause::signal: info.cause = ExitCause::signal; info.code = 128 + e.signal; break;
+    case fwp::ExitCause::oom:
+      info.cause = ExitCause::oom, info.code = 128 + e.signal, info.message = "killed by the OOM killer (memory limit)";
+      break;
+    case fwp::ExitCause::limit: info.cause = ExitCause::limit, info.code = 128 + e.signal; break;
+    case fwp::ExitCause::lost:
+      info.cause = ExitCause::signal;
+      info.code = 128 + SIGKILL;
+      info.signal = SIGKILL;
+      info.message = std::string("lost with its template (") + std::strerror(e.err ? e.err : ESRCH) + ")";
+      break;
+  }
+  return info;
+}
+
+}  // namespace
+
+fwp::Instance* Supervisor::instance_of(const Worker& w) {
+  auto t = templates_.find(w.template_key);
+  return t == templates_.end() ? nullptr : t->second->instance(w.instance_id);
+}
+
+fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::string& error) {
+  const std::string key = tenant.spec.name + "/" + image.spec.name;
+  if (auto it = templates_.find(key); it != templates_.end()) return it->second.get();
+
+  // The template (and, in "shared" mode, its instances) live in one cgroup under the tenant's.
+  const std::string tpl_cgroup = tenant.spec.name + "/tpl-" + image.spec.name;
+  const TenantLimits& tl = tenant.spec.limits;
+  fwp::CgroupLimits limits{tl.memory_bytes, tl.pids_max, tl.cpu_percent, 0};
+  if (auto r = cgroups_.create(tpl_cgroup, limits); !r.ok()) {
+    error = "template cgroup: " + r.error().message();
+    return nullptr;
+  }
+  fwp::TemplateSpec spec;
+  spec.name = key;
+  spec.binary = image.spec.fwp.binary;
+  spec.sandbox.name = "tpl-" + image.spec.name;
+  spec.sandbox.argv = {image.spec.fwp.binary.substr(image.spec.fwp.binary.rfind('/') + 1)};
+  spec.sandbox.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp"};
+  spec.sandbox.uid_map = {0, tenant.spec.uid_base, tenant.spec.uid_count};
+  spec.sandbox.gid_map = {0, tenant.spec.uid_base, tenant.spec.uid_count};
+  spec.sandbox.rootfs.path = image.rootfs_path;
+  spec.sandbox.rootfs.read_only = image.read_only;
+  spec.sandbox.rootfs.staging_dir = staging_dir_;
+  spec.sandbox.rlimits = {{RLIMIT_CORE, 0, 0}, {RLIMIT_NOFILE, 1024, 1024}};
+  spec.sandbox.seccomp = &image.filter;
+  spec.sandbox.cgroup_procs_files = cgroups_.procs_files(tpl_cgroup);
+  spec.channel = fwp::ChannelGeometry{16, 1024, 0};
+  for (const std::string& op : image.spec.fwp.io_uring_ops)
+    spec.io_uring_ops.push_back(static_cast<uint8_t>(io_uring_op_from_name(op)));
+  spec.pool_size = image.spec.fwp.pool_size;
+  spec.cgroups = &cgroups_;
+  spec.template_cgroup = tpl_cgroup;
+  if (image.spec.fwp.instance_cgroups == "own") {
+    spec.cgroup_mode = fwp::InstanceCgroups::own;
+    spec.cgroup_parent = tenant.spec.name;
+    spec.instance_limits = limits;
+  }
+  fwp::Template::Events events;
+  events.instance_exited = [this, key](fwp::Instance& inst) { on_instance_exited(key, inst); };
+  events.template_ready = [key]() { log::info("template.ready", {{"template", key}}); };
+  events.template_exited = [key](const fwp::ExitStatus& st) {
+    log::warn("template.exited", {{"template", key}, {"code", st.code}, {"signal", st.signal}, {"action", "restart"}});
+  };
+  events.failed = [key](const std::string& why) { log::error("template.failed", {{"template", key}, {"error", why}}); };
+  auto t = fwp::Template::start(std::move(spec), poller_, std::move(events));
+  if (!t.ok()) {
+    (void)cgroups_.remove(tpl_cgroup);
+    error = t.error().message();
+    return nullptr;
+  }
+  log::info("template.start", {{"template", key}, {"pool_size", image.spec.fwp.pool_size}});
+  fwp::Template* raw = t.value().get();
+  templates_[key] = std::move(t.value());
+  return raw;
+}
+
+void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec, std::shared_ptr<Responder> responder) {
+  if (!image.spec.fwp.enabled)
+    return responder->send(HttpResponse::error(400, "bad_request", "image " + image.spec.name + " has no fwp app"));
+  std::string error;
+  fwp::Template* tpl = template_for(tenant, image, error);
+  if (!tpl) return responder->send(HttpResponse::error(422, "spawn_failed", "template: " + error));
+  const std::string first = spec.input.empty() ? std::string() : spec.input[0];
+  auto inst = tpl->start_instance(std::as_bytes(std::span(first.data(), first.size())));
+  if (!inst.ok())
+    return responder->send(HttpResponse::error(422, "spawn_failed", "instance: " + inst.error().message()));
+
+  const std::string key = tpl->spec().name;
+  auto w = std::make_unique<Worker>(config_.daemon.log_buffer_bytes);
+  w->id = instance_worker_id(key, inst.value()->id());
+  w->fwp = true;
+  w->template_key = key;
+  w->instance_id = inst.value()->id();
+  w->tenant = tenant.spec.name;
+  w->image = image.spec.name;
+  w->argv = {image.spec.fwp.binary};
+  w->created_at = std::chrono::system_clock::now();
+  w->state = WorkerState::running;
+  w->pid = inst.value()->pid() > 0 ? inst.value()->pid() : 0;
+  w->cgroup.clear();
+  const TenantLimits& tl = tenant.spec.limits;  // instances share the template's (tenant-sized) cgroup
+  w->limits = {tl.memory_bytes, tl.pids_max, tl.cpu_percent, 0};
+  Worker& worker = *w;
+  instance_workers_[{key, worker.instance_id}] = worker.id;
+  workers_[worker.id] = std::move(w);
+  tenant.meter.workers_started++;
+  tenant.running++;
+  log::info("worker.start", {{"tenant", worker.tenant}, {"id", worker.id}, {"kind", "fwp"}, {"image", worker.image},
+                             {"path", inst.value()->path() == fwp::StartPath::pool ? "pool" : "fork"}});
+  if (spec.timeout_ms > 0) {
+    std::string id = worker.id;
+    worker.timeout_op = loop_.after(std::chrono::milliseconds(spec.timeout_ms), [this, id]() {
+      Worker* wk = find_worker(id);
+      if (!wk || !alive(*wk)) return;
+      wk->timeout_op = 0;
+      wk->killed_for_timeout = true;
+      (void)signal_worker(*wk, SIGKILL);
+    });
+  }
+  for (size_t i = 1; i < spec.input.size(); ++i) {
+    const std::string& m = spec.input[i];
+    if (auto r = inst.value()->queue(std::as_bytes(std::span(m.data(), m.size()))); !r.ok())
+      log::warn("worker.input", {{"id", worker.id}, {"error", fwp::channel_error_name(r.error())}});
+  }
+  responder->send(HttpResponse::json(201, worker_json(worker).dump()));
+}
+
+// What the handler sent on its channel becomes the worker's stdout log.
+void Supervisor::collect_instance_output(Worker& w) {
+  fwp::Instance* inst = instance_of(w);
+  if (!inst) return;
+  std::vector<std::byte> buf(inst->channel().geometry().max_message());
+  for (int i = 0; i < 4096; ++i) {
+    auto got = inst->recv(buf, std::chrono::nanoseconds(0));
+    if (!got.ok()) break;
+    w.out.append(reinterpret_cast<const char*>(buf.data()), got.value());
+  }
+}
+
+void Supervisor::on_instance_exited(const std::string& key, fwp::Instance& inst) {
+  auto it = instance_workers_.find({key, inst.id()});
+  if (it == instance_workers_.end()) return;  // a pool instance that never served a start
+  std::string id = it->second;
+  instance_workers_.erase(it);
+  Worker* w = find_worker(id);
+  if (!w) return;
+  if (inst.pid() > 0) w->pid = inst.pid();
+  collect_instance_output(*w);
+  const fwp::InstanceExit& e = *inst.exit();
+  ExitInfo info = exit_info_of(e);
+  if (w->killed_for_timeout) info.cause = ExitCause::limit, info.message = "killed after timeout_ms";
+  w->cpu_ns = e.cpu_ns;
+  w->peak_memory_bytes = std::max<uint64_t>(e.memory_peak_bytes, e.max_rss_bytes);
+  if (auto t = templates_.find(key); t != templates_.end()) t->second->forget(inst.id());
+  finish(*w, info);
+}
+
+void Supervisor::drop_templates(const std::string& tenant) {
+  std::vector<std::pair<std::string, std::unique_ptr<fwp::Template>>> doomed;
+  for (auto it = templates_.begin(); it != templates_.end();) {
+    if (tenant.empty() || it->first.compare(0, tenant.size() + 1, tenant + "/") == 0) {
+      doomed.emplace_back(it->first, std::move(it->second));
+      it = templates_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [key, tpl] : doomed) {
+    // Its instances end with it (the keeper is SIGKILLed, and the kernel kills its pid namespace).
+    std::vector<std::string> ended;
+    for (auto iw = instance_workers_.begin(); iw != instance_workers_.end();) {
+      if (iw->first.first == key) {
+        ended.push_back(iw->second);
+        iw = instance_workers_.erase(iw);
+      } else {
+        ++iw;
+      }
+    }
+    std::string cgroup = tpl->spec().template_cgroup;
+    // We may be inside one of this template's own callbacks: destroy it from the loop instead.
+    std::shared_ptr<fwp::Template> held(std::move(tpl));
+    ++template_teardowns_;
+    loop_.after(std::chrono::milliseconds(0), [this, held, cgroup, key]() mutable {
+      held.reset();
+      (void)cgroups_.kill_all(cgroup);
+      if (auto r = cgroups_.remove(cgroup); !r.ok())
+        log::warn("template.cgroup_remove", {{"template", key}, {"error", r.error().message()}});
+      --template_teardowns_;
+      maybe_finish_shutdown();
+    });
+    for (const std::string& id : ended) {
+      if (Worker* w = find_worker(id); w && alive(*w)) {
+        ExitInfo info;
+        info.cause = ExitCause::signal;
+        info.signal = SIGKILL;
+        info.code = 128 + SIGKILL;
+        info.message = "its template was stopped";
+        finish(*w, info);
+      }
+    }
+  }
+}
+
+}  // namespace plume::kernel
