@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <utility>
+
 #include <cerrno>
 
 #include "pidfd_info.h"
@@ -365,6 +367,10 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
     inst.state_ = InstanceState::parked;
     pool_.push_back(id);
   }
+  if (inst.pending_signal_ != 0) {  // kill() came while it was being forked
+    int sig = std::exchange(inst.pending_signal_, 0);
+    ::syscall(SYS_pidfd_send_signal, inst.pidfd_.get(), sig, nullptr, 0);
+  }
   refill();
 }
 
@@ -464,9 +470,12 @@ void Template::lose_all(const std::string& why) {
 SysResult<void> Template::kill(uint64_t id, int sig) {
   Instance* inst = instance(id);
   if (inst == nullptr) return fail(SysError{"kill", ESRCH, "instance " + std::to_string(id)});
-  if (inst->state_ == InstanceState::exited || !inst->pidfd_)
-    return fail(SysError{"kill", ESRCH, inst->name_});
+  if (inst->state_ == InstanceState::exited) return fail(SysError{"kill", ESRCH, inst->name_});
   if (sig == SIGKILL || sig == SIGXCPU) inst->killed_ = true;
+  if (!inst->pidfd_) {  // still being forked: delivered as soon as its pidfd arrives
+    inst->pending_signal_ = sig;
+    return {};
+  }
   if (::syscall(SYS_pidfd_send_signal, inst->pidfd_.get(), sig, nullptr, 0) != 0)
     return fail(sys_error("pidfd_send_signal", inst->name_));
   return {};

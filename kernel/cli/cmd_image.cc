@@ -37,7 +37,9 @@ void print_images(const json& images) {
 }
 
 struct AddOpts {
-  std::string name, rootfs, bundle, seccomp;
+  std::string name, rootfs, bundle, seccomp, fwp_binary, instance_cgroups;
+  std::vector<std::string> io_uring_ops;
+  int64_t pool = -1;
   bool io_uring = false;
 };
 
@@ -47,6 +49,16 @@ int add_cmd(const Context& ctx, const AddOpts& o) {
   if (!o.bundle.empty()) spec["bundle"] = absolute(o.bundle);
   if (!o.seccomp.empty()) spec["seccomp_profile"] = absolute(o.seccomp);
   if (o.io_uring) spec["io_uring"] = true;
+  if (!o.fwp_binary.empty()) {
+    json fwp = {{"binary", absolute(o.fwp_binary)}};
+    if (o.pool >= 0) fwp["pool_size"] = o.pool;
+    if (!o.io_uring_ops.empty()) fwp["io_uring_ops"] = o.io_uring_ops;
+    if (!o.instance_cgroups.empty()) fwp["instance_cgroups"] = o.instance_cgroups;
+    spec["fwp"] = fwp;
+  } else if (o.pool >= 0 || !o.io_uring_ops.empty() || !o.instance_cgroups.empty()) {
+    std::cerr << "plume: --pool, --io-uring-op and --instance-cgroups need --fwp-binary\n";
+    return kExitUsage;
+  }
   int rc = kExitOk;
   auto reply = call(ctx, "POST", "/v1/images", &spec, rc);
   if (!reply) return rc;
@@ -92,10 +104,17 @@ void add_image_commands(CLI::App& app, Context& ctx, Actions& actions) {
     bundle->excludes(rootfs);
     sub->add_option("--seccomp", o->seccomp, "OCI seccomp profile (JSON)");
     sub->add_flag("--io-uring", o->io_uring, "Allow the (restricted) io_uring in this image");
+    sub->add_option("--fwp-binary", o->fwp_binary,
+                    "An app linked with libplume: run as featherweight instances (plume run --fwp NAME)");
+    sub->add_option("--pool", o->pool, "Parked instances kept ready per tenant (with --fwp-binary)");
+    sub->add_option("--io-uring-op", o->io_uring_ops, "io_uring opcode an instance's ring may use (repeatable)")
+        ->allow_extra_args(false);
+    sub->add_option("--instance-cgroups", o->instance_cgroups, "own (a cgroup per instance) or shared")
+        ->check(CLI::IsMember({"own", "shared"}));
     sub->footer(kExitCodesFooter);
     actions[sub] = [&ctx, o] {
-      if (o->rootfs.empty() && o->bundle.empty()) {
-        std::cerr << "plume: image add: one of --rootfs or --bundle is required\n";
+      if (o->rootfs.empty() && o->bundle.empty() && o->fwp_binary.empty()) {
+        std::cerr << "plume: image add: one of --rootfs, --bundle or --fwp-binary is required\n";
         return static_cast<int>(kExitUsage);
       }
       return add_cmd(ctx, *o);

@@ -151,7 +151,7 @@ void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec, std::shared
   responder->send(HttpResponse::json(201, worker_json(worker).dump()));
 }
 
-// What the handler sent on its channel becomes the worker's stdout log.
+// What the handler sent on its channel becomes the worker's stdout log, one message a line.
 void Supervisor::collect_instance_output(Worker& w) {
   fwp::Instance* inst = instance_of(w);
   if (!inst) return;
@@ -160,6 +160,7 @@ void Supervisor::collect_instance_output(Worker& w) {
     auto got = inst->recv(buf, std::chrono::nanoseconds(0));
     if (!got.ok()) break;
     w.out.append(reinterpret_cast<const char*>(buf.data()), got.value());
+    w.out.append("\n", 1);
   }
 }
 

@@ -179,6 +179,7 @@ class Instance {
   bool fork_sent_ = false;     // a FORK for it is with the template (or keeper)
   bool refill_ = false;        // forked for the pool
   bool killed_ = false;        // the supervisor sent it a fatal signal
+  int pending_signal_ = 0;     // kill() before its pidfd arrived: sent once it has one
   bool forgotten_ = false;     // exited and dropped by the caller (or never started): collect
   bool want_start_ = false;    // a start is waiting on it (fork path): send first_ once possible
   bool first_sent_ = false;    // first_ is in the channel already

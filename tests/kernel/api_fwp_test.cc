@@ -1,0 +1,106 @@
+// Featherweight instances through plumed: an FWP image (apps/echo, linked with libplume) is
+// registered, instances are started from its template and warm pool, fed messages, signalled,
+// metered, and cleaned up with plumed.
+#include "e2e.h"
+
+namespace plume::test {
+namespace {
+
+class ApiFwp : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PLUME_SKIP_UNLESS_ROOT();
+    ASSERT_TRUE(plumed_.start());
+    token_ = add_tenant(plumed_, "alpha");
+    json image = {{"name", "echo"}, {"fwp", {{"binary", PLUME_ECHO_APP}, {"pool_size", 2}}}};
+    auto r = plumed_.admin("POST", "/v1/images", image.dump());
+    ASSERT_EQ(r.status, 201) << show(r);
+  }
+  std::string log(const std::string& id) {
+    auto r = plumed_.request("GET", "/v1/workers/" + id + "/logs", token_);
+    EXPECT_EQ(r.status, 200) << show(r);
+    return r.body;
+  }
+  Plumed plumed_;
+  std::string token_;
+};
+
+TEST_F(ApiFwp, InstanceServesItsMessagesAndExits) {
+  // echo answers each message and ends on an empty one.
+  json w = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"hi", "there", ""}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  EXPECT_EQ(w.value("kind", std::string()), "fwp");
+  EXPECT_EQ(w.value("state", std::string()), "running");
+  json done = wait_worker(plumed_, token_, w["id"]);
+  EXPECT_EQ(done.value("state", std::string()), "exited") << done.dump();
+  EXPECT_EQ(done["exit"].value("cause", std::string()), "exit") << done.dump();
+  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
+  EXPECT_GT(done.value("pid", 0), 0) << done.dump();
+  EXPECT_EQ(log(w["id"]), "hi\nthere\n");
+}
+
+TEST_F(ApiFwp, ManyStartsComeFromTheTemplateAndPoolAndAreMetered) {
+  for (int i = 0; i < 6; ++i) {
+    std::string msg = "m" + std::to_string(i);
+    json w = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {msg, ""}}});
+    ASSERT_TRUE(w.contains("id")) << w.dump();
+    json done = wait_worker(plumed_, token_, w["id"]);
+    ASSERT_EQ(done["exit"].value("cause", std::string()), "exit") << done.dump();
+    EXPECT_EQ(log(w["id"]), msg + "\n");
+  }
+  auto stats = json_of(plumed_.request("GET", "/v1/stats", token_));
+  ASSERT_EQ(stats["tenants"].size(), 1u) << stats.dump();
+  EXPECT_EQ(stats["tenants"][0].value("workers_started", 0), 6);
+  EXPECT_EQ(stats["tenants"][0]["exited"].value("exit", 0), 6);
+  EXPECT_EQ(stats["tenants"][0].value("workers_running", -1), 0);
+}
+
+TEST_F(ApiFwp, SignalledInstanceIsReportedAsSignal) {
+  json w = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", "x"}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  auto r = plumed_.request("POST", "/v1/workers/" + w["id"].get<std::string>() + "/signal", token_,
+                           json{{"signal", "TERM"}}.dump());
+  EXPECT_EQ(r.status, 202) << show(r);
+  json done = wait_worker(plumed_, token_, w["id"]);
+  EXPECT_EQ(done["exit"].value("cause", std::string()), "signal") << done.dump();
+  EXPECT_EQ(done["exit"].value("signal", 0), 15) << done.dump();
+}
+
+TEST_F(ApiFwp, RefusesWhatIsNotAnFwpImageOrRequest) {
+  auto r = start_worker(plumed_, token_, {{"fwp", true}, {"image", "host"}});
+  EXPECT_EQ(r.status, 400) << show(r);
+  r = start_worker(plumed_, token_, {{"argv", {"/bin/true"}}, {"input", "x"}});
+  EXPECT_EQ(r.status, 400) << show(r);
+  r = start_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", std::string(70000, 'x')}});
+  EXPECT_EQ(r.status, 422) << show(r);
+  // The image needs an executable app.
+  r = plumed_.admin("POST", "/v1/images", json{{"name", "bad"}, {"fwp", {{"binary", "/nonexistent/app"}}}}.dump());
+  EXPECT_EQ(r.status, 400) << show(r);
+}
+
+TEST_F(ApiFwp, CliRunsAnInstanceAndWaits) {
+  std::vector<std::string> env = {"PLUME_SOCKET=" + plumed_.socket(), "PLUME_TOKEN=" + token_};
+  CliResult c = run_cli({"run", "--fwp", "echo", "--input", "hello", "--input", "", "--wait"}, env);
+  EXPECT_EQ(c.exit_code, 0) << c.out << c.err;
+  EXPECT_EQ(c.out, "hello\n") << c.err;
+}
+
+TEST_F(ApiFwp, ShutdownStopsTemplatesAndLeavesNothing) {
+  json w = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", "stay"}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  pid_t pid = 0;
+  for (int i = 0; i < 100 && pid <= 0; ++i) {  // the pid is known once the template has forked
+    auto cur = json_of(plumed_.request("GET", "/v1/workers/" + w["id"].get<std::string>(), token_));
+    pid = cur.value("pid", 0);
+    if (pid <= 0) ::poll(nullptr, 0, 20);  // bounded: at most 100 looks
+  }
+  ASSERT_GT(pid, 0);
+  auto code = plumed_.stop(SIGTERM, 20s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << plumed_.stderr_text();
+  EXPECT_TRUE(process_gone(pid, 5s));
+  EXPECT_TRUE(cgroup_dirs_under(plumed_.cgroup_parent()).empty()) << plumed_.stderr_text();
+}
+
+}  // namespace
+}  // namespace plume::test
