@@ -72,6 +72,8 @@ bool write_all(int fd, const void* p, size_t n) {
     const pid_t pid = fork();
     if (pid == 0) {
       (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+      close(0);  // the parent's stdin and stdout: their EOFs must not wait for the children
+      close(1);
       char c;
       for (;;) (void)!read(p[0], &c, 1);  // never written: parked for good
     }

@@ -59,6 +59,16 @@ bool parse_body(const HttpRequest& req, json& out, std::string& error) {
   return true;
 }
 
+json image_json(const Image& i) {
+  json j = {{"name", i.spec.name}, {"source", i.source}, {"rootfs", i.rootfs_path},
+            {"seccomp", i.spec.seccomp_profile.empty() ? "default" : i.spec.seccomp_profile},
+            {"io_uring", i.spec.io_uring}};
+  if (i.spec.fwp.enabled)
+    j["fwp"] = {{"binary", i.spec.fwp.binary}, {"pool_size", i.spec.fwp.pool_size},
+                {"io_uring_ops", i.spec.fwp.io_uring_ops}, {"instance_cgroups", i.spec.fwp.instance_cgroups}};
+  return j;
+}
+
 bool query_flag(const HttpRequest& req, const char* key) {
   auto it = req.query.find(key);
   return it != req.query.end() && (it->second == "true" || it->second == "1");
@@ -179,9 +189,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       if (m == "GET") {
         json list = json::array();
         for (Image* i : sup_.images().list())
-          list.push_back({{"name", i->spec.name}, {"source", i->source}, {"rootfs", i->rootfs_path},
-                          {"seccomp", i->spec.seccomp_profile.empty() ? "default" : i->spec.seccomp_profile},
-                          {"io_uring", i->spec.io_uring}});
+          list.push_back(image_json(*i));
         return reply(json_ok(200, {{"images", list}}));
       }
       if (!admin_only()) return;
@@ -195,9 +203,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       if (!added.ok()) return reply(err(400, "bad_request", added.error().message));
       Image* i = added.value();
       log::info("image.add", {{"image", i->spec.name}, {"rootfs", i->rootfs_path}, {"seccomp", i->filter.source}});
-      return reply(json_ok(201, {{"name", i->spec.name}, {"source", i->source}, {"rootfs", i->rootfs_path},
-                                 {"seccomp", i->spec.seccomp_profile.empty() ? "default" : i->spec.seccomp_profile},
-                                 {"io_uring", i->spec.io_uring}}));
+      return reply(json_ok(201, image_json(*i)));
     }
     case Route::image: {
       if (!admin_only()) return;

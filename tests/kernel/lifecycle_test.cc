@@ -1,6 +1,7 @@
 // plumed's lifecycle: graceful SIGTERM leaves nothing behind (processes, cgroups, socket, pid file,
 // mounts); after kill -9 the workers die with it and a restart cleans up what it left; two plumeds
 // never share a runtime dir.
+#include <poll.h>
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -82,8 +83,16 @@ TEST(Lifecycle, SigtermStopsWorkersAndLeavesNothingBehind) {
   json polite = run_worker(plumed, kLifeToken, {{"argv", {"/bin/sleep", "60"}}});
   // This one ignores SIGTERM (the ignore disposition survives exec), so only the SIGKILL after
   // the grace period ends it.
-  json stubborn = run_worker(plumed, kLifeToken, {{"argv", {"/bin/sh", "-c", "trap '' TERM; exec /bin/sleep 60"}}});
+  json stubborn = run_worker(plumed, kLifeToken,
+                             {{"argv", {"/bin/sh", "-c", "trap '' TERM; echo ready; exec /bin/sleep 60"}}});
   ASSERT_TRUE(polite.contains("pid") && stubborn.contains("pid"));
+  // Shut down only once it ignores SIGTERM (before that, SIGTERM would end it at once).
+  bool ready = false;
+  for (int i = 0; i < 500 && !ready; ++i) {
+    ready = plumed.request("GET", "/v1/workers/" + stubborn["id"].get<std::string>() + "/logs", kLifeToken).body == "ready\n";
+    if (!ready) ::poll(nullptr, 0, 10);
+  }
+  ASSERT_TRUE(ready) << "the stubborn worker never reported ready";
   EXPECT_FALSE(cgroup_dirs_under(plumed.cgroup_parent()).empty()) << "no cgroups under " << plumed.cgroup_parent();
 
   auto t0 = std::chrono::steady_clock::now();

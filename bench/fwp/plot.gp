@@ -1,0 +1,28 @@
+# Plots bench/fwp's start-latency CDFs: gnuplot -e "dir='bench/results/fwp/start'" bench/fwp/plot.gp
+# Reads dir/plot_vars.gp (the peer list) and dir/cdf_<peer>.dat (bench/spawn's report format,
+# microseconds); writes dir/fwp.png.
+if (!exists("dir")) dir = "bench/results/fwp/start"
+load dir."/plot_vars.gp"
+
+set terminal pngcairo size 1500,620 font "sans,11" noenhanced
+set output dir."/fwp.png"
+set multiplot layout 1,2 title "FWP start latency vs. its peers, CDF over all starts (log scale)"
+set logscale x
+set format x "%g"
+set xtics (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000)
+set xrange [5:*]
+set yrange [0:1]
+set ytics 0.1
+set grid xtics mxtics ytics
+set key bottom right box opaque
+colors = "#1b9e77 #d95f02 #7570b3 #e7298a #66a61e #a6761d #000000 #e6ab02 #1f78b4"
+do for [i=1:9] { set linetype i lc rgb word(colors, i) lw 2 }
+set xlabel "microseconds since the start call"
+set ylabel "fraction of starts"
+
+set title "start → first instruction (FWP: the handler's first instruction)"
+plot for [p in peers] dir."/cdf_".p.".dat" using 2:1 with lines lw 2 title p
+
+set title "start → exit observed"
+plot for [p in peers] dir."/cdf_".p.".dat" using 3:1 with lines lw 2 title p
+unset multiplot

@@ -1,0 +1,87 @@
+#!/bin/bash
+# Runs the three bench/fwp benchmarks end to end and plots; builds nothing. Needs root.
+#   bench/fwp/run.sh [BUILD_DIR] [--seconds S] [--quick]
+# BUILD_DIR defaults to build/. Starts a private plumed for the plume_exec peer of `start` (as
+# bench/spawn/run.sh does; skipped when BUILD_DIR has no kernel/plumed) and stops it before
+# `churn` and `density`. Results go to bench/results/fwp/{start,churn,density}/ and
+# bench/results/fwp/fwp.png. --quick: a short run (200 rounds, 5 s churn, 2x50 instances).
+# Example:
+#   cmake --build build --target plumed fwp_bench first_handler first_instruction && bench/fwp/run.sh build
+set -eu
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+build=build
+case "${1:-}" in
+  ""|-*) ;;
+  *) build=$1; shift ;;
+esac
+recorded="bench/fwp/run.sh $build${*:+ $*}"
+build=$(cd "$build" && pwd)
+seconds=30
+start_args="--iterations 1000 --crun-iterations 100 --warmup 10"
+density_args="--tenants 10 --per-tenant 100 --plain 1000 --bwraps 1000"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) seconds=$2; shift 2 ;;
+    --quick) seconds=5; start_args="--iterations 200 --crun-iterations 20 --warmup 5"
+             density_args="--tenants 2 --per-tenant 50 --plain 100 --bwraps 20"; shift ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+out=bench/results/fwp
+
+[ "$(id -u)" = 0 ] || { echo "run.sh: needs root (namespaces, cgroups, uid maps)" >&2; exit 1; }
+bench="$build/bench/fwp/fwp_bench"
+handler="$build/bench/fwp/first_handler"
+for f in "$bench" "$handler" "$build/apps/first_instruction"; do
+  [ -x "$f" ] || { echo "run.sh: $f missing: build it first" >&2; exit 1; }
+done
+
+rt=""
+plumed_pid=""
+token_file=""
+stop_plumed() {
+  if [ -n "$plumed_pid" ]; then
+    kill -TERM "$plumed_pid" 2>/dev/null || true
+    wait "$plumed_pid" || true
+    plumed_pid=""
+  fi
+  [ -n "$rt" ] && rm -rf "$rt" "$token_file"
+  rt=""
+  return 0
+}
+trap stop_plumed EXIT
+trap 'exit 130' INT TERM
+
+plume_args=""
+if [ -x "$build/kernel/plumed" ]; then
+  rt=$(mktemp -d /tmp/plume-bench-rt-XXXXXX)
+  chmod 755 "$rt"  # workers traverse it as an unprivileged uid
+  token_file=$(mktemp /tmp/plume-bench-token-XXXXXX)
+  token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  printf '%s\n' "$token" > "$token_file"
+  "$build/kernel/plumed" --runtime-dir "$rt" --socket "$rt/plumed.sock" \
+    --cgroup-parent "plume-bench-$$" --admin-token "$token" --log-level warn \
+    > "$rt/plumed.log" 2>&1 &
+  plumed_pid=$!
+  plume_args="--plume-socket $rt/plumed.sock --plume-token-file $token_file"
+else
+  echo "run.sh: no $build/kernel/plumed: the plume_exec peer is left out" >&2
+fi
+
+# Templates log at info on stderr; keep warnings and the progress lines.
+quiet() { grep -v 'level=info' >&2 || true; }
+
+echo "== start latency" >&2
+# shellcheck disable=SC2086 # word splitting wanted: fixed options and mktemp paths
+"$bench" start --handler "$handler" --binary "$build/apps/first_instruction" $start_args $plume_args \
+  --out "$out" --command "$recorded" 2> >(quiet) || { echo "run.sh: start failed" >&2; exit 1; }
+stop_plumed
+echo "== churn" >&2
+"$bench" churn --handler "$handler" --seconds "$seconds" --out "$out" --command "$recorded" 2> >(quiet)
+echo "== density" >&2
+# shellcheck disable=SC2086
+"$bench" density --handler "$handler" $density_args --out "$out" --command "$recorded" 2> >(quiet)
+gnuplot -e "dir='$out/start'" bench/fwp/plot.gp
+echo "run.sh: wrote $out/{start,churn,density}/ and $out/start/fwp.png"
