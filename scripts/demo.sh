@@ -67,6 +67,13 @@ echo "(exit code $?: the memory hog was OOM-killed in its cgroup)"
 set -e
 show "$B/kernel/cli/plume" ps -a
 
+step "featherweight instances: an app linked with libplume, forked from its template or taken from a warm pool"
+echo "\$ PLUME_TOKEN=<admin token> plume image add echo --fwp-binary $B/apps/plume_echo --pool 4"
+PLUME_TOKEN="$ADMIN_TOKEN" "$B/kernel/cli/plume" image add echo --fwp-binary "$B/apps/plume_echo" --pool 4
+show "$B/kernel/cli/plume" run --fwp echo --input "hello from a featherweight instance" --input "" --wait
+for i in 1 2 3; do "$B/kernel/cli/plume" run --fwp echo --input "message $i" --input "" --wait 2>/dev/null; done
+show "$B/kernel/cli/plume" ps -a
+
 step "metering: per tenant, on the CLI and in Prometheus format"
 show "$B/kernel/cli/plume" stats
 printf '$ curl --unix-socket %s -H "Authorization: Bearer <admin>" http://plume/metrics\n' "$SOCK"
