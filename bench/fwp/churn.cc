@@ -153,6 +153,7 @@ int run_churn(const FwpOptions& o) {
       more = more || r.busy_s < o.seconds - 1e-9;
     }
   }
+  const size_t lost = (*rig)->lost();
   rig->reset();
 
   const std::string dir = o.out + "/churn";
@@ -186,6 +187,7 @@ int run_churn(const FwpOptions& o) {
           fmt(pct(start, 0.99), 1) + " µs | " + fmt(pct(rt, 0.5), 1) + " µs | " + fmt(pct(rt, 0.99), 1) +
           " µs | " + fmt(pct(cyc, 0.5), 1) + " µs | " + fmt(pct(cyc, 0.99), 1) + " µs |\n";
   }
+  md += "\nFWP starts retried (the controller reported the instance `lost`, or it exited without replying; see stderr): " + std::to_string(lost) + ".\n";
   if (!write_text(dir + "/churn.csv", csv) || !write_text(dir + "/churn.md", md)) {
     return fail_with("churn", plain_error("write", dir));
   }

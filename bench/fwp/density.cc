@@ -248,6 +248,7 @@ int run_density(const FwpOptions& o) {
     exits.push_back(static_cast<double>(s->t2 - s->t0) / 1e3);
     pooled += s->path == fwp::StartPath::pool ? 1 : 0;
   }
+  const size_t lost = r.lost();
   rig->reset();
 
   auto plain = plain_processes(o.handler, o.plain);
@@ -291,6 +292,7 @@ int run_density(const FwpOptions& o) {
   csv += "\nidle_seconds,supervisor_cpu_ms,tree_cpu_ms,resident_starts,p50_start_us,p99_start_us\n" +
          fmt(idle_wall, 2) + "," + fmt(idle_cpu * 1e3, 2) + "," + fmt(tree_cpu * 1e3, 0) + "," +
          std::to_string(starts.size()) + "," + fmt(pct(starts, 0.5), 1) + "," + fmt(pct(starts, 0.99), 1) + "\n";
+  md += "\nFWP starts retried (the controller reported the instance `lost`, or it exited without replying; see stderr): " + std::to_string(lost) + ".\n";
   if (!write_text(dir + "/density.csv", csv) || !write_text(dir + "/density.md", md)) {
     return fail_with("density", plain_error("write", dir));
   }

@@ -9,15 +9,15 @@ set output dir."/fwp.png"
 set multiplot layout 1,2 title "FWP start latency vs. its peers, CDF over all starts (log scale)"
 set logscale x
 set format x "%g"
-set xtics (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000)
-set xrange [5:*]
+set xtics ("10 µs" 10, "30 µs" 30, "100 µs" 100, "300 µs" 300, "1 ms" 1000, "3 ms" 3000, "10 ms" 10000, "30 ms" 30000, "100 ms" 100000)
+set xrange [5:200000]
 set yrange [0:1]
 set ytics 0.1
 set grid xtics mxtics ytics
 set key bottom right box opaque
-colors = "#1b9e77 #d95f02 #7570b3 #e7298a #66a61e #a6761d #000000 #e6ab02 #1f78b4"
+colors = "#1b9e77 #d95f02 #7570b3 #e7298a #66a61e #a6761d #000000 #e6ab02 #a50f15"
 do for [i=1:9] { set linetype i lc rgb word(colors, i) lw 2 }
-set xlabel "microseconds since the start call"
+set xlabel "time since the start call"
 set ylabel "fraction of starts"
 
 set title "start → first instruction (FWP: the handler's first instruction)"

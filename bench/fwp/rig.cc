@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -94,6 +95,17 @@ bool Rig::fill_pools(std::chrono::milliseconds timeout) {
 }
 
 SysResult<Rig::Timed> Rig::start_and_wait(fwp::Template& t, std::span<const std::byte> msg) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    auto r = try_start(t, msg);
+    if (!r) return fail(r.error());
+    if (*r) return **r;
+    ++retried_;
+  }
+  return fail(plain_error("template " + t.spec().name, "5 starts in a row ended `lost`"));
+}
+
+// nullopt: the controller reported the instance lost.
+SysResult<std::optional<Rig::Timed>> Rig::try_start(fwp::Template& t, std::span<const std::byte> msg) {
   Timed r;
   r.t0 = monotonic_ns();
   auto started = t.start_instance(msg);
@@ -118,10 +130,27 @@ SysResult<Rig::Timed> Rig::start_and_wait(fwp::Template& t, std::span<const std:
       return fail(plain_error(what, std::string("recv: ") + fwp::channel_error_name(rcv.error())));
     }
     (void)loop_.run_once(0ms);
-    if (inst.exit()) return fail(plain_error(what, "exited without replying"));
+    if (inst.exit()) {
+      if (inst.exit()->cause != fwp::ExitCause::lost) {
+        const auto& ex = *inst.exit();
+        std::fprintf(stderr, "fwp_bench: %s exited without replying: %s code %d signal %d\n", what.c_str(),
+                     fwp::exit_cause_name(ex.cause), ex.code, ex.signal);
+        ++no_reply_;
+        if (no_reply_ > 10) return fail(plain_error(what, "more than 10 instances exited without replying"));
+        exited_at_.erase(&inst);
+        t.forget(inst.id());
+        return std::optional<Timed>();
+      }
+      break;
+    }
     if (monotonic_ns() - r.t0 > 10'000'000'000) return fail(plain_error(what, "no reply within 10 s"));
   }
   r.t_reply = monotonic_ns();
+  if (inst.exit() && inst.exit()->cause == fwp::ExitCause::lost) {
+    exited_at_.erase(&inst);  // the address may be reused by the next instance
+    t.forget(inst.id());
+    return std::optional<Timed>();
+  }
   if (got != 8 + msg.size() || std::memcmp(buf + 8, msg.data(), msg.size()) != 0) {
     return fail(plain_error(what, "reply is not [timestamp][the message]"));
   }
@@ -134,12 +163,17 @@ SysResult<Rig::Timed> Rig::start_and_wait(fwp::Template& t, std::span<const std:
   r.t2 = exited_at_[&inst];
   exited_at_.erase(&inst);
   const auto& ex = *inst.exit();
+  if (ex.cause == fwp::ExitCause::lost) {
+    exited_at_.erase(&inst);  // the address may be reused by the next instance
+    t.forget(inst.id());
+    return std::optional<Timed>();
+  }
   if (ex.cause != fwp::ExitCause::exit || ex.code != 0) {
     return fail(plain_error(what, std::string("ended with ") + fwp::exit_cause_name(ex.cause) +
                                       " code " + std::to_string(ex.code)));
   }
   t.forget(inst.id());
-  return r;
+  return std::optional<Timed>(r);
 }
 
 }  // namespace plume::bench

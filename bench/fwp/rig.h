@@ -44,7 +44,17 @@ class Rig {
     int64_t t0 = 0, t1 = 0, t_reply = 0, t2 = 0;
     fwp::StartPath path = fwp::StartPath::fork;
   };
+  // Starts retried, not measured: the controller reported the instance `lost`, or (at most 10
+  // times) it exited without replying; see docs/benchmarks.md.
+  size_t lost() const { return retried_; }
+  size_t no_reply() const { return no_reply_; }
+  // Retries (up to 5 times) a start whose instance the controller reported lost.
   SysResult<Timed> start_and_wait(fwp::Template& t, std::span<const std::byte> msg);
+
+ private:
+  SysResult<std::optional<Timed>> try_start(fwp::Template& t, std::span<const std::byte> msg);
+
+ public:
 
   fwp::PollLoop& loop() { return loop_; }
   const std::vector<std::unique_ptr<fwp::Template>>& templates() const { return templates_; }
@@ -59,6 +69,8 @@ class Rig {
   std::vector<std::unique_ptr<fwp::Template>> templates_;
   std::map<const fwp::Instance*, int64_t> exited_at_;
   std::string failed_;
+  size_t retried_ = 0;
+  size_t no_reply_ = 0;
 };
 
 }  // namespace plume::bench

@@ -214,6 +214,7 @@ int run_start(const FwpOptions& o) {
     if (measured && (m + 1) % 200 == 0) std::fprintf(stderr, "fwp_bench start: %d/%d rounds\n", m + 1, o.iterations);
   }
   peers.clear();
+  const size_t lost = (*rig)->lost();
   rig->reset();
 
   const std::string dir = o.out + "/start";
@@ -254,6 +255,7 @@ int run_start(const FwpOptions& o) {
     const double x = p50["fwp_fork"] / p50["bare_fork"];
     md += "| template fork / bare fork ≤ 1.2× | " + fmt(x, 2) + "× | " + (x <= 1.2 ? "yes" : "no") + " |\n";
   }
+  md += "\nFWP starts retried (the controller reported the instance `lost`, or it exited without replying; see stderr): " + std::to_string(lost) + ".\n";
   if (!write_text(dir + "/start.md", md)) return fail_with("start", plain_error("write", dir + "/start.md"));
   std::fputs(md.c_str(), stdout);
   return 0;
