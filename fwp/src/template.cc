@@ -333,9 +333,14 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
     return finish(inst, InstanceExit{ExitCause::lost, 0, 0, 0, 0, 0, err});
   }
   auto info = pidfd ? pidfd_info(pidfd.get()) : SysResult<PidfdInfo>(fail(plain_error("forked", "no pidfd")));
+  ino_t ns = info && info->pid > 0 ? pid_ns_of(info->pid) : 0;
+  if (info && info->pid > 0 && ns == 0) {
+    // /proc/<pid> vanished between the two reads: the instance already exited. Ask the pidfd
+    // again, which now says so (Pid: -1), rather than taking a quick exit for a forged pidfd.
+    info = pidfd_info(pidfd.get());
+  }
   const bool ours = info && !info->ns_pids.empty() && info->ns_pids.back() == ns_pid &&
-                    ns_pid > 1 && (info->pid < 0 || (pid_ns_of(info->pid) == pid_ns_ &&
-                                                     info->pid != template_pid_ &&
+                    ns_pid > 1 && (info->pid < 0 || (ns == pid_ns_ && info->pid != template_pid_ &&
                                                      info->pid != keeper_.pid));
   // A pidfd of a process that already exited has Pid: -1 and no NSpid; accept it by its word.
   const bool gone = info && info->pid < 0;
