@@ -12,10 +12,6 @@
 namespace plume::kernel {
 namespace {
 
-std::string instance_worker_id(const std::string& key, uint64_t instance) {
-  return "i-" + std::to_string(std::hash<std::string>{}(key) % 0xffff) + "-" + std::to_string(instance);
-}
-
 ExitInfo exit_info_of(const fwp::InstanceExit& e) {
   ExitInfo info;
   info.code = e.code;
@@ -87,7 +83,11 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   events.template_exited = [key](const fwp::ExitStatus& st) {
     log::warn("template.exited", {{"template", key}, {"code", st.code}, {"signal", st.signal}, {"action", "restart"}});
   };
-  events.failed = [key](const std::string& why) { log::error("template.failed", {{"template", key}, {"error", why}}); };
+  events.failed = [this, key](const std::string& why) {
+    // Gone for good (its keeper died): the next start for this tenant and image starts a new one.
+    log::error("template.failed", {{"template", key}, {"error", why}});
+    drop_template(key);
+  };
   auto t = fwp::Template::start(std::move(spec), poller_, std::move(events));
   if (!t.ok()) {
     (void)cgroups_.remove(tpl_cgroup);
@@ -113,7 +113,8 @@ void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec, std::shared
 
   const std::string key = tpl->spec().name;
   auto w = std::make_unique<Worker>(config_.daemon.log_buffer_bytes);
-  w->id = instance_worker_id(key, inst.value()->id());
+  do w->id = random_worker_id("i-");
+  while (workers_.count(w->id));
   w->fwp = true;
   w->template_key = key;
   w->instance_id = inst.value()->id();
@@ -182,10 +183,18 @@ void Supervisor::on_instance_exited(const std::string& key, fwp::Instance& inst)
   finish(*w, info);
 }
 
+void Supervisor::drop_template(const std::string& key) { drop_matching([&](const std::string& k) { return k == key; }); }
+
 void Supervisor::drop_templates(const std::string& tenant) {
+  drop_matching([&](const std::string& key) {
+    return tenant.empty() || key.compare(0, tenant.size() + 1, tenant + "/") == 0;
+  });
+}
+
+void Supervisor::drop_matching(const std::function<bool(const std::string&)>& match) {
   std::vector<std::pair<std::string, std::unique_ptr<fwp::Template>>> doomed;
   for (auto it = templates_.begin(); it != templates_.end();) {
-    if (tenant.empty() || it->first.compare(0, tenant.size() + 1, tenant + "/") == 0) {
+    if (match(it->first)) {
       doomed.emplace_back(it->first, std::move(it->second));
       it = templates_.erase(it);
     } else {

@@ -30,7 +30,9 @@ constexpr std::pair<int, const char*> kSignals[] = {
     {SIGPROF, "PROF"}, {SIGWINCH, "WINCH"}, {SIGIO, "IO"},   {SIGSYS, "SYS"},
 };
 
-std::string random_id() {
+}  // namespace
+
+std::string random_worker_id(const char* prefix) {
   unsigned char bytes[4];
   if (::getrandom(bytes, sizeof bytes, 0) != sizeof bytes) {
     static uint32_t counter = 0;
@@ -38,13 +40,15 @@ std::string random_id() {
     std::memcpy(bytes, &c, sizeof bytes);
   }
   static const char* hex = "0123456789abcdef";
-  std::string id = "w-";
+  std::string id = prefix;
   for (unsigned char b : bytes) {
     id += hex[b >> 4];
     id += hex[b & 15];
   }
   return id;
 }
+
+namespace {
 
 int pidfd_send_signal(int pidfd, int sig) {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
@@ -305,7 +309,7 @@ void Supervisor::run_worker(Tenant& tenant, RunSpec spec, std::shared_ptr<Respon
   if (spec.fwp) return run_fwp(tenant, *image, std::move(spec), std::move(responder));
 
   auto w = std::make_unique<Worker>(config_.daemon.log_buffer_bytes);
-  do w->id = random_id();
+  do w->id = random_worker_id("w-");
   while (workers_.count(w->id));
   w->tenant = tenant.spec.name;
   w->image = image->spec.name;

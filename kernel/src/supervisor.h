@@ -141,6 +141,8 @@ class Supervisor {
   void on_instance_exited(const std::string& key, fwp::Instance& inst);
   void collect_instance_output(Worker& w);
   void drop_templates(const std::string& tenant);  // "" = all
+  void drop_template(const std::string& key);
+  void drop_matching(const std::function<bool(const std::string&)>& match);
 
   EventLoop& loop_;
   Config config_;
@@ -161,6 +163,7 @@ class Supervisor {
 };
 
 std::string rfc3339(std::chrono::system_clock::time_point t);
+std::string random_worker_id(const char* prefix);  // prefix + 8 random hex digits
 const char* signal_name(int sig);      // "KILL" for 9; "" when unknown
 int signal_from_name(const std::string& name);  // "TERM", "SIGTERM", "15" → 15; 0 when invalid
 
