@@ -35,7 +35,9 @@ TEST_F(ApiFwp, InstanceServesItsMessagesAndExits) {
   EXPECT_EQ(done.value("state", std::string()), "exited") << done.dump();
   EXPECT_EQ(done["exit"].value("cause", std::string()), "exit") << done.dump();
   EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
-  EXPECT_GT(done.value("pid", 0), 0) << done.dump();
+  // Its host pid is known unless it ended before plumed read its fork answer (then 0): an
+  // exited process's pidfd no longer names a pid. A running instance always has one (see below).
+  EXPECT_GE(done.value("pid", -1), 0) << done.dump();
   EXPECT_EQ(log(w["id"]), "hi\nthere\n");
 }
 
