@@ -47,6 +47,11 @@ std::optional<HttpReply> call(const Context& ctx, std::string_view method, const
 // Parses the reply body as JSON; prints "plume: bad reply" and sets exit_code 1 when it is not.
 std::optional<nlohmann::json> parse_json(const HttpReply& reply, int& exit_code);
 
+// call() then parse_json(): the JSON of a 2xx reply, or nullopt with exit_code set.
+std::optional<nlohmann::json> call_json(const Context& ctx, std::string_view method, const std::string& target,
+                                        const nlohmann::json* body, int& exit_code,
+                                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 // Prints `j` indented (inspect, --json).
 void print_json(const nlohmann::json& j);
 

@@ -60,9 +60,7 @@ int add_cmd(const Context& ctx, const AddOpts& o) {
     return kExitUsage;
   }
   int rc = kExitOk;
-  auto reply = call(ctx, "POST", "/v1/images", &spec, rc);
-  if (!reply) return rc;
-  auto j = parse_json(*reply, rc);
+  auto j = call_json(ctx, "POST", "/v1/images", &spec, rc);
   if (!j) return rc;
   if (ctx.json) print_json(*j);
   else print_images(json::array({*j}));
@@ -71,9 +69,7 @@ int add_cmd(const Context& ctx, const AddOpts& o) {
 
 int ls_cmd(const Context& ctx) {
   int rc = kExitOk;
-  auto reply = call(ctx, "GET", "/v1/images", nullptr, rc);
-  if (!reply) return rc;
-  auto j = parse_json(*reply, rc);
+  auto j = call_json(ctx, "GET", "/v1/images", nullptr, rc);
   if (!j) return rc;
   if (ctx.json) print_json(*j);
   else print_images(j->contains("images") ? (*j)["images"] : json::array());

@@ -18,9 +18,7 @@ uint64_t u(const json& j, const char* key) {
 
 int stats_cmd(const Context& ctx) {
   int rc = kExitOk;
-  auto reply = call(ctx, "GET", "/v1/stats", nullptr, rc);
-  if (!reply) return rc;
-  auto j = parse_json(*reply, rc);
+  auto j = call_json(ctx, "GET", "/v1/stats", nullptr, rc);
   if (!j) return rc;
   if (ctx.json) {
     print_json(*j);
@@ -42,9 +40,7 @@ int stats_cmd(const Context& ctx) {
 
 int health_cmd(const Context& ctx) {
   int rc = kExitOk;
-  auto reply = call(ctx, "GET", "/v1/health", nullptr, rc);
-  if (!reply) return rc;
-  auto j = parse_json(*reply, rc);
+  auto j = call_json(ctx, "GET", "/v1/health", nullptr, rc);
   if (!j) return rc;
   if (ctx.json) {
     print_json(*j);

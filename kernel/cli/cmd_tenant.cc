@@ -59,9 +59,7 @@ int add_cmd(const Context& ctx, const AddOpts& o) {
   if (o.max_workers >= 0) limits["max_workers"] = o.max_workers;
   if (!limits.empty()) spec["limits"] = limits;
   int rc = kExitOk;
-  auto reply = call(ctx, "POST", "/v1/tenants", &spec, rc);
-  if (!reply) return rc;
-  auto j = parse_json(*reply, rc);
+  auto j = call_json(ctx, "POST", "/v1/tenants", &spec, rc);
   if (!j) return rc;
   if (ctx.json) print_json(*j);
   else print_tenants(json::array({*j}));
@@ -70,9 +68,7 @@ int add_cmd(const Context& ctx, const AddOpts& o) {
 
 int ls_cmd(const Context& ctx) {
   int rc = kExitOk;
-  auto reply = call(ctx, "GET", "/v1/tenants", nullptr, rc);
-  if (!reply) return rc;
-  auto j = parse_json(*reply, rc);
+  auto j = call_json(ctx, "GET", "/v1/tenants", nullptr, rc);
   if (!j) return rc;
   if (ctx.json) print_json(*j);
   else print_tenants(j->contains("tenants") ? (*j)["tenants"] : json::array());

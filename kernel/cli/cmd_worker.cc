@@ -95,9 +95,7 @@ std::optional<json> wait_worker(const Context& ctx, const std::string& id, std::
     target += "?timeout_ms=" + std::to_string(timeout.count());
     client_timeout = timeout + std::chrono::seconds(30);
   }
-  auto reply = call(ctx, "GET", target, nullptr, rc, client_timeout);
-  if (!reply) return std::nullopt;
-  return parse_json(*reply, rc);
+  return call_json(ctx, "GET", target, nullptr, rc, client_timeout);
 }
 
 struct RunOpts {
@@ -160,9 +158,7 @@ int run_cmd(const Context& ctx, const RunOpts& o) {
     spec["timeout_ms"] = d->count();
   }
   int rc = kExitOk;
-  auto reply = call(ctx, "POST", "/v1/workers", &spec, rc);
-  if (!reply) return rc;
-  auto worker = parse_json(*reply, rc);
+  auto worker = call_json(ctx, "POST", "/v1/workers", &spec, rc);
   if (!worker) return rc;
   std::string id = str(*worker, "id");
   if (!o.wait) {
@@ -199,9 +195,7 @@ int ps_cmd(const Context& ctx, const PsOpts& o) {
   int rc = kExitOk;
   std::string target = "/v1/workers";
   if (!o.tenant.empty()) target += "?tenant=" + url_encode(o.tenant);
-  auto reply = call(ctx, "GET", target, nullptr, rc);
-  if (!reply) return rc;
-  auto j = parse_json(*reply, rc);
+  auto j = call_json(ctx, "GET", target, nullptr, rc);
   if (!j) return rc;
   json shown = json::array();
   if (j->contains("workers") && (*j)["workers"].is_array())
@@ -226,9 +220,7 @@ int ps_cmd(const Context& ctx, const PsOpts& o) {
 
 int inspect_cmd(const Context& ctx, const std::string& id) {
   int rc = kExitOk;
-  auto reply = call(ctx, "GET", worker_path(id), nullptr, rc);
-  if (!reply) return rc;
-  auto j = parse_json(*reply, rc);
+  auto j = call_json(ctx, "GET", worker_path(id), nullptr, rc);
   if (!j) return rc;
   print_json(*j);
   return kExitOk;

@@ -53,6 +53,14 @@ std::optional<nlohmann::json> parse_json(const HttpReply& reply, int& exit_code)
   return j;
 }
 
+std::optional<nlohmann::json> call_json(const Context& ctx, std::string_view method, const std::string& target,
+                                        const nlohmann::json* body, int& exit_code,
+                                        std::chrono::milliseconds timeout) {
+  auto reply = call(ctx, method, target, body, exit_code, timeout);
+  if (!reply) return std::nullopt;
+  return parse_json(*reply, exit_code);
+}
+
 void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
 
 std::optional<uint64_t> parse_size(std::string_view s) {
