@@ -6,7 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <ctime>
+
+#include "plume/base/time_format.h"
 
 namespace plume::log {
 namespace {
@@ -57,18 +58,6 @@ void append_value(std::string& out, std::string_view v) {
   out += '"';
 }
 
-std::string now_rfc3339() {
-  auto now = std::chrono::system_clock::now();
-  auto secs = std::chrono::system_clock::to_time_t(now);
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];  // generous: -Wformat-truncation cannot see that tm fields are small
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(micros));
-  return buf;
-}
-
 }  // namespace
 
 void set_level(Level level) { g_level = static_cast<int>(level); }
@@ -106,7 +95,8 @@ std::string format_line(Level level, std::string_view event, std::initializer_li
 
 void emit(Level level, std::string_view event, std::initializer_list<Field> fields) {
   if (static_cast<int>(level) < g_level.load(std::memory_order_relaxed)) return;
-  std::string line = format_line(level, event, fields, now_rfc3339());
+  std::string line =
+      format_line(level, event, fields, format_rfc3339(std::chrono::system_clock::now(), SubSecond::micros));
   line += '\n';
   // One write per line: atomic for pipes up to PIPE_BUF and never interleaved mid-line in practice.
   ssize_t n = ::write(g_fd.load(std::memory_order_relaxed), line.data(), line.size());

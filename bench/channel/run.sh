@@ -8,18 +8,15 @@ set -eu
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
-build=build
-case "${1:-}" in
-  ""|-*) ;;
-  *) build=$1; shift ;;
-esac
+. bench/lib.sh
+if bench_build_dir "${1:-}"; then shift; fi
 out=bench/results/channel
 prev=""
 for a in "$@"; do
   [ "$prev" = "--out" ] && out=$a
   prev=$a
 done
-[ -x "$build/bench/channel/channel_bench" ] || { echo "run.sh: $build/bench/channel/channel_bench missing: build it first" >&2; exit 1; }
+bench_need_built "$build/bench/channel/channel_bench"
 mkdir -p "$out"
 "$build/bench/channel/channel_bench" --out "$out" "$@"
 gnuplot -e "dir='$out'" bench/channel/plot.gp

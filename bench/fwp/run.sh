@@ -11,11 +11,8 @@ set -eu
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
-build=build
-case "${1:-}" in
-  ""|-*) ;;
-  *) build=$1; shift ;;
-esac
+. bench/lib.sh
+if bench_build_dir "${1:-}"; then shift; fi
 recorded="bench/fwp/run.sh $build${*:+ $*}"
 build=$(cd "$build" && pwd)
 seconds=30
@@ -31,41 +28,16 @@ while [ $# -gt 0 ]; do
 done
 out=bench/results/fwp
 
-[ "$(id -u)" = 0 ] || { echo "run.sh: needs root (namespaces, cgroups, uid maps)" >&2; exit 1; }
+bench_need_root "namespaces, cgroups, uid maps"
 bench="$build/bench/fwp/fwp_bench"
 handler="$build/bench/fwp/first_handler"
-for f in "$bench" "$handler" "$build/apps/first_instruction"; do
-  [ -x "$f" ] || { echo "run.sh: $f missing: build it first" >&2; exit 1; }
-done
+bench_need_built "$bench" "$handler" "$build/apps/first_instruction"
 
-rt=""
-plumed_pid=""
-token_file=""
-stop_plumed() {
-  if [ -n "$plumed_pid" ]; then
-    kill -TERM "$plumed_pid" 2>/dev/null || true
-    wait "$plumed_pid" || true
-    plumed_pid=""
-  fi
-  [ -n "$rt" ] && rm -rf "$rt" "$token_file"
-  rt=""
-  return 0
-}
-trap stop_plumed EXIT
+trap bench_stop_plumed EXIT
 trap 'exit 130' INT TERM
 
-plume_args=""
 if [ -x "$build/kernel/plumed" ]; then
-  rt=$(mktemp -d /tmp/plume-bench-rt-XXXXXX)
-  chmod 755 "$rt"  # workers traverse it as an unprivileged uid
-  token_file=$(mktemp /tmp/plume-bench-token-XXXXXX)
-  token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-  printf '%s\n' "$token" > "$token_file"
-  "$build/kernel/plumed" --runtime-dir "$rt" --socket "$rt/plumed.sock" \
-    --cgroup-parent "plume-bench-$$" --admin-token "$token" --log-level warn \
-    > "$rt/plumed.log" 2>&1 &
-  plumed_pid=$!
-  plume_args="--plume-socket $rt/plumed.sock --plume-token-file $token_file"
+  bench_start_plumed "$build"  # logs to $rt/plumed.log, removed with $rt
 else
   echo "run.sh: no $build/kernel/plumed: the plume_exec peer is left out" >&2
 fi
@@ -77,7 +49,7 @@ echo "== start latency" >&2
 # shellcheck disable=SC2086 # word splitting wanted: fixed options and mktemp paths
 "$bench" start --handler "$handler" --binary "$build/apps/first_instruction" $start_args $plume_args \
   --out "$out" --command "$recorded" 2> >(quiet) || { echo "run.sh: start failed" >&2; exit 1; }
-stop_plumed
+bench_stop_plumed
 echo "== churn" >&2
 "$bench" churn --handler "$handler" --seconds "$seconds" --out "$out" --command "$recorded" 2> >(quiet)
 echo "== density" >&2

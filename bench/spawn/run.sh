@@ -10,11 +10,8 @@ set -eu
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
-build=build
-case "${1:-}" in
-  ""|-*) ;;
-  *) build=$1; shift ;;
-esac
+. bench/lib.sh
+if bench_build_dir "${1:-}"; then shift; fi
 recorded="bench/spawn/run.sh $build${*:+ $*}"
 build=$(cd "$build" && pwd)
 
@@ -27,27 +24,15 @@ for a in "$@"; do
   prev=$a
 done
 
-[ "$(id -u)" = 0 ] || { echo "run.sh: needs root (namespaces, crun, plumed)" >&2; exit 1; }
-for f in "$build/bench/spawn_bench" "$build/apps/first_instruction"; do
-  [ -x "$f" ] || { echo "run.sh: $f missing: build it first" >&2; exit 1; }
-done
+bench_need_root "namespaces, crun, plumed"
+bench_need_built "$build/bench/spawn_bench" "$build/apps/first_instruction"
 
-plume_args=""
-rt=""
-plumed_pid=""
 plumed_log=""
-token_file=""
+# Keeps plumed's log when it did not exit cleanly, and says where it is.
 stop_plumed() {
-  status=0
-  if [ -n "$plumed_pid" ]; then
-    kill -TERM "$plumed_pid" 2>/dev/null || true
-    wait "$plumed_pid" || status=$?
-    plumed_pid=""
-  fi
-  [ -n "$rt" ] && rm -rf "$rt" "$token_file"
-  rt=""
-  if [ "$status" != 0 ]; then
-    echo "run.sh: plumed exited with status $status; its log: $plumed_log" >&2
+  bench_stop_plumed
+  if [ "$plumed_status" != 0 ]; then
+    echo "run.sh: plumed exited with status $plumed_status; its log: $plumed_log" >&2
   elif [ -n "$plumed_log" ]; then
     rm -f "$plumed_log"
     plumed_log=""
@@ -69,19 +54,8 @@ trap 'exit 130' INT TERM
 case ",${peers:-plume}," in
   *,plume,*)
     [ -x "$build/kernel/plumed" ] || { echo "run.sh: $build/kernel/plumed missing (or pass --peers without plume)" >&2; exit 1; }
-    rt=$(mktemp -d /tmp/plume-bench-rt-XXXXXX)
-    # Workers assemble their root under the runtime dir from inside their user namespace, as an
-    # unprivileged uid: like /run/plume, it must be traversable (mktemp made it 0700).
-    chmod 755 "$rt"
     plumed_log=$(mktemp /tmp/plume-bench-plumed-XXXXXX.log)
-    token_file=$(mktemp /tmp/plume-bench-token-XXXXXX)
-    token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-    printf '%s\n' "$token" > "$token_file"  # mktemp made it 0600
-    "$build/kernel/plumed" --runtime-dir "$rt" --socket "$rt/plumed.sock" \
-      --cgroup-parent "plume-bench-$$" --admin-token "$token" --log-level warn \
-      > "$plumed_log" 2>&1 &
-    plumed_pid=$!
-    plume_args="--plume-socket $rt/plumed.sock --plume-token-file $token_file"
+    bench_start_plumed "$build" "$plumed_log"
     ;;
 esac
 

@@ -5,13 +5,13 @@
 #include <string_view>
 #include <vector>
 
+#include "json_response.h"
 #include "plume/base/log.h"
 #include "supervisor.h"
 
 namespace plume::kernel {
 namespace {
 
-HttpResponse json_ok(int status, const json& body) { return HttpResponse::json(status, body.dump()); }
 HttpResponse err(int status, std::string_view code, std::string_view msg) { return HttpResponse::error(status, code, msg); }
 
 std::vector<std::string> split_path(const std::string& path) {
@@ -118,11 +118,11 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
 
   if (route == Route::health) {
     auto up = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - sup_.started_at());
-    return reply(json_ok(200, {{"status", sup_.shutting_down() ? "shutting_down" : "ok"},
-                               {"version", "0.1.0"},
-                               {"uptime_ms", up.count()},
-                               {"cgroup", sup_.cgroups().version() == fwp::CgroupVersion::v2 ? "v2" : "v1"},
-                               {"workers_running", sup_.running_total()}}));
+    return reply(json_response(200, {{"status", sup_.shutting_down() ? "shutting_down" : "ok"},
+                                     {"version", "0.1.0"},
+                                     {"uptime_ms", up.count()},
+                                     {"cgroup", sup_.cgroups().version() == fwp::CgroupVersion::v2 ? "v2" : "v1"},
+                                     {"workers_running", sup_.running_total()}}));
   }
 
   // Authenticate: "Authorization: Bearer <token>".
@@ -166,7 +166,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       if (m == "GET") {
         json list = json::array();
         for (Tenant* t : sup_.tenants().list()) list.push_back(sup_.tenant_json(*t));
-        return reply(json_ok(200, {{"tenants", list}}));
+        return reply(json_response(200, {{"tenants", list}}));
       }
       json body;
       std::string e;
@@ -176,7 +176,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       if (sup_.tenants().find(spec->name)) return reply(err(409, "conflict", "tenant " + spec->name + " already exists"));
       auto added = sup_.add_tenant(spec.value());
       if (!added.ok()) return reply(err(400, "bad_request", added.error().message));
-      return reply(json_ok(201, sup_.tenant_json(*added.value())));
+      return reply(json_response(201, sup_.tenant_json(*added.value())));
     }
     case Route::tenant: {
       if (!admin_only()) return;
@@ -190,7 +190,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
         json list = json::array();
         for (Image* i : sup_.images().list())
           list.push_back(image_json(*i));
-        return reply(json_ok(200, {{"images", list}}));
+        return reply(json_response(200, {{"images", list}}));
       }
       if (!admin_only()) return;
       json body;
@@ -203,14 +203,14 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       if (!added.ok()) return reply(err(400, "bad_request", added.error().message));
       Image* i = added.value();
       log::info("image.add", {{"image", i->spec.name}, {"rootfs", i->rootfs_path}, {"seccomp", i->filter.source}});
-      return reply(json_ok(201, image_json(*i)));
+      return reply(json_response(201, image_json(*i)));
     }
     case Route::image: {
       if (!admin_only()) return;
       auto removed = sup_.images().remove(p[2]);
       if (!removed.ok()) return reply(err(409, "conflict", removed.error().message));
       if (!removed.value()) return reply(err(404, "not_found", "no image " + p[2]));
-      return reply(HttpResponse{204, "application/json", "", {}});
+      return reply(no_content());
     }
     case Route::workers: {
       if (m == "GET") {
@@ -221,7 +221,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
         }
         json list = json::array();
         for (Worker* w : sup_.workers(only)) list.push_back(sup_.worker_json(*w));
-        return reply(json_ok(200, {{"workers", list}}));
+        return reply(json_response(200, {{"workers", list}}));
       }
       json body;
       std::string e;
@@ -241,9 +241,9 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
     case Route::worker: {
       Worker* w = visible_worker(p[2]);
       if (!w) return;
-      if (m == "GET") return reply(json_ok(200, sup_.worker_json(*w)));
+      if (m == "GET") return reply(json_response(200, sup_.worker_json(*w)));
       if (!sup_.remove_worker(p[2])) return reply(err(409, "conflict", "worker " + p[2] + " is still running"));
-      return reply(HttpResponse{204, "application/json", "", {}});
+      return reply(no_content());
     }
     case Route::signal: {
       Worker* w = visible_worker(p[2]);
@@ -259,7 +259,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       if (sig <= 0) return reply(err(400, "bad_request", "signal: unknown signal " + s.dump()));
       if (w->state != WorkerState::running) return reply(err(409, "conflict", "worker " + w->id + " is not running"));
       if (auto r = sup_.signal_worker(*w, sig); !r.ok()) return reply(err(409, "conflict", r.error().message()));
-      return reply(json_ok(202, sup_.worker_json(*w)));
+      return reply(json_response(202, sup_.worker_json(*w)));
     }
     case Route::wait: {
       Worker* w = visible_worker(p[2]);
@@ -290,7 +290,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       json list = json::array();
       for (Tenant* t : sup_.tenants().list())
         if (caller.admin || t == caller.tenant) list.push_back(sup_.tenant_stats_json(*t));
-      return reply(json_ok(200, {{"tenants", list}}));
+      return reply(json_response(200, {{"tenants", list}}));
     }
     default:
       return reply(err(404, "not_found", "no endpoint " + req.path));

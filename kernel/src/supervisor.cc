@@ -14,7 +14,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "json_response.h"
 #include "plume/base/log.h"
+#include "plume/base/time_format.h"
 #include "plume/fwp/spawner.h"
 
 namespace plume::kernel {
@@ -60,8 +62,6 @@ T cap(T requested, T limit) {
   if (requested == 0) return limit;
   return std::min(requested, limit);
 }
-
-HttpResponse json_response(int status, const json& body) { return HttpResponse::json(status, body.dump()); }
 
 enum class SignalDisposition { caught, ignored, default_action };
 
@@ -122,16 +122,8 @@ const char* worker_state_name(WorkerState s) {
   return "running";
 }
 
-std::string rfc3339(std::chrono::system_clock::time_point t) {
-  auto secs = std::chrono::system_clock::to_time_t(t);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  return buf;
-}
+// API timestamps carry milliseconds (the logs keep microseconds).
+std::string rfc3339(std::chrono::system_clock::time_point t) { return format_rfc3339(t, SubSecond::millis); }
 
 ConfigResult<RunSpec> run_spec_from_json(const json& j) {
   if (!j.is_object()) return fail(ConfigError{"body: expected a JSON object"});
@@ -275,7 +267,7 @@ void Supervisor::maybe_finish_tenant_removal(Tenant& t) {
   tenant_removals_.erase(name);
   tenants_.remove(name);
   log::info("tenant.remove", {{"tenant", name}});
-  if (responder) responder->send(HttpResponse{204, "application/json", "", {}});
+  if (responder) responder->send(no_content());
 }
 
 Worker* Supervisor::find_worker(const std::string& id) {

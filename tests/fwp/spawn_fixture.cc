@@ -46,19 +46,6 @@ void write_file(const std::string& path, const std::string& text, uid_t owner, m
 
 bool running_as_root() { return ::geteuid() == 0; }
 
-TempDir::TempDir(const std::string& tag) {
-  std::string templ = "/tmp/plume-" + tag + "-XXXXXX";
-  if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp " + templ);
-  path_ = templ;
-  // Workers look up paths with their tenant's host uid: the directory must be searchable.
-  ::chmod(path_.c_str(), 0755);
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
 bool Worker::read_until(std::string_view marker, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (output.find(marker) == std::string::npos) {

@@ -17,6 +17,7 @@
 #include "plume/fwp/sandbox_spec.h"
 #include "plume/fwp/seccomp_profile.h"
 #include "plume/fwp/spawner.h"
+#include "support/temp_dir.h"
 
 namespace plume::fwp::test {
 
@@ -28,18 +29,8 @@ inline constexpr uint32_t kInsideId = 1000;
 inline constexpr uint32_t kHostId = kTenantBase + kInsideId;
 inline constexpr uint32_t kOtherTenantHostId = 300000 + kInsideId;
 
-// A directory under /tmp, removed recursively at destruction.
-class TempDir {
- public:
-  explicit TempDir(const std::string& tag);
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+// /tmp/plume-<tag>-XXXXXX (searchable by the tenant's host uid), see support/temp_dir.h.
+using plume::test::TempDir;
 
 // A started worker with its stdin and (merged) stdout/stderr pipes.
 struct Worker {

@@ -2,10 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -75,12 +73,6 @@ std::vector<char*> c_strings(std::vector<std::string>& v) {
   return out;
 }
 
-int remove_entry(const char* path, const struct stat*, int type, struct FTW*) {
-  if (type == FTW_DP) ::rmdir(path);
-  else ::unlink(path);
-  return 0;
-}
-
 }  // namespace
 
 std::string plumed_binary() { return std::string(PLUME_BINARY_DIR) + "/kernel/plumed"; }
@@ -136,19 +128,6 @@ std::vector<std::string> cgroup_dirs_under(const std::string& parent) {
   return found;
 }
 
-std::vector<std::string> mounts_under(const std::string& dir) {
-  std::vector<std::string> out;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, parent, devno, root, mountpoint;
-    ls >> id >> parent >> devno >> root >> mountpoint;
-    if (mountpoint == dir || mountpoint.rfind(dir + "/", 0) == 0) out.push_back(line);
-  }
-  return out;
-}
-
 void remove_cgroup_tree(const std::string& parent) {
   if (parent.empty()) return;
   auto dirs = cgroup_dirs_under(parent);
@@ -168,26 +147,6 @@ void remove_cgroup_tree(const std::string& parent) {
       std::this_thread::sleep_for(5ms);  // cleanup only: the killed tasks leave the cgroup shortly
     }
   }
-}
-
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/plume-test-XXXXXX";
-  if (char* p = ::mkdtemp(tmpl)) {
-    path_ = p;
-    ::chmod(p, 0755);
-  }
-}
-
-TempDir::~TempDir() {
-  if (path_.empty()) return;
-  auto mounts = mounts_under(path_);
-  for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) {
-    std::istringstream ls(*it);
-    std::string id, parent, devno, root, mountpoint;
-    ls >> id >> parent >> devno >> root >> mountpoint;
-    ::umount2(mountpoint.c_str(), MNT_DETACH);
-  }
-  ::nftw(path_.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
 Plumed::Plumed(PlumedOptions options) : options_(std::move(options)) {

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "client.h"
+#include "support/temp_dir.h"
 
 namespace plume::test {
 
@@ -31,25 +32,12 @@ std::string random_token();
 const std::vector<std::string>& cgroup_controllers();
 // Directories /sys/fs/cgroup/<ctrl>/<parent> (and below) that exist now.
 std::vector<std::string> cgroup_dirs_under(const std::string& parent);
-// Lines of /proc/self/mountinfo whose mount point is under `dir`.
-std::vector<std::string> mounts_under(const std::string& dir);
+// mounts_under(dir) comes from support/temp_dir.h.
 
 // Kills every process in, then removes, the cgroup tree <ctrl>/<parent> of every controller.
 void remove_cgroup_tree(const std::string& parent);
 
-// A temp directory (mode 0755 so tenant uids can traverse it), removed with everything below it
-// (after detaching any mounts left there) when destroyed.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+// TempDir (a private /tmp directory, removed with its mounts detached) comes from support/temp_dir.h.
 
 struct PlumedOptions {
   std::string config_toml;              // when set: written to <root>/plumed.toml and passed via --config
