@@ -66,6 +66,7 @@ SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::strin
   spec.channel = fwp::ChannelGeometry{16, 1024, 0};
   spec.pool_size = pool_size;
   spec.cgroup_mode = fwp::InstanceCgroups::shared;
+  spec.isolation = fwp::InstanceIsolation::landlock_scope;  // as plumed picks for this image
   spec.cgroups = &*cgroups_;
   spec.template_cgroup = group;
 

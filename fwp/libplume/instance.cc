@@ -1,5 +1,6 @@
 // An instance's life after the template forked it, and the public calls a handler makes.
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/close_range.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -15,6 +16,7 @@
 #include <ctime>
 
 #include "instance_filter.h"
+#include "instance_scope.h"
 #include "prefault.h"
 #include "runtime.h"
 
@@ -73,7 +75,7 @@ uint64_t now_ns() {
 namespace plume::libplume {
 
 void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t instance_id,
-                  int memfd, bool for_pool, uint64_t forked_at_ns) {
+                  int memfd, int scope_fd, bool for_pool, uint64_t forked_at_ns) {
   // 1. Descriptors: the channel is mapped, then every fd but stdio goes (the control socket,
   //    the template's other fds, other instances' memfds in flight).
   uint64_t steps[8] = {};  // PLUME_FWP_TRACE: when each step ended
@@ -90,6 +92,10 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   g_self.id = instance_id;
   g_self.forked_at_ns = forked_at_ns;
   step();
+  // The Landlock domain first: its ruleset is one of the fds about to go.
+  if (scope_fd >= 0) {
+    if (int err = enter_instance_scope(scope_fd); err != 0) die("instance: landlock", err);
+  }
   if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0) die("instance: close_range", errno);
   // 2. Not dumpable: /proc/<pid>/mem, ptrace and process_vm_* by same-uid siblings fail.
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) die("instance: PR_SET_DUMPABLE", errno);
@@ -99,8 +105,9 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
     if (int err = setup_ring(config); err != 0) die("instance: io_uring setup", err);
   }
   step();
-  // 4. The final filter: nobody but itself to signal, no more rings.
-  if (config.flags & fwp::wire::kFlagInstanceFilter) {
+  // 4. The final filter (unless it entered its Landlock domain above): nobody but itself to
+  //    signal, no more rings.
+  if (scope_fd < 0 && (config.flags & fwp::wire::kFlagInstanceFilter)) {
     if (int err = load_instance_filter(::getpid()); err != 0) die("instance: seccomp", err);
   }
   step();
@@ -110,8 +117,12 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   // 5. A pool instance parks for a while: it takes its page faults now, not after the doorbell
   //    (an instance forked for a start goes straight on). Then it announces readiness and sleeps
   //    on the channel until the first message arrives.
+  // The supervisor may pin a parked instance to its own CPU just before the doorbell (a cheaper
+  // wake-up than an idle CPU); this mask, taken before readiness is announced, is restored.
+  cpu_set_t parked_mask;
+  const bool have_mask = for_pool && ::sched_getaffinity(0, sizeof parked_mask, &parked_mask) == 0;
   if (for_pool) {
-    prefault_for_parking();
+    prefault_for_parking(reinterpret_cast<uintptr_t>(app.handler));
     if (config.template_nice > 0) (void)::setpriority(PRIO_PROCESS, 0, 0);
   }
   const fwp::wire::Ready ready{0x59445252, ::getpid()};
@@ -135,6 +146,7 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
     if (w) break;
     if (w.error() == ChannelError::corrupt) die("instance: channel", EPIPE);
   }
+  if (have_mask) (void)::sched_setaffinity(0, sizeof parked_mask, &parked_mask);
   g_self.channel->set_spin(std::chrono::microseconds(5));
   plume_exit(&g_self, app.handler(&g_self));
 }

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "instance_scope.h"
 #include "runtime.h"
 #include "template_wire.h"
 
@@ -110,6 +111,18 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
   if (config.template_nice > 0 && ::getrlimit(RLIMIT_NICE, &nice_limit) == 0 && nice_limit.rlim_cur >= 20)
     (void)::setpriority(PRIO_PROCESS, 0, config.template_nice);
 
+  // Instances enter a Landlock domain of their own if the controller asked and the kernel can;
+  // otherwise they load the per-instance seccomp filter (the flag says whether that is wanted).
+  int scope_fd = -1;
+  // Never for an image with rings: only the filter refuses an instance more io_uring_setup calls.
+  if ((config.flags & fwp::wire::kFlagInstanceLandlock) && config.ring_entries == 0) {
+    scope_fd = make_instance_scope_ruleset();
+    if (scope_fd < 0) {
+      diag("template: no Landlock scopes here, instances use the seccomp filter", -scope_fd);
+      scope_fd = -1;
+    }
+  }
+
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
@@ -136,8 +149,8 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
     const uint64_t forked_at = now_ns();
     const pid_t pid = ::fork();
     if (pid == 0) {
-      run_instance(app, config, msg.instance_id, fd, (msg.flags & fwp::wire::kFlagForPool) != 0,
-                   forked_at);
+      run_instance(app, config, msg.instance_id, fd, scope_fd,
+                   (msg.flags & fwp::wire::kFlagForPool) != 0, forked_at);
     }
     Msg reply;
     reply.type = Type::forked;

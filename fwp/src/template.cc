@@ -123,7 +123,13 @@ SysResult<void> Template::spawn_keeper() {
     config.ring_entries = spec_.io_uring_entries;
     for (uint8_t op : spec_.io_uring_ops) config.ring_ops.add(op);
   }
-  config.flags = spec_.instance_filter ? wire::kFlagInstanceFilter : 0;
+  switch (spec_.isolation) {
+    case InstanceIsolation::seccomp_filter: config.flags = wire::kFlagInstanceFilter; break;
+    case InstanceIsolation::landlock_scope:
+      config.flags = wire::kFlagInstanceLandlock | wire::kFlagInstanceFilter;
+      break;
+    case InstanceIsolation::none: config.flags = 0; break;
+  }
   config.template_nice = nice_ok ? spec_.refill_nice : 0;
   if (int err = wire::send_msg(control_.get(), config); err != 0)
     return fail(SysError{"sendmsg", err, spec_.name + " config"});

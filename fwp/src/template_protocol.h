@@ -57,6 +57,9 @@ static_assert(sizeof(Msg) == 128, "wire::Msg is a fixed-size record");
 
 inline constexpr uint32_t kFlagInstanceFilter = 1u << 0;  // config: per-instance seccomp filter
 inline constexpr uint32_t kFlagForPool = 1u << 1;  // fork: a pool instance; pre-fault, then park
+// config: a per-instance Landlock scope instead of the filter where the kernel has scopes (the
+// filter stays the fallback when kFlagInstanceFilter is also set)
+inline constexpr uint32_t kFlagInstanceLandlock = 1u << 2;
 
 // The first message an instance sends on its channel once set up and parked.
 struct Ready {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "plume/base/log.h"
+#include "json_response.h"
 #include "supervisor.h"
 
 namespace plume::kernel {
@@ -70,6 +71,12 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   for (const std::string& op : image.spec.fwp.io_uring_ops)
     spec.io_uring_ops.push_back(static_cast<uint8_t>(io_uring_op_from_name(op)));
   spec.pool_size = image.spec.fwp.pool_size;
+  // Plume's default profile without io_uring already refuses what the per-instance filter adds
+  // but the signal fence, which a Landlock scope gives for one syscall instead of a BPF JIT.
+  const bool default_filter_no_rings = image.spec.seccomp_profile.empty() && !image.spec.io_uring &&
+                                       image.spec.fwp.io_uring_ops.empty();
+  spec.isolation = default_filter_no_rings ? fwp::InstanceIsolation::landlock_scope
+                                           : fwp::InstanceIsolation::seccomp_filter;
   spec.cgroups = &cgroups_;
   spec.template_cgroup = tpl_cgroup;
   if (image.spec.fwp.instance_cgroups == "own") {
@@ -149,7 +156,7 @@ void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec, std::shared
     if (auto r = inst.value()->queue(std::as_bytes(std::span(m.data(), m.size()))); !r.ok())
       log::warn("worker.input", {{"id", worker.id}, {"error", fwp::channel_error_name(r.error())}});
   }
-  responder->send(HttpResponse::json(201, worker_json(worker).dump()));
+  responder->send(json_response(201, worker_json(worker)));
 }
 
 // What the handler sent on its channel becomes the worker's stdout log, one message a line.

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <fstream>
 #include <set>
 #include <string>
 
@@ -21,6 +22,15 @@ std::string field(const std::string& text, const std::string& key) {
   if (at == std::string::npos) return "<missing " + key + ">";
   const size_t end = text.find_first_of(" \n", at);
   return text.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
+}
+
+// "Seccomp_filters:" of /proc/<pid>/status: how many filters the process runs under.
+int seccomp_filters(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Seccomp_filters:", 0) == 0) return std::stoi(line.substr(16));
+  }
+  return -1;
 }
 
 std::string host_ns(const char* ns) {
@@ -167,8 +177,14 @@ TEST_F(FastTest, TemplateDeathRestartsItAndRunningInstancesSurvive) {
   EXPECT_EQ(wait_exit(running).code, 5);
 }
 
-TEST_F(FastTest, InstanceCannotReachSiblingsOrTemplate) {
-  start(make_spec(probe_path()));
+// Run for both fences (the per-instance seccomp filter, and the Landlock scope plumed picks for
+// default-profile images without rings); each start_in runs its own template.
+class FastIsolationTest : public FastTest, public ::testing::WithParamInterface<InstanceIsolation> {};
+
+TEST_P(FastIsolationTest, InstanceCannotReachSiblingsOrTemplate) {
+  TemplateSpec spec = make_spec(probe_path());
+  spec.isolation = GetParam();
+  start(std::move(spec));
   Instance& victim = start_instance("ids");
   Instance& attacker = start_instance("ids");
   const std::string victim_ids = reply(victim);
@@ -176,6 +192,8 @@ TEST_F(FastTest, InstanceCannotReachSiblingsOrTemplate) {
   const std::string victim_pid = field(victim_ids, "pid=");
   const std::string template_pid = field(attacker_ids, "ppid=");
   ASSERT_NE(victim_pid, template_pid);
+  // The image's filter, plus the instance's own unless the Landlock domain fences it instead.
+  EXPECT_EQ(seccomp_filters(victim.pid()), GetParam() == InstanceIsolation::landlock_scope ? 1 : 2);
   for (const std::string& target : {victim_pid, template_pid}) {
     const std::string r = ask(attacker, "attack " + target);
     EXPECT_EQ(field(r, "vm="), std::to_string(EPERM)) << r;
@@ -183,14 +201,15 @@ TEST_F(FastTest, InstanceCannotReachSiblingsOrTemplate) {
     EXPECT_EQ(field(r, "kill="), std::to_string(EPERM)) << r;
     EXPECT_EQ(field(r, "mem="), std::to_string(EACCES)) << r;
   }
-  // Same uid, same pid namespace: only the filter and non-dumpability stand between them.
+  // Same uid, same pid namespace: only the fence and non-dumpability stand between them.
   const std::string self = ask(attacker, "attack " + field(attacker_ids, "pid="));
   EXPECT_EQ(field(self, "kill="), "0") << self;
   EXPECT_EQ(ask(victim, "still here"), "still here");
 }
 
-TEST_F(FastTest, OnlyStdioSurvivesIntoAnInstance) {
+TEST_P(FastIsolationTest, OnlyStdioSurvivesIntoAnInstance) {
   TemplateSpec spec = make_spec(probe_path());
+  spec.isolation = GetParam();
   spec.pool_size = 1;
   Template& t = start(std::move(spec));
   ASSERT_TRUE(run_until([&] { return t.pool_ready() == 1; }));
@@ -199,6 +218,13 @@ TEST_F(FastTest, OnlyStdioSurvivesIntoAnInstance) {
   EXPECT_EQ(reply(pooled), "0,1,2");
   EXPECT_EQ(reply(forked), "0,1,2");
 }
+
+INSTANTIATE_TEST_SUITE_P(Fences, FastIsolationTest,
+                         ::testing::Values(InstanceIsolation::seccomp_filter, InstanceIsolation::landlock_scope),
+                         [](const ::testing::TestParamInfo<InstanceIsolation>& p) {
+                           return p.param == InstanceIsolation::seccomp_filter ? std::string("SeccompFilter")
+                                                                                  : std::string("LandlockScope");
+                         });
 
 TEST_F(FastTest, IoUringIsRestrictedToTheImagesOpcodesAndCannotBeRecreated) {
   start(make_spec(probe_path(), /*io_uring=*/true));
