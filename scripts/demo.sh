@@ -72,6 +72,9 @@ echo "\$ PLUME_TOKEN=<admin token> plume image add echo --fwp-binary $B/apps/plu
 PLUME_TOKEN="$ADMIN_TOKEN" "$B/kernel/cli/plume" image add echo --fwp-binary "$B/apps/plume_echo" --pool 4
 show "$B/kernel/cli/plume" run --fwp echo --input "hello from a featherweight instance" --input "" --wait
 for i in 1 2 3; do "$B/kernel/cli/plume" run --fwp echo --input "message $i" --input "" --wait 2>/dev/null; done
+FWP_ID="$("$B/kernel/cli/plume" run --fwp echo --input "what the app prints goes to its own log" --input "")"
+"$B/kernel/cli/plume" wait "$FWP_ID" >/dev/null
+show "$B/kernel/cli/plume" logs --stderr "$FWP_ID"
 show "$B/kernel/cli/plume" ps -a
 
 step "metering: per tenant, on the CLI and in Prometheus format"

@@ -144,16 +144,28 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
     if (!(fds[0].revents & (POLLIN | POLLHUP))) continue;
     Msg msg;
     int fd = -1;
-    const int err = fwp::wire::recv_msg(kControlFd, msg, &fd, true);
+    int output[2] = {-1, -1};  // the instance's own stdout and stderr, when the controller captures them
+    const int err = fwp::wire::recv_msg(kControlFd, msg, &fd, true, output, 2);
     if (err == EPIPE) _exit(0);  // the controller is gone
     if (err != 0) continue;      // a malformed record: ignore it
+    auto close_output = [&] {
+      for (int& o : output) {
+        if (o >= 0) ::close(o);
+        o = -1;
+      }
+    };
     if (msg.type != Type::fork || fd < 0) {
       if (fd >= 0) ::close(fd);
+      close_output();
       continue;
     }
     const uint64_t forked_at = now_ns();
     const pid_t pid = ::fork();
     if (pid == 0) {
+      // Both or neither: an instance writes where the template writes unless it has its own.
+      if (output[0] >= 0 && output[1] >= 0) {
+        if (::dup2(output[0], 1) < 0 || ::dup2(output[1], 2) < 0) _exit(125);
+      }
       run_instance(app, config, msg.instance_id, fd, scope_fd,
                    (msg.flags & fwp::wire::kFlagForPool) != 0, forked_at);
     }
@@ -178,6 +190,7 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
       last_minflt = after.ru_minflt;
     }
     ::close(fd);
+    close_output();
   }
 }
 

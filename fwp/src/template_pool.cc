@@ -1,6 +1,7 @@
 // The start path and the warm pool: a start takes a parked instance (one channel send: the
 // doorbell) or falls back to a FORK; the pool refills from the loop, a bounded number of FORKs at
 // a time so that starts never queue behind more than max_refills_in_flight pool forks.
+#include <fcntl.h>
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,6 +96,18 @@ SysResult<Instance*> Template::new_instance(StartPath path) {
   inst->path_ = path;
   inst->memfd_ = std::move(created->memfd);
   inst->channel_.emplace(std::move(created->endpoint));
+  if (spec_.capture_output) {
+    // Ours non-blocking (drained from the loop), theirs blocking (a writer waits for room).
+    int out[2], err[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) return fail(sys_error("pipe2", inst->name_ + " stdout"));
+    inst->stdout_.reset(out[0]);
+    inst->stdout_peer_.reset(out[1]);
+    if (::pipe2(err, O_CLOEXEC) != 0) return fail(sys_error("pipe2", inst->name_ + " stderr"));
+    inst->stderr_.reset(err[0]);
+    inst->stderr_peer_.reset(err[1]);
+    (void)::fcntl(out[0], F_SETFL, O_NONBLOCK);
+    (void)::fcntl(err[0], F_SETFL, O_NONBLOCK);
+  }
   Instance* raw = inst.get();
   instances_.emplace(raw->id_, std::move(inst));
   return raw;
@@ -105,8 +118,12 @@ SysResult<void> Template::send_fork(Instance& inst) {
   m.type = wire::Type::fork;
   m.instance_id = inst.id_;
   m.flags = inst.want_start_ ? 0 : wire::kFlagForPool;
-  if (int err = wire::send_msg(control_.get(), m, inst.memfd_.get()); err != 0)
+  if (int err = wire::send_msg(control_.get(), m, inst.memfd_.get(), inst.stdout_peer_.get(),
+                               inst.stderr_peer_.get());
+      err != 0)
     return fail(SysError{"sendmsg", err, inst.name_ + " fork"});
+  inst.stdout_peer_.reset();  // the instance holds them now: EOF comes when it is gone
+  inst.stderr_peer_.reset();
   inst.fork_sent_ = true;
   ++forks_in_flight_;
   if (inst.refill_) ++refills_in_flight_;

@@ -71,6 +71,7 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   for (const std::string& op : image.spec.fwp.io_uring_ops)
     spec.io_uring_ops.push_back(static_cast<uint8_t>(io_uring_op_from_name(op)));
   spec.pool_size = image.spec.fwp.pool_size;
+  spec.capture_output = true;
   // Plume's default profile without io_uring already refuses what the per-instance filter adds
   // but the signal fence, which a Landlock scope gives for one syscall instead of a BPF JIT.
   const bool default_filter_no_rings = image.spec.seccomp_profile.empty() && !image.spec.io_uring &&
@@ -134,9 +135,14 @@ void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec, std::shared
   w->cgroup.clear();
   const TenantLimits& tl = tenant.spec.limits;  // instances share the template's (tenant-sized) cgroup
   w->limits = {tl.memory_bytes, tl.pids_max, tl.cpu_percent, 0};
+  // Its own stdout and stderr pipes, read like an exec worker's (plume logs shows them).
+  w->out_fd = inst.value()->take_stdout();
+  w->err_fd = inst.value()->take_stderr();
   Worker& worker = *w;
   instance_workers_[{key, worker.instance_id}] = worker.id;
   workers_[worker.id] = std::move(w);
+  arm_log(worker, true);
+  arm_log(worker, false);
   tenant.meter.workers_started++;
   tenant.running++;
   log::info("worker.start", {{"tenant", worker.tenant}, {"id", worker.id}, {"kind", "fwp"}, {"image", worker.image},
@@ -159,7 +165,8 @@ void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec, std::shared
   responder->send(json_response(201, worker_json(worker)));
 }
 
-// What the handler sent on its channel becomes the worker's stdout log, one message a line.
+// What the handler sent on its channel becomes the worker's stdout log, one message a line (after
+// whatever it wrote to its stdout, which arrives through its pipe).
 void Supervisor::collect_instance_output(Worker& w) {
   fwp::Instance* inst = instance_of(w);
   if (!inst) return;

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,6 +53,43 @@ TEST(FwpWire, RecordWithFdRoundTrips) {
   ::close(fd);
   ::close(pipefd[0]);
   ::close(pipefd[1]);
+}
+
+// Which pipe an fd is (its inode), to tell received copies apart.
+ino_t inode_of(int fd) {
+  struct stat st{};
+  return ::fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
+TEST(FwpWire, ForkCarriesChannelStdoutAndStderrInOrderAndUnaskedFdsAreClosed) {
+  Pair p;
+  int pipes[3][2];
+  for (auto& pp : pipes) ASSERT_EQ(::pipe(pp), 0);
+  wire::Msg m;
+  m.type = wire::Type::fork;
+  ASSERT_EQ(wire::send_msg(p.a, m, pipes[0][1], pipes[1][1], pipes[2][1]), 0);
+  wire::Msg got;
+  int fd = -1;
+  int more[2] = {-1, -1};
+  ASSERT_EQ(wire::recv_msg(p.b, got, &fd, false, more, 2), 0);
+  EXPECT_EQ(inode_of(fd), inode_of(pipes[0][1]));
+  EXPECT_EQ(inode_of(more[0]), inode_of(pipes[1][1]));
+  EXPECT_EQ(inode_of(more[1]), inode_of(pipes[2][1]));
+  for (int f : {fd, more[0], more[1]}) EXPECT_NE(::fcntl(f, F_GETFD) & FD_CLOEXEC, 0);
+  ::close(fd);
+  ::close(more[0]);
+  ::close(more[1]);
+  // A receiver that asks for one fd keeps the first and closes the others: once our write ends
+  // are closed too, the second and third pipes read EOF (no copy of their write end survives).
+  ASSERT_EQ(wire::send_msg(p.a, m, pipes[0][1], pipes[1][1], pipes[2][1]), 0);
+  ASSERT_EQ(wire::recv_msg(p.b, got, &fd), 0);
+  EXPECT_EQ(inode_of(fd), inode_of(pipes[0][1]));
+  for (auto& pp : pipes) ::close(pp[1]);
+  char c;
+  EXPECT_EQ(::read(pipes[1][0], &c, 1), 0);
+  EXPECT_EQ(::read(pipes[2][0], &c, 1), 0);
+  ::close(fd);
+  for (auto& pp : pipes) ::close(pp[0]);
 }
 
 TEST(FwpWire, WrongSizeMagicOrVersionIsRefusedAndItsFdsClosed) {

@@ -16,8 +16,8 @@ class ApiFwp : public ::testing::Test {
     auto r = plumed_.admin("POST", "/v1/images", image.dump());
     ASSERT_EQ(r.status, 201) << show(r);
   }
-  std::string log(const std::string& id) {
-    auto r = plumed_.request("GET", "/v1/workers/" + id + "/logs", token_);
+  std::string log(const std::string& id, const std::string& stream = "stdout") {
+    auto r = plumed_.request("GET", "/v1/workers/" + id + "/logs?stream=" + stream, token_);
     EXPECT_EQ(r.status, 200) << show(r);
     return r.body;
   }
@@ -39,6 +39,8 @@ TEST_F(ApiFwp, InstanceServesItsMessagesAndExits) {
   // exited process's pidfd no longer names a pid. A running instance always has one (see below).
   EXPECT_GE(done.value("pid", -1), 0) << done.dump();
   EXPECT_EQ(log(w["id"]), "hi\nthere\n");
+  // What it wrote to its own stderr, through its own pipe: this instance's lines only.
+  EXPECT_EQ(log(w["id"], "stderr"), "echo: 2 bytes\necho: 5 bytes\n");
 }
 
 TEST_F(ApiFwp, ManyStartsComeFromTheTemplateAndPoolAndAreMetered) {

@@ -104,6 +104,9 @@ struct TemplateSpec {
   std::string binary;
   int stdout_fd = -1;  // given to the template and every instance; -1: /dev/null
   int stderr_fd = -1;
+  // Each instance gets pipes of its own as stdout and stderr instead (Instance::take_stdout),
+  // made with its FORK (for a pool instance, off the start path).
+  bool capture_output = false;
   ChannelGeometry channel;            // each instance's channel
   std::vector<uint8_t> io_uring_ops;  // IORING_OP_* an instance's ring may carry; empty: no ring
   uint32_t io_uring_entries = 64;
@@ -179,6 +182,11 @@ class Instance {
   // Sends one message after the start message: now when that is in the channel, otherwise as
   // soon as it is (a fork-path start holds its first message until the instance is set up).
   ChannelResult<void> queue(std::span<const std::byte> msg);
+  // With TemplateSpec::capture_output: the read ends (non-blocking) of the pipes that are its
+  // stdout and stderr, for the caller to take and drain; invalid otherwise or once taken. A pipe
+  // reads EOF when the instance (and any child of it holding the pipe) has exited.
+  UniqueFd take_stdout() { return std::move(stdout_); }
+  UniqueFd take_stderr() { return std::move(stderr_); }
 
  private:
   friend class Template;
@@ -191,6 +199,8 @@ class Instance {
   pid_t ns_pid_ = -1;
   UniqueFd pidfd_;
   UniqueFd memfd_;  // kept until the template has forked with it
+  UniqueFd stdout_, stderr_;                // capture_output: our read ends
+  UniqueFd stdout_peer_, stderr_peer_;      // ... and the write ends, kept until the FORK is sent
   std::optional<Channel> channel_;
   std::string cgroup_;
   bool ready_ = false;
