@@ -1,8 +1,8 @@
 #!/bin/bash
 # Runs the three bench/fwp benchmarks end to end and plots; builds nothing. Needs root.
 #   bench/fwp/run.sh [BUILD_DIR] [--seconds S] [--quick]
-# BUILD_DIR defaults to build/. Starts a private plumed for the plume_exec peer of `start` (as
-# bench/spawn/run.sh does; skipped when BUILD_DIR has no kernel/plumed) and stops it before
+# BUILD_DIR defaults to build/. Starts a private plumed for the plume_fwp and plume_exec peers of
+# `start` (as bench/spawn/run.sh does; skipped when BUILD_DIR has no kernel/plumed) and stops it before
 # `churn` and `density`. Results go to bench/results/fwp/{start,churn,density}/ and
 # bench/results/fwp/fwp.png. --quick: a short run (200 rounds, 5 s churn, 2x50 instances).
 # Example:
@@ -39,7 +39,7 @@ trap 'exit 130' INT TERM
 if [ -x "$build/kernel/plumed" ]; then
   bench_start_plumed "$build"  # logs to $rt/plumed.log, removed with $rt
 else
-  echo "run.sh: no $build/kernel/plumed: the plume_exec peer is left out" >&2
+  echo "run.sh: no $build/kernel/plumed: the plume_fwp and plume_exec peers are left out" >&2
 fi
 
 # Templates log at info on stderr; keep warnings and the progress lines.

@@ -5,6 +5,7 @@
 //   bare_fork     fork() in a process exactly as small as the template (first_handler
 //                 fork-server), the child reads the clock and exits; t0 before the request byte
 //   plume_exec    an exec-mode worker through plumed's HTTP API (bench/spawn's peer)
+//   plume_fwp     a warm-pool instance of the same first_handler through plumed's HTTP API
 //   fork_exec, vfork_exec, posix_spawn, bwrap, crun: bench/spawn's local peers
 // FWP and bare_fork children read the clock as their first instruction too: first_handler's
 // handler (after libplume's dispatch), the fork-server's child right after fork() returns.
@@ -131,7 +132,10 @@ int run_start(const FwpOptions& o) {
   std::vector<std::string> names = o.peers;
   if (names.empty()) {
     names = {"fwp_pool", "fwp_fork", "bare_fork", "fork_exec", "vfork_exec", "posix_spawn", "bwrap", "crun"};
-    if (!o.plume.socket.empty()) names.push_back("plume_exec");
+    if (!o.plume.socket.empty()) {
+      names.push_back("plume_fwp");
+      names.push_back("plume_exec");
+    }
   }
   auto want = [&](const char* n) { return std::find(names.begin(), names.end(), n) != names.end(); };
   if (o.binary.empty() && (want("fork_exec") || want("vfork_exec") || want("posix_spawn") ||
@@ -164,6 +168,7 @@ int run_start(const FwpOptions& o) {
   }
   if (want("bwrap") && o.bwrap.empty()) return fail_with("start", plain_error("bwrap", "not found on PATH"));
 
+  size_t plume_fwp_pool_hits = 0;
   auto rig = Rig::create(o.handler);
   if (!rig) return fail_with("start", rig.error());
   std::vector<std::unique_ptr<Peer>> peers;
@@ -183,6 +188,10 @@ int run_start(const FwpOptions& o) {
       auto p = make_plume_peer(po);
       if (!p) return fail_with("start", p.error());
       peers.push_back(std::make_unique<Renamed>(n, std::move(*p)));
+    } else if (n == "plume_fwp") {
+      auto p = make_plume_fwp_peer(o.plume, o.handler, std::max<size_t>(1, o.pool_size), &plume_fwp_pool_hits);
+      if (!p) return fail_with("start", p.error());
+      peers.push_back(std::move(*p));
     } else if (auto p = make_local_peer(n, env)) {
       peers.push_back(std::move(p));
     } else {
@@ -254,6 +263,12 @@ int run_start(const FwpOptions& o) {
   if (p50.count("fwp_fork") && p50.count("bare_fork")) {
     const double x = p50["fwp_fork"] / p50["bare_fork"];
     md += "| template fork / bare fork ≤ 1.2× | " + fmt(x, 2) + "× | " + (x <= 1.2 ? "yes" : "no") + " |\n";
+  }
+  for (const auto& r : results) {
+    if (r.peer != "plume_fwp") continue;
+    md += "\nplume_fwp (the warm pool through plumed's HTTP API): " + std::to_string(plume_fwp_pool_hits) +
+          " of its " + std::to_string(r.samples.size() + static_cast<size_t>(o.warmup)) +
+          " starts (warm-up included) came from the pool, the rest forked (the pool had not refilled).\n";
   }
   md += "\nFWP starts retried (the controller reported the instance `lost`, or it exited without replying; see stderr): " + std::to_string(lost) + ".\n";
   if (!write_text(dir + "/start.md", md)) return fail_with("start", plain_error("write", dir + "/start.md"));

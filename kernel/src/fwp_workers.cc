@@ -124,6 +124,7 @@ void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec, std::shared
   do w->id = random_worker_id("i-");
   while (workers_.count(w->id));
   w->fwp = true;
+  w->from_pool = inst.value()->path() == fwp::StartPath::pool;
   w->template_key = key;
   w->instance_id = inst.value()->id();
   w->tenant = tenant.spec.name;

@@ -651,6 +651,7 @@ json Supervisor::worker_json(Worker& w) {
             {"peak_memory_bytes", w.peak_memory_bytes},
             {"limits", {{"memory_bytes", w.limits.memory_bytes}, {"pids_max", w.limits.pids_max},
                         {"cpu_percent", w.limits.cpu_percent}}}};
+  if (w.fwp) j["start_path"] = w.from_pool ? "pool" : "fork";
   if (w.exit) {
     j["ended_at"] = rfc3339(w.ended_at);
     json e = {{"cause", exit_cause_name(w.exit->cause)}, {"code", w.exit->code}};

@@ -69,6 +69,7 @@ struct Worker {
 
   // Featherweight instances: forked from the template of (tenant, image), reached through it.
   bool fwp = false;
+  bool from_pool = false;    // fwp: taken from the warm pool (else forked from the template)
   std::string template_key;  // "<tenant>/<image>"
   uint64_t instance_id = 0;
 

@@ -30,6 +30,8 @@ TEST_F(ApiFwp, InstanceServesItsMessagesAndExits) {
   json w = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"hi", "there", ""}}});
   ASSERT_TRUE(w.contains("id")) << w.dump();
   EXPECT_EQ(w.value("kind", std::string()), "fwp");
+  // The first start of a tenant's image starts its template: the pool is empty, so it forks.
+  EXPECT_EQ(w.value("start_path", std::string()), "fork") << w.dump();
   EXPECT_EQ(w.value("state", std::string()), "running");
   json done = wait_worker(plumed_, token_, w["id"]);
   EXPECT_EQ(done.value("state", std::string()), "exited") << done.dump();
