@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -112,7 +113,9 @@ class PlumeFwpPeer final : public Peer {
   const std::string& name() const override { return name_; }
 
   SysResult<void> register_image(const std::string& handler, size_t pool_size) {
-    json spec = {{"name", image_}, {"fwp", {{"binary", handler}, {"pool_size", pool_size}}}};
+    // plumed takes host paths only as absolute ones.
+    const std::string binary = std::filesystem::absolute(handler).string();
+    json spec = {{"name", image_}, {"fwp", {{"binary", binary}, {"pool_size", pool_size}}}};
     auto resp = http_.request("POST", "/v1/images", opt_.admin_token, spec.dump());
     if (!resp) return fail(resp.error());
     if (resp->status != 201) return fail(http_error("POST /v1/images", *resp));

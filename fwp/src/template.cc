@@ -5,7 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -134,12 +134,13 @@ SysResult<void> Template::spawn_keeper() {
   if (int err = wire::send_msg(control_.get(), config); err != 0)
     return fail(SysError{"sendmsg", err, spec_.name + " config"});
 
-  refill_kick_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!refill_kick_) return fail(sys_error("eventfd", spec_.name));
+  refill_kick_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!refill_kick_) return fail(sys_error("timerfd_create", spec_.name));
   phase_ = Phase::spawning;
   poller_.watch(refill_kick_.get(), [this] {
     uint64_t n;
     (void)!::read(refill_kick_.get(), &n, sizeof n);
+    refill_armed_ = false;
     refill();
     top_up_channels();
     collect();

@@ -3,9 +3,11 @@
 // a time so that starts never queue behind more than max_refills_in_flight pool forks.
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -230,8 +232,17 @@ SysResult<Instance*> Template::start_instance(std::span<const std::byte> first_m
 }
 
 void Template::kick_refill() {
-  const uint64_t one = 1;
-  if (::write(refill_kick_.get(), &one, sizeof one) != sizeof one) refill();  // cannot fail
+  if (refill_armed_) return;
+  // refill_delay after the start, never 0 (a zero it_value disarms a timerfd).
+  const auto delay = std::max(spec_.refill_delay, std::chrono::microseconds(1));
+  itimerspec when{};
+  when.it_value.tv_sec = static_cast<time_t>(delay.count() / 1000000);
+  when.it_value.tv_nsec = static_cast<long>(delay.count() % 1000000) * 1000;
+  if (::timerfd_settime(refill_kick_.get(), 0, &when, nullptr) != 0) {
+    refill();  // cannot fail with a valid timerfd; never lose a refill if it does
+    return;
+  }
+  refill_armed_ = true;
 }
 
 void Template::refill() {

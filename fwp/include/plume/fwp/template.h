@@ -114,6 +114,10 @@ struct TemplateSpec {
   InstanceIsolation isolation = InstanceIsolation::seccomp_filter;
   size_t pool_size = 0;               // parked instances kept ready
   size_t max_refills_in_flight = 2;   // pool FORKs outstanding at once (starts go first)
+  // A start's refill FORK waits this long. Sent at once, it woke the template on the CPU the
+  // started instance was just woken on, and the template's fork (~0.6 ms in a VM) ran before the
+  // instance: measured through plumed, the first instruction waited for the whole fork.
+  std::chrono::microseconds refill_delay{500};
   // The template forks, and pool instances set themselves up, at this nice value, so that a
   // refill does not take the CPU from instances just started; each instance returns to nice 0
   // before it parks (or, forked for a start, at once). Needs RLIMIT_NICE 20 (back to nice 0,
@@ -293,7 +297,7 @@ class Template {
   SysResult<void> send_fork(Instance& inst);
   void deliver_first(Instance& inst);
   void refill();
-  void kick_refill();  // refill from the loop's next turn, not inside the caller's start
+  void kick_refill();  // refill from the loop, refill_delay after the start, not inside it
   void top_up_channels();  // keeps kSpareChannels made ahead: a start does not create one
   void pump_queued_forks();
   void finish(Instance& inst, InstanceExit exit);
@@ -307,7 +311,8 @@ class Template {
   Phase phase_ = Phase::spawning;
   Process keeper_;
   UniqueFd control_;         // our end of the control socket
-  UniqueFd refill_kick_;     // eventfd: a refill is due (keeps FORKs off the start call)
+  UniqueFd refill_kick_;     // timerfd: a refill is due (keeps FORKs off the start call)
+  bool refill_armed_ = false;
   UniqueFd template_pidfd_;  // from hello
   pid_t template_pid_ = -1;
   ino_t pid_ns_ = 0;         // the keeper's pid namespace, to check pidfds against
