@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -116,6 +117,16 @@ int main(int argc, char** argv) {
 
   if (::geteuid() != 0)
     return die("plumed.start", "plumed must run as root: it creates namespaces, cgroups and uid mappings");
+
+  // Every worker holds a few of plumed's fds (pidfd, log pipes, an instance's channel), and a
+  // parked pool instance as many: a thousand of them outgrow the usual soft limit of 1024. Nothing
+  // here uses select(), so the soft limit goes up to the hard one (workers get their own limit).
+  if (rlimit nofile{}; ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    const rlim_t soft = nofile.rlim_cur;
+    nofile.rlim_cur = nofile.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &nofile) == 0)
+      log::debug("plumed.nofile", {{"from", std::to_string(soft)}, {"to", std::to_string(nofile.rlim_max)}});
+  }
 
   // One plumed per runtime directory: the lock is released by the kernel if we die, however we die.
   const std::string& rd = config.daemon.runtime_dir;
