@@ -198,6 +198,15 @@ void Supervisor::on_instance_exited(const std::string& key, fwp::Instance& inst)
   finish(*w, info);
 }
 
+std::vector<Supervisor::TemplateView> Supervisor::template_views() {
+  std::vector<TemplateView> views;
+  for (auto& [key, t] : templates_) {
+    const size_t slash = key.find('/');  // "<tenant>/<image>"; neither name has a slash
+    views.push_back({key.substr(0, slash), key.substr(slash + 1), t->spec().pool_size, t->pool_ready(), t->stats()});
+  }
+  return views;
+}
+
 void Supervisor::drop_template(const std::string& key) { drop_matching([&](const std::string& k) { return k == key; }); }
 
 void Supervisor::drop_templates(const std::string& tenant) {

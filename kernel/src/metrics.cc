@@ -51,6 +51,23 @@ std::string render_metrics(Supervisor& sup, const HttpCounters& http) {
   header(os, "plume_worker_peak_memory_bytes", "gauge", "Largest peak memory of any of a tenant's workers.");
   for (auto& [name, s] : stats)
     os << "plume_worker_peak_memory_bytes{tenant=\"" << label(name) << "\"} " << s["peak_memory_bytes"].get<uint64_t>() << '\n';
+  // Featherweight templates: how well the warm pools serve their tenants.
+  auto templates = sup.template_views();
+  auto tl = [](const Supervisor::TemplateView& v) {
+    return "tenant=\"" + label(v.tenant) + "\",image=\"" + label(v.image) + "\"";
+  };
+  header(os, "plume_fwp_pool_size", "gauge", "Parked instances a template keeps ready, as configured.");
+  for (auto& v : templates) os << "plume_fwp_pool_size{" << tl(v) << "} " << v.pool_size << '\n';
+  header(os, "plume_fwp_pool_ready", "gauge", "Parked instances set up and waiting now.");
+  for (auto& v : templates) os << "plume_fwp_pool_ready{" << tl(v) << "} " << v.pool_ready << '\n';
+  header(os, "plume_fwp_starts_total", "counter",
+         "Instance starts: path=pool took a parked instance, path=fork forked one (the pool was empty).");
+  for (auto& v : templates) {
+    os << "plume_fwp_starts_total{" << tl(v) << ",path=\"pool\"} " << v.stats.pool_hits << '\n';
+    os << "plume_fwp_starts_total{" << tl(v) << ",path=\"fork\"} " << v.stats.pool_misses << '\n';
+  }
+  header(os, "plume_fwp_template_restarts_total", "counter", "Templates restarted after they died.");
+  for (auto& v : templates) os << "plume_fwp_template_restarts_total{" << tl(v) << "} " << v.stats.template_restarts << '\n';
   header(os, "plume_http_requests_total", "counter", "Control API responses, by status code.");
   for (auto& [code, n] : http.by_status) os << "plume_http_requests_total{code=\"" << code << "\"} " << n << '\n';
   return os.str();

@@ -119,6 +119,15 @@ class Supervisor {
   json tenant_stats_json(Tenant& t);
   uint32_t running_total() const;
 
+  // One running template (a tenant's fwp image) and its warm pool, for /metrics.
+  struct TemplateView {
+    std::string tenant, image;
+    size_t pool_size = 0;   // configured
+    size_t pool_ready = 0;  // parked instances set up and waiting now
+    fwp::TemplateStats stats;
+  };
+  std::vector<TemplateView> template_views();
+
   // SIGTERM to every worker, SIGKILL after the grace period, then `done` once all have exited
   // and every cgroup, socket and runtime file is removed.
   void shutdown(std::function<void()> done);

@@ -1,6 +1,9 @@
 // Featherweight instances through plumed: an FWP image (apps/echo, linked with libplume) is
 // registered, instances are started from its template and warm pool, fed messages, signalled,
 // metered, and cleaned up with plumed.
+#include <chrono>
+#include <thread>
+
 #include "e2e.h"
 
 namespace plume::test {
@@ -59,6 +62,38 @@ TEST_F(ApiFwp, ManyStartsComeFromTheTemplateAndPoolAndAreMetered) {
   EXPECT_EQ(stats["tenants"][0].value("workers_started", 0), 6);
   EXPECT_EQ(stats["tenants"][0]["exited"].value("exit", 0), 6);
   EXPECT_EQ(stats["tenants"][0].value("workers_running", -1), 0);
+}
+
+// The value of one /metrics sample line ("name{labels} value"), or -1 when absent.
+long metric(Plumed& plumed, const std::string& series) {
+  auto m = plumed.admin("GET", "/metrics");
+  const size_t at = m.body.find("\n" + series + " ");
+  if (m.status != 200 || at == std::string::npos) return -1;
+  return std::stol(m.body.substr(at + series.size() + 2));
+}
+
+TEST_F(ApiFwp, WarmPoolServesStartsOnceFilledAndMetricsCountThem) {
+  // The first start starts the template: nothing parked yet, so it forks.
+  json first = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"a", ""}}});
+  ASSERT_EQ(first.value("start_path", std::string()), "fork") << first.dump();
+  wait_worker(plumed_, token_, first["id"]);
+  // The pool (2) fills in the background; /metrics shows it (polled until a deadline).
+  const std::string labels = "{tenant=\"alpha\",image=\"echo\"}";
+  EXPECT_EQ(metric(plumed_, "plume_fwp_pool_size" + labels), 2);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (metric(plumed_, "plume_fwp_pool_ready" + labels) != 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling /metrics, not a guess
+  }
+  ASSERT_EQ(metric(plumed_, "plume_fwp_pool_ready" + labels), 2);
+  json second = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"b", ""}}});
+  EXPECT_EQ(second.value("start_path", std::string()), "pool") << second.dump();
+  json done = wait_worker(plumed_, token_, second["id"]);
+  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
+  EXPECT_EQ(log(second["id"]), "b\n");
+  const std::string by_path = "plume_fwp_starts_total{tenant=\"alpha\",image=\"echo\",path=";
+  EXPECT_EQ(metric(plumed_, by_path + "\"fork\"}"), 1);
+  EXPECT_EQ(metric(plumed_, by_path + "\"pool\"}"), 1);
+  EXPECT_EQ(metric(plumed_, "plume_fwp_template_restarts_total" + labels), 0);
 }
 
 TEST_F(ApiFwp, SignalledInstanceIsReportedAsSignal) {
