@@ -29,6 +29,14 @@ SysError http_error(const std::string& what, const HttpResponse& resp) {
   return plain_error(what, "HTTP " + std::to_string(resp.status) + ": " + resp.body);
 }
 
+// Registers an image (admin): 201 or the error.
+SysResult<void> post_image(UnixHttpClient& http, const std::string& token, const json& spec) {
+  auto resp = http.request("POST", "/v1/images", token, spec.dump());
+  if (!resp) return fail(resp.error());
+  if (resp->status != 201) return fail(http_error("POST /v1/images", *resp));
+  return {};
+}
+
 // POST /v1/workers with `body`, then wait, check it exited 0, read its stdout log; t0 and t2 into
 // `s`. Returns the log and the creation response.
 struct Ran {
@@ -77,11 +85,7 @@ class PlumePeer final : public Peer {
   const std::string& name() const override { return name_; }
 
   SysResult<void> register_image() {
-    json spec = {{"name", image_}, {"rootfs", opt_.rootfs}};
-    auto resp = http_.request("POST", "/v1/images", opt_.admin_token, spec.dump());
-    if (!resp) return fail(resp.error());
-    if (resp->status != 201) return fail(http_error("POST /v1/images", *resp));
-    return {};
+    return post_image(http_, opt_.admin_token, {{"name", image_}, {"rootfs", opt_.rootfs}});
   }
 
   SysResult<Sample> start_once() override {
@@ -115,11 +119,8 @@ class PlumeFwpPeer final : public Peer {
   SysResult<void> register_image(const std::string& handler, size_t pool_size) {
     // plumed takes host paths only as absolute ones.
     const std::string binary = std::filesystem::absolute(handler).string();
-    json spec = {{"name", image_}, {"fwp", {{"binary", binary}, {"pool_size", pool_size}}}};
-    auto resp = http_.request("POST", "/v1/images", opt_.admin_token, spec.dump());
-    if (!resp) return fail(resp.error());
-    if (resp->status != 201) return fail(http_error("POST /v1/images", *resp));
-    return {};
+    return post_image(http_, opt_.admin_token,
+                      {{"name", image_}, {"fwp", {{"binary", binary}, {"pool_size", pool_size}}}});
   }
 
   SysResult<Sample> start_once() override {
@@ -130,7 +131,8 @@ class PlumeFwpPeer final : public Peer {
     if (!ran) return fail(ran.error());
     // The handler's reply, one line of the log: [its clock, 8 bytes]["x"]
     if (ran->log.size() != sizeof(uint64_t) + 2 || ran->log.compare(sizeof(uint64_t), 2, "x\n") != 0) {
-      return fail(plain_error("plume fwp instance", "stdout log is not [clock][x]: " + std::to_string(ran->log.size()) + " bytes"));
+      return fail(plain_error("plume fwp instance",
+                              "stdout log is not [clock][x]: " + std::to_string(ran->log.size()) + " bytes"));
     }
     uint64_t t1 = 0;
     std::memcpy(&t1, ran->log.data(), sizeof t1);
