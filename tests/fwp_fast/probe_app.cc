@@ -153,32 +153,46 @@ std::string uring(plume_instance* self) {
   }
 }
 
+// `n` times: fork; the child runs `child(clock_fd)`, which writes (or has an exec'd program
+// write) the child's first clock reading to clock_fd, then exits. Returns fork() → that reading.
+template <typename Child>
+std::vector<uint64_t> time_forks(int n, Child child) {
+  std::vector<uint64_t> samples;
+  for (int i = 0; i < n; ++i) {
+    int fds[2];
+    if (pipe(fds) != 0) std::exit(1);
+    const uint64_t t0 = now_ns();
+    const pid_t pid = fork();
+    if (pid == 0) {
+      child(fds[1]);
+      _exit(127);  // an exec that failed, or a child that returned
+    }
+    uint64_t t = 0;
+    (void)!read(fds[0], &t, sizeof t);
+    waitpid(pid, nullptr, 0);
+    close(fds[0]);
+    close(fds[1]);
+    samples.push_back(t - t0);
+  }
+  return samples;
+}
+
+[[noreturn]] void print_median_and_exit(std::vector<uint64_t> samples) {
+  std::sort(samples.begin(), samples.end());
+  std::printf("%llu\n", static_cast<unsigned long long>(samples[samples.size() / 2]));
+  std::exit(0);
+}
+
 int init(int argc, char** argv) {
   ++g_init_count;
   g_init_pid = getpid();
   if (argc >= 3 && std::strcmp(argv[1], "bare-fork") == 0) {
     // Standalone only (plume_main runs init first): measure and exit.
-    std::vector<uint64_t> samples;
-    for (int i = 0; i < std::atoi(argv[2]); ++i) {
-      int fds[2];
-      if (pipe(fds) != 0) return 1;
-      const uint64_t t0 = now_ns();
-      const pid_t pid = fork();
-      if (pid == 0) {
-        const uint64_t t = now_ns();
-        (void)!write(fds[1], &t, sizeof t);
-        _exit(0);
-      }
-      uint64_t t = 0;
-      (void)!read(fds[0], &t, sizeof t);
-      waitpid(pid, nullptr, 0);
-      close(fds[0]);
-      close(fds[1]);
-      samples.push_back(t - t0);
-    }
-    std::sort(samples.begin(), samples.end());
-    std::printf("%llu\n", static_cast<unsigned long long>(samples[samples.size() / 2]));
-    std::exit(0);
+    print_median_and_exit(time_forks(std::atoi(argv[2]), [](int clock_fd) {
+      const uint64_t t = now_ns();
+      (void)!write(clock_fd, &t, sizeof t);
+      _exit(0);
+    }));
   }
   if (argc >= 3 && std::strcmp(argv[1], "wake") == 0) {
     // The floor of any doorbell: wake a process sleeping on a shared futex, to its next
@@ -213,33 +227,14 @@ int init(int argc, char** argv) {
       }
     }
     waitpid(pid, nullptr, 0);
-    std::sort(samples.begin(), samples.end());
-    std::printf("%llu\n", static_cast<unsigned long long>(samples[samples.size() / 2]));
-    std::exit(0);
+    print_median_and_exit(std::move(samples));
   }
   if (argc >= 4 && std::strcmp(argv[1], "fork-exec") == 0) {
-    std::vector<uint64_t> samples;
-    for (int i = 0; i < std::atoi(argv[2]); ++i) {
-      int fds[2];
-      if (pipe(fds) != 0) return 1;
-      const uint64_t t0 = now_ns();
-      const pid_t pid = fork();
-      if (pid == 0) {
-        dup2(fds[1], 3);
-        char* args[] = {argv[3], nullptr};
-        execv(argv[3], args);
-        _exit(127);
-      }
-      uint64_t t = 0;
-      (void)!read(fds[0], &t, sizeof t);
-      waitpid(pid, nullptr, 0);
-      close(fds[0]);
-      close(fds[1]);
-      samples.push_back(t - t0);
-    }
-    std::sort(samples.begin(), samples.end());
-    std::printf("%llu\n", static_cast<unsigned long long>(samples[samples.size() / 2]));
-    std::exit(0);
+    print_median_and_exit(time_forks(std::atoi(argv[2]), [&](int clock_fd) {
+      dup2(clock_fd, 3);  // first_instruction writes its clock to fd 3
+      char* args[] = {argv[3], nullptr};
+      execv(argv[3], args);
+    }));
   }
   return 0;
 }
