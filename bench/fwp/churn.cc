@@ -162,7 +162,7 @@ int run_churn(const FwpOptions& o) {
   std::string csv =
       "peer,seconds,cycles,cycles_per_s,pool_hits,p50_start_us,p99_start_us,p50_round_trip_us,"
       "p99_round_trip_us,p50_cycle_us,p99_cycle_us\n";
-  std::string md = "Measured " + host_and_load() + " (at the end); " + fmt(o.seconds, 0) +
+  std::string md = "Measured " + host_and_load() + " (at the end); " + fixed(o.seconds, 0) +
                    " s per peer in 1 s slices taken round-robin; warm pool of " + std::to_string(o.pool_size) +
                    ".\nCommand: `" + o.command + "`\n\n" +
                    "| peer | cycles/s | cycles | from the pool | start → handler p50 | p99 | start → echo back p50 | p99 | whole cycle (to exit observed) p50 | p99 |\n"
@@ -178,17 +178,17 @@ int run_churn(const FwpOptions& o) {
     }
     const double rate = static_cast<double>(r.cycles.size()) / r.busy_s;
     const std::string hit = r.tmpl != nullptr ? std::to_string(hits) : "";
-    csv += r.name + "," + fmt(r.busy_s, 2) + "," + std::to_string(r.cycles.size()) + "," + fmt(rate, 0) +
-           "," + hit + "," + fmt(pct(start, 0.5), 1) + "," + fmt(pct(start, 0.99), 1) + "," +
-           fmt(pct(rt, 0.5), 1) + "," + fmt(pct(rt, 0.99), 1) + "," + fmt(pct(cyc, 0.5), 1) + "," +
-           fmt(pct(cyc, 0.99), 1) + "\n";
-    md += "| " + r.name + " | " + fmt(rate, 0) + " | " + std::to_string(r.cycles.size()) + " | " +
-          (r.tmpl != nullptr ? hit : "–") + " | " + fmt(pct(start, 0.5), 1) + " µs | " +
-          fmt(pct(start, 0.99), 1) + " µs | " + fmt(pct(rt, 0.5), 1) + " µs | " + fmt(pct(rt, 0.99), 1) +
-          " µs | " + fmt(pct(cyc, 0.5), 1) + " µs | " + fmt(pct(cyc, 0.99), 1) + " µs |\n";
+    csv += r.name + "," + fixed(r.busy_s, 2) + "," + std::to_string(r.cycles.size()) + "," + fixed(rate, 0) +
+           "," + hit + "," + fixed(pct(start, 0.5), 1) + "," + fixed(pct(start, 0.99), 1) + "," +
+           fixed(pct(rt, 0.5), 1) + "," + fixed(pct(rt, 0.99), 1) + "," + fixed(pct(cyc, 0.5), 1) + "," +
+           fixed(pct(cyc, 0.99), 1) + "\n";
+    md += "| " + r.name + " | " + fixed(rate, 0) + " | " + std::to_string(r.cycles.size()) + " | " +
+          (r.tmpl != nullptr ? hit : "–") + " | " + fixed(pct(start, 0.5), 1) + " µs | " +
+          fixed(pct(start, 0.99), 1) + " µs | " + fixed(pct(rt, 0.5), 1) + " µs | " + fixed(pct(rt, 0.99), 1) +
+          " µs | " + fixed(pct(cyc, 0.5), 1) + " µs | " + fixed(pct(cyc, 0.99), 1) + " µs |\n";
   }
   md += "\nFWP starts retried (the controller reported the instance `lost`, or it exited without replying; see stderr): " + std::to_string(lost) + ".\n";
-  if (!write_text(dir + "/churn.csv", csv) || !write_text(dir + "/churn.md", md)) {
+  if (!write_file(dir + "/churn.csv", csv).ok() || !write_file(dir + "/churn.md", md).ok()) {
     return fail_with("churn", plain_error("write", dir));
   }
   std::fputs(md.c_str(), stdout);

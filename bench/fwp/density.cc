@@ -78,7 +78,7 @@ double self_cpu_s() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
-std::string kib(double v) { return fmt(v, 1) + " KiB"; }
+std::string kib(double v) { return fixed(v, 1) + " KiB"; }
 
 struct Mem {
   size_t count = 0;
@@ -207,17 +207,17 @@ int run_density(const FwpOptions& o) {
 
   // Instances: every process of the template trees but keepers and templates.
   std::vector<pid_t> instances, all;
-  std::set<pid_t> fixed;
+  std::set<pid_t> fixed_pids;
   for (const auto& t : r.templates()) {
-    fixed.insert(t->keeper_pid());
-    fixed.insert(t->template_pid());
+    fixed_pids.insert(t->keeper_pid());
+    fixed_pids.insert(t->template_pid());
     tree(t->keeper_pid(), all);
   }
   for (pid_t p : all) {
-    if (fixed.count(p) == 0) instances.push_back(p);
+    if (fixed_pids.count(p) == 0) instances.push_back(p);
   }
   for (pid_t p : instances) fwp.pss_kib += static_cast<double>(pss_kib(p));
-  for (pid_t p : fixed) fwp.extra_kib += static_cast<double>(pss_kib(p));
+  for (pid_t p : fixed_pids) fwp.extra_kib += static_cast<double>(pss_kib(p));
   fwp.count = instances.size();
 
   // Idle: nothing should run. The supervisor waits in poll(2) on its fds.
@@ -261,39 +261,39 @@ int run_density(const FwpOptions& o) {
   std::filesystem::create_directories(dir, ec);
   auto per = [](const Mem& m) { return m.count ? m.pss_kib / static_cast<double>(m.count) : 0.0; };
   std::string csv = "what,count,setup_s,pss_per_process_kib,pss_total_kib,fixed_pss_kib\n";
-  csv += "fwp_parked_instance," + std::to_string(fwp.count) + "," + fmt(fwp.setup_s, 2) + "," + fmt(per(fwp), 1) +
-         "," + fmt(fwp.pss_kib, 0) + "," + fmt(fwp.extra_kib, 0) + "\n";
-  csv += "plain_process_in_read," + std::to_string(plain->count) + "," + fmt(plain->setup_s, 2) + "," +
-         fmt(per(*plain), 1) + "," + fmt(plain->pss_kib, 0) + "," + fmt(plain->extra_kib, 0) + "\n";
-  csv += "bwrap_sandbox," + std::to_string(bw->count) + "," + fmt(bw->setup_s, 2) + "," + fmt(per(*bw), 1) + "," +
-         fmt(bw->pss_kib, 0) + ",0\n";
+  csv += "fwp_parked_instance," + std::to_string(fwp.count) + "," + fixed(fwp.setup_s, 2) + "," + fixed(per(fwp), 1) +
+         "," + fixed(fwp.pss_kib, 0) + "," + fixed(fwp.extra_kib, 0) + "\n";
+  csv += "plain_process_in_read," + std::to_string(plain->count) + "," + fixed(plain->setup_s, 2) + "," +
+         fixed(per(*plain), 1) + "," + fixed(plain->pss_kib, 0) + "," + fixed(plain->extra_kib, 0) + "\n";
+  csv += "bwrap_sandbox," + std::to_string(bw->count) + "," + fixed(bw->setup_s, 2) + "," + fixed(per(*bw), 1) + "," +
+         fixed(bw->pss_kib, 0) + ",0\n";
   std::string md = "Measured " + host_and_load() + " (at the end); " + std::to_string(o.tenants) +
                    " tenants × " + std::to_string(o.per_tenant) + " parked instances.\nCommand: `" + o.command +
                    "`\n\n| resident | count | set up in | PSS per process | PSS total | fixed cost |\n"
                    "|---|---:|---:|---:|---:|---:|\n";
-  md += "| Plume FWP instances, parked in warm pools | " + std::to_string(fwp.count) + " | " + fmt(fwp.setup_s, 1) +
-        " s | " + kib(per(fwp)) + " | " + fmt(fwp.pss_kib / 1024, 1) + " MiB | " + fmt(fwp.extra_kib / 1024, 1) +
+  md += "| Plume FWP instances, parked in warm pools | " + std::to_string(fwp.count) + " | " + fixed(fwp.setup_s, 1) +
+        " s | " + kib(per(fwp)) + " | " + fixed(fwp.pss_kib / 1024, 1) + " MiB | " + fixed(fwp.extra_kib / 1024, 1) +
         " MiB (" + std::to_string(o.tenants) + " templates + keepers) |\n";
   md += "| plain processes forked from a small static process, blocked in read() | " +
-        std::to_string(plain->count) + " | " + fmt(plain->setup_s, 1) + " s | " + kib(per(*plain)) + " | " +
-        fmt(plain->pss_kib / 1024, 1) + " MiB | " + kib(plain->extra_kib) + " (the parent) |\n";
+        std::to_string(plain->count) + " | " + fixed(plain->setup_s, 1) + " s | " + kib(per(*plain)) + " | " +
+        fixed(plain->pss_kib / 1024, 1) + " MiB | " + kib(plain->extra_kib) + " (the parent) |\n";
   md += "| `bwrap --unshare-all … sleep` sandboxes (whole trees) | " + std::to_string(bw->count) + " | " +
-        fmt(bw->setup_s, 1) + " s | " + kib(per(*bw)) + " | " + fmt(bw->pss_kib / 1024, 1) + " MiB | – |\n";
-  md += "\n| idle, " + fmt(idle_wall, 1) + " s with all instances parked | CPU time |\n|---|---:|\n";
+        fixed(bw->setup_s, 1) + " s | " + kib(per(*bw)) + " | " + fixed(bw->pss_kib / 1024, 1) + " MiB | – |\n";
+  md += "\n| idle, " + fixed(idle_wall, 1) + " s with all instances parked | CPU time |\n|---|---:|\n";
   md += "| supervisor (this process: Template controllers + poll loop; " + std::to_string(rounds) +
-        " wake-ups) | " + fmt(idle_cpu * 1e3, 2) + " ms |\n";
-  md += "| all " + std::to_string(all.size()) + " processes of the template trees | " + fmt(tree_cpu * 1e3, 0) +
-        " ms (clock-tick resolution: " + fmt(1e3 / static_cast<double>(::sysconf(_SC_CLK_TCK)), 0) + " ms) |\n";
+        " wake-ups) | " + fixed(idle_cpu * 1e3, 2) + " ms |\n";
+  md += "| all " + std::to_string(all.size()) + " processes of the template trees | " + fixed(tree_cpu * 1e3, 0) +
+        " ms (clock-tick resolution: " + fixed(1e3 / static_cast<double>(::sysconf(_SC_CLK_TCK)), 0) + " ms) |\n";
   md += "\n| warm-pool starts with all instances resident | starts | from the pool | start → handler p50 | p99 | start → exit observed p50 | p99 |\n"
         "|---|---:|---:|---:|---:|---:|---:|\n";
   md += "| round-robin over " + std::to_string(o.tenants) + " templates | " + std::to_string(starts.size()) + " | " +
-        std::to_string(pooled) + " | " + fmt(pct(starts, 0.5), 1) + " µs | " + fmt(pct(starts, 0.99), 1) +
-        " µs | " + fmt(pct(exits, 0.5), 1) + " µs | " + fmt(pct(exits, 0.99), 1) + " µs |\n";
+        std::to_string(pooled) + " | " + fixed(pct(starts, 0.5), 1) + " µs | " + fixed(pct(starts, 0.99), 1) +
+        " µs | " + fixed(pct(exits, 0.5), 1) + " µs | " + fixed(pct(exits, 0.99), 1) + " µs |\n";
   csv += "\nidle_seconds,supervisor_cpu_ms,tree_cpu_ms,resident_starts,p50_start_us,p99_start_us\n" +
-         fmt(idle_wall, 2) + "," + fmt(idle_cpu * 1e3, 2) + "," + fmt(tree_cpu * 1e3, 0) + "," +
-         std::to_string(starts.size()) + "," + fmt(pct(starts, 0.5), 1) + "," + fmt(pct(starts, 0.99), 1) + "\n";
+         fixed(idle_wall, 2) + "," + fixed(idle_cpu * 1e3, 2) + "," + fixed(tree_cpu * 1e3, 0) + "," +
+         std::to_string(starts.size()) + "," + fixed(pct(starts, 0.5), 1) + "," + fixed(pct(starts, 0.99), 1) + "\n";
   md += "\nFWP starts retried (the controller reported the instance `lost`, or it exited without replying; see stderr): " + std::to_string(lost) + ".\n";
-  if (!write_text(dir + "/density.csv", csv) || !write_text(dir + "/density.md", md)) {
+  if (!write_file(dir + "/density.csv", csv).ok() || !write_file(dir + "/density.md", md).ok()) {
     return fail_with("density", plain_error("write", dir));
   }
   std::fputs(md.c_str(), stdout);

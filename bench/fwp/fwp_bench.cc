@@ -1,14 +1,12 @@
 // fwp_bench start|churn|density [options]: see kUsage, docs/benchmarks.md and bench/fwp/run.sh.
 #include "fwp_bench.h"
 
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <fstream>
 #include <sstream>
 
@@ -16,32 +14,7 @@
 
 namespace plume::bench {
 
-std::string host_and_load() {
-  utsname u{};
-  ::uname(&u);
-  char date[32] = {};
-  std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  std::ifstream in("/proc/loadavg");
-  std::string one, five, fifteen;
-  in >> one >> five >> fifteen;
-  return std::string(date) + ", Linux " + u.release + " " + u.machine + ", " +
-         std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)) + " CPUs; load average " + one + " " + five +
-         " " + fifteen;
-}
-
-bool write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  out.close();
-  return static_cast<bool>(out);
-}
-
-std::string fmt(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
+std::string host_and_load() { return host_line() + "; load average " + load_average(); }
 
 double pct(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());

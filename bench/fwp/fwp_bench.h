@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "peers.h"
+#include "report.h"
 
 namespace plume::bench {
 
@@ -40,8 +41,7 @@ int run_density(const FwpOptions& o);
 
 // Helpers shared by the subcommands.
 std::string host_and_load();  // "<date>, Linux <release>, N CPUs; load average a b c"
-bool write_text(const std::string& path, const std::string& text);
-std::string fmt(double v, int digits);
+// (fixed() and write_file() come from bench/spawn/report.h)
 double pct(std::vector<double> v, double q);  // sorts a copy; nearest rank; median averages
 int fail_with(const char* what, const SysError& e);
 

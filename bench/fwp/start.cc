@@ -247,22 +247,22 @@ int run_start(const FwpOptions& o) {
       exit.push_back(static_cast<double>(s.t2_ns - s.t0_ns) / 1e3);
     }
     p50[r.peer] = pct(first, 0.5);
-    md += "| " + r.peer + " | " + std::to_string(r.samples.size()) + " | " + fmt(pct(first, 0.5), 1) +
-          " µs | " + fmt(pct(first, 0.99), 1) + " µs | " + fmt(pct(exit, 0.5), 1) + " µs | " +
-          fmt(pct(exit, 0.99), 1) + " µs |\n";
+    md += "| " + r.peer + " | " + std::to_string(r.samples.size()) + " | " + fixed(pct(first, 0.5), 1) +
+          " µs | " + fixed(pct(first, 0.99), 1) + " µs | " + fixed(pct(exit, 0.5), 1) + " µs | " +
+          fixed(pct(exit, 0.99), 1) + " µs |\n";
   }
   md += "\n| target (start → first instruction, medians) | measured | met |\n|---|---:|---|\n";
   if (p50.count("fwp_pool")) {
-    md += "| warm-pool start p50 ≤ 10 µs | " + fmt(p50["fwp_pool"], 1) + " µs | " +
+    md += "| warm-pool start p50 ≤ 10 µs | " + fixed(p50["fwp_pool"], 1) + " µs | " +
           (p50["fwp_pool"] <= 10 ? "yes" : "no") + " |\n";
     if (p50.count("fork_exec")) {
       const double x = p50["fork_exec"] / p50["fwp_pool"];
-      md += "| fork+exec / warm pool ≥ 100× | " + fmt(x, 0) + "× | " + (x >= 100 ? "yes" : "no") + " |\n";
+      md += "| fork+exec / warm pool ≥ 100× | " + fixed(x, 0) + "× | " + (x >= 100 ? "yes" : "no") + " |\n";
     }
   }
   if (p50.count("fwp_fork") && p50.count("bare_fork")) {
     const double x = p50["fwp_fork"] / p50["bare_fork"];
-    md += "| template fork / bare fork ≤ 1.2× | " + fmt(x, 2) + "× | " + (x <= 1.2 ? "yes" : "no") + " |\n";
+    md += "| template fork / bare fork ≤ 1.2× | " + fixed(x, 2) + "× | " + (x <= 1.2 ? "yes" : "no") + " |\n";
   }
   for (const auto& r : results) {
     if (r.peer != "plume_fwp") continue;
@@ -271,7 +271,7 @@ int run_start(const FwpOptions& o) {
           " starts (warm-up included) came from the pool, the rest forked (the pool had not refilled).\n";
   }
   md += "\nFWP starts retried (the controller reported the instance `lost`, or it exited without replying; see stderr): " + std::to_string(lost) + ".\n";
-  if (!write_text(dir + "/start.md", md)) return fail_with("start", plain_error("write", dir + "/start.md"));
+  if (!write_file(dir + "/start.md", md).ok()) return fail_with("start", plain_error("write", dir + "/start.md"));
   std::fputs(md.c_str(), stdout);
   return 0;
 }

@@ -29,14 +29,20 @@ Stats stats_of(const std::vector<Sample>& samples) {
   return st;
 }
 
+}  // namespace
+
 std::string fixed(double v, int digits) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", digits, v);
   return buf;
 }
 
+namespace {
+
 // Milliseconds in the markdown table: the figures span 0.2 ms to 30 ms.
 std::string ms(double us) { return fixed(us / 1000.0, us < 10'000 ? 3 : 2); }
+
+}  // namespace
 
 SysResult<void> write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc);
@@ -56,15 +62,12 @@ std::string host_line() {
          std::to_string(::sysconf(_SC_NPROCESSORS_ONLN)) + " CPUs";
 }
 
-// Other work on the machine shows in the figures: say how busy it was.
 std::string load_average() {
   std::ifstream in("/proc/loadavg");
   std::string one, five, fifteen;
   in >> one >> five >> fifteen;
   return one + " " + five + " " + fifteen;
 }
-
-}  // namespace
 
 double percentile(const std::vector<double>& sorted, double q) {
   if (sorted.empty()) return NAN;

@@ -27,6 +27,13 @@ struct RunInfo {
 double percentile(const std::vector<double>& sorted, double q);
 double median(const std::vector<double>& sorted);
 
+// Pieces of a report, for every benchmark that writes one.
+std::string fixed(double v, int digits);  // "%.*f"
+SysResult<void> write_file(const std::string& path, const std::string& text);
+std::string host_line();     // "<UTC date>, Linux <release> <machine>, N CPUs"
+// Other work on the machine shows in the figures: say how busy it was ("a b c", /proc/loadavg).
+std::string load_average();
+
 SysResult<void> write_report(const std::string& out_dir, const RunInfo& info,
                              const std::vector<PeerSamples>& results);
 
