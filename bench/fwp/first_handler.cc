@@ -9,6 +9,10 @@
 //   first_handler fork-server   for each byte read on stdin: fork(); the child writes its clock
 //                               (8 bytes) to stdout and _exits; the server reaps it, then writes
 //                               its own clock (8 bytes) to stdout. EOF on stdin ends it.
+//   first_handler wait-doorbell writes one byte to stdout, blocks in read() on stdin; on the
+//                               doorbell byte its first act is a clock read, which it writes
+//                               (8 bytes) to stdout before it _exits: a plain parked process, the
+//                               floor of any doorbell start.
 //   first_handler park N        forks N children that block in read() on a pipe nobody writes,
 //                               writes their pids (binary pid_t each) to stdout, then blocks
 //                               reading stdin; EOF there SIGKILLs the children and ends it.
@@ -64,6 +68,17 @@ bool write_all(int fd, const void* p, size_t n) {
   _exit(0);
 }
 
+[[noreturn]] void wait_doorbell() {
+  const char parked = 'p';
+  if (!write_all(1, &parked, 1)) _exit(3);
+  char c = 0;
+  ssize_t n;
+  do n = read(0, &c, 1); while (n < 0 && errno == EINTR);
+  const uint64_t t = now_ns();  // the first act after the wake-up
+  if (n != 1) _exit(2);
+  _exit(write_all(1, &t, sizeof t) ? 0 : 3);
+}
+
 [[noreturn]] void park(int n) {
   int p[2];
   if (pipe(p) != 0) _exit(2);
@@ -92,6 +107,7 @@ bool write_all(int fd, const void* p, size_t n) {
 
 int init(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "fork-server") == 0) fork_server();
+  if (argc >= 2 && std::strcmp(argv[1], "wait-doorbell") == 0) wait_doorbell();
   if (argc >= 3 && std::strcmp(argv[1], "park") == 0) park(std::atoi(argv[2]));
   return 0;
 }

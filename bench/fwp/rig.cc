@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <cstdlib>
 #include <filesystem>
 
 namespace plume::bench {
@@ -53,6 +54,9 @@ SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::strin
   spec.binary = binary_;
   spec.sandbox.argv = {"first_handler"};
   spec.sandbox.env = {"PATH=/usr/bin:/bin", "HOME=/tmp", "LC_ALL=C"};
+  // PLUME_FWP_TRACE=1 in the bench's environment: templates and instances print their step times.
+  if (std::getenv("PLUME_FWP_TRACE") != nullptr) spec.sandbox.env.push_back("PLUME_FWP_TRACE=1");
+  if (std::getenv("PLUME_NO_SHARE_TEXT") != nullptr) spec.sandbox.env.push_back("PLUME_NO_SHARE_TEXT=1");
   const uint32_t base = 300000u + static_cast<uint32_t>(tenant_index) * 65536u;
   spec.sandbox.uid_map = fwp::IdMap{0, base, 65536};
   spec.sandbox.gid_map = fwp::IdMap{0, base, 65536};

@@ -4,12 +4,16 @@
 //   fwp_fork      the same on a template without a pool: the template forks the instance
 //   bare_fork     fork() in a process exactly as small as the template (first_handler
 //                 fork-server), the child reads the clock and exits; t0 before the request byte
+//   bare_wake     a plain process (first_handler wait-doorbell, no sandbox, no Plume) parked in
+//                 read() on a pipe, woken by one byte: the floor of any doorbell start here;
+//                 t0 before the byte. Each start spawns the next one, untimed.
 //   plume_exec    an exec-mode worker through plumed's HTTP API (bench/spawn's peer)
 //   plume_fwp     a warm-pool instance of the same first_handler through plumed's HTTP API
 //   fork_exec, vfork_exec, posix_spawn, bwrap, crun: bench/spawn's local peers
 // FWP and bare_fork children read the clock as their first instruction too: first_handler's
 // handler (after libplume's dispatch), the fork-server's child right after fork() returns.
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -18,6 +22,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -115,6 +120,110 @@ class BareForkPeer final : public Peer {
   int resp_;
 };
 
+// A plain process parked in read() on a pipe; the start is one byte written to it.
+class BareWakePeer final : public Peer {
+ public:
+  explicit BareWakePeer(std::string handler) : handler_(std::move(handler)) {}
+  ~BareWakePeer() override { reap_parked(); }
+  const std::string& name() const override { return name_; }
+  SysResult<Sample> start_once() override {
+    if (pid_ < 0) {
+      if (auto ok = spawn_parked(); !ok) return fail(ok.error());
+    }
+    Sample s;
+    s.t0_ns = monotonic_ns();
+    if (::write(doorbell_, "w", 1) != 1) return fail(sys_error("write", "bare_wake doorbell"));
+    uint64_t t = 0;
+    if (!read_exact(reply_, &t, sizeof t)) return fail(sys_error("read", "bare_wake reply"));
+    int st = 0;
+    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+    }
+    s.t2_ns = monotonic_ns();
+    s.t1_ns = static_cast<int64_t>(t);
+    pid_ = -1;
+    close_pipes();
+    if (auto ok = spawn_parked(); !ok) return fail(ok.error());  // the next one, untimed
+    return s;
+  }
+
+ private:
+  static bool read_exact(int fd, void* p, size_t n) {
+    size_t have = 0;
+    while (have < n) {
+      const ssize_t r = ::read(fd, static_cast<char*>(p) + have, n - have);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      have += static_cast<size_t>(r);
+    }
+    return true;
+  }
+  // 'S' in /proc/PID/stat once it sleeps in read(): the start must find it asleep.
+  static bool sleeping(pid_t pid) {
+    char path[64], buf[256];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    const char* paren = std::strrchr(buf, ')');
+    return paren != nullptr && paren[1] == ' ' && paren[2] == 'S';
+  }
+  SysResult<void> spawn_parked() {
+    int bell[2], reply[2];
+    if (::pipe2(bell, O_CLOEXEC) != 0) return fail(sys_error("pipe2", "bare_wake doorbell"));
+    if (::pipe2(reply, O_CLOEXEC) != 0) {
+      ::close(bell[0]);
+      ::close(bell[1]);
+      return fail(sys_error("pipe2", "bare_wake reply"));
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, bell[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, reply[1], 1);
+    std::string a0 = handler_, a1 = "wait-doorbell";
+    char* args[] = {a0.data(), a1.data(), nullptr};
+    char env0[] = "PATH=/usr/bin:/bin";
+    char* envp[] = {env0, nullptr};
+    pid_t pid = -1;
+    const int err = ::posix_spawn(&pid, handler_.c_str(), &fa, nullptr, args, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(bell[0]);
+    ::close(reply[1]);
+    doorbell_ = bell[1];
+    reply_ = reply[0];
+    if (err != 0) {
+      close_pipes();
+      errno = err;
+      return fail(sys_error("posix_spawn", handler_ + " wait-doorbell"));
+    }
+    pid_ = pid;
+    char parked = 0;
+    if (!read_exact(reply_, &parked, 1)) return fail(plain_error(name_, "wait-doorbell did not start"));
+    for (int i = 0; !sleeping(pid_); ++i) {
+      if (i > 100000) return fail(plain_error(name_, "wait-doorbell never went to sleep"));
+      ::sched_yield();
+    }
+    return {};
+  }
+  void close_pipes() {
+    if (doorbell_ >= 0) ::close(doorbell_);
+    if (reply_ >= 0) ::close(reply_);
+    doorbell_ = reply_ = -1;
+  }
+  void reap_parked() {
+    close_pipes();  // EOF on its stdin: it ends
+    if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  std::string name_ = "bare_wake";
+  std::string handler_;
+  pid_t pid_ = -1;
+  int doorbell_ = -1;
+  int reply_ = -1;
+};
+
 class Renamed final : public Peer {
  public:
   Renamed(std::string name, std::unique_ptr<Peer> p) : name_(std::move(name)), p_(std::move(p)) {}
@@ -131,7 +240,7 @@ class Renamed final : public Peer {
 int run_start(const FwpOptions& o) {
   std::vector<std::string> names = o.peers;
   if (names.empty()) {
-    names = {"fwp_pool", "fwp_fork", "bare_fork", "fork_exec", "vfork_exec", "posix_spawn", "bwrap", "crun"};
+    names = {"fwp_pool", "bare_wake", "fwp_fork", "bare_fork", "fork_exec", "vfork_exec", "posix_spawn", "bwrap", "crun"};
     if (!o.plume.socket.empty()) {
       names.push_back("plume_fwp");
       names.push_back("plume_exec");
@@ -182,6 +291,8 @@ int run_start(const FwpOptions& o) {
       auto p = BareForkPeer::make(o.handler);
       if (!p) return fail_with("start", p.error());
       peers.push_back(std::move(*p));
+    } else if (n == "bare_wake") {
+      peers.push_back(std::make_unique<BareWakePeer>(o.handler));
     } else if (n == "plume_exec") {
       PlumeOptions po = o.plume;
       po.rootfs = env.rootfs;
@@ -258,6 +369,10 @@ int run_start(const FwpOptions& o) {
     if (p50.count("fork_exec")) {
       const double x = p50["fork_exec"] / p50["fwp_pool"];
       md += "| fork+exec / warm pool ≥ 100× | " + fixed(x, 0) + "× | " + (x >= 100 ? "yes" : "no") + " |\n";
+    }
+    if (p50.count("bare_wake")) {
+      md += "| (context) warm pool / bare wake-up of a parked plain process | " +
+            fixed(p50["fwp_pool"] / p50["bare_wake"], 2) + "× | – |\n";
     }
   }
   if (p50.count("fwp_fork") && p50.count("bare_fork")) {

@@ -82,6 +82,9 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   int nsteps = 0;
   auto step = [&] { steps[nsteps++] = now_ns(); };
   step();  // the child runs
+  const bool trace = std::getenv("PLUME_FWP_TRACE") != nullptr;
+  rusage ru0{};
+  if (trace) ::getrusage(RUSAGE_SELF, &ru0);
   // Forked for a start: no longer background work. A pool instance does so before it parks.
   if (!for_pool && config.template_nice > 0) (void)::setpriority(PRIO_PROCESS, 0, 0);
   const fwp::ChannelGeometry geometry{config.slots, config.slot_size, 0};
@@ -125,20 +128,27 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
     prefault_for_parking(reinterpret_cast<uintptr_t>(app.handler));
     if (config.template_nice > 0) (void)::setpriority(PRIO_PROCESS, 0, 0);
   }
+  // Nobody waits for a forked instance's readiness (its first message is already queued, and
+  // plumed learnt its pid from the template): waking the supervisor for it would cost this
+  // instance its CPU on the way to the handler. A pool's supervisor waits for it: it wakes.
   const fwp::wire::Ready ready{0x59445252, ::getpid()};
-  (void)g_self.channel->send(std::as_bytes(std::span(&ready, 1)));
+  (void)g_self.channel->send(std::as_bytes(std::span(&ready, 1)), /*wake=*/for_pool);
   step();
-  if (std::getenv("PLUME_FWP_TRACE") != nullptr) {
+  if (trace) {
+    rusage ru1{};
+    ::getrusage(RUSAGE_SELF, &ru1);
     std::fprintf(stderr,
                  "libplume: instance %llu setup us after fork(): child %.1f attach %.1f "
-                 "fds+dumpable %.1f ring %.1f filter %.1f ready %.1f\n",
+                 "fds+dumpable %.1f ring %.1f filter %.1f ready %.1f; page faults: %ld before "
+                 "the first step, %ld during setup\n",
                  static_cast<unsigned long long>(instance_id),
                  static_cast<double>(steps[0] - forked_at_ns) / 1e3,
                  static_cast<double>(steps[1] - forked_at_ns) / 1e3,
                  static_cast<double>(steps[2] - forked_at_ns) / 1e3,
                  static_cast<double>(steps[3] - forked_at_ns) / 1e3,
                  static_cast<double>(steps[4] - forked_at_ns) / 1e3,
-                 static_cast<double>(steps[5] - forked_at_ns) / 1e3);
+                 static_cast<double>(steps[5] - forked_at_ns) / 1e3, ru0.ru_minflt,
+                 ru1.ru_minflt - ru0.ru_minflt);
   }
   g_self.channel->set_spin(std::chrono::nanoseconds(0));
   for (;;) {

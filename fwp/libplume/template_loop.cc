@@ -20,6 +20,7 @@
 #include <cstring>
 
 #include "instance_scope.h"
+#include "prefault.h"
 #include "runtime.h"
 #include "template_wire.h"
 
@@ -94,6 +95,7 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
     _exit(126);
   }
   ::malloc_trim(0);  // fork cost grows with the mappings kept: give back init's garbage
+  if (std::getenv("PLUME_NO_SHARE_TEXT") == nullptr) share_text_with_children();  // prefault.h
   Msg hello;
   hello.type = Type::hello;
   hello.pid = ::getpid();
@@ -160,6 +162,9 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
       continue;
     }
     const uint64_t forked_at = now_ns();
+    // fork(), not _Fork(): the atfork work it adds costs a few copy-on-write faults, but it is
+    // what reseeds random state in the child (glibc's arc4random, OpenSSL's DRBG): skipping it
+    // would hand sibling instances the same random numbers.
     const pid_t pid = ::fork();
     if (pid == 0) {
       // Both or neither: an instance writes where the template writes unless it has its own.

@@ -197,7 +197,7 @@ Unexpected<ChannelError> Channel::mark_corrupt() {
   return fail(ChannelError::corrupt);
 }
 
-ChannelResult<void> Channel::send(std::span<const std::byte> msg) {
+ChannelResult<void> Channel::send(std::span<const std::byte> msg, bool wake) {
   if (broken()) return fail(ChannelError::corrupt);
   if (msg.size() > max_message()) return fail(ChannelError::too_big);
   if (tx_head_ - tx_peer_tail_ == geometry_.slots) {
@@ -215,6 +215,7 @@ ChannelResult<void> Channel::send(std::span<const std::byte> msg) {
   // complete. A producer killed at any point leaves no half-written message behind.
   word(tx_.producer).store(++tx_head_, std::memory_order_release);
   ++stats_.sent;
+  if (!wake) return {};
   // Dekker with the consumer's "doorbell = sleeping; fence; re-check": either it sees our index,
   // or we see its doorbell. The producer never clears the word: it only rings it 1 → 2, so a
   // ring that lands before the consumer's futex_wait makes that wait return at once.

@@ -89,9 +89,11 @@ class Channel {
   Channel& operator=(const Channel&) = delete;
   ~Channel();
 
-  // Copies msg into the next slot and publishes it; wakes the peer if it sleeps.
+  // Copies msg into the next slot and publishes it; wakes the peer if it sleeps, unless
+  // `wake` is false: then a sleeping peer sees the message with the next waking send (for a
+  // record nobody waits for, when the wake-up would cost the sender its CPU).
   // Errors: full, too_big, corrupt.
-  ChannelResult<void> send(std::span<const std::byte> msg);
+  ChannelResult<void> send(std::span<const std::byte> msg, bool wake = true);
   // Copies the next message into buf and returns its length. Errors: empty, buffer_too_small,
   // corrupt. Never blocks.
   ChannelResult<size_t> try_recv(std::span<std::byte> buf);
