@@ -8,6 +8,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <random>
 #include <string>
 #include <thread>
@@ -109,6 +110,47 @@ TEST(Channel, EmptyRingSaysEmptyAndTimesOut) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error(), ChannelError::timeout);
   EXPECT_FALSE(p.b.broken());
+}
+
+// 'S' in /proc/self/task/TID/stat: the thread sleeps (here: on the channel's futex).
+bool thread_sleeps(pid_t tid) {
+  const std::string path = "/proc/self/task/" + std::to_string(tid) + "/stat";
+  char buf[256];
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* paren = std::strrchr(buf, ')');
+  return paren != nullptr && paren[1] == ' ' && paren[2] == 'S';
+}
+
+// send(msg, /*wake=*/false) publishes without waking a sleeping consumer: the next waking send
+// wakes it once, and it reads both, in order.
+TEST(Channel, AQuietSendIsReadWithTheNextWakingOne) {
+  auto p = make_pair({16, 128});
+  p.b.set_spin(0ns);
+  std::atomic<pid_t> tid{0};
+  std::vector<std::string> got;
+  std::thread consumer([&] {
+    tid = static_cast<pid_t>(::gettid());
+    std::array<std::byte, 128> buf{};
+    for (int i = 0; i < 2; ++i) {
+      auto r = p.b.recv(buf, 10s);
+      if (!r) return;
+      got.emplace_back(reinterpret_cast<const char*>(buf.data()), *r);
+    }
+  });
+  while (tid == 0 || !thread_sleeps(tid)) std::this_thread::yield();
+  ASSERT_TRUE(p.a.send(bytes("quiet"), false).ok());
+  EXPECT_EQ(p.a.stats().wakes, 0u) << "the consumer slept, and a quiet send woke it";
+  ASSERT_TRUE(p.a.send(bytes("loud")).ok());
+  consumer.join();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0], "quiet");
+  EXPECT_EQ(got[1], "loud");
+  EXPECT_EQ(p.a.stats().wakes, 1u) << "only the waking send may issue a futex wake";
 }
 
 TEST(Channel, FullUntilTheConsumerFreesASlot) {
