@@ -15,14 +15,15 @@ set yrange [0:1]
 set ytics 0.1
 set grid xtics mxtics ytics
 set key bottom right box opaque
-colors = "#1b9e77 #d95f02 #7570b3 #e7298a #66a61e #a6761d #000000 #e6ab02 #a50f15"
-do for [i=1:9] { set linetype i lc rgb word(colors, i) lw 2 }
+# 12 distinct colours; past the 8th the lines are also dashed, so no two peers look alike.
+colors = "#1b9e77 #d95f02 #7570b3 #e7298a #66a61e #a6761d #000000 #e6ab02 #a50f15 #1f78b4 #6a3d9a #b15928"
+do for [i=1:12] { if (i > 8) { set linetype i lc rgb word(colors, i) lw 2 dt 2 } else { set linetype i lc rgb word(colors, i) lw 2 dt 1 } }
 set xlabel "time since the start call"
 set ylabel "fraction of starts"
 
 set title "start → first instruction (FWP: the handler's first instruction)"
-plot for [p in peers] dir."/cdf_".p.".dat" using 2:1 with lines lw 2 title p
+plot for [i=1:words(peers)] dir."/cdf_".word(peers, i).".dat" using 2:1 with lines lt i title word(peers, i)
 
 set title "start → exit observed"
-plot for [p in peers] dir."/cdf_".p.".dat" using 3:1 with lines lw 2 title p
+plot for [i=1:words(peers)] dir."/cdf_".word(peers, i).".dat" using 3:1 with lines lt i title word(peers, i)
 unset multiplot
