@@ -60,7 +60,7 @@ class HttpServerTest : public ::testing::Test {
     };
   }
 
-  test::TempDir dir_;
+  test::TempDir dir_{"http"};
   std::string sock_;
   std::unique_ptr<EventLoop> loop_;
   std::unique_ptr<HttpServer> server_;

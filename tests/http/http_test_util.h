@@ -1,6 +1,6 @@
-// Helpers for the http tests: a private temp dir, running the loop until a condition holds (with
-// a deadline timer on the same loop, so nothing sleeps), and a raw Unix-socket HTTP client whose
-// reads are driven by the loop too (the server and the client share one thread).
+// Helpers for the http tests: running the loop until a condition holds (with a deadline timer on
+// the same loop, so nothing sleeps), and a raw Unix-socket HTTP client whose reads are driven by
+// the loop too (the server and the client share one thread). Their temp dir: support/temp_dir.h.
 #pragma once
 
 #include <poll.h>
@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <functional>
 #include <map>
 #include <optional>
@@ -19,30 +18,11 @@
 
 #include "plume/base/unique_fd.h"
 #include "plume/kernel/event_loop.h"
+#include "support/temp_dir.h"
 
 namespace plume::test {
 
 using namespace std::chrono_literals;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "plume-http-XXXXXX").string();
-    char* p = ::mkdtemp(tmpl.data());
-    if (p != nullptr) path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 // Runs the loop until pred() holds or `timeout` passes. Returns pred().
 inline bool run_until(kernel::EventLoop& loop, const std::function<bool()>& pred,

@@ -1,4 +1,4 @@
-// A private temp directory for tests, shared by the fwp spawn fixture and the plumed fixture.
+// A private temp directory for tests: the fwp spawn fixture, the plumed fixture, the http tests.
 // Header-only, so any test target that has tests/ on its include path can use it.
 #pragma once
 
@@ -62,6 +62,7 @@ class TempDir {
   TempDir& operator=(const TempDir&) = delete;
 
   const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
 
  private:
   static int remove_entry(const char* path, const struct stat*, int type, struct FTW*) {
