@@ -111,7 +111,7 @@ struct PeerRun {
 int run_churn(const FwpOptions& o) {
   std::vector<std::string> names = o.peers;
   if (names.empty()) names = {"fwp_pool", "fwp_fork", "fork_exec", "posix_spawn"};
-  auto rig = Rig::create(o.handler);
+  auto rig = Rig::create(o.handler, o.ns_holder);
   if (!rig) return fail_with("churn", rig.error());
   std::vector<PeerRun> runs;
   for (const auto& n : names) {

@@ -1,7 +1,7 @@
 // fwp_bench density: --tenants templates (distinct tenants: uid ranges and cgroups) with a warm
 // pool of --per-tenant each, all parked; then:
 //   memory    PSS (/proc/<pid>/smaps_rollup) summed over the parked instances / their count, and
-//             the templates' and keepers' PSS (a per-tenant cost)
+//             the templates', keepers' and namespace holders' PSS (a per-tenant cost)
 //   idle CPU  this process's (the supervisor's) user+system time over --idle-seconds of waiting in
 //             its poll loop, and the same for every process of the template trees (/proc/<pid>/stat)
 //   starts    --resident-starts warm-pool starts, round-robin over the templates, each pool full
@@ -83,7 +83,7 @@ std::string kib(double v) { return fixed(v, 1) + " KiB"; }
 struct Mem {
   size_t count = 0;
   double pss_kib = 0;   // summed
-  double extra_kib = 0; // fixed costs (templates + keepers, the park parent)
+  double extra_kib = 0; // fixed costs (templates, keepers and holders; the park parent)
   double setup_s = 0;
 };
 
@@ -190,7 +190,7 @@ SysResult<Mem> bwrap_sandboxes(const std::string& bwrap, int n) {
 }  // namespace
 
 int run_density(const FwpOptions& o) {
-  auto rig = Rig::create(o.handler);
+  auto rig = Rig::create(o.handler, o.ns_holder);
   if (!rig) return fail_with("density", rig.error());
   Rig& r = **rig;
   const int64_t t0 = monotonic_ns();
@@ -216,6 +216,7 @@ int run_density(const FwpOptions& o) {
   for (pid_t p : all) {
     if (fixed_pids.count(p) == 0) instances.push_back(p);
   }
+  for (pid_t p : r.holder_pids()) fixed_pids.insert(p);  // outside the keepers' trees
   for (pid_t p : instances) fwp.pss_kib += static_cast<double>(pss_kib(p));
   for (pid_t p : fixed_pids) fwp.extra_kib += static_cast<double>(pss_kib(p));
   fwp.count = instances.size();
@@ -273,7 +274,7 @@ int run_density(const FwpOptions& o) {
                    "|---|---:|---:|---:|---:|---:|\n";
   md += "| Plume FWP instances, parked in warm pools | " + std::to_string(fwp.count) + " | " + fixed(fwp.setup_s, 1) +
         " s | " + kib(per(fwp)) + " | " + fixed(fwp.pss_kib / 1024, 1) + " MiB | " + fixed(fwp.extra_kib / 1024, 1) +
-        " MiB (" + std::to_string(o.tenants) + " templates + keepers) |\n";
+        " MiB (" + std::to_string(o.tenants) + " templates + keepers + namespace holders) |\n";
   md += "| plain processes forked from a small static process, blocked in read() | " +
         std::to_string(plain->count) + " | " + fixed(plain->setup_s, 1) + " s | " + kib(per(*plain)) + " | " +
         fixed(plain->pss_kib / 1024, 1) + " MiB | " + kib(plain->extra_kib) + " (the parent) |\n";

@@ -13,6 +13,7 @@ namespace plume::bench {
 struct FwpOptions {
   std::string binary;   // apps/first_instruction (local peers' program)
   std::string handler;  // bench/fwp/first_handler (the libplume app)
+  std::string ns_holder = PLUME_NS_HOLDER_PATH;  // fwp/plume-ns-holder: a tenant's namespaces
   std::string out = "bench/results/fwp";
   std::string command;  // recorded in the reports
   // start

@@ -13,9 +13,10 @@ namespace plume::bench {
 
 using namespace std::chrono_literals;
 
-SysResult<std::unique_ptr<Rig>> Rig::create(std::string binary) {
+SysResult<std::unique_ptr<Rig>> Rig::create(std::string binary, std::string ns_holder) {
   std::unique_ptr<Rig> rig(new Rig());
   rig->binary_ = std::move(binary);
+  rig->ns_holder_ = std::move(ns_holder);
   std::string dir = "/tmp/plume-bench-fwp-XXXXXX";
   if (::mkdtemp(dir.data()) == nullptr) return fail(sys_error("mkdtemp", dir));
   rig->staging_ = dir;
@@ -32,7 +33,8 @@ SysResult<std::unique_ptr<Rig>> Rig::create(std::string binary) {
 }
 
 Rig::~Rig() {
-  templates_.clear();  // SIGKILLs each keeper: the kernel ends its whole pid namespace
+  templates_.clear();  // ends each template's processes (its cgroup) and reaps its keeper
+  holders_.clear();    // then the tenants' namespaces
   if (cgroups_) {
     (void)cgroups_->kill_all("");
     (void)cgroups_->remove("");
@@ -41,6 +43,12 @@ Rig::~Rig() {
     std::error_code ec;
     std::filesystem::remove_all(staging_, ec);
   }
+}
+
+std::vector<pid_t> Rig::holder_pids() const {
+  std::vector<pid_t> out;
+  for (const auto& [index, h] : holders_) out.push_back(h->pid());
+  return out;
 }
 
 SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::string& image,
@@ -73,6 +81,16 @@ SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::strin
   spec.isolation = fwp::InstanceIsolation::landlock_scope;  // as plumed picks for this image
   spec.cgroups = &*cgroups_;
   spec.template_cgroup = group;
+  auto& holder = holders_[tenant_index];
+  if (!holder && !ns_holder_.empty()) {
+    fwp::SandboxSpec sb = spec.sandbox;
+    sb.name = tenant;
+    sb.cgroup_procs_files.clear();  // it stays in ours, as plumed's stay in plumed's
+    auto made = fwp::TenantNamespaces::create(std::move(sb), ns_holder_);
+    if (!made) return fail(made.error());
+    holder = std::move(*made);
+  }
+  if (holder) spec.sandbox.join_namespaces_of = holder->pidfd();
 
   fwp::Template::Events ev;
   ev.instance_exited = [this](fwp::Instance& i) { exited_at_[&i] = monotonic_ns(); };

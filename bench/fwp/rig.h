@@ -16,6 +16,7 @@
 #include "plume/fwp/cgroup.h"
 #include "plume/fwp/seccomp_profile.h"
 #include "plume/fwp/template.h"
+#include "plume/fwp/tenant_namespaces.h"
 #include "peers.h"  // monotonic_ns
 
 namespace plume::bench {
@@ -24,14 +25,17 @@ namespace plume::bench {
 
 class Rig {
  public:
-  // A cgroup parent "plume-bench-fwp-<pid>" of its own and a staging directory in /tmp.
-  static SysResult<std::unique_ptr<Rig>> create(std::string binary);
-  ~Rig();  // templates first (their trees die), then the cgroups and the staging directory
+  // A cgroup parent "plume-bench-fwp-<pid>" of its own and a staging directory in /tmp. Each
+  // tenant's templates join that tenant's namespaces, held by `ns_holder` (as plumed does;
+  // empty: each template gets namespaces of its own).
+  static SysResult<std::unique_ptr<Rig>> create(std::string binary, std::string ns_holder);
+  ~Rig();  // templates first, then the tenants' holders, the cgroups and the staging directory
   Rig(const Rig&) = delete;
   Rig& operator=(const Rig&) = delete;
 
-  // Starts template `tenant`/`image` of first_handler under cgroup "<tenant>/tpl" with the uid
-  // range 300000 + tenant_index * 65536 (65536 ids), and runs the loop until its hello.
+  // Starts template `tenant`/`image` of first_handler under cgroup "<tenant>/<image>" with the uid
+  // range 300000 + tenant_index * 65536 (65536 ids), in the tenant's namespaces (made with its
+  // first template), and runs the loop until its hello.
   SysResult<fwp::Template*> start_template(int tenant_index, const std::string& image,
                                            size_t pool_size);
   // Runs the loop until the template's pool holds `pool_size` instances that announced
@@ -58,6 +62,8 @@ class Rig {
 
   fwp::PollLoop& loop() { return loop_; }
   const std::vector<std::unique_ptr<fwp::Template>>& templates() const { return templates_; }
+  // The tenants' namespace holders' pids (a per-tenant fixed cost).
+  std::vector<pid_t> holder_pids() const;
 
  private:
   Rig() = default;
@@ -66,6 +72,8 @@ class Rig {
   std::optional<fwp::CgroupManager> cgroups_;
   std::optional<fwp::CompiledFilter> filter_;
   fwp::PollLoop loop_;
+  std::string ns_holder_;
+  std::map<int, std::unique_ptr<fwp::TenantNamespaces>> holders_;  // by tenant index
   std::vector<std::unique_ptr<fwp::Template>> templates_;
   std::map<const fwp::Instance*, int64_t> exited_at_;
   std::string failed_;

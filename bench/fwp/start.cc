@@ -278,7 +278,7 @@ int run_start(const FwpOptions& o) {
   if (want("bwrap") && o.bwrap.empty()) return fail_with("start", plain_error("bwrap", "not found on PATH"));
 
   size_t plume_fwp_pool_hits = 0;
-  auto rig = Rig::create(o.handler);
+  auto rig = Rig::create(o.handler, o.ns_holder);
   if (!rig) return fail_with("start", rig.error());
   std::vector<std::unique_ptr<Peer>> peers;
   for (const auto& n : names) {

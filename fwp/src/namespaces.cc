@@ -24,6 +24,13 @@ StepFailure wait_for_release(int sync_fd) {
   }
 }
 
+StepFailure join_namespaces(int pidfd) {
+  if (::setns(pidfd, CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS) != 0)
+    return step_errno("setns", "the holder's user, pid, net, ipc and uts namespaces");
+  if (::unshare(CLONE_NEWNS) != 0) return step_errno("unshare", "CLONE_NEWNS");
+  return step_ok();
+}
+
 StepFailure enter_cgroup_namespace() {
   if (::unshare(CLONE_NEWCGROUP) != 0) return step_errno("unshare", "CLONE_NEWCGROUP");
   return step_ok();

@@ -11,6 +11,11 @@ namespace plume::fwp::detail {
 // Blocks until the parent writes the release byte (after uid/gid maps and cgroup attach).
 StepFailure wait_for_release(int sync_fd);
 
+// setns into the user, pid, net, ipc and uts namespaces of the process behind `pidfd`, then a
+// mount namespace of our own (owned by the joined user namespace: ours to mount in). The pid
+// namespace applies to our children only: the caller forks next (join_and_fork in pipeline.cc).
+StepFailure join_namespaces(int pidfd);
+
 // A cgroup namespace rooted at the worker's own cgroup (the parent attached it before release).
 StepFailure enter_cgroup_namespace();
 

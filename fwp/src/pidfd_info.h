@@ -19,6 +19,11 @@ struct PidfdInfo {
 // Fails with EBADF/EINVAL when fd is not a pidfd.
 SysResult<PidfdInfo> pidfd_info(int fd);
 
+// The parent of `pid` (in our namespace) from /proc/PID/stat; -1 if it is gone. A template or
+// instance claimed by a pidfd must be the keeper's or the template's own child: in a tenant's
+// shared pid namespace, other images' processes are just as "of the namespace".
+pid_t parent_pid(pid_t pid);
+
 // Parses an fdinfo text (for tests).
 SysResult<PidfdInfo> parse_pidfd_info(const char* text);
 

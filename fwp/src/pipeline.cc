@@ -1,8 +1,10 @@
 #include "pipeline.h"
 
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <array>
@@ -118,6 +120,25 @@ StepFailure reset_signals() {
   return step_ok();
 }
 
+// Joining a holder's namespaces: this (first) child enters them and forks the worker with
+// CLONE_PARENT, so that the worker is the supervisor's own child (waitable through its pidfd) and
+// in the holder's pid namespace; the first child reports the worker's pid and exits. Returns in
+// the worker only.
+void join_and_fork(ChildPlan& plan) {
+  const StepFailure joined = join_namespaces(plan.join_pidfd);
+  if (!joined.ok()) report_and_exit(plan.status_fd, Step::join_namespaces, joined);
+  clone_args args{};
+  args.flags = CLONE_PARENT;  // exit signal: the first child's (SIGCHLD); clone3 wants 0 here
+  const long pid = ::syscall(SYS_clone3, &args, sizeof args);
+  if (pid < 0) report_and_exit(plan.status_fd, Step::join_namespaces, step_errno("clone3", "CLONE_PARENT"));
+  if (pid > 0) {
+    const pid_t worker = static_cast<pid_t>(pid);
+    const bool sent = ::write(plan.pid_report_fd, &worker, sizeof worker) == sizeof worker;
+    ::_exit(sent ? 0 : 127);  // without the report the supervisor kills the worker
+  }
+  ::close(plan.pid_report_fd);
+}
+
 }  // namespace
 
 void run_child(ChildPlan& plan) noexcept {
@@ -128,12 +149,19 @@ void run_child(ChildPlan& plan) noexcept {
     if (!result.ok()) report_and_exit(plan.status_fd, step, result);
   };
   check(Step::sync, wait_for_release(plan.sync_fd));
+  const bool joined = plan.join_pidfd >= 0;
+  if (joined) {
+    ::close(plan.pid_report_read_fd);
+    join_and_fork(plan);
+  }
   check(Step::signals, reset_signals());
   check(Step::cgroup_namespace, enter_cgroup_namespace());
   check(Step::set_ids, set_ids(plan.uid, plan.gid));
   check(Step::sync, arm_parent_death(plan.sync_fd));
-  check(Step::loopback, bring_up_loopback());
-  check(Step::hostname, set_hostname(plan.hostname, plan.hostname_len));
+  if (!joined) {  // a joined network and uts namespace are the holder's, set up by it
+    check(Step::loopback, bring_up_loopback());
+    check(Step::hostname, set_hostname(plan.hostname, plan.hostname_len));
+  }
   check(Step::rootfs, enter_rootfs(plan.rootfs, plan.cwd));
   check(Step::rlimits, apply_rlimits(plan));
   check(Step::capabilities, drop_capabilities(plan.cap_last_cap));

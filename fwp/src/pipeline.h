@@ -20,6 +20,12 @@ struct ChildPlan {
   int sync_fd = -1;          // read end of the release pipe
   int sync_write_fd = -1;    // parent's end, closed in the child (so POLLHUP means parent death)
 
+  // Joining a namespace holder's namespaces (SandboxSpec::join_namespaces_of): its pidfd, and the
+  // pipe on which the first child reports the pid of the second (the worker), then exits.
+  int join_pidfd = -1;
+  int pid_report_fd = -1;       // write end
+  int pid_report_read_fd = -1;  // parent's end, closed in the child
+
   uint32_t uid = 0;
   uint32_t gid = 0;
   const char* hostname = nullptr;

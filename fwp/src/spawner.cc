@@ -55,6 +55,32 @@ void abandon_child(int pidfd) {
   }
 }
 
+// A joining spawn's first child reports the worker's pid and exits: reap it, and pin the worker
+// (the caller's own child, by CLONE_PARENT) with a pidfd. A first child that failed (setns
+// refused, say) wrote its exec-status record instead.
+Result<std::pair<pid_t, UniqueFd>, SpawnError> take_joined_worker(int first_pidfd, int report_fd,
+                                                                  int status_fd) {
+  pid_t worker = 0;
+  size_t have = 0;
+  while (have < sizeof worker) {
+    const ssize_t n = ::read(report_fd, reinterpret_cast<char*>(&worker) + have, sizeof worker - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    have += static_cast<size_t>(n);
+  }
+  siginfo_t info{};
+  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(first_pidfd), &info, WEXITED) != 0 &&
+         errno == EINTR) {
+  }
+  if (have != sizeof worker || worker <= 0) {
+    if (auto e = detail::read_record(status_fd)) return fail(std::move(*e));
+    return fail(spawn_error(Step::join_namespaces, EIO, "no worker pid from the joining child"));
+  }
+  UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, worker, 0)));
+  if (!fd) return fail(spawn_error(Step::join_namespaces, errno, "pidfd_open of the worker"));
+  return std::pair<pid_t, UniqueFd>(worker, std::move(fd));
+}
+
 std::optional<SpawnError> validate(const SandboxSpec& spec) {
   if (spec.argv.empty() || spec.argv[0].empty()) {
     return spawn_error(Step::execve, EINVAL, "empty argv in spec " + spec.name);
@@ -94,6 +120,7 @@ const char* step_name(Step step) {
     case Step::close_fds: return "close_fds";
     case Step::execve: return "execve";
     case Step::signals: return "signals";
+    case Step::join_namespaces: return "join_namespaces";
   }
   return "unknown";
 }
@@ -158,11 +185,24 @@ Result<Process, SpawnError> spawn(const SandboxSpec& spec) {
   plan.status_read_fd = status_read.get();
   plan.sync_fd = sync_read.get();
   plan.sync_write_fd = sync_write.get();
+  const bool join = spec.join_namespaces_of >= 0;
+  UniqueFd pid_report_read, pid_report_write;
+  if (join) {
+    int pid_pipe[2];
+    if (::pipe2(pid_pipe, O_CLOEXEC) != 0) return fail(spawn_error(Step::clone, errno, "pipe2 pid report"));
+    pid_report_read.reset(pid_pipe[0]);
+    pid_report_write.reset(pid_pipe[1]);
+    plan.join_pidfd = spec.join_namespaces_of;
+    plan.pid_report_fd = pid_report_write.get();
+    plan.pid_report_read_fd = pid_report_read.get();
+  }
 
   int pidfd = -1;
   clone_args args{};
-  args.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
-               CLONE_NEWNET | CLONE_PIDFD;
+  // Joining: the first child joins the holder's namespaces and forks the worker (pipeline.cc).
+  args.flags = join ? CLONE_PIDFD
+                    : CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
+                          CLONE_NEWNET | CLONE_PIDFD;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
   if (spec.cgroup_dir_fd >= 0) {
@@ -178,8 +218,9 @@ Result<Process, SpawnError> spawn(const SandboxSpec& spec) {
   UniqueFd pidfd_owner(pidfd);
   status_write.reset();
   sync_read.reset();
+  pid_report_write.reset();
 
-  if (auto e = detail::write_id_maps(pid, spec.uid_map, spec.gid_map)) {
+  if (auto e = join ? std::nullopt : detail::write_id_maps(pid, spec.uid_map, spec.gid_map)) {
     abandon_child(pidfd);
     return fail(std::move(*e));
   }
@@ -201,6 +242,13 @@ Result<Process, SpawnError> spawn(const SandboxSpec& spec) {
   Process proc;
   proc.pid = pid;
   proc.pidfd = std::move(pidfd_owner);
+  if (join) {
+    // Blocks until the first child has joined and forked (a setns and a clone3: well under a ms).
+    auto worker = take_joined_worker(proc.pidfd.get(), pid_report_read.get(), status_read.get());
+    if (!worker) return fail(std::move(worker.error()));
+    proc.pid = worker->first;
+    proc.pidfd = std::move(worker->second);
+  }
   proc.status_fd = std::move(status_read);
   proc.sync_fd = std::move(sync_write);
   return proc;

@@ -70,6 +70,8 @@ SysResult<std::unique_ptr<Template>> Template::start(TemplateSpec spec, Poller& 
     return fail(plain_error("template", "InstanceCgroups::own needs a CgroupManager"));
   if (spec.sandbox.seccomp == nullptr)
     return fail(plain_error("template", "the sandbox needs the image's compiled seccomp filter"));
+  if (spec.sandbox.join_namespaces_of >= 0 && (spec.cgroups == nullptr || spec.template_cgroup.empty()))
+    return fail(plain_error("template", "joining a tenant's namespaces needs the template's cgroup (to end its processes)"));
   std::unique_ptr<Template> t(new Template(std::move(spec), poller, std::move(events)));
   if (auto r = t->spawn_keeper(); !r) return fail(r.error());
   return t;
@@ -160,8 +162,11 @@ Template::~Template() {
   for (auto& [id, inst] : instances_) {
     if (inst->pidfd_) poller_.unwatch(inst->pidfd_.get());
   }
+  // In namespaces of its own the keeper is pid 1, and its death kills every process in them; in a
+  // tenant's shared ones (TemplateSpec::sandbox.join_namespaces_of) the cgroup is what holds
+  // the template's processes together.
+  if (keeper_.pidfd && shares_namespaces()) end_processes();
   if (keeper_.pidfd && phase_ != Phase::dead) {
-    // The keeper is pid 1 of the template's namespace: its death kills every process in it.
     ::syscall(SYS_pidfd_send_signal, keeper_.pidfd.get(), SIGKILL, nullptr, 0);
     (void)reap(keeper_.pidfd.get(), true);
   }
@@ -171,6 +176,16 @@ Template::~Template() {
       (void)spec_.cgroups->kill_all(inst->cgroup_);
       (void)spec_.cgroups->remove(inst->cgroup_);
     }
+  }
+}
+
+bool Template::shares_namespaces() const { return spec_.sandbox.join_namespaces_of >= 0; }
+
+void Template::end_processes() {
+  if (spec_.cgroups == nullptr) return;
+  (void)spec_.cgroups->kill_all(spec_.template_cgroup);
+  for (auto& [id, inst] : instances_) {
+    if (!inst->cgroup_.empty() && inst->state_ != InstanceState::exited) (void)spec_.cgroups->kill_all(inst->cgroup_);
   }
 }
 
@@ -203,6 +218,9 @@ void Template::on_keeper_exit() {
                           : " by signal " + std::to_string(status->signal);
   }
   log::warn("fwp.template.keeper_exit", {{"template", spec_.name}, {"why", why}});
+  // Sharing the tenant's pid namespace, the template and its instances outlive their keeper:
+  // end them, as the end of a namespace of their own would.
+  if (shares_namespaces()) end_processes();
   lose_all(why);
   if (!was_dead && events_.failed) events_.failed(why);
 }
@@ -253,8 +271,8 @@ void Template::on_hello(int fd, uint32_t generation, uint64_t init_ns, pid_t ns_
   }
   auto info = pidfd ? pidfd_info(pidfd.get()) : SysResult<PidfdInfo>(fail(plain_error("hello", "no pidfd")));
   if (!info || info->pid <= 0 || info->ns_pids.size() < 2 || info->ns_pids.back() != ns_pid ||
-      pid_ns_of(info->pid) != pid_ns_ || info->pid == keeper_.pid) {
-    return protocol_error("hello: the pidfd is not a live process of the template's namespace");
+      pid_ns_of(info->pid) != pid_ns_ || info->pid == keeper_.pid || parent_pid(info->pid) != keeper_.pid) {
+    return protocol_error("hello: the pidfd is not a live child of the keeper");
   }
   template_pidfd_ = std::move(pidfd);
   template_pid_ = info->pid;
@@ -341,14 +359,18 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
   }
   auto info = pidfd ? pidfd_info(pidfd.get()) : SysResult<PidfdInfo>(fail(plain_error("forked", "no pidfd")));
   ino_t ns = info && info->pid > 0 ? pid_ns_of(info->pid) : 0;
-  if (info && info->pid > 0 && ns == 0) {
-    // /proc/<pid> vanished between the two reads: the instance already exited. Ask the pidfd
+  // The template's child, or the keeper's once a dying template left it behind (in a tenant's
+  // shared pid namespace, another image's process would pass every other check).
+  pid_t parent = info && info->pid > 0 ? parent_pid(info->pid) : -1;
+  if (info && info->pid > 0 && (ns == 0 || parent < 0)) {
+    // /proc/<pid> vanished between the reads: the instance already exited. Ask the pidfd
     // again, which now says so (Pid: -1), rather than taking a quick exit for a forged pidfd.
     info = pidfd_info(pidfd.get());
   }
   const bool ours = info && !info->ns_pids.empty() && info->ns_pids.back() == ns_pid &&
                     ns_pid > 1 && (info->pid < 0 || (ns == pid_ns_ && info->pid != template_pid_ &&
-                                                     info->pid != keeper_.pid));
+                                                     info->pid != keeper_.pid &&
+                                                     (parent == template_pid_ || parent == keeper_.pid)));
   // A pidfd of a process that already exited has Pid: -1 and no NSpid; accept it by its word.
   const bool gone = info && info->pid < 0;
   if (!info || (!ours && !gone)) {

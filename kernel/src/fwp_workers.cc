@@ -1,10 +1,15 @@
 // The supervisor's featherweight-instance path: one fwp::Template per (tenant, image), started on
-// first use and driven by plumed's loop through LoopPoller; each instance is a worker record like
-// an exec-mode worker (listed, inspected, signalled, waited for, metered).
+// first use in the tenant's shared namespaces and driven by plumed's loop through LoopPoller; each
+// instance is a worker record like an exec-mode worker (listed, inspected, signalled, waited for,
+// metered).
 #include <fcntl.h>
 #include <liburing.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "plume/base/log.h"
 #include "json_response.h"
@@ -34,7 +39,59 @@ ExitInfo exit_info_of(const fwp::InstanceExit& e) {
   return info;
 }
 
+// plume-ns-holder: next to plumed (an install), in the build tree's fwp/ (plumed in kernel/),
+// or under /usr/libexec/plume. Empty if none is there.
+std::string ns_holder_path() {
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+  std::vector<std::string> candidates;
+  if (n > 0) {
+    const std::string self(exe, static_cast<size_t>(n));
+    const std::string dir = self.substr(0, self.rfind('/'));
+    candidates = {dir + "/plume-ns-holder", dir + "/../fwp/plume-ns-holder"};
+  }
+  candidates.push_back("/usr/libexec/plume/plume-ns-holder");
+  for (const std::string& c : candidates)
+    if (::access(c.c_str(), X_OK) == 0) return c;
+  return "";
+}
+
 }  // namespace
+
+fwp::TenantNamespaces* Supervisor::namespaces_for(Tenant& tenant) {
+  const std::string& name = tenant.spec.name;
+  if (auto it = tenant_namespaces_.find(name); it != tenant_namespaces_.end()) {
+    if (it->second->alive()) return it->second.get();
+    log::warn("tenant.namespaces_lost", {{"tenant", name}, {"action", "new namespaces"}});
+    tenant_namespaces_.erase(it);
+  }
+  // Without a holder the tenant's templates get namespaces of their own (per tenant and image).
+  auto fallback = [&](const std::string& why) -> fwp::TenantNamespaces* {
+    if (!warned_no_holder_) log::warn("tenant.namespaces", {{"tenant", name}, {"error", why}, {"action", "namespaces per template"}});
+    warned_no_holder_ = true;
+    return nullptr;
+  };
+  const std::string holder = ns_holder_path();
+  if (holder.empty()) return fallback("plume-ns-holder not found");
+  if (!holder_filter_) {
+    auto f = fwp::compile_default_profile(fwp::SeccompOptions{});
+    if (!f) return fallback("seccomp: " + f.error().message());
+    holder_filter_.emplace(std::move(*f));
+  }
+  // Plume's own process, running nothing of the tenant's: it stays in plumed's cgroup (a tenant's
+  // group is removed while the holder may still be waiting for its namespace to empty).
+  fwp::SandboxSpec sb;
+  sb.name = name;  // the hostname of all the tenant's templates and instances
+  sb.uid_map = {0, tenant.spec.uid_base, tenant.spec.uid_count};
+  sb.gid_map = {0, tenant.spec.uid_base, tenant.spec.uid_count};
+  sb.rootfs.staging_dir = staging_dir_;
+  sb.rlimits = {{RLIMIT_CORE, 0, 0}};
+  sb.seccomp = &*holder_filter_;
+  auto ns = fwp::TenantNamespaces::create(std::move(sb), holder);
+  if (!ns) return fallback(ns.error().message());
+  log::info("tenant.namespaces", {{"tenant", name}, {"holder_pid", (*ns)->pid()}});
+  return (tenant_namespaces_[name] = std::move(*ns)).get();
+}
 
 fwp::Instance* Supervisor::instance_of(const Worker& w) {
   auto t = templates_.find(w.template_key);
@@ -67,6 +124,8 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   spec.sandbox.rlimits = {{RLIMIT_CORE, 0, 0}, {RLIMIT_NOFILE, 1024, 1024}};
   spec.sandbox.seccomp = &image.filter;
   spec.sandbox.cgroup_procs_files = cgroups_.procs_files(tpl_cgroup);
+  // The tenant's user, pid, net, ipc and uts namespaces, shared by its images' templates.
+  if (fwp::TenantNamespaces* ns = namespaces_for(tenant)) spec.sandbox.join_namespaces_of = ns->pidfd();
   spec.channel = fwp::ChannelGeometry{16, 1024, 0};
   for (const std::string& op : image.spec.fwp.io_uring_ops)
     spec.io_uring_ops.push_back(static_cast<uint8_t>(io_uring_op_from_name(op)));

@@ -200,7 +200,10 @@ Supervisor::Supervisor(EventLoop& loop, Config config, fwp::CgroupManager cgroup
       started_at_(std::chrono::steady_clock::now()) {}
 
 // Templates go first: destroying one SIGKILLs its keeper and unwatches its fds on our poller.
-Supervisor::~Supervisor() { templates_.clear(); }
+Supervisor::~Supervisor() {
+  templates_.clear();
+  tenant_namespaces_.clear();  // after the templates: their keepers are reaped by then
+}
 
 bool Supervisor::alive(const Worker& w) const {
   return w.state == WorkerState::running || w.state == WorkerState::starting;
@@ -257,6 +260,7 @@ void Supervisor::maybe_finish_tenant_removal(Tenant& t) {
   if (!t.removing || t.running > 0) return;
   std::string name = t.spec.name;
   drop_templates(name);
+  tenant_namespaces_.erase(name);  // SIGKILLs the holder; reaped once the keepers are
   for (auto it = workers_.begin(); it != workers_.end();) {
     if (it->second->tenant == name && it->second->state != WorkerState::starting) it = workers_.erase(it);
     else ++it;
@@ -714,6 +718,7 @@ void Supervisor::maybe_finish_shutdown() {
     if (w->pidfd || (w->fwp && alive(*w))) return;  // still alive
   drop_templates("");
   if (template_teardowns_ > 0) return;  // each teardown calls back here when done
+  tenant_namespaces_.clear();
   if (shutdown_timer_) loop_.cancel(shutdown_timer_), shutdown_timer_ = 0;
   for (Tenant* t : tenants_.list())
     if (auto r = cgroups_.remove(t->spec.name); !r.ok())

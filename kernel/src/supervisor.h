@@ -20,6 +20,7 @@
 #include "plume/base/unique_fd.h"
 #include "plume/fwp/cgroup.h"
 #include "plume/fwp/template.h"
+#include "plume/fwp/tenant_namespaces.h"
 #include "plume/kernel/event_loop.h"
 #include "plume/kernel/http_server.h"
 #include "tenants.h"
@@ -147,6 +148,7 @@ class Supervisor {
   // Featherweight instances (fwp_workers.cc).
   void run_fwp(Tenant& tenant, Image& image, RunSpec spec, std::shared_ptr<Responder> responder);
   fwp::Template* template_for(Tenant& tenant, Image& image, std::string& error);
+  fwp::TenantNamespaces* namespaces_for(Tenant& tenant);
   fwp::Instance* instance_of(const Worker& w);
   void on_instance_exited(const std::string& key, fwp::Instance& inst);
   void collect_instance_output(Worker& w);
@@ -162,6 +164,10 @@ class Supervisor {
   std::map<std::string, std::unique_ptr<Worker>> workers_;
   LoopPoller poller_;
   std::map<std::string, std::unique_ptr<fwp::Template>> templates_;  // by "<tenant>/<image>"
+  // Each tenant's shared namespaces, joined by all of its templates (by tenant name).
+  std::map<std::string, std::unique_ptr<fwp::TenantNamespaces>> tenant_namespaces_;
+  std::optional<fwp::CompiledFilter> holder_filter_;  // the namespace holders' (default profile)
+  bool warned_no_holder_ = false;
   std::map<std::pair<std::string, uint64_t>, std::string> instance_workers_;  // (key, id) → worker id
   size_t template_teardowns_ = 0;  // templates being destroyed from the loop (see drop_templates)
   std::map<std::string, std::shared_ptr<Responder>> tenant_removals_;

@@ -1,7 +1,11 @@
 // Featherweight instances through plumed: an FWP image (apps/echo, linked with libplume) is
 // registered, instances are started from its template and warm pool, fed messages, signalled,
 // metered, and cleaned up with plumed.
+#include <poll.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "e2e.h"
@@ -24,9 +28,37 @@ class ApiFwp : public ::testing::Test {
     EXPECT_EQ(r.status, 200) << show(r);
     return r.body;
   }
+  // The host pid of a running instance: known once its template has forked it.
+  pid_t running_pid(const std::string& id, const std::string& token) {
+    pid_t pid = 0;
+    for (int i = 0; i < 100 && pid <= 0; ++i) {
+      auto cur = json_of(plumed_.request("GET", "/v1/workers/" + id, token));
+      pid = cur.value("pid", 0);
+      if (pid <= 0) ::poll(nullptr, 0, 20);  // bounded: at most 100 looks
+    }
+    return pid;
+  }
   Plumed plumed_;
   std::string token_;
 };
+
+std::string ns_of(pid_t pid, const char* ns) {
+  char target[128] = {};
+  const std::string link = "/proc/" + std::to_string(pid) + "/ns/" + ns;
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  return n > 0 ? std::string(target, static_cast<size_t>(n)) : "<" + link + ">";
+}
+
+// Live processes whose pid namespace is `ns` (a readlink of /proc/<pid>/ns/pid).
+int processes_in(const std::string& ns) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    n += ns_of(static_cast<pid_t>(std::stoi(name)), "pid") == ns;
+  }
+  return n;
+}
 
 TEST_F(ApiFwp, InstanceServesItsMessagesAndExits) {
   // echo answers each message and ends on an empty one.
@@ -126,6 +158,34 @@ TEST_F(ApiFwp, CliRunsAnInstanceAndWaits) {
   EXPECT_EQ(c.out, "hello\n") << c.err;
 }
 
+TEST_F(ApiFwp, ATenantsImagesShareItsNamespacesButNotTheirRoots) {
+  ASSERT_EQ(plumed_.admin("POST", "/v1/images", json{{"name", "echo2"}, {"fwp", {{"binary", PLUME_ECHO_APP}}}}.dump()).status, 201);
+  const std::string beta = add_tenant(plumed_, "beta");
+  json a1 = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", "stay"}});
+  json a2 = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo2"}, {"input", "stay"}});
+  json b1 = run_worker(plumed_, beta, {{"fwp", true}, {"image", "echo"}, {"input", "stay"}});
+  const pid_t p1 = running_pid(a1.value("id", ""), token_);
+  const pid_t p2 = running_pid(a2.value("id", ""), token_);
+  const pid_t pb = running_pid(b1.value("id", ""), beta);
+  ASSERT_GT(p1, 0);
+  ASSERT_GT(p2, 0);
+  ASSERT_GT(pb, 0);
+  for (const char* ns : {"user", "pid", "net", "ipc", "uts"}) {
+    EXPECT_EQ(ns_of(p1, ns), ns_of(p2, ns)) << ns << ": two images of tenant alpha";
+    EXPECT_NE(ns_of(p1, ns), ns_of(pb, ns)) << ns << ": tenants alpha and beta";
+  }
+  EXPECT_NE(ns_of(p1, "mnt"), ns_of(p2, "mnt")) << "each image has its own root";
+  // Removing the tenant ends everything in its namespaces, the holder included.
+  const std::string alpha_pids = ns_of(p1, "pid");
+  ASSERT_EQ(plumed_.admin("DELETE", "/v1/tenants/alpha?force=true").status, 204);
+  EXPECT_TRUE(process_gone(p1, 5s));
+  EXPECT_TRUE(process_gone(p2, 5s));
+  for (int i = 0; i < 100 && processes_in(alpha_pids) > 0; ++i) ::poll(nullptr, 0, 20);  // bounded
+  EXPECT_EQ(processes_in(alpha_pids), 0) << "processes left in tenant alpha's pid namespace";
+  EXPECT_EQ(json_of(plumed_.request("GET", "/v1/workers/" + b1.value("id", ""), beta)).value("state", ""), "running")
+      << "tenant beta's instance went with alpha";
+}
+
 TEST_F(ApiFwp, ShutdownStopsTemplatesAndLeavesNothing) {
   json w = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", "stay"}});
   ASSERT_TRUE(w.contains("id")) << w.dump();
@@ -136,10 +196,14 @@ TEST_F(ApiFwp, ShutdownStopsTemplatesAndLeavesNothing) {
     if (pid <= 0) ::poll(nullptr, 0, 20);  // bounded: at most 100 looks
   }
   ASSERT_GT(pid, 0);
+  const std::string tenant_pids = ns_of(pid, "pid");
   auto code = plumed_.stop(SIGTERM, 20s);
   ASSERT_TRUE(code.has_value());
   EXPECT_EQ(*code, 0) << plumed_.stderr_text();
   EXPECT_TRUE(process_gone(pid, 5s));
+  // The tenant's namespace holder (pid 1 there) went too: nothing is left in its pid namespace.
+  for (int i = 0; i < 100 && processes_in(tenant_pids) > 0; ++i) ::poll(nullptr, 0, 20);  // bounded
+  EXPECT_EQ(processes_in(tenant_pids), 0);
   EXPECT_TRUE(cgroup_dirs_under(plumed_.cgroup_parent()).empty()) << plumed_.stderr_text();
 }
 

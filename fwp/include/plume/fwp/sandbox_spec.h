@@ -50,6 +50,14 @@ struct SandboxSpec {
   std::vector<std::string> env;   // "KEY=value"
   std::string cwd = "/";
 
+  // -1: the worker gets namespaces of its own. Otherwise a pidfd of a live process (a tenant's
+  // namespace holder, plume/fwp/tenant_namespaces.h) whose user, pid, net, ipc and uts
+  // namespaces the worker joins instead; it still gets a mount and a cgroup namespace of its own
+  // (its root), keeps the holder's hostname and loopback, and uid_map/gid_map are ignored (the
+  // holder's user namespace has its maps). The spawn takes one more fork: joining a pid namespace
+  // only places children in it.
+  int join_namespaces_of = -1;
+
   // User namespace: the tenant's id range. Root in the worker is nobody outside it.
   IdMap uid_map;
   IdMap gid_map;

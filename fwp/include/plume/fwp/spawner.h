@@ -45,6 +45,7 @@ enum class Step : uint8_t {
   close_fds,
   execve,
   signals,  // the signal mask and ignored signals inherited from the supervisor are reset
+  join_namespaces,  // SandboxSpec::join_namespaces_of: setns into another process's namespaces
 };
 const char* step_name(Step step);
 

@@ -98,6 +98,9 @@ struct TemplateSpec {
   // (it must allow io_uring when io_uring_ops is not empty), and the template's cgroup
   // (cgroup_procs_files / cgroup_dir_fd). argv, env and granted_fds are completed by start():
   // env gains PLUME_FWP_ROLE=template; fds 0-3 become /dev/null, stdout, stderr, control socket.
+  // sandbox.join_namespaces_of: the tenant's TenantNamespaces::pidfd() to share its namespaces
+  // (then `cgroups` and `template_cgroup` are required: the template's processes are ended
+  // through its cgroup, no longer by the end of a pid namespace of their own); -1: its own.
   SandboxSpec sandbox;
   // The app on the host, exec'd through an fd (it need not be inside the rootfs; needs /proc in
   // the sandbox, which the pipeline mounts). Empty: sandbox.argv[0] is exec'd inside the rootfs.
@@ -130,7 +133,8 @@ struct TemplateSpec {
   CgroupManager* cgroups = nullptr;   // required for `own`; used for stats when set
   std::string cgroup_parent;          // `own`: instance groups go under it ("<tenant>")
   CgroupLimits instance_limits;       // `own`: each instance group's limits
-  std::string template_cgroup;        // `shared`: the template's group (relative), for stats/OOM
+  std::string template_cgroup;        // the template's group (relative): stats/OOM, and teardown
+                                      // when sharing the tenant's namespaces
 };
 
 enum class InstanceState : uint8_t {
@@ -302,6 +306,8 @@ class Template {
   void pump_queued_forks();
   void finish(Instance& inst, InstanceExit exit);
   void lose_all(const std::string& why);
+  bool shares_namespaces() const;  // joined a tenant's namespaces (sandbox.join_namespaces_of)
+  void end_processes();            // SIGKILLs the template's cgroup and its instances' own ones
   void collect();  // erases forgotten instances; only where no Instance reference is held
   void protocol_error(const std::string& what);
 

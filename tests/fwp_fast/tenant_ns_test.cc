@@ -1,0 +1,176 @@
+// A tenant's shared namespaces (plume/fwp/tenant_namespaces.h): two templates (two "images") of
+// one tenant join the holder's user, pid, net, ipc and uts namespaces and keep their own mount
+// namespace; another template keeps namespaces of its own. Read from the host through
+// /proc/<pid>/ns of live processes. Then what sharing must not give away: an instance of one
+// image reaching the other image's processes; and the lifetimes: a keeper's death ends its own
+// template only, the holder's end ends the tenant.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include "fwp_fast/fast_fixture.h"
+#include "plume/fwp/tenant_namespaces.h"
+
+namespace plume::fwp::test {
+namespace {
+
+const char* const kShared[] = {"user", "pid", "net", "ipc", "uts"};
+
+std::string ns_of(pid_t pid, const std::string& ns) {
+  char target[128] = {};
+  const std::string link = "/proc/" + std::to_string(pid) + "/ns/" + ns;
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  return n > 0 ? std::string(target, static_cast<size_t>(n)) : "<" + link + " unreadable>";
+}
+
+std::string field(const std::string& text, const std::string& key) {
+  const size_t at = text.find(key);
+  if (at == std::string::npos) return "<missing " + key + ">";
+  const size_t end = text.find_first_of(" \n", at);
+  return text.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
+}
+
+// The last NSpid of /proc/<pid>/status: its pid in its own pid namespace.
+std::string own_ns_pid(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("NSpid:", 0) == 0) return line.substr(line.find_last_of(" \t") + 1);
+  }
+  return "?";
+}
+
+class TenantNamespacesTest : public FastTest {
+ protected:
+  void SetUp() override {
+    FastTest::SetUp();
+    if (IsSkipped()) return;
+    ASSERT_TRUE(cgroups().create("t/a", CgroupLimits{}).ok());
+    ASSERT_TRUE(cgroups().create("t/b", CgroupLimits{}).ok());
+    TemplateSpec base = make_spec(probe_path());
+    base.sandbox.name = "tenant-t";
+    base.sandbox.cgroup_procs_files = {};  // stays in ours, as plumed's holders stay in plumed's
+    auto ns = TenantNamespaces::create(base.sandbox, PLUME_NS_HOLDER_PATH);
+    ASSERT_TRUE(ns.ok()) << ns.error().message();
+    holder_ = std::move(*ns);
+  }
+  void TearDown() override {
+    joined_.clear();
+    holder_.reset();
+    FastTest::TearDown();
+  }
+
+  // A template of the probe app in the tenant's namespaces, in cgroup t/<name>.
+  Template& start_joined(const std::string& name, InstanceIsolation isolation = InstanceIsolation::landlock_scope) {
+    TemplateSpec spec = make_spec(probe_path());
+    spec.sandbox.join_namespaces_of = holder_->pidfd();
+    spec.sandbox.cgroup_procs_files = cgroups().procs_files("t/" + name);
+    spec.template_cgroup = "t/" + name;
+    spec.isolation = isolation;
+    Template::Events ev;
+    ev.instance_exited = [this](Instance& i) { exited_.push_back(i.id()); };
+    ev.failed = [this, name](const std::string& why) { joined_failed_[name] = why; };
+    auto t = Template::start(std::move(spec), loop_, ev);
+    EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message());
+    if (!t.ok()) fatal();
+    Template& ref = **t;
+    joined_[name] = std::move(*t);
+    EXPECT_TRUE(run_until([&] { return ref.ready() || joined_failed_.count(name) > 0; }, 15s)) << "no hello";
+    EXPECT_TRUE(ref.ready()) << joined_failed_[name];
+    return ref;
+  }
+  Instance& start_in(Template& t, const std::string& first) {
+    auto inst = t.start_instance(std::as_bytes(std::span(first.data(), first.size())));
+    EXPECT_TRUE(inst.ok()) << (inst.ok() ? "" : inst.error().message());
+    if (!inst.ok()) fatal();
+    return **inst;
+  }
+
+  std::unique_ptr<TenantNamespaces> holder_;
+  std::map<std::string, std::unique_ptr<Template>> joined_;
+  std::map<std::string, std::string> joined_failed_;
+};
+
+TEST_F(TenantNamespacesTest, ATenantsTemplatesShareItsNamespacesButNotTheirRoots) {
+  Template& a = start_joined("a");
+  Template& b = start_joined("b");
+  Template& own = start(make_spec(probe_path()));  // namespaces of its own, as before
+  Instance& ia = start_in(a, "ids");
+  Instance& ib = start_in(b, "ids");
+  Instance& io = start_instance("ids");
+  ASSERT_NE(reply(ia), "<timeout>");
+  ASSERT_NE(reply(ib), "<timeout>");
+  ASSERT_NE(reply(io), "<timeout>");
+  const pid_t holder = holder_->pid();
+  for (const char* ns : kShared) {
+    EXPECT_EQ(ns_of(ia.pid(), ns), ns_of(holder, ns)) << ns;
+    EXPECT_EQ(ns_of(ib.pid(), ns), ns_of(holder, ns)) << ns;
+    EXPECT_EQ(ns_of(a.keeper_pid(), ns), ns_of(holder, ns)) << ns;
+    EXPECT_NE(ns_of(io.pid(), ns), ns_of(holder, ns)) << ns << ": a template of its own shares nothing";
+  }
+  // Each image keeps its own root.
+  EXPECT_NE(ns_of(ia.pid(), "mnt"), ns_of(ib.pid(), "mnt"));
+  EXPECT_NE(ns_of(ia.pid(), "mnt"), ns_of(holder, "mnt"));
+  // The holder is the namespace's init; the keepers are not, and an own template's keeper is.
+  EXPECT_EQ(own_ns_pid(holder), "1");
+  EXPECT_NE(own_ns_pid(a.keeper_pid()), "1");
+  EXPECT_EQ(own_ns_pid(own.keeper_pid()), "1");
+  EXPECT_EQ(ask(ia, "still here"), "still here");
+  EXPECT_EQ(ask(ib, "still here"), "still here");
+}
+
+class TenantFenceTest : public TenantNamespacesTest,
+                        public ::testing::WithParamInterface<InstanceIsolation> {};
+
+TEST_P(TenantFenceTest, AnImagesInstanceCannotReachAnotherImagesProcesses) {
+  Template& a = start_joined("a", GetParam());
+  Template& b = start_joined("b", GetParam());
+  Instance& attacker = start_in(a, "ids");
+  Instance& victim = start_in(b, "ids");
+  const std::string victim_ids = reply(victim);
+  ASSERT_NE(reply(attacker), "<timeout>");
+  // Pids of the shared namespace: the other image's instance, its template, and the holder.
+  for (const std::string& target : {field(victim_ids, "pid="), field(victim_ids, "ppid="), std::string("1")}) {
+    const std::string r = ask(attacker, "attack " + target);
+    EXPECT_EQ(field(r, "vm="), std::to_string(EPERM)) << target << ": " << r;
+    EXPECT_EQ(field(r, "ptrace="), std::to_string(EPERM)) << target << ": " << r;
+    EXPECT_EQ(field(r, "kill="), std::to_string(EPERM)) << target << ": " << r;
+    EXPECT_EQ(field(r, "mem="), std::to_string(EACCES)) << target << ": " << r;
+  }
+  EXPECT_EQ(ask(victim, "still here"), "still here");
+  (void)b;
+}
+
+INSTANTIATE_TEST_SUITE_P(Fences, TenantFenceTest,
+                         ::testing::Values(InstanceIsolation::seccomp_filter, InstanceIsolation::landlock_scope),
+                         [](const ::testing::TestParamInfo<InstanceIsolation>& p) {
+                           return p.param == InstanceIsolation::seccomp_filter ? std::string("SeccompFilter")
+                                                                                  : std::string("LandlockScope");
+                         });
+
+TEST_F(TenantNamespacesTest, AKeepersDeathEndsItsTemplateOnlyAndTheHoldersEndsTheTenant) {
+  Template& a = start_joined("a");
+  Template& b = start_joined("b");
+  Instance& ia = start_in(a, "ids");
+  Instance& ib = start_in(b, "ids");
+  ASSERT_NE(reply(ia), "<timeout>");
+  ASSERT_NE(reply(ib), "<timeout>");
+  // Not pid 1 here: the kernel would not end a's processes with it; the controller does. (The
+  // keeper is this process's child until reaped, so its pid is safe to signal.)
+  ASSERT_EQ(::kill(a.keeper_pid(), SIGKILL), 0);
+  EXPECT_TRUE(run_until([&] { return ia.exit().has_value(); })) << "a's instance outlived its keeper";
+  EXPECT_TRUE(joined_failed_.count("a") > 0);
+  EXPECT_EQ(ask(ib, "still here"), "still here") << "b's instance went down with a's keeper";
+  EXPECT_TRUE(b.ready());
+  // The holder's end is the namespace's: b's keeper, template and instance go with it.
+  const pid_t b_instance = ib.pid();
+  holder_.reset();
+  EXPECT_TRUE(run_until([&] { return ib.exit().has_value(); })) << "b's instance outlived the holder";
+  EXPECT_NE(::kill(b_instance, 0), 0);
+}
+
+}  // namespace
+}  // namespace plume::fwp::test
