@@ -133,8 +133,10 @@ void join_and_fork(ChildPlan& plan) {
   if (pid < 0) report_and_exit(plan.status_fd, Step::join_namespaces, step_errno("clone3", "CLONE_PARENT"));
   if (pid > 0) {
     const pid_t worker = static_cast<pid_t>(pid);
+    // Four bytes into an empty pipe. Were they lost, spawn() fails, and the worker, left with
+    // a control socket nobody reads, ends on its EOF.
     const bool sent = ::write(plan.pid_report_fd, &worker, sizeof worker) == sizeof worker;
-    ::_exit(sent ? 0 : 127);  // without the report the supervisor kills the worker
+    ::_exit(sent ? 0 : 127);
   }
   ::close(plan.pid_report_fd);
 }
