@@ -488,6 +488,9 @@ void Template::finish(Instance& inst, InstanceExit exit) {
 
 void Template::lose_all(const std::string& why) {
   log::warn("fwp.template.lost", {{"template", spec_.name}, {"why", why}});
+  // Unwatched before it is closed: a watch left behind would call back into a destroyed
+  // Template once the template's exit made the (kernel-held) pidfd readable.
+  if (template_pidfd_) poller_.unwatch(template_pidfd_.get());
   template_pidfd_.reset();
   std::vector<Instance*> live;
   for (auto& [id, inst] : instances_) {

@@ -172,5 +172,19 @@ TEST_F(TenantNamespacesTest, AKeepersDeathEndsItsTemplateOnlyAndTheHoldersEndsTh
   EXPECT_NE(::kill(b_instance, 0), 0);
 }
 
+// A lost template (its keeper died; in shared namespaces its template is SIGKILLed through its
+// cgroup, so its pidfd turns readable only afterwards) leaves no watch behind once destroyed: a
+// leftover one called back into the freed Template (found by ASan through plumed).
+TEST_F(TenantNamespacesTest, ALostTemplateLeavesNoWatchBehind) {
+  const size_t before = loop_.watched();
+  Template& a = start_joined("a");
+  Instance& ia = start_in(a, "ids");
+  ASSERT_NE(reply(ia), "<timeout>");
+  ASSERT_EQ(::kill(a.keeper_pid(), SIGKILL), 0);
+  ASSERT_TRUE(run_until([&] { return joined_failed_.count("a") > 0 && ia.exit().has_value(); }));
+  joined_.erase("a");
+  EXPECT_EQ(loop_.watched(), before);
+}
+
 }  // namespace
 }  // namespace plume::fwp::test
