@@ -49,7 +49,13 @@ SysResult<std::string> read_text(const std::string& path) {
 SysResult<void> write_text(const std::string& path, std::string_view value) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
   if (!fd) return fail(sys_error("open", path));
-  ssize_t n = ::write(fd.get(), value.data(), value.size());
+  // A limit write (v1 memory.memsw.limit_in_bytes, say) fails with EINTR whenever the writer has
+  // a signal or task work pending, and io_uring's completions for plumed's own loop are task work:
+  // the write changed nothing then, and returning to user space runs the work. Try again.
+  ssize_t n;
+  int tries = 0;
+  do n = ::write(fd.get(), value.data(), value.size());
+  while (n < 0 && errno == EINTR && ++tries < 100);
   if (n < 0) return fail(sys_error("write", path + " value=" + std::string(value)));
   if (static_cast<size_t>(n) != value.size())
     return fail(plain_error("write", path + ": short write of value=" + std::string(value)));
