@@ -19,7 +19,8 @@ struct PidfdInfo {
 // Fails with EBADF/EINVAL when fd is not a pidfd.
 SysResult<PidfdInfo> pidfd_info(int fd);
 
-// The parent of `pid` (in our namespace) from /proc/PID/stat; -1 if it is gone. A template or
+// The parent of `pid` (in our namespace) from /proc/PID/stat; -1 if it is gone, 0 while it is
+// being released (reaped: its parent link is already cut). A template or
 // instance claimed by a pidfd must be the keeper's or the template's own child: in a tenant's
 // shared pid namespace, other images' processes are just as "of the namespace".
 pid_t parent_pid(pid_t pid);

@@ -358,24 +358,34 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
     return finish(inst, InstanceExit{ExitCause::lost, 0, 0, 0, 0, 0, err});
   }
   auto info = pidfd ? pidfd_info(pidfd.get()) : SysResult<PidfdInfo>(fail(plain_error("forked", "no pidfd")));
-  ino_t ns = info && info->pid > 0 ? pid_ns_of(info->pid) : 0;
   // The template's child, or the keeper's once a dying template left it behind (in a tenant's
   // shared pid namespace, another image's process would pass every other check).
-  pid_t parent = info && info->pid > 0 ? parent_pid(info->pid) : -1;
-  if (info && info->pid > 0 && (ns == 0 || parent < 0)) {
-    // /proc/<pid> vanished between the reads: the instance already exited. Ask the pidfd
-    // again, which now says so (Pid: -1), rather than taking a quick exit for a forged pidfd.
+  ino_t ns = 0;
+  pid_t parent = -1;
+  if (info && info->pid > 0) {
+    ns = pid_ns_of(info->pid);
+    parent = parent_pid(info->pid);
+  }
+  if (info && info->pid > 0 && parent <= 0) {
+    // /proc/<pid> vanished between the reads, or showed parent 0 (a task being released): the
+    // instance already exited and was reaped. Ask the pidfd again, which now says so (Pid: -1),
+    // rather than taking it for a forged pidfd.
     info = pidfd_info(pidfd.get());
   }
-  const bool ours = info && !info->ns_pids.empty() && info->ns_pids.back() == ns_pid &&
-                    ns_pid > 1 && (info->pid < 0 || (ns == pid_ns_ && info->pid != template_pid_ &&
-                                                     info->pid != keeper_.pid &&
-                                                     (parent == template_pid_ || parent == keeper_.pid)));
+  const bool child_of_ours = parent > 0 && (parent == template_pid_ || parent == keeper_.pid);
+  // A zombie (it ran its message and exited before this answer was read) shows no namespaces
+  // any more; its parent vouches for it.
+  const bool in_our_ns = ns == pid_ns_ || (ns == 0 && child_of_ours);
+  const bool ours = info && !info->ns_pids.empty() && info->ns_pids.back() == ns_pid && ns_pid > 1 &&
+                    (info->pid < 0 || (in_our_ns && child_of_ours && info->pid != template_pid_ &&
+                                       info->pid != keeper_.pid));
   // A pidfd of a process that already exited has Pid: -1 and no NSpid; accept it by its word.
   const bool gone = info && info->pid < 0;
   if (!info || (!ours && !gone)) {
     ++stats_.fork_failures;
-    protocol_error("forked: the pidfd is not a fresh process of the template's namespace");
+    protocol_error("forked: the pidfd is not a fresh child of the template (pid " +
+                   std::to_string(info ? info->pid : 0) + ", parent " + std::to_string(parent) +
+                   ", namespace " + (ns == pid_ns_ ? "ours" : ns == 0 ? "unreadable" : "another") + ")");
     return finish(inst, InstanceExit{ExitCause::lost, 0, 0, 0, 0, 0, EBADMSG});
   }
   ++stats_.forks;
