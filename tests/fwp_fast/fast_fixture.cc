@@ -32,6 +32,17 @@ const CompiledFilter& filter(bool io_uring) {
 
 bool running_as_root() { return ::geteuid() == 0; }
 
+std::string field(const std::string& text, const std::string& key) {
+  const size_t at = text.find(key);
+  if (at == std::string::npos) return "<missing " + key + ">";
+  const size_t end = text.find_first_of(" \n", at);
+  return text.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
+}
+
+std::string fence_name(const ::testing::TestParamInfo<InstanceIsolation>& p) {
+  return p.param == InstanceIsolation::seccomp_filter ? "SeccompFilter" : "LandlockScope";
+}
+
 // FWP_PROBE overrides the probe's path (to run the latency tool on another machine).
 std::string probe_path() {
   const char* p = std::getenv("FWP_PROBE");

@@ -57,6 +57,12 @@ class FastTest : public ::testing::Test {
   std::optional<CgroupManager> cgroups_;
 };
 
+// The value after `key` in a probe reply ("pid=12 ppid=3" → field(r, "pid=") == "12"), up to the
+// next space or newline; "<missing KEY>" if absent.
+std::string field(const std::string& text, const std::string& key);
+// Test-name suffix for the fence parameter: "SeccompFilter" or "LandlockScope".
+std::string fence_name(const ::testing::TestParamInfo<InstanceIsolation>& p);
+
 std::string probe_path();
 std::string echo_path();
 std::string kvindex_path();

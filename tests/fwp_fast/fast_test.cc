@@ -17,13 +17,6 @@
 namespace plume::fwp::test {
 namespace {
 
-std::string field(const std::string& text, const std::string& key) {
-  const size_t at = text.find(key);
-  if (at == std::string::npos) return "<missing " + key + ">";
-  const size_t end = text.find_first_of(" \n", at);
-  return text.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
-}
-
 // "Seccomp_filters:" of /proc/<pid>/status: how many filters the process runs under.
 int seccomp_filters(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -229,10 +222,7 @@ TEST_P(FastIsolationTest, OnlyStdioSurvivesIntoAnInstance) {
 
 INSTANTIATE_TEST_SUITE_P(Fences, FastIsolationTest,
                          ::testing::Values(InstanceIsolation::seccomp_filter, InstanceIsolation::landlock_scope),
-                         [](const ::testing::TestParamInfo<InstanceIsolation>& p) {
-                           return p.param == InstanceIsolation::seccomp_filter ? std::string("SeccompFilter")
-                                                                                  : std::string("LandlockScope");
-                         });
+                         fence_name);
 
 TEST_F(FastTest, IoUringIsRestrictedToTheImagesOpcodesAndCannotBeRecreated) {
   start(make_spec(probe_path(), /*io_uring=*/true));

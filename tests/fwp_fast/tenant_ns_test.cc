@@ -27,13 +27,6 @@ std::string ns_of(pid_t pid, const std::string& ns) {
   return n > 0 ? std::string(target, static_cast<size_t>(n)) : "<" + link + " unreadable>";
 }
 
-std::string field(const std::string& text, const std::string& key) {
-  const size_t at = text.find(key);
-  if (at == std::string::npos) return "<missing " + key + ">";
-  const size_t end = text.find_first_of(" \n", at);
-  return text.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
-}
-
 // The last NSpid of /proc/<pid>/status: its pid in its own pid namespace.
 std::string own_ns_pid(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -146,10 +139,7 @@ TEST_P(TenantFenceTest, AnImagesInstanceCannotReachAnotherImagesProcesses) {
 
 INSTANTIATE_TEST_SUITE_P(Fences, TenantFenceTest,
                          ::testing::Values(InstanceIsolation::seccomp_filter, InstanceIsolation::landlock_scope),
-                         [](const ::testing::TestParamInfo<InstanceIsolation>& p) {
-                           return p.param == InstanceIsolation::seccomp_filter ? std::string("SeccompFilter")
-                                                                                  : std::string("LandlockScope");
-                         });
+                         fence_name);
 
 TEST_F(TenantNamespacesTest, AKeepersDeathEndsItsTemplateOnlyAndTheHoldersEndsTheTenant) {
   Template& a = start_joined("a");
