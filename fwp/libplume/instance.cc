@@ -19,6 +19,7 @@
 #include "instance_scope.h"
 #include "prefault.h"
 #include "runtime.h"
+#include "spinning_park.h"
 
 namespace {
 
@@ -75,7 +76,8 @@ uint64_t now_ns() {
 namespace plume::libplume {
 
 void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t instance_id,
-                  int memfd, int scope_fd, bool for_pool, uint64_t forked_at_ns) {
+                  int memfd, int scope_fd, ParkMode park, uint64_t forked_at_ns) {
+  const bool for_pool = park != ParkMode::none;
   // 1. Descriptors: the channel is mapped, then every fd but stdio goes (the control socket,
   //    the template's other fds, other instances' memfds in flight).
   uint64_t steps[8] = {};  // PLUME_FWP_TRACE: when each step ended
@@ -150,11 +152,15 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
                  static_cast<double>(steps[5] - forked_at_ns) / 1e3, ru0.ru_minflt,
                  ru1.ru_minflt - ru0.ru_minflt);
   }
-  g_self.channel->set_spin(std::chrono::nanoseconds(0));
-  for (;;) {
-    auto w = g_self.channel->wait_readable(std::chrono::hours(1));
-    if (w) break;
-    if (w.error() == ChannelError::corrupt) die("instance: channel", EPIPE);
+  if (park == ParkMode::spinning) {
+    if (!park_spinning(*g_self.channel, trace)) die("instance: channel", EPIPE);
+  } else {
+    g_self.channel->set_spin(std::chrono::nanoseconds(0));
+    for (;;) {
+      auto w = g_self.channel->wait_readable(std::chrono::hours(1));
+      if (w) break;
+      if (w.error() == ChannelError::corrupt) die("instance: channel", EPIPE);
+    }
   }
   if (have_mask) (void)::sched_setaffinity(0, sizeof parked_mask, &parked_mask);
   g_self.channel->set_spin(std::chrono::microseconds(5));

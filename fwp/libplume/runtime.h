@@ -37,10 +37,13 @@ inline constexpr int kControlFd = 3;  // the control socket, granted by the cont
 
 // In a freshly forked instance: drops everything it must not keep, sets up its channel, ring and
 // final seccomp filter, announces itself, parks until the first message, runs the handler, exits.
-// `for_pool`: it will park for a while, so it takes its page faults before announcing itself.
+// `park`: none for a start (its first message is already queued); otherwise it will park for a
+// while, so it takes its page faults before announcing itself, then sleeps on its channel or,
+// spinning, polls it (spinning_park.h).
 // `scope_fd`: the template's Landlock ruleset (instance_scope.h), or -1 for the seccomp filter.
+enum class ParkMode { none, asleep, spinning };
 [[noreturn]] void run_instance(const plume_app& app, const fwp::wire::Msg& config,
-                               uint64_t instance_id, int memfd, int scope_fd, bool for_pool,
+                               uint64_t instance_id, int memfd, int scope_fd, ParkMode park,
                                uint64_t forked_at_ns);
 
 // Reaps every exited child (after draining the SIGCHLD signalfd) and reports each to the

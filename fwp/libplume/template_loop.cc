@@ -171,8 +171,10 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
       if (output[0] >= 0 && output[1] >= 0) {
         if (::dup2(output[0], 1) < 0 || ::dup2(output[1], 2) < 0) _exit(125);
       }
-      run_instance(app, config, msg.instance_id, fd, scope_fd,
-                   (msg.flags & fwp::wire::kFlagForPool) != 0, forked_at);
+      const ParkMode park = (msg.flags & fwp::wire::kFlagForPool) == 0 ? ParkMode::none
+                            : (msg.flags & fwp::wire::kFlagSpinWhileParked) != 0 ? ParkMode::spinning
+                                                                                  : ParkMode::asleep;
+      run_instance(app, config, msg.instance_id, fd, scope_fd, park, forked_at);
     }
     Msg reply;
     reply.type = Type::forked;

@@ -301,6 +301,15 @@ ChannelResult<void> Channel::wait_readable(std::chrono::nanoseconds timeout) {
   }
 }
 
+ChannelResult<void> Channel::spin_until_readable(const std::function<bool()>& give_up) {
+  for (unsigned i = 1;; ++i) {
+    if (readable()) return {};
+    if (broken()) return fail(ChannelError::corrupt);
+    cpu_relax();
+    if (i % 64 == 0 && give_up()) return fail(ChannelError::timeout);
+  }
+}
+
 ChannelResult<size_t> Channel::recv(std::span<std::byte> buf, std::chrono::nanoseconds timeout) {
   auto r = try_recv(buf);
   if (r.ok() || r.error() != ChannelError::empty) return r;

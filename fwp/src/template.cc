@@ -3,6 +3,7 @@
 #include "plume/fwp/template.h"
 
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/timerfd.h>
@@ -23,6 +24,14 @@
 
 namespace plume::fwp {
 namespace {
+
+// CAP_SYS_NICE in our effective set (raw capget: one call, no libcap state).
+bool holds_cap_sys_nice() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (::syscall(SYS_capget, &header, data) != 0) return false;
+  return (data[CAP_SYS_NICE / 32].effective >> (CAP_SYS_NICE % 32)) & 1u;
+}
 
 // Also for pipes: readable or hung up, now.
 bool pidfd_readable(int fd) {
@@ -106,7 +115,8 @@ SysResult<void> Template::spawn_keeper() {
   // RLIMIT_NICE 20 lets instances come back from the template's nice to 0 (never below). Raising
   // a hard limit takes CAP_SYS_RESOURCE in the initial user namespace, which the sandboxed child
   // no longer has (and prlimit on it is refused), so plumed lends it its own for the clone.
-  const bool lower = spec_.refill_nice > 0 && spec_.refill_nice < 20;
+  // Spinning standbys use it too: they can then leave SCHED_IDLE for nice 0 themselves.
+  const bool lower = (spec_.refill_nice > 0 && spec_.refill_nice < 20) || spec_.spinning_standbys > 0;
   rlimit saved{};
   const rlimit nice_limit{20, 20};
   const bool nice_ok = lower && ::getrlimit(RLIMIT_NICE, &saved) == 0 &&
@@ -115,6 +125,9 @@ SysResult<void> Template::spawn_keeper() {
   if (nice_ok && saved.rlim_cur < 20) (void)::setrlimit(RLIMIT_NICE, &saved);
   if (!proc) return fail(plain_error("spawn", proc.error().message()));
   keeper_ = std::move(*proc);
+  // A spinning standby at SCHED_IDLE must be brought back to SCHED_OTHER for its handler: by
+  // itself (RLIMIT_NICE 20) or by us after the doorbell (CAP_SYS_NICE). Neither: none spins.
+  spinning_allowed_ = nice_ok || holds_cap_sys_nice();
   pid_ns_ = pid_ns_of(keeper_.pid);
 
   wire::Msg config;
@@ -132,7 +145,7 @@ SysResult<void> Template::spawn_keeper() {
       break;
     case InstanceIsolation::none: config.flags = 0; break;
   }
-  config.template_nice = nice_ok ? spec_.refill_nice : 0;
+  config.template_nice = nice_ok && spec_.refill_nice > 0 && spec_.refill_nice < 20 ? spec_.refill_nice : 0;
   if (int err = wire::send_msg(control_.get(), config); err != 0)
     return fail(SysError{"sendmsg", err, spec_.name + " config"});
 

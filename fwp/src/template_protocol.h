@@ -60,6 +60,8 @@ inline constexpr uint32_t kFlagForPool = 1u << 1;  // fork: a pool instance; pre
 // config: a per-instance Landlock scope instead of the filter where the kernel has scopes (the
 // filter stays the fallback when kFlagInstanceFilter is also set)
 inline constexpr uint32_t kFlagInstanceLandlock = 1u << 2;
+// fork, with kFlagForPool: a spinning standby; polls its channel at SCHED_IDLE while parked
+inline constexpr uint32_t kFlagSpinWhileParked = 1u << 3;
 
 // The first message an instance sends on its channel once set up and parked.
 struct Ready {

@@ -40,6 +40,7 @@ struct AddOpts {
   std::string name, rootfs, bundle, seccomp, fwp_binary, instance_cgroups;
   std::vector<std::string> io_uring_ops;
   int64_t pool = -1;
+  int64_t spinning = -1;
   bool io_uring = false;
 };
 
@@ -52,11 +53,12 @@ int add_cmd(const Context& ctx, const AddOpts& o) {
   if (!o.fwp_binary.empty()) {
     json fwp = {{"binary", absolute(o.fwp_binary)}};
     if (o.pool >= 0) fwp["pool_size"] = o.pool;
+    if (o.spinning >= 0) fwp["spinning_standbys"] = o.spinning;
     if (!o.io_uring_ops.empty()) fwp["io_uring_ops"] = o.io_uring_ops;
     if (!o.instance_cgroups.empty()) fwp["instance_cgroups"] = o.instance_cgroups;
     spec["fwp"] = fwp;
-  } else if (o.pool >= 0 || !o.io_uring_ops.empty() || !o.instance_cgroups.empty()) {
-    std::cerr << "plume: --pool, --io-uring-op and --instance-cgroups need --fwp-binary\n";
+  } else if (o.pool >= 0 || o.spinning >= 0 || !o.io_uring_ops.empty() || !o.instance_cgroups.empty()) {
+    std::cerr << "plume: --pool, --spinning, --io-uring-op and --instance-cgroups need --fwp-binary\n";
     return kExitUsage;
   }
   int rc = kExitOk;
@@ -103,6 +105,9 @@ void add_image_commands(CLI::App& app, Context& ctx, Actions& actions) {
     sub->add_option("--fwp-binary", o->fwp_binary,
                     "An app linked with libplume: run as featherweight instances (plume run --fwp NAME)");
     sub->add_option("--pool", o->pool, "Parked instances kept ready per tenant (with --fwp-binary)");
+    sub->add_option("--spinning", o->spinning,
+                    "Of those, how many poll at SCHED_IDLE instead of sleeping: starts without a "
+                    "wake-up, for otherwise idle CPU time (with --fwp-binary)");
     sub->add_option("--io-uring-op", o->io_uring_ops, "io_uring opcode an instance's ring may use (repeatable)")
         ->allow_extra_args(false);
     sub->add_option("--instance-cgroups", o->instance_cgroups, "own (a cgroup per instance) or shared")

@@ -65,6 +65,7 @@ json image_json(const Image& i) {
             {"io_uring", i.spec.io_uring}};
   if (i.spec.fwp.enabled)
     j["fwp"] = {{"binary", i.spec.fwp.binary}, {"pool_size", i.spec.fwp.pool_size},
+                {"spinning_standbys", i.spec.fwp.spinning_standbys},
                 {"io_uring_ops", i.spec.fwp.io_uring_ops}, {"instance_cgroups", i.spec.fwp.instance_cgroups}};
   return j;
 }

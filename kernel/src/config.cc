@@ -182,7 +182,7 @@ int io_uring_op_from_name(const std::string& name) {
 namespace {
 
 ConfigResult<FwpImageSpec> fwp_from_json(const json& j, const std::string& where) {
-  PLUME_TRY(ok, only_keys(j, {"binary", "pool_size", "io_uring_ops", "instance_cgroups"}, where));
+  PLUME_TRY(ok, only_keys(j, {"binary", "pool_size", "spinning_standbys", "io_uring_ops", "instance_cgroups"}, where));
   (void)ok;
   FwpImageSpec f;
   f.enabled = true;
@@ -191,6 +191,9 @@ ConfigResult<FwpImageSpec> fwp_from_json(const json& j, const std::string& where
   f.binary = binary;
   PLUME_TRY(pool, get_uint<uint32_t>(j, "pool_size", 0u, where, 1024));
   f.pool_size = pool;
+  PLUME_TRY(spinning, get_uint<uint32_t>(j, "spinning_standbys", 0u, where, 1024));
+  if (spinning > pool) return fail(err(where + ".spinning_standbys: at most pool_size (" + std::to_string(pool) + ")"));
+  f.spinning_standbys = spinning;
   PLUME_TRY(mode, get_string(j, "instance_cgroups", "shared", where));
   if (mode != "shared" && mode != "own") return fail(err(where + ".instance_cgroups: \"shared\" or \"own\""));
   f.instance_cgroups = mode;

@@ -43,6 +43,7 @@ struct FwpImageSpec {
   bool enabled = false;
   std::string binary;                     // the app on the host (exec'd into the sandbox by fd)
   uint32_t pool_size = 0;                 // parked instances kept ready per tenant
+  uint32_t spinning_standbys = 0;         // of those, polling at SCHED_IDLE (≤ pool_size)
   std::vector<std::string> io_uring_ops;  // opcodes an instance's ring may carry ("nop", "read")
   std::string instance_cgroups = "shared";  // "own": a cgroup per instance; "shared": the template's
 };

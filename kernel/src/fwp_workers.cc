@@ -130,6 +130,7 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   for (const std::string& op : image.spec.fwp.io_uring_ops)
     spec.io_uring_ops.push_back(static_cast<uint8_t>(io_uring_op_from_name(op)));
   spec.pool_size = image.spec.fwp.pool_size;
+  spec.spinning_standbys = image.spec.fwp.spinning_standbys;
   spec.capture_output = true;
   // Plume's default profile without io_uring already refuses what the per-instance filter adds
   // but the signal fence, which a Landlock scope gives for one syscall instead of a BPF JIT.

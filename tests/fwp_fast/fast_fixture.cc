@@ -1,12 +1,14 @@
 #include "fwp_fast/fast_fixture.h"
 
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <linux/io_uring.h>
 
 namespace plume::fwp::test {
@@ -44,6 +46,21 @@ std::string fence_name(const ::testing::TestParamInfo<InstanceIsolation>& p) {
 }
 
 // FWP_PROBE overrides the probe's path (to run the latency tool on another machine).
+bool nice_limit_lendable() {
+  rlimit mine{};
+  if (::getrlimit(RLIMIT_NICE, &mine) != 0) return false;
+  const rlimit twenty{20, 20};
+  return mine.rlim_max >= 20 || (::setrlimit(RLIMIT_NICE, &twenty) == 0 && ::setrlimit(RLIMIT_NICE, &mine) == 0);
+}
+
+char proc_state(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  const size_t paren = stat.rfind(')');  // the name may hold spaces and parentheses
+  return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
+}
+
 std::string probe_path() {
   const char* p = std::getenv("FWP_PROBE");
   return p != nullptr ? p : PLUME_PROBE_PATH;

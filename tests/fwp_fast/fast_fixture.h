@@ -63,6 +63,12 @@ std::string field(const std::string& text, const std::string& key);
 // Test-name suffix for the fence parameter: "SeccompFilter" or "LandlockScope".
 std::string fence_name(const ::testing::TestParamInfo<InstanceIsolation>& p);
 
+// Whether this process may lend a template RLIMIT_NICE 20 (holds CAP_SYS_RESOURCE, or has it
+// already): what refill_nice and spinning standbys need.
+bool nice_limit_lendable();
+// The state letter of /proc/<pid>/stat ('R', 'S', ...), '?' if it cannot be read.
+char proc_state(pid_t pid);
+
 std::string probe_path();
 std::string echo_path();
 std::string kvindex_path();

@@ -97,12 +97,7 @@ TEST_F(FastTest, WarmPoolStartIsADoorbellAndThePoolRefills) {
   const std::string ids = reply(inst);
   EXPECT_EQ(field(ids, "nice="), "0") << ids;
   // (Only where plumed may raise RLIMIT_NICE, i.e. holds CAP_SYS_RESOURCE; else it stays at 0.)
-  rlimit mine{};
-  ASSERT_EQ(::getrlimit(RLIMIT_NICE, &mine), 0);
-  const rlimit twenty{20, 20};
-  const bool lendable = mine.rlim_max >= 20 ||
-                        (::setrlimit(RLIMIT_NICE, &twenty) == 0 && ::setrlimit(RLIMIT_NICE, &mine) == 0);
-  EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(t.template_pid())), lendable ? 10 : 0);
+  EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(t.template_pid())), nice_limit_lendable() ? 10 : 0);
   ASSERT_TRUE(run_until([&] { return t.pool_ready() == 3; }));
   EXPECT_EQ(t.stats().forks, 4u);
 }

@@ -258,7 +258,8 @@ int handle(plume_instance* self) {
     } else if (cmd == "ids") {
       reply = "pid=" + std::to_string(getpid()) + " ppid=" + std::to_string(getppid()) +
               " init_pid=" + std::to_string(g_init_pid) + " init_count=" + std::to_string(g_init_count) +
-              " nice=" + std::to_string(getpriority(PRIO_PROCESS, 0));
+              " nice=" + std::to_string(getpriority(PRIO_PROCESS, 0)) +
+              " policy=" + std::to_string(sched_getscheduler(0));
     } else if (cmd.rfind("attack ", 0) == 0) {
       reply = attack(static_cast<pid_t>(std::atoi(cmd.c_str() + 7)));
     } else if (cmd == "uring") {

@@ -2,6 +2,7 @@
 // registered, instances are started from its template and warm pool, fed messages, signalled,
 // metered, and cleaned up with plumed.
 #include <poll.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -126,6 +127,46 @@ TEST_F(ApiFwp, WarmPoolServesStartsOnceFilledAndMetricsCountThem) {
   EXPECT_EQ(metric(plumed_, by_path + "\"fork\"}"), 1);
   EXPECT_EQ(metric(plumed_, by_path + "\"pool\"}"), 1);
   EXPECT_EQ(metric(plumed_, "plume_fwp_template_restarts_total" + labels), 0);
+}
+
+TEST_F(ApiFwp, ASpinningStandbyIsConfiguredPerImageAndServesAStart) {
+  // At most pool_size of them.
+  auto r = plumed_.admin("POST", "/v1/images",
+                         json{{"name", "spin"}, {"fwp", {{"binary", PLUME_ECHO_APP}, {"pool_size", 1}, {"spinning_standbys", 2}}}}.dump());
+  ASSERT_EQ(r.status, 400) << show(r);
+  EXPECT_NE(r.body.find("spinning_standbys: at most pool_size"), std::string::npos) << r.body;
+  r = plumed_.admin("POST", "/v1/images",
+                    json{{"name", "spin"}, {"fwp", {{"binary", PLUME_ECHO_APP}, {"pool_size", 1}, {"spinning_standbys", 1}}}}.dump());
+  ASSERT_EQ(r.status, 201) << show(r);
+  EXPECT_EQ(json_of(r)["fwp"].value("spinning_standbys", -1), 1) << r.body;
+  json first = run_worker(plumed_, token_, {{"fwp", true}, {"image", "spin"}, {"input", {"a", ""}}});
+  ASSERT_EQ(first.value("start_path", std::string()), "fork") << first.dump();
+  wait_worker(plumed_, token_, first["id"]);
+  const std::string labels = "{tenant=\"alpha\",image=\"spin\"}";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (metric(plumed_, "plume_fwp_pool_ready" + labels) != 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling /metrics, not a guess
+  }
+  ASSERT_EQ(metric(plumed_, "plume_fwp_pool_ready" + labels), 1);
+  // The parked instance polls at SCHED_IDLE (plumed runs as root here: it may raise it again).
+  json second = run_worker(plumed_, token_, {{"fwp", true}, {"image", "spin"}, {"input", "b"}});
+  EXPECT_EQ(second.value("start_path", std::string()), "pool") << second.dump();
+  const pid_t pid = running_pid(second["id"], token_);
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(::sched_getscheduler(pid), SCHED_OTHER) << "a started standby still at SCHED_IDLE";
+  // It served its message (its stderr pipe is drained as it comes; echo then waits for more, so
+  // it is ended, and its channel's answers are collected with its exit).
+  const auto served_by = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (log(second["id"], "stderr") != "echo: 1 bytes\n" && std::chrono::steady_clock::now() < served_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling its log, not a guess
+  }
+  ASSERT_EQ(log(second["id"], "stderr"), "echo: 1 bytes\n");
+  auto r2 = plumed_.request("POST", "/v1/workers/" + second["id"].get<std::string>() + "/signal", token_,
+                            json{{"signal", "TERM"}}.dump());
+  EXPECT_EQ(r2.status, 202) << show(r2);
+  json done = wait_worker(plumed_, token_, second["id"]);
+  EXPECT_EQ(done["exit"].value("cause", std::string()), "signal") << done.dump();
+  EXPECT_EQ(log(second["id"]), "b\n");
 }
 
 TEST_F(ApiFwp, SignalledInstanceIsReportedAsSignal) {

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "plume/base/result.h"
@@ -103,6 +104,10 @@ class Channel {
   ChannelResult<size_t> recv(std::span<std::byte> buf, std::chrono::nanoseconds timeout);
   // Waits until a message can be read (ok), up to `timeout`. Errors: timeout, corrupt.
   ChannelResult<void> wait_readable(std::chrono::nanoseconds timeout);
+  // Busy-polls, never sleeping, until a message can be read (ok) or `give_up()`, asked every 64
+  // polls, returns true (timeout). For a consumer on CPU time nobody else wants (a spinning
+  // standby, libplume). Errors: timeout, corrupt.
+  ChannelResult<void> spin_until_readable(const std::function<bool()>& give_up);
 
   // How long a waiting consumer busy-polls before it sleeps (default 5 µs; 0: sleep at once).
   void set_spin(std::chrono::nanoseconds spin) { spin_ = spin; }

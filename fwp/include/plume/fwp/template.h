@@ -116,6 +116,13 @@ struct TemplateSpec {
   // What keeps an instance from its siblings and its template beyond the image's own filter.
   InstanceIsolation isolation = InstanceIsolation::seccomp_filter;
   size_t pool_size = 0;               // parked instances kept ready
+  // Of those, how many poll their channel instead of sleeping on it (spinning standbys, at
+  // SCHED_IDLE: only on CPU time nobody else wants; see libplume's spinning_park.h). A start
+  // takes one first: no wake-up on its path. Each costs an otherwise idle CPU while parked, and
+  // backs off to sleeping while its CPU is contended. Needs CAP_SYS_NICE here or RLIMIT_NICE 20
+  // lent to the keeper (to bring a spinner back to SCHED_OTHER); without either they park
+  // asleep (spinning_allowed()). At most pool_size.
+  size_t spinning_standbys = 0;
   size_t max_refills_in_flight = 2;   // pool FORKs outstanding at once (starts go first)
   // A start's refill FORK waits this long. Sent at once, it woke the template on the CPU the
   // started instance was just woken on, and the template's fork (~0.6 ms in a VM) ran before the
@@ -215,6 +222,7 @@ class Instance {
   bool dead_ = false;          // its pidfd became readable
   bool fork_sent_ = false;     // a FORK for it is with the template (or keeper)
   bool refill_ = false;        // forked for the pool
+  bool spins_ = false;         // forked for the pool as a spinning standby
   bool killed_ = false;        // the supervisor sent it a fatal signal
   int pending_signal_ = 0;     // kill() before its pidfd arrived: sent once it has one
   bool forgotten_ = false;     // exited and dropped by the caller (or never started): collect
@@ -275,6 +283,8 @@ class Template {
   size_t live_instances() const;
   // Parked instances, and those of them that announced readiness.
   size_t pool_parked() const { return pool_.size(); }
+  // Whether spec().spinning_standbys are forked as such (else they park asleep like the rest).
+  bool spinning_allowed() const { return spinning_allowed_; }
   size_t pool_ready();  // checks each parked instance's channel for its readiness record
 
   bool ready() const { return phase_ == Phase::ready; }
@@ -300,6 +310,8 @@ class Template {
   SysResult<Instance*> new_instance(StartPath path);
   SysResult<void> send_fork(Instance& inst);
   void deliver_first(Instance& inst);
+  size_t spinning_standbys_parked_or_forking() const;
+  bool spinning_allowed_ = false;  // see start(): a spinner can be brought back to SCHED_OTHER
   void refill();
   void kick_refill();  // refill from the loop, refill_delay after the start, not inside it
   void top_up_channels();  // keeps kSpareChannels made ahead: a start does not create one

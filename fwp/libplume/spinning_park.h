@@ -1,0 +1,28 @@
+// How a spinning standby waits for its first message: busy-polling its channel at SCHED_IDLE.
+#pragma once
+
+#include "plume/fwp/channel.h"
+
+namespace plume::libplume {
+
+// Waits until the channel has a message (true) or is corrupt (false).
+//
+// Why: a parked instance asleep on its futex needs a wake-up to start, and in a paravirtualised
+// guest that is 30-70 µs of switching into a process idle for ms, plus the idle vCPU's exit
+// (bench/fwp's bare_wake). A poller on another CPU sees the doorbell's store within a cache-line
+// transfer. SCHED_IDLE keeps that poll off everybody's time: the scheduler places waking tasks on
+// a CPU that runs only SCHED_IDLE tasks as on an idle one, and any such task preempts it at once.
+//
+// But a CPU that stays busy would still share its time with the poller (its cgroup's weight
+// counts, not its policy, against other cgroups), so a poller kept off the CPU for over a
+// millisecond backs off: it sleeps on its futex like any parked instance (a doorbell still wakes
+// it at once) for 20 ms, doubling up to 1 s while the CPU stays contended, then polls again.
+//
+// Leaving SCHED_IDLE for SCHED_OTHER is a rise in priority: with RLIMIT_NICE 20 (lent by plumed
+// where it holds CAP_SYS_RESOURCE) the instance does it itself before its handler; otherwise
+// plumed (CAP_SYS_NICE) does it right after the doorbell, and the handler's first microseconds
+// run at SCHED_IDLE on a CPU that was idle anyway. Where the image's filter refuses
+// sched_setscheduler the instance parks asleep. PLUME_FWP_TRACE reports each back-off on stderr.
+bool park_spinning(fwp::Channel& channel, bool trace);
+
+}  // namespace plume::libplume
