@@ -42,7 +42,7 @@ const char* kUsage = R"(usage: fwp_bench start|churn|density --handler PATH [opt
                            DIR/start/, DIR/churn/ or DIR/density/
   --command TEXT           the command recorded in the reports
 start:   --iterations N (1000)  --warmup N (10)  --crun-iterations N (100)  --pool-size N (8)
-         --peers LIST (fwp_pool,bare_wake,fwp_fork,bare_fork,fork_exec,vfork_exec,posix_spawn,bwrap,crun,
+         --peers LIST (fwp_pool,fwp_spin,bare_wake,fwp_fork,bare_fork,fork_exec,vfork_exec,posix_spawn,bwrap,crun,
                        plus plume_fwp and plume_exec when --plume-socket is given)
          --plume-socket PATH  --plume-token-file PATH  --plume-tenant NAME (demo)
          --bwrap PATH  --crun PATH

@@ -52,7 +52,7 @@ std::vector<pid_t> Rig::holder_pids() const {
 }
 
 SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::string& image,
-                                             size_t pool_size) {
+                                             size_t pool_size, size_t spinning) {
   const std::string tenant = "t" + std::to_string(tenant_index);
   if (auto ok = cgroups_->create(tenant, fwp::CgroupLimits{}); !ok) return fail(ok.error());
   const std::string group = tenant + "/" + image;
@@ -77,6 +77,7 @@ SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::strin
   spec.stderr_fd = 2;
   spec.channel = fwp::ChannelGeometry{16, 1024, 0};
   spec.pool_size = pool_size;
+  spec.spinning_standbys = spinning;
   spec.cgroup_mode = fwp::InstanceCgroups::shared;
   spec.isolation = fwp::InstanceIsolation::landlock_scope;  // as plumed picks for this image
   spec.cgroups = &*cgroups_;

@@ -1,6 +1,8 @@
 // fwp_bench start: from the start call to the first instruction and to the exit being observed,
 // for Plume's two FWP start paths and their peers, interleaved round-robin in one process.
 //   fwp_pool      Template::start_instance() with a parked instance ready: the doorbell
+//   fwp_spin      the same with the pool's newest instance a spinning standby (polls its channel
+//                 at SCHED_IDLE): no wake-up; it may have backed off to sleeping (counted)
 //   fwp_fork      the same on a template without a pool: the template forks the instance
 //   bare_fork     fork() in a process exactly as small as the template (first_handler
 //                 fork-server), the child reads the clock and exits; t0 before the request byte
@@ -37,15 +39,42 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// The state letter of /proc/PID/stat ('R', 'S', ...), '?' if unreadable.
+char process_state(pid_t pid) {
+  char path[64], buf[256];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return '?';
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return '?';
+  buf[n] = '\0';
+  const char* paren = std::strrchr(buf, ')');  // the name may hold spaces and parentheses
+  return paren != nullptr && paren[1] == ' ' ? paren[2] : '?';
+}
+
 class FwpPeer final : public Peer {
  public:
-  FwpPeer(std::string name, Rig& rig, fwp::Template& t) : name_(std::move(name)), rig_(rig), t_(t) {}
+  // fwp_spin: of its starts, how many found the spinning standby polling ('R') rather than backed
+  // off to sleeping ('S') because the other peers kept its CPU busy.
+  struct SpinCount {
+    size_t polling = 0, starts = 0;
+  };
+  FwpPeer(std::string name, Rig& rig, fwp::Template& t, SpinCount* spin = nullptr)
+      : name_(std::move(name)), rig_(rig), t_(t), spin_(spin) {}
   const std::string& name() const override { return name_; }
   SysResult<Sample> start_once() override {
     const size_t pool = t_.spec().pool_size;
     // Untimed: the pool refills between starts (a warm-pool start is only measured warm).
     if (pool > 0 && !rig_.loop().run_until([&] { return t_.pool_ready() == pool; }, 10s)) {
       return fail(plain_error(name_, "pool not refilled within 10 s"));
+    }
+    if (spin_ != nullptr) {
+      for (const fwp::Instance* inst : t_.parked()) {
+        if (!inst->spins()) continue;
+        ++spin_->starts;
+        spin_->polling += process_state(inst->pid()) == 'R';
+      }
     }
     static const char msg[] = "x";
     auto r = rig_.start_and_wait(t_, std::as_bytes(std::span(msg, 1)));
@@ -60,6 +89,7 @@ class FwpPeer final : public Peer {
   std::string name_;
   Rig& rig_;
   fwp::Template& t_;
+  SpinCount* spin_;
 };
 
 // fork() from a process as small as the template: first_handler's fork-server.
@@ -158,18 +188,7 @@ class BareWakePeer final : public Peer {
     return true;
   }
   // 'S' in /proc/PID/stat once it sleeps in read(): the start must find it asleep.
-  static bool sleeping(pid_t pid) {
-    char path[64], buf[256];
-    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
-    if (n <= 0) return false;
-    buf[n] = '\0';
-    const char* paren = std::strrchr(buf, ')');
-    return paren != nullptr && paren[1] == ' ' && paren[2] == 'S';
-  }
+  static bool sleeping(pid_t pid) { return process_state(pid) == 'S'; }
   SysResult<void> spawn_parked() {
     int bell[2], reply[2];
     if (::pipe2(bell, O_CLOEXEC) != 0) return fail(sys_error("pipe2", "bare_wake doorbell"));
@@ -240,7 +259,7 @@ class Renamed final : public Peer {
 int run_start(const FwpOptions& o) {
   std::vector<std::string> names = o.peers;
   if (names.empty()) {
-    names = {"fwp_pool", "bare_wake", "fwp_fork", "bare_fork", "fork_exec", "vfork_exec", "posix_spawn", "bwrap", "crun"};
+    names = {"fwp_pool", "fwp_spin", "bare_wake", "fwp_fork", "bare_fork", "fork_exec", "vfork_exec", "posix_spawn", "bwrap", "crun"};
     if (!o.plume.socket.empty()) {
       names.push_back("plume_fwp");
       names.push_back("plume_exec");
@@ -278,6 +297,7 @@ int run_start(const FwpOptions& o) {
   if (want("bwrap") && o.bwrap.empty()) return fail_with("start", plain_error("bwrap", "not found on PATH"));
 
   size_t plume_fwp_pool_hits = 0;
+  FwpPeer::SpinCount spin_found_polling;
   auto rig = Rig::create(o.handler, o.ns_holder);
   if (!rig) return fail_with("start", rig.error());
   std::vector<std::unique_ptr<Peer>> peers;
@@ -287,6 +307,13 @@ int run_start(const FwpOptions& o) {
       auto t = (*rig)->start_template(pool ? 0 : 1, pool ? "pool" : "fork", pool ? std::max<size_t>(1, o.pool_size) : 0);
       if (!t) return fail_with("start", t.error());
       peers.push_back(std::make_unique<FwpPeer>(n, **rig, **t));
+    } else if (n == "fwp_spin") {
+      auto t = (*rig)->start_template(2, "spin", std::max<size_t>(1, o.pool_size), 1);
+      if (!t) return fail_with("start", t.error());
+      if (!(*t)->spinning_allowed()) {
+        return fail_with("start", plain_error(n, "spinning standbys need CAP_SYS_NICE or RLIMIT_NICE 20 to lend"));
+      }
+      peers.push_back(std::make_unique<FwpPeer>(n, **rig, **t, &spin_found_polling));
     } else if (n == "bare_fork") {
       auto p = BareForkPeer::make(o.handler);
       if (!p) return fail_with("start", p.error());
@@ -375,6 +402,14 @@ int run_start(const FwpOptions& o) {
             fixed(p50["fwp_pool"] / p50["bare_wake"], 2) + "× | – |\n";
     }
   }
+  if (p50.count("fwp_spin")) {
+    md += "| warm-pool start p50 ≤ 10 µs, spinning standby | " + fixed(p50["fwp_spin"], 1) + " µs | " +
+          (p50["fwp_spin"] <= 10 ? "yes" : "no") + " |\n";
+    if (p50.count("fork_exec")) {
+      const double x = p50["fork_exec"] / p50["fwp_spin"];
+      md += "| fork+exec / warm pool ≥ 100×, spinning standby | " + fixed(x, 0) + "× | " + (x >= 100 ? "yes" : "no") + " |\n";
+    }
+  }
   if (p50.count("fwp_fork") && p50.count("bare_fork")) {
     const double x = p50["fwp_fork"] / p50["bare_fork"];
     md += "| template fork / bare fork ≤ 1.2× | " + fixed(x, 2) + "× | " + (x <= 1.2 ? "yes" : "no") + " |\n";
@@ -384,6 +419,12 @@ int run_start(const FwpOptions& o) {
     md += "\nplume_fwp (the warm pool through plumed's HTTP API): " + std::to_string(plume_fwp_pool_hits) +
           " of its " + std::to_string(r.samples.size() + static_cast<size_t>(o.warmup)) +
           " starts (warm-up included) came from the pool, the rest forked (the pool had not refilled).\n";
+  }
+  if (spin_found_polling.starts > 0) {
+    md += "\nfwp_spin: " + std::to_string(spin_found_polling.polling) + " of its " +
+          std::to_string(spin_found_polling.starts) +
+          " starts (warm-up included) found the standby polling; the others found it backed off to "
+          "sleeping (the other peers had kept its CPU busy) and woke it.\n";
   }
   md += "\nFWP starts retried (the controller reported the instance `lost`, or it exited without replying; see stderr): " + std::to_string(lost) + ".\n";
   if (!write_file(dir + "/start.md", md).ok()) return fail_with("start", plain_error("write", dir + "/start.md"));

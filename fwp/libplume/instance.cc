@@ -125,7 +125,8 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   // The supervisor may pin a parked instance to its own CPU just before the doorbell (a cheaper
   // wake-up than an idle CPU); this mask, taken before readiness is announced, is restored.
   cpu_set_t parked_mask;
-  const bool have_mask = for_pool && ::sched_getaffinity(0, sizeof parked_mask, &parked_mask) == 0;
+  // (Never a spinner: it is already running elsewhere, and its start skips the syscall.)
+  const bool have_mask = park == ParkMode::asleep && ::sched_getaffinity(0, sizeof parked_mask, &parked_mask) == 0;
   if (for_pool) {
     prefault_for_parking(reinterpret_cast<uintptr_t>(app.handler));
     if (config.template_nice > 0) (void)::setpriority(PRIO_PROCESS, 0, 0);

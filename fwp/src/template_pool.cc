@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "plume/fwp/template.h"
 #include "template_protocol.h"
@@ -64,6 +65,13 @@ ChannelResult<size_t> Instance::recv(std::span<std::byte> buf, std::chrono::nano
   }
   return channel_->recv(buf, std::max(std::chrono::nanoseconds(0),
                                       deadline - std::chrono::steady_clock::now()));
+}
+
+std::vector<const Instance*> Template::parked() const {
+  std::vector<const Instance*> out;
+  out.reserve(pool_.size());
+  for (uint64_t id : pool_) out.push_back(instances_.at(id).get());
+  return out;
 }
 
 size_t Template::pool_ready() {

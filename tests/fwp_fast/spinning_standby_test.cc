@@ -26,10 +26,8 @@ class SpinningStandbyTest : public FastTest {
   // The parked instances of `t` now at SCHED_IDLE.
   std::vector<pid_t> idle_policy_parked(Template& t) {
     std::vector<pid_t> out;
-    for (uint64_t id = 1; id <= 64; ++id) {  // every instance these tests make
-      Instance* inst = t.instance(id);
-      if (inst == nullptr || inst->state() != InstanceState::parked) continue;
-      if (::sched_getscheduler(inst->pid()) == SCHED_IDLE) out.push_back(inst->pid());
+    for (const Instance* inst : t.parked()) {
+      if (inst->spins() && ::sched_getscheduler(inst->pid()) == SCHED_IDLE) out.push_back(inst->pid());
     }
     return out;
   }

@@ -184,6 +184,7 @@ class Instance {
   int pidfd() const { return pidfd_.get(); }
   const std::string& cgroup() const { return cgroup_; }  // relative; empty when shared
   bool ready() const { return ready_; }     // it announced it is set up and parked
+  bool spins() const { return spins_; }     // forked as a spinning standby
   const std::optional<InstanceExit>& exit() const { return exit_; }
   // CLOCK_MONOTONIC ns when its first message went into its channel (the doorbell); 0 before.
   uint64_t rung_at_ns() const { return rung_at_ns_; }
@@ -283,6 +284,7 @@ class Template {
   size_t live_instances() const;
   // Parked instances, and those of them that announced readiness.
   size_t pool_parked() const { return pool_.size(); }
+  std::vector<const Instance*> parked() const;  // the pool's instances, oldest first
   // Whether spec().spinning_standbys are forked as such (else they park asleep like the rest).
   bool spinning_allowed() const { return spinning_allowed_; }
   size_t pool_ready();  // checks each parked instance's channel for its readiness record
