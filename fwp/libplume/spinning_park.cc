@@ -17,8 +17,12 @@ using namespace std::chrono_literals;
 
 // Kept off the CPU this long between two looks at the clock: another task wants this CPU.
 constexpr std::chrono::nanoseconds kContendedGap = 1ms;
-constexpr std::chrono::milliseconds kFirstBackOff = 20ms;
-constexpr std::chrono::milliseconds kLongestBackOff = 1s;
+// Short at first (a burst of other work is often over in a few ms), doubling while it lasts: a
+// re-poll on a contended CPU wastes up to a scheduler slice (~3 ms), so at most ~2% of a CPU.
+constexpr std::chrono::milliseconds kFirstBackOff = 5ms;
+constexpr std::chrono::milliseconds kLongestBackOff = 160ms;
+// A poll this long without contention: the next contention is new, back off briefly again.
+constexpr std::chrono::nanoseconds kContentionForgotten = 1s;
 
 int64_t now_ns() {
   timespec ts{};
@@ -62,8 +66,8 @@ bool park_spinning(fwp::Channel& channel, bool trace) {
     if (can_come_back) (void)set_policy(SCHED_OTHER);
     if (polled) return true;
     if (polled.error() == fwp::ChannelError::corrupt) return false;
-    // Contended. After a long uncontended poll the contention is new: back off briefly again.
-    if (std::chrono::nanoseconds(last - spin_started) > 10 * kLongestBackOff) back_off = kFirstBackOff;
+    // Contended.
+    if (std::chrono::nanoseconds(last - spin_started) > kContentionForgotten) back_off = kFirstBackOff;
     if (trace) {
       std::fprintf(stderr, "libplume: spinning standby kept off its CPU; sleeps %lld ms\n",
                    static_cast<long long>(back_off.count()));

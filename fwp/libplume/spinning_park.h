@@ -16,7 +16,7 @@ namespace plume::libplume {
 // But a CPU that stays busy would still share its time with the poller (its cgroup's weight
 // counts, not its policy, against other cgroups), so a poller kept off the CPU for over a
 // millisecond backs off: it sleeps on its futex like any parked instance (a doorbell still wakes
-// it at once) for 20 ms, doubling up to 1 s while the CPU stays contended, then polls again.
+// it at once) for 5 ms, doubling up to 160 ms while the CPU stays contended, then polls again.
 //
 // Leaving SCHED_IDLE for SCHED_OTHER is a rise in priority: with RLIMIT_NICE 20 (lent by plumed
 // where it holds CAP_SYS_RESOURCE) the instance does it itself before its handler; otherwise
