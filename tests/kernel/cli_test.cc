@@ -36,6 +36,7 @@ TEST(CliOffline, UsageErrorsExit2) {
   for (const auto& args : std::vector<std::vector<std::string>>{
            {}, {"frobnicate"}, {"--bogus", "ps"}, {"run"}, {"kill"}, {"tenant"}, {"tenant", "add", "x"},
            {"image", "add", "x"}, {"image", "add", "x", "--rootfs", "/a", "--bundle", "/b"},
+           {"image", "add", "x", "--rootfs", "/a", "--spinning", "1"},
            {"run", "--memory", "lots", "--", "/bin/true"}, {"wait", "--timeout", "soon", "w-1"}}) {
     auto r = run_cli(args, {"PLUME_SOCKET=/nonexistent/plumed.sock"});
     EXPECT_EQ(r.exit_code, 2) << ::testing::PrintToString(args) << " out=" << r.out << " err=" << r.err;
@@ -173,6 +174,28 @@ TEST_F(Cli, StatsHealthAndImages) {
   auto images = cli({"image", "ls"});
   EXPECT_EQ(images.exit_code, 0);
   EXPECT_NE(images.out.find("host"), std::string::npos) << images.out;
+}
+
+TEST_F(Cli, ImageAddTakesAnFwpPoolWithSpinningStandbys) {
+  auto admin = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--socket", plumed_.socket(), "--token", plumed_.admin_token()});
+    return run_cli(args);
+  };
+  auto added = admin({"image", "add", "spin", "--fwp-binary", PLUME_ECHO_APP, "--pool", "2", "--spinning", "1"});
+  EXPECT_EQ(added.exit_code, 0) << added.out << added.err;
+  auto images = json_of(plumed_.admin("GET", "/v1/images"));
+  bool found = false;
+  for (const auto& im : images["images"]) {
+    if (im.value("name", std::string()) != "spin") continue;
+    found = true;
+    EXPECT_EQ(im["fwp"].value("pool_size", -1), 2) << im.dump();
+    EXPECT_EQ(im["fwp"].value("spinning_standbys", -1), 1) << im.dump();
+  }
+  EXPECT_TRUE(found) << images.dump();
+  // More spinners than the pool holds: the API's refusal, as exit 1.
+  auto refused = admin({"image", "add", "spin2", "--fwp-binary", PLUME_ECHO_APP, "--pool", "1", "--spinning", "2"});
+  EXPECT_EQ(refused.exit_code, 1) << refused.out;
+  EXPECT_NE(refused.err.find("spinning_standbys"), std::string::npos) << refused.err;
 }
 
 TEST_F(Cli, AdminTokenComesFromFlagOrTheTokenFile) {
