@@ -128,6 +128,11 @@ SysResult<void> Template::spawn_keeper() {
   // A spinning standby at SCHED_IDLE must be brought back to SCHED_OTHER for its handler: by
   // itself (RLIMIT_NICE 20) or by us after the doorbell (CAP_SYS_NICE). Neither: none spins.
   spinning_allowed_ = nice_ok || holds_cap_sys_nice();
+  if (spec_.spinning_standbys > 0 && !spinning_allowed_) {
+    log::warn("fwp.template.no_spinning", {{"template", spec_.name},
+                                           {"why", "neither CAP_SYS_NICE nor RLIMIT_NICE 20 to lend: "
+                                                   "spinning standbys park asleep"}});
+  }
   pid_ns_ = pid_ns_of(keeper_.pid);
 
   wire::Msg config;
