@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -24,6 +25,24 @@
 
 namespace plume::kernel {
 namespace {
+
+// Whether a live process listens on the Unix socket at `sa`. Accepting a connection is not
+// enough: a server killed with SIGKILL still accepts for a few ms after it was reaped, because the
+// kernel tears its io_uring down in a worker thread and the ring's pending accept poll holds the
+// listening socket open until then. So the listener's process (SO_PEERCRED: who called listen())
+// must still be running. A full backlog (EAGAIN) or a process we cannot see count as live.
+bool live_listener(const sockaddr* sa, socklen_t len) {
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!probe) return false;
+  if (::connect(probe.get(), sa, len) != 0) return errno == EAGAIN;
+  ucred peer{};
+  socklen_t n = sizeof peer;
+  if (::getsockopt(probe.get(), SOL_SOCKET, SO_PEERCRED, &peer, &n) != 0 || peer.pid <= 0) return true;
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, peer.pid, 0)));
+  if (!pidfd) return errno != ESRCH;
+  pollfd exited{pidfd.get(), POLLIN, 0};  // a pidfd turns readable once its process has exited
+  return ::poll(&exited, 1, 0) == 0;
+}
 
 std::string json_escape(std::string_view s) {
   std::string out;
@@ -163,9 +182,8 @@ SysResult<UniqueFd> HttpServer::listen_unix(const std::string& path) {
       errno = EEXIST;
       return fail(sys_error("bind", path + " (exists and is not a socket)"));
     }
-    // Replace the socket only when nobody answers on it: a live server keeps its socket.
-    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (probe && ::connect(probe.get(), sa, sizeof(addr)) == 0) {
+    // Replace the socket only when no live server listens on it: a live server keeps its socket.
+    if (live_listener(sa, sizeof(addr))) {
       errno = EADDRINUSE;
       return fail(sys_error("bind", path + " (a server is listening)"));
     }

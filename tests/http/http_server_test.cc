@@ -4,9 +4,14 @@
 
 #include <gtest/gtest.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <thread>
 
@@ -97,6 +102,34 @@ TEST_F(HttpServerTest, ListenUnixSetsModeAndReplacesOnlyStaleSockets) {
   struct stat st {};
   EXPECT_EQ(::stat(file.c_str(), &st), 0);
   EXPECT_TRUE(S_ISREG(st.st_mode));
+}
+
+// A server killed with SIGKILL can leave its listening socket open for a while after it is gone
+// (its io_uring's teardown holds it): the socket answers, but nobody will ever accept. Here a
+// child calls listen() and exits while this process keeps the socket open: a listener whose
+// process is gone is stale, and the socket is replaced.
+TEST_F(HttpServerTest, ListenUnixReplacesASocketWhoseListenerIsGone) {
+  UniqueFd held(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(held);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(sock_.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, sock_.c_str(), sock_.size() + 1);
+  ASSERT_EQ(::bind(held.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(::listen(held.get(), 8) == 0 ? 0 : 1);  // listen() records the child as its owner
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  // The socket still accepts connections (we hold it), but its listener is gone.
+  auto still = RawClient::connect_to(sock_);
+  ASSERT_TRUE(still.ok()) << "the held socket should still accept";
+  auto replaced = HttpServer::listen_unix(sock_);
+  ASSERT_TRUE(replaced.ok()) << replaced.error().message();
+  auto fresh = RawClient::connect_to(sock_);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_GE(::accept4(replaced->get(), nullptr, nullptr, SOCK_CLOEXEC), 0) << "the new socket is the one served";
 }
 
 TEST_F(HttpServerTest, GetRoundTripWithKeepAlive) {
