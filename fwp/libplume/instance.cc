@@ -60,12 +60,6 @@ int setup_ring(const plume::fwp::wire::Msg& config) {
   return 0;
 }
 
-uint64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 [[noreturn]] void die(const char* what, int err) {
   plume::libplume::diag(what, err);
   _exit(125);
@@ -155,13 +149,8 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   }
   if (park == ParkMode::spinning) {
     if (!park_spinning(*g_self.channel, trace)) die("instance: channel", EPIPE);
-  } else {
-    g_self.channel->set_spin(std::chrono::nanoseconds(0));
-    for (;;) {
-      auto w = g_self.channel->wait_readable(std::chrono::hours(1));
-      if (w) break;
-      if (w.error() == ChannelError::corrupt) die("instance: channel", EPIPE);
-    }
+  } else if (!park_asleep(*g_self.channel)) {
+    die("instance: channel", EPIPE);
   }
   if (have_mask) (void)::sched_setaffinity(0, sizeof parked_mask, &parked_mask);
   g_self.channel->set_spin(std::chrono::microseconds(5));

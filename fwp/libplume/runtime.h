@@ -5,7 +5,9 @@
 #include <liburing.h>
 #include <sys/time.h>
 #include <sys/types.h>
+#include <time.h>
 
+#include <cstdint>
 #include <optional>
 
 #include "plume/fwp/channel.h"
@@ -25,6 +27,13 @@ struct plume_instance {
 namespace plume::libplume {
 
 inline constexpr int kControlFd = 3;  // the control socket, granted by the controller
+
+// CLOCK_MONOTONIC in ns (a vDSO read, no syscall).
+inline uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 // The keeper: what the controller spawned (pid 1 of the template's pid namespace). Reads the
 // config, forks the template, reaps every process of the namespace and reports their exits,

@@ -1,6 +1,8 @@
 // A spinning standby's wait (spinning_park.h).
 #include "spinning_park.h"
 
+#include "runtime.h"
+
 #include <sched.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -24,12 +26,6 @@ constexpr std::chrono::milliseconds kLongestBackOff = 160ms;
 // A poll this long without contention: the next contention is new, back off briefly again.
 constexpr std::chrono::nanoseconds kContentionForgotten = 1s;
 
-int64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-
 bool set_policy(int policy) {
   const sched_param zero{};
   return ::sched_setscheduler(0, policy, &zero) == 0;
@@ -37,16 +33,21 @@ bool set_policy(int policy) {
 
 }  // namespace
 
+bool park_asleep(fwp::Channel& channel) {
+  channel.set_spin(std::chrono::nanoseconds(0));
+  for (;;) {
+    auto waited = channel.wait_readable(std::chrono::hours(1));
+    if (waited) return true;
+    if (waited.error() == fwp::ChannelError::corrupt) return false;
+  }
+}
+
 bool park_spinning(fwp::Channel& channel, bool trace) {
   channel.set_spin(std::chrono::nanoseconds(0));
   // Lowering its own policy is always allowed; only the image's filter may refuse it.
   if (!set_policy(SCHED_IDLE)) {
     if (trace) std::fprintf(stderr, "libplume: spinning standby cannot use SCHED_IDLE; parks asleep\n");
-    for (;;) {
-      auto waited = channel.wait_readable(std::chrono::hours(1));
-      if (waited) return true;
-      if (waited.error() == fwp::ChannelError::corrupt) return false;
-    }
+    return park_asleep(channel);
   }
   // Coming back is a rise in priority: with RLIMIT_NICE 20 it does so itself, otherwise the
   // supervisor (CAP_SYS_NICE) does, right after the doorbell.
@@ -54,11 +55,11 @@ bool park_spinning(fwp::Channel& channel, bool trace) {
   const bool can_come_back = ::getrlimit(RLIMIT_NICE, &nice_limit) == 0 && nice_limit.rlim_cur >= 20;
   auto back_off = kFirstBackOff;
   for (;;) {
-    int64_t last = now_ns();
-    const int64_t spin_started = last;
+    uint64_t last = now_ns();
+    const uint64_t spin_started = last;
     auto polled = channel.spin_until_readable([&] {
-      const int64_t now = now_ns();
-      const bool contended = now - last > kContendedGap.count();
+      const uint64_t now = now_ns();  // monotonic: never below `last`
+      const bool contended = now - last > static_cast<uint64_t>(kContendedGap.count());
       last = now;
       return contended;
     });
@@ -67,7 +68,7 @@ bool park_spinning(fwp::Channel& channel, bool trace) {
     if (polled) return true;
     if (polled.error() == fwp::ChannelError::corrupt) return false;
     // Contended.
-    if (std::chrono::nanoseconds(last - spin_started) > kContentionForgotten) back_off = kFirstBackOff;
+    if (last - spin_started > static_cast<uint64_t>(kContentionForgotten.count())) back_off = kFirstBackOff;
     if (trace) {
       std::fprintf(stderr, "libplume: spinning standby kept off its CPU; sleeps %lld ms\n",
                    static_cast<long long>(back_off.count()));

@@ -1,9 +1,13 @@
-// How a spinning standby waits for its first message: busy-polling its channel at SCHED_IDLE.
+// How a parked instance waits for its first message: asleep on its channel's futex, or, as a
+// spinning standby, busy-polling its channel at SCHED_IDLE.
 #pragma once
 
 #include "plume/fwp/channel.h"
 
 namespace plume::libplume {
+
+// Sleeps on the channel until it has a message (true) or is corrupt (false).
+bool park_asleep(fwp::Channel& channel);
 
 // Waits until the channel has a message (true) or is corrupt (false).
 //
