@@ -18,8 +18,10 @@
 namespace plume::libplume {
 
 // Touches the vDSO clock and the next 16 KiB of stack (a stack page is a ~40 µs fault on a VM),
-// and populates the text around `handler` (MADV_POPULATE_READ, which fault-around widens to
-// 64 KiB). Best effort: errors are ignored (an older kernel only makes the first start slower).
+// populates the text around `handler` (MADV_POPULATE_READ, which fault-around widens to 64 KiB),
+// and reads the handler's first byte (on shadow page tables a present page still costs a
+// hypervisor exit at its first touch in each process). Best effort: errors are ignored (an
+// older kernel only makes the first start slower).
 void prefault_for_parking(uintptr_t handler);
 
 // Run once in the template, after init: makes every later fork() copy the page-table entries of
