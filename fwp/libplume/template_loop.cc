@@ -27,12 +27,6 @@
 namespace plume::libplume {
 namespace {
 
-uint64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 // Threads left behind by init would be lost in every fork (and could watch the fds passing
 // through the template): init must return single-threaded.
 int thread_count() {
@@ -176,6 +170,12 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
                                                                                   : ParkMode::asleep;
       run_instance(app, config, msg.instance_id, fd, scope_fd, park, forked_at);
     }
+    // A child forked for a start usually lands on this CPU and would wait until the template
+    // blocks, i.e. through pidfd_open, the reply and the template's own copy-on-write faults
+    // (~200 µs here). Where its first message is queued already, nothing needs the reply
+    // first: let the child run. (With own cgroups the message waits for the reply; a refill
+    // is background work.)
+    if (pid > 0 && (msg.flags & fwp::wire::kFlagMessageQueued) != 0) ::sched_yield();
     Msg reply;
     reply.type = Type::forked;
     reply.instance_id = msg.instance_id;

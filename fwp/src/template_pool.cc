@@ -129,6 +129,7 @@ SysResult<void> Template::send_fork(Instance& inst) {
   m.instance_id = inst.id_;
   m.flags = inst.want_start_ ? 0 : wire::kFlagForPool;
   if (!inst.want_start_ && inst.spins_) m.flags |= wire::kFlagSpinWhileParked;
+  if (inst.want_start_ && inst.first_sent_) m.flags |= wire::kFlagMessageQueued;
   if (int err = wire::send_msg(control_.get(), m, inst.memfd_.get(), inst.stdout_peer_.get(),
                                inst.stderr_peer_.get());
       err != 0)

@@ -62,6 +62,9 @@ inline constexpr uint32_t kFlagForPool = 1u << 1;  // fork: a pool instance; pre
 inline constexpr uint32_t kFlagInstanceLandlock = 1u << 2;
 // fork, with kFlagForPool: a spinning standby; polls its channel at SCHED_IDLE while parked
 inline constexpr uint32_t kFlagSpinWhileParked = 1u << 3;
+// fork, for a start: its first message is in the channel already (shared cgroups), so the
+// template lets the child run before it answers
+inline constexpr uint32_t kFlagMessageQueued = 1u << 4;
 
 // The first message an instance sends on its channel once set up and parked.
 struct Ready {
