@@ -269,7 +269,7 @@ void Template::kick_refill() {
 }
 
 size_t Template::spinning_standbys_parked_or_forking() const {
-  if (spec_.spinning_standbys == 0) return 0;
+  if (spinning_standbys() == 0) return 0;
   size_t n = 0;
   for (const auto& [id, inst] : instances_) {
     const bool waiting = inst->state_ == InstanceState::forking || inst->state_ == InstanceState::parked;
@@ -287,7 +287,7 @@ void Template::refill() {
     if (!made) return;  // out of memfds: the next event retries
     Instance& inst = **made;
     inst.refill_ = true;
-    inst.spins_ = spinning_allowed_ && spinning < std::min(spec_.spinning_standbys, spec_.pool_size);
+    inst.spins_ = spinning < spinning_standbys();
     spinning += inst.spins_ ? 1 : 0;
     if (auto sent = send_fork(inst); !sent) {
       instances_.erase(inst.id_);

@@ -247,7 +247,8 @@ ConfigResult<Config> config_from_json(const json& j) {
   if (j.contains("daemon")) {
     const json& d = j.at("daemon");
     PLUME_TRY(dk, only_keys(d, {"runtime_dir", "socket", "admin_token", "log_level", "shutdown_grace_ms",
-                                "max_body_bytes", "log_buffer_bytes", "max_exited_workers"}, "daemon"));
+                                "max_body_bytes", "log_buffer_bytes", "max_exited_workers",
+                                "spinning_standby_budget"}, "daemon"));
     (void)dk;
     PLUME_TRY(rd, get_string(d, "runtime_dir", c.daemon.runtime_dir, "daemon"));
     PLUME_TRY(sock, get_string(d, "socket", "", "daemon"));
@@ -258,6 +259,10 @@ ConfigResult<Config> config_from_json(const json& j) {
     PLUME_TRY(logb, get_uint<uint64_t>(d, "log_buffer_bytes", c.daemon.log_buffer_bytes, "daemon", 64ull << 20));
     PLUME_TRY(keep, get_uint<uint32_t>(d, "max_exited_workers", c.daemon.max_exited_workers, "daemon", 1000000));
     if (keep == 0) return fail(err("daemon.max_exited_workers: must be at least 1"));
+    if (d.contains("spinning_standby_budget")) {
+      PLUME_TRY(budget, get_uint<uint32_t>(d, "spinning_standby_budget", 0u, "daemon", 4096));
+      c.daemon.spinning_standby_budget = static_cast<int32_t>(budget);
+    }
     if (!tok.empty() && tok.size() < 8) return fail(err("daemon.admin_token: must be at least 8 characters"));
     c.daemon.runtime_dir = rd;
     c.daemon.socket = sock;
@@ -328,6 +333,7 @@ log_level = "info"
 shutdown_grace_ms = 5000            # SIGTERM to workers, then SIGKILL after this long
 max_body_bytes = 1048576
 log_buffer_bytes = 65536            # per worker and stream: the last bytes are kept
+# spinning_standby_budget = 1       # spinning standbys host-wide; default: CPUs minus one
 
 [cgroup]
 root = "/sys/fs/cgroup"

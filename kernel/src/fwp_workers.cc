@@ -4,9 +4,11 @@
 // metered).
 #include <fcntl.h>
 #include <liburing.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -16,7 +18,18 @@
 #include "supervisor.h"
 
 namespace plume::kernel {
+
 namespace {
+
+// The configured budget, or the CPUs plumed may run on minus one (plumed's own loop needs one).
+uint32_t spinning_standby_budget(const DaemonConfig& d) {
+  if (d.spinning_standby_budget >= 0) return static_cast<uint32_t>(d.spinning_standby_budget);
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  if (::sched_getaffinity(0, sizeof cpus, &cpus) != 0) return 0;
+  const int n = CPU_COUNT(&cpus);
+  return n > 1 ? static_cast<uint32_t>(n - 1) : 0u;
+}
 
 ExitInfo exit_info_of(const fwp::InstanceExit& e) {
   ExitInfo info;
@@ -130,7 +143,17 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   for (const std::string& op : image.spec.fwp.io_uring_ops)
     spec.io_uring_ops.push_back(static_cast<uint8_t>(io_uring_op_from_name(op)));
   spec.pool_size = image.spec.fwp.pool_size;
-  spec.spinning_standbys = image.spec.fwp.spinning_standbys;
+  // Spinning standbys come from a host-wide budget: two pollers sharing a CPU slow each other's
+  // starts, and each holds a CPU nobody else wanted. First come, first served; the rest of a
+  // template's pool parks asleep.
+  const uint32_t budget = spinning_standby_budget(config_.daemon);
+  const uint32_t in_use = spinning_standbys_granted();
+  const uint32_t wanted = image.spec.fwp.spinning_standbys;
+  spec.spinning_standbys = std::min(wanted, budget > in_use ? budget - in_use : 0u);
+  if (spec.spinning_standbys < wanted) {
+    log::warn("fwp.spinning_budget", {{"template", key}, {"wanted", wanted}, {"granted", spec.spinning_standbys},
+                                      {"budget", budget}, {"in_use", in_use}});
+  }
   spec.capture_output = true;
   // Plume's default profile without io_uring already refuses what the per-instance filter adds
   // but the signal fence, which a Landlock scope gives for one syscall instead of a BPF JIT.
@@ -262,9 +285,16 @@ std::vector<Supervisor::TemplateView> Supervisor::template_views() {
   std::vector<TemplateView> views;
   for (auto& [key, t] : templates_) {
     const size_t slash = key.find('/');  // "<tenant>/<image>"; neither name has a slash
-    views.push_back({key.substr(0, slash), key.substr(slash + 1), t->spec().pool_size, t->pool_ready(), t->stats()});
+    views.push_back({key.substr(0, slash), key.substr(slash + 1), t->spec().pool_size, t->pool_ready(),
+                     t->spinning_standbys(), t->stats()});
   }
   return views;
+}
+
+uint32_t Supervisor::spinning_standbys_granted() const {
+  uint32_t n = 0;
+  for (const auto& [key, t] : templates_) n += static_cast<uint32_t>(t->spinning_standbys());
+  return n;
 }
 
 void Supervisor::drop_template(const std::string& key) { drop_matching([&](const std::string& k) { return k == key; }); }

@@ -60,6 +60,9 @@ std::string render_metrics(Supervisor& sup, const HttpCounters& http) {
   for (auto& v : templates) os << "plume_fwp_pool_size{" << tl(v) << "} " << v.pool_size << '\n';
   header(os, "plume_fwp_pool_ready", "gauge", "Parked instances set up and waiting now.");
   for (auto& v : templates) os << "plume_fwp_pool_ready{" << tl(v) << "} " << v.pool_ready << '\n';
+  header(os, "plume_fwp_spinning_standbys", "gauge",
+         "Pool instances that poll instead of sleeping, as granted from the host's budget.");
+  for (auto& v : templates) os << "plume_fwp_spinning_standbys{" << tl(v) << "} " << v.spinning_standbys << '\n';
   header(os, "plume_fwp_starts_total", "counter",
          "Instance starts: path=pool took a parked instance, path=fork forked one (the pool was empty).");
   for (auto& v : templates) {

@@ -125,6 +125,7 @@ class Supervisor {
     std::string tenant, image;
     size_t pool_size = 0;   // configured
     size_t pool_ready = 0;  // parked instances set up and waiting now
+    size_t spinning_standbys = 0;  // granted from the host's budget (≤ the image's)
     fwp::TemplateStats stats;
   };
   std::vector<TemplateView> template_views();
@@ -155,6 +156,7 @@ class Supervisor {
   void drop_templates(const std::string& tenant);  // "" = all
   void drop_template(const std::string& key);
   void drop_matching(const std::function<bool(const std::string&)>& match);
+  uint32_t spinning_standbys_granted() const;  // over all live templates
 
   EventLoop& loop_;
   Config config_;

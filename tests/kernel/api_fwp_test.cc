@@ -105,6 +105,18 @@ long metric(Plumed& plumed, const std::string& series) {
   return std::stol(m.body.substr(at + series.size() + 2));
 }
 
+// Polls /metrics (not a guess at how long a refill takes) until `series` reads `value`, for at
+// most 20 s; returns the last value read.
+long await_metric(Plumed& plumed, const std::string& series, long value) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  long seen = metric(plumed, series);
+  while (seen != value && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    seen = metric(plumed, series);
+  }
+  return seen;
+}
+
 TEST_F(ApiFwp, WarmPoolServesStartsOnceFilledAndMetricsCountThem) {
   // The first start starts the template: nothing parked yet, so it forks.
   json first = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"a", ""}}});
@@ -113,11 +125,7 @@ TEST_F(ApiFwp, WarmPoolServesStartsOnceFilledAndMetricsCountThem) {
   // The pool (2) fills in the background; /metrics shows it (polled until a deadline).
   const std::string labels = "{tenant=\"alpha\",image=\"echo\"}";
   EXPECT_EQ(metric(plumed_, "plume_fwp_pool_size" + labels), 2);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (metric(plumed_, "plume_fwp_pool_ready" + labels) != 2 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling /metrics, not a guess
-  }
-  ASSERT_EQ(metric(plumed_, "plume_fwp_pool_ready" + labels), 2);
+  ASSERT_EQ(await_metric(plumed_, "plume_fwp_pool_ready" + labels, 2), 2);
   json second = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"b", ""}}});
   EXPECT_EQ(second.value("start_path", std::string()), "pool") << second.dump();
   json done = wait_worker(plumed_, token_, second["id"]);
@@ -143,11 +151,7 @@ TEST_F(ApiFwp, ASpinningStandbyIsConfiguredPerImageAndServesAStart) {
   ASSERT_EQ(first.value("start_path", std::string()), "fork") << first.dump();
   wait_worker(plumed_, token_, first["id"]);
   const std::string labels = "{tenant=\"alpha\",image=\"spin\"}";
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (metric(plumed_, "plume_fwp_pool_ready" + labels) != 1 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling /metrics, not a guess
-  }
-  ASSERT_EQ(metric(plumed_, "plume_fwp_pool_ready" + labels), 1);
+  ASSERT_EQ(await_metric(plumed_, "plume_fwp_pool_ready" + labels, 1), 1);
   // The parked instance polls at SCHED_IDLE (plumed runs as root here: it may raise it again).
   json second = run_worker(plumed_, token_, {{"fwp", true}, {"image", "spin"}, {"input", "b"}});
   EXPECT_EQ(second.value("start_path", std::string()), "pool") << second.dump();
@@ -167,6 +171,43 @@ TEST_F(ApiFwp, ASpinningStandbyIsConfiguredPerImageAndServesAStart) {
   json done = wait_worker(plumed_, token_, second["id"]);
   EXPECT_EQ(done["exit"].value("cause", std::string()), "signal") << done.dump();
   EXPECT_EQ(log(second["id"]), "b\n");
+}
+
+// Spinning standbys are granted from one host-wide budget (daemon.spinning_standby_budget;
+// by default the CPUs minus one): two pollers on one CPU would slow each other's starts. The
+// first template takes the budget; the next parks its whole pool asleep, says so, and still
+// serves starts from it.
+TEST(ApiFwpBudget, SpinningStandbysComeFromAHostWideBudget) {
+  PLUME_SKIP_UNLESS_ROOT();
+  PlumedOptions options;
+  options.config_toml = "[daemon]\nspinning_standby_budget = 1\n";
+  Plumed plumed(options);
+  ASSERT_TRUE(plumed.start());
+  const std::string alpha = add_tenant(plumed, "alpha");
+  const std::string beta = add_tenant(plumed, "beta");
+  auto r = plumed.admin("POST", "/v1/images",
+                        json{{"name", "spin"}, {"fwp", {{"binary", PLUME_ECHO_APP}, {"pool_size", 1}, {"spinning_standbys", 1}}}}.dump());
+  ASSERT_EQ(r.status, 201) << show(r);
+  for (const std::string* token : {&alpha, &beta}) {
+    json w = run_worker(plumed, *token, {{"fwp", true}, {"image", "spin"}, {"input", {"a", ""}}});
+    ASSERT_TRUE(w.contains("id")) << w.dump();
+    wait_worker(plumed, *token, w["id"]);
+  }
+  EXPECT_EQ(metric(plumed, "plume_fwp_spinning_standbys{tenant=\"alpha\",image=\"spin\"}"), 1);
+  EXPECT_EQ(metric(plumed, "plume_fwp_spinning_standbys{tenant=\"beta\",image=\"spin\"}"), 0);
+  const std::string said = plumed.stderr_text();
+  const size_t at = said.find("fwp.spinning_budget");
+  ASSERT_NE(at, std::string::npos) << said;
+  const std::string line = said.substr(at, said.find('\n', at) - at);
+  EXPECT_NE(line.find("beta/spin"), std::string::npos) << line;
+  EXPECT_NE(line.find("granted=0"), std::string::npos) << line;
+  // beta's pool parks asleep and still serves.
+  const std::string beta_labels = "{tenant=\"beta\",image=\"spin\"}";
+  ASSERT_EQ(await_metric(plumed, "plume_fwp_pool_ready" + beta_labels, 1), 1);
+  json pooled = run_worker(plumed, beta, {{"fwp", true}, {"image", "spin"}, {"input", {"b", ""}}});
+  EXPECT_EQ(pooled.value("start_path", std::string()), "pool") << pooled.dump();
+  json done = wait_worker(plumed, beta, pooled["id"]);
+  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
 }
 
 TEST_F(ApiFwp, SignalledInstanceIsReportedAsSignal) {

@@ -17,6 +17,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -287,6 +288,11 @@ class Template {
   std::vector<const Instance*> parked() const;  // the pool's instances, oldest first
   // Whether spec().spinning_standbys are forked as such (else they park asleep like the rest).
   bool spinning_allowed() const { return spinning_allowed_; }
+  // How many of the pool are kept as spinning standbys: spec().spinning_standbys (at most the
+  // pool) where spinning_allowed(), else 0.
+  size_t spinning_standbys() const {
+    return spinning_allowed_ ? std::min(spec_.spinning_standbys, spec_.pool_size) : 0;
+  }
   size_t pool_ready();  // checks each parked instance's channel for its readiness record
 
   bool ready() const { return phase_ == Phase::ready; }
