@@ -45,7 +45,6 @@ std::string fence_name(const ::testing::TestParamInfo<InstanceIsolation>& p) {
   return p.param == InstanceIsolation::seccomp_filter ? "SeccompFilter" : "LandlockScope";
 }
 
-// FWP_PROBE overrides the probe's path (to run the latency tool on another machine).
 bool nice_limit_lendable() {
   rlimit mine{};
   if (::getrlimit(RLIMIT_NICE, &mine) != 0) return false;
@@ -61,6 +60,7 @@ char proc_state(pid_t pid) {
   return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
 }
 
+// FWP_PROBE overrides the probe's path (to run the latency tool on another machine).
 std::string probe_path() {
   const char* p = std::getenv("FWP_PROBE");
   return p != nullptr ? p : PLUME_PROBE_PATH;
