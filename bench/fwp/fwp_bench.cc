@@ -43,7 +43,8 @@ const char* kUsage = R"(usage: fwp_bench start|churn|density --handler PATH [opt
   --command TEXT           the command recorded in the reports
 start:   --iterations N (1000)  --warmup N (10)  --crun-iterations N (100)  --pool-size N (8)
          --peers LIST (fwp_pool,fwp_spin,bare_wake,fwp_fork,bare_fork,fork_exec,vfork_exec,posix_spawn,bwrap,crun,
-                       plus plume_fwp and plume_exec when --plume-socket is given)
+                       plus plume_fwp and plume_exec when --plume-socket is given;
+                       plume_fwp_spin only when named)
          --plume-socket PATH  --plume-token-file PATH  --plume-tenant NAME (demo)
          --bwrap PATH  --crun PATH
 churn:   --seconds S (30, per peer)  --pool-size N (8)  --peers LIST (fwp_pool,fwp_fork,fork_exec,posix_spawn)

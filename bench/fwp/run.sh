@@ -2,9 +2,11 @@
 # Runs the three bench/fwp benchmarks end to end and plots; builds nothing. Needs root.
 #   bench/fwp/run.sh [BUILD_DIR] [--seconds S] [--quick]
 # BUILD_DIR defaults to build/. Starts a private plumed for the plume_fwp and plume_exec peers of
-# `start` (as bench/spawn/run.sh does; skipped when BUILD_DIR has no kernel/plumed) and stops it before
-# `churn` and `density`. Results go to bench/results/fwp/{start,churn,density}/ and
-# bench/results/fwp/fwp.png. --quick: a short run (200 rounds, 5 s churn, 2x50 instances).
+# `start` and a second start run through the API (plume_fwp, plume_fwp_spin, fork_exec), as
+# bench/spawn/run.sh does (skipped when BUILD_DIR has no kernel/plumed), and stops it before
+# `churn` and `density`. Results go to bench/results/fwp/{start,churn,density}/,
+# bench/results/fwp/api/start/ and bench/results/fwp/start/fwp.png.
+# --quick: a short run (200 rounds, 5 s churn, 2x50 instances).
 # Example:
 #   cmake --build build --target plumed fwp_bench first_handler first_instruction && bench/fwp/run.sh build
 set -eu
@@ -17,11 +19,12 @@ recorded="bench/fwp/run.sh $build${*:+ $*}"
 build=$(cd "$build" && pwd)
 seconds=30
 start_args="--iterations 1000 --crun-iterations 100 --warmup 10"
+api_args="--iterations 500 --warmup 10"
 density_args="--tenants 10 --per-tenant 100 --plain 1000 --bwraps 1000"
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds=$2; shift 2 ;;
-    --quick) seconds=5; start_args="--iterations 200 --crun-iterations 20 --warmup 5"
+    --quick) seconds=5; start_args="--iterations 200 --crun-iterations 20 --warmup 5"; api_args="--iterations 100 --warmup 5"
              density_args="--tenants 2 --per-tenant 50 --plain 100 --bwraps 20"; shift ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -49,6 +52,15 @@ echo "== start latency" >&2
 # shellcheck disable=SC2086 # word splitting wanted: fixed options and mktemp paths
 "$bench" start --handler "$handler" --binary "$build/apps/first_instruction" $start_args $plume_args \
   --out "$out" --command "$recorded" 2> >(quiet) || { echo "run.sh: start failed" >&2; exit 1; }
+if [ -n "$plume_args" ]; then
+  # A run of its own: plume_fwp_spin's standby next to fwp_spin's would make two pollers on a
+  # 2-CPU host (plumed's budget counts only its own).
+  echo "== start latency through the API, with a spinning standby" >&2
+  # shellcheck disable=SC2086
+  "$bench" start --handler "$handler" --binary "$build/apps/first_instruction" $api_args $plume_args \
+    --peers plume_fwp,plume_fwp_spin,fork_exec --out "$out/api" --command "$recorded" 2> >(quiet) ||
+    { echo "run.sh: start (API) failed" >&2; exit 1; }
+fi
 bench_stop_plumed
 echo "== churn" >&2
 "$bench" churn --handler "$handler" --seconds "$seconds" --out "$out" --command "$recorded" 2> >(quiet)

@@ -12,6 +12,10 @@
 //                 t0 before the byte. Each start spawns the next one, untimed.
 //   plume_exec    an exec-mode worker through plumed's HTTP API (bench/spawn's peer)
 //   plume_fwp     a warm-pool instance of the same first_handler through plumed's HTTP API
+//   plume_fwp_spin  the same on an image with one spinning standby (fwp.spinning_standbys = 1),
+//                 taken as a tenant would: no waiting for the standby to poll again. Only when
+//                 named in --peers: next to fwp_spin's standby it would make two pollers on a
+//                 2-CPU host, each slowing the other's starts
 //   fork_exec, vfork_exec, posix_spawn, bwrap, crun: bench/spawn's local peers
 // FWP and bare_fork children read the clock as their first instruction too: first_handler's
 // handler (after libplume's dispatch), the fork-server's child right after fork() returns.
@@ -307,7 +311,7 @@ int run_start(const FwpOptions& o) {
   }
   if (want("bwrap") && o.bwrap.empty()) return fail_with("start", plain_error("bwrap", "not found on PATH"));
 
-  size_t plume_fwp_pool_hits = 0;
+  std::map<std::string, size_t> plume_fwp_pool_hits;  // by peer name
   FwpPeer::SpinCount spin_found_polling;
   auto rig = Rig::create(o.handler, o.ns_holder);
   if (!rig) return fail_with("start", rig.error());
@@ -337,8 +341,9 @@ int run_start(const FwpOptions& o) {
       auto p = make_plume_peer(po);
       if (!p) return fail_with("start", p.error());
       peers.push_back(std::make_unique<Renamed>(n, std::move(*p)));
-    } else if (n == "plume_fwp") {
-      auto p = make_plume_fwp_peer(o.plume, o.handler, std::max<size_t>(1, o.pool_size), &plume_fwp_pool_hits);
+    } else if (n == "plume_fwp" || n == "plume_fwp_spin") {
+      auto p = make_plume_fwp_peer(o.plume, o.handler, std::max<size_t>(1, o.pool_size), &plume_fwp_pool_hits[n],
+                                   n == "plume_fwp_spin" ? 1 : 0);
       if (!p) return fail_with("start", p.error());
       peers.push_back(std::move(*p));
     } else if (auto p = make_local_peer(n, env)) {
@@ -378,14 +383,16 @@ int run_start(const FwpOptions& o) {
   const std::string dir = o.out + "/start";
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  RunInfo info{o.command, o.iterations, o.crun_iterations, o.warmup};
+  const int crun_iterations = want("crun") ? o.crun_iterations : 0;
+  RunInfo info{o.command, o.iterations, crun_iterations, o.warmup};
   if (auto ok = write_report(dir, info, results); !ok) return fail_with("start", ok.error());
 
   // The microsecond table and the targets.
   std::map<std::string, double> p50;
   std::string md = "Measured " + host_and_load() + " (at the end); " + std::to_string(o.warmup) +
-                   " warm-up rounds, then " + std::to_string(o.iterations) + " interleaved rounds (crun: " +
-                   std::to_string(o.crun_iterations) + "); warm pool of " + std::to_string(o.pool_size) +
+                   " warm-up rounds, then " + std::to_string(o.iterations) + " interleaved rounds" +
+                   (crun_iterations > 0 ? " (crun: " + std::to_string(crun_iterations) + ")" : "") +
+                   "; warm pool of " + std::to_string(o.pool_size) +
                    ".\nCommand: `" + o.command + "`\n\n" +
                    "| peer | starts | start → first instruction p50 | p99 | start → exit observed p50 | p99 |\n"
                    "|---|---:|---:|---:|---:|---:|\n";
@@ -400,35 +407,38 @@ int run_start(const FwpOptions& o) {
           " µs | " + fixed(pct(first, 0.99), 1) + " µs | " + fixed(pct(exit, 0.5), 1) + " µs | " +
           fixed(pct(exit, 0.99), 1) + " µs |\n";
   }
-  md += "\n| target (start → first instruction, medians) | measured | met |\n|---|---:|---|\n";
+  std::string targets;  // rows for the targets the peers in this run can speak to
   if (p50.count("fwp_pool")) {
-    md += "| warm-pool start p50 ≤ 10 µs | " + fixed(p50["fwp_pool"], 1) + " µs | " +
-          (p50["fwp_pool"] <= 10 ? "yes" : "no") + " |\n";
+    targets += "| warm-pool start p50 ≤ 10 µs | " + fixed(p50["fwp_pool"], 1) + " µs | " +
+               (p50["fwp_pool"] <= 10 ? "yes" : "no") + " |\n";
     if (p50.count("fork_exec")) {
       const double x = p50["fork_exec"] / p50["fwp_pool"];
-      md += "| fork+exec / warm pool ≥ 100× | " + fixed(x, 0) + "× | " + (x >= 100 ? "yes" : "no") + " |\n";
+      targets += "| fork+exec / warm pool ≥ 100× | " + fixed(x, 0) + "× | " + (x >= 100 ? "yes" : "no") + " |\n";
     }
     if (p50.count("bare_wake")) {
-      md += "| (context) warm pool / bare wake-up of a parked plain process | " +
-            fixed(p50["fwp_pool"] / p50["bare_wake"], 2) + "× | – |\n";
+      targets += "| (context) warm pool / bare wake-up of a parked plain process | " +
+                 fixed(p50["fwp_pool"] / p50["bare_wake"], 2) + "× | – |\n";
     }
   }
   if (p50.count("fwp_spin")) {
-    md += "| warm-pool start p50 ≤ 10 µs, spinning standby | " + fixed(p50["fwp_spin"], 1) + " µs | " +
-          (p50["fwp_spin"] <= 10 ? "yes" : "no") + " |\n";
+    targets += "| warm-pool start p50 ≤ 10 µs, spinning standby | " + fixed(p50["fwp_spin"], 1) + " µs | " +
+               (p50["fwp_spin"] <= 10 ? "yes" : "no") + " |\n";
     if (p50.count("fork_exec")) {
       const double x = p50["fork_exec"] / p50["fwp_spin"];
-      md += "| fork+exec / warm pool ≥ 100×, spinning standby | " + fixed(x, 0) + "× | " + (x >= 100 ? "yes" : "no") + " |\n";
+      targets += "| fork+exec / warm pool ≥ 100×, spinning standby | " + fixed(x, 0) + "× | " +
+                 (x >= 100 ? "yes" : "no") + " |\n";
     }
   }
   if (p50.count("fwp_fork") && p50.count("bare_fork")) {
     const double x = p50["fwp_fork"] / p50["bare_fork"];
-    md += "| template fork / bare fork ≤ 1.2× | " + fixed(x, 2) + "× | " + (x <= 1.2 ? "yes" : "no") + " |\n";
+    targets += "| template fork / bare fork ≤ 1.2× | " + fixed(x, 2) + "× | " + (x <= 1.2 ? "yes" : "no") + " |\n";
   }
+  if (!targets.empty()) md += "\n| target (start → first instruction, medians) | measured | met |\n|---|---:|---|\n" + targets;
   for (const auto& r : results) {
-    if (r.peer != "plume_fwp") continue;
-    md += "\nplume_fwp (the warm pool through plumed's HTTP API): " + std::to_string(plume_fwp_pool_hits) +
-          " of its " + std::to_string(r.samples.size() + static_cast<size_t>(o.warmup)) +
+    if (r.peer != "plume_fwp" && r.peer != "plume_fwp_spin") continue;
+    md += "\n" + r.peer + " (the warm pool" + (r.peer == "plume_fwp_spin" ? ", one spinning standby," : "") +
+          " through plumed's HTTP API): " + std::to_string(plume_fwp_pool_hits[r.peer]) + " of its " +
+          std::to_string(r.samples.size() + static_cast<size_t>(o.warmup)) +
           " starts (warm-up included) came from the pool, the rest forked (the pool had not refilled).\n";
   }
   if (spin_found_polling.starts > 0) {

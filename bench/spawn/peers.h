@@ -53,11 +53,14 @@ struct PlumeOptions {
 };
 SysResult<std::unique_ptr<Peer>> make_plume_peer(const PlumeOptions& options);
 // The same API path for a featherweight instance: registers `handler` (bench/fwp's first_handler,
-// a libplume app) as an fwp image with a warm pool of `pool_size`, and starts instances with one
-// input message. Its name is "plume_fwp"; pool_hits() counts the starts the API reported as
-// taken from the pool (the others forked: the pool had not refilled since the last start).
+// a libplume app) as an fwp image with a warm pool of `pool_size`, `spinning_standbys` of them
+// polling (fwp.spinning_standbys), and starts instances with one input message. Its name is
+// "plume_fwp", or "plume_fwp_spin" with spinning standbys; *pool_hits counts the starts the API
+// reported as taken from the pool (the others forked: the pool had not refilled since the last
+// start).
 SysResult<std::unique_ptr<Peer>> make_plume_fwp_peer(const PlumeOptions& options, const std::string& handler,
-                                                     size_t pool_size, size_t* pool_hits);
+                                                     size_t pool_size, size_t* pool_hits,
+                                                     size_t spinning_standbys = 0);
 
 // The shared start environment (peer_env.cc). make_scratch creates a 0755 scratch directory in
 // /tmp holding rootfs/ (only /first_instruction, a copy of `binary`, and empty mount points),

@@ -111,16 +111,18 @@ class PlumePeer final : public Peer {
 
 class PlumeFwpPeer final : public Peer {
  public:
-  PlumeFwpPeer(PlumeOptions options, std::string image, size_t* pool_hits)
-      : opt_(std::move(options)), image_(std::move(image)), http_(opt_.socket), pool_hits_(pool_hits) {}
+  PlumeFwpPeer(PlumeOptions options, std::string name, std::string image, size_t* pool_hits)
+      : name_(std::move(name)), opt_(std::move(options)), image_(std::move(image)), http_(opt_.socket),
+        pool_hits_(pool_hits) {}
   ~PlumeFwpPeer() override { (void)http_.request("DELETE", "/v1/images/" + image_, opt_.admin_token); }
   const std::string& name() const override { return name_; }
 
-  SysResult<void> register_image(const std::string& handler, size_t pool_size) {
+  SysResult<void> register_image(const std::string& handler, size_t pool_size, size_t spinning_standbys) {
     // plumed takes host paths only as absolute ones.
     const std::string binary = std::filesystem::absolute(handler).string();
-    return post_image(http_, opt_.admin_token,
-                      {{"name", image_}, {"fwp", {{"binary", binary}, {"pool_size", pool_size}}}});
+    json fwp{{"binary", binary}, {"pool_size", pool_size}};
+    if (spinning_standbys > 0) fwp["spinning_standbys"] = spinning_standbys;
+    return post_image(http_, opt_.admin_token, {{"name", image_}, {"fwp", fwp}});
   }
 
   SysResult<Sample> start_once() override {
@@ -142,7 +144,7 @@ class PlumeFwpPeer final : public Peer {
   }
 
  private:
-  std::string name_ = "plume_fwp";
+  std::string name_;
   PlumeOptions opt_;
   std::string image_;
   UnixHttpClient http_;
@@ -176,11 +178,16 @@ SysResult<std::unique_ptr<Peer>> make_plume_peer(const PlumeOptions& options) {
 }
 
 SysResult<std::unique_ptr<Peer>> make_plume_fwp_peer(const PlumeOptions& options, const std::string& handler,
-                                                     size_t pool_size, size_t* pool_hits) {
+                                                     size_t pool_size, size_t* pool_hits,
+                                                     size_t spinning_standbys) {
   auto ready = wait_ready(options);
   if (!ready) return fail(ready.error());
-  auto peer = std::make_unique<PlumeFwpPeer>(options, "bench-fwp-" + std::to_string(::getpid()), pool_hits);
-  auto reg = peer->register_image(handler, pool_size);
+  const bool spin = spinning_standbys > 0;
+  auto peer = std::make_unique<PlumeFwpPeer>(options, spin ? "plume_fwp_spin" : "plume_fwp",
+                                             std::string(spin ? "bench-fwpspin-" : "bench-fwp-") +
+                                                 std::to_string(::getpid()),
+                                             pool_hits);
+  auto reg = peer->register_image(handler, pool_size, spinning_standbys);
   if (!reg) return fail(reg.error());
   return std::unique_ptr<Peer>(std::move(peer));
 }

@@ -104,8 +104,9 @@ SysResult<void> write_report(const std::string& out_dir, const RunInfo& info,
   csv << "peer,starts,median_first_instruction_us,p99_first_instruction_us,median_exit_us,"
          "p99_exit_us,median_exit_vs_fork_exec\n";
   md << "Measured " << host_line() << "; " << info.warmup << " warm-up rounds, then "
-     << info.iterations << " interleaved rounds (crun: " << info.crun_iterations
-     << "); load average at the end: " << load_average() << ".\n"
+     << info.iterations << " interleaved rounds"
+     << (info.crun_iterations > 0 ? " (crun: " + std::to_string(info.crun_iterations) + ")" : "")
+     << "; load average at the end: " << load_average() << ".\n"
      << "Command: `" << info.command << "`\n\n"
      << "| peer | starts | start → first instruction, median | p99 | start → exit observed, median | p99 "
         "| exit median vs fork+exec |\n"
