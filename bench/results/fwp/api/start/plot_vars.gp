@@ -1,0 +1,1 @@
+peers = "plume_fwp plume_fwp_spin fork_exec"
