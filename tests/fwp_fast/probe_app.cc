@@ -3,7 +3,7 @@
 // can be measured to the handler's first instruction. Commands:
 //   t0             → "<ns> <ns>": CLOCK_MONOTONIC at the handler's entry, and when the template
 //                    began forking this instance
-//   status         → /proc/self/status security lines, namespaces, memory cgroup
+//   status         → /proc/self/status security lines, namespaces, memory (v1) and unified (v2) cgroups
 //   fds            → the open fds, "0,1,2"
 //   ids            → "pid=<pid> ppid=<ppid> init_pid=<pid that ran init> init_count=<n> nice=<n>"
 //   attack <pid>   → errno of process_vm_readv, ptrace attach, kill(pid, 0), open /proc/pid/mem
@@ -82,7 +82,14 @@ std::string status() {
   for (size_t at = 0; at < cg.size();) {
     const size_t end = cg.find('\n', at);
     const std::string line = cg.substr(at, end - at);
-    if (line.find(":memory:") != std::string::npos) out += "cgroup:" + line + "\n";
+    // "ID:CONTROLLERS:PATH": the memory controller's line on cgroup v1, "0::PATH" on v2.
+    const size_t first = line.find(':');
+    const size_t path_at = first == std::string::npos ? first : line.find(':', first + 1);
+    if (path_at != std::string::npos) {
+      const std::string path = line.substr(path_at + 1);
+      if (line.find(":memory:") != std::string::npos) out += "cgroup_memory:" + path + "\n";
+      if (line.rfind("0::", 0) == 0) out += "cgroup_unified:" + path + "\n";
+    }
     if (end == std::string::npos) break;
     at = end + 1;
   }

@@ -134,8 +134,9 @@ TEST(Lifecycle, KillNineTakesWorkersAlongAndRestartCleansUp) {
   EXPECT_TRUE(process_gone(worker_pid, 5000ms)) << "worker " << worker_pid << " outlived plumed";
 
   // Leave a stale cgroup with a live process in it, as a crash mid-spawn would.
-  std::string stale_dir = "/sys/fs/cgroup/pids/" + plumed.cgroup_parent() + "/stale-from-crash";
-  ::mkdir(("/sys/fs/cgroup/pids/" + plumed.cgroup_parent()).c_str(), 0755);
+  const std::string parent_dir = cgroup_hierarchies().front() + "/" + plumed.cgroup_parent();
+  std::string stale_dir = parent_dir + "/stale-from-crash";
+  ::mkdir(parent_dir.c_str(), 0755);
   ASSERT_TRUE(::mkdir(stale_dir.c_str(), 0755) == 0 || errno == EEXIST) << stale_dir;
   pid_t squatter = ::fork();
   if (squatter == 0) {

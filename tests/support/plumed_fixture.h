@@ -28,9 +28,10 @@ std::string plume_cli_binary();  // PLUME_BINARY_DIR "/kernel/cli/plume"
 std::string unique_cgroup_parent();
 // 32 random hex characters.
 std::string random_token();
-// Cgroup v1 controllers the tests inspect for leftovers.
-const std::vector<std::string>& cgroup_controllers();
-// Directories /sys/fs/cgroup/<ctrl>/<parent> (and below) that exist now.
+// Where plumed's cgroups live on this host: /sys/fs/cgroup on cgroup v2, else one directory per
+// v1 controller plumed uses (/sys/fs/cgroup/memory, .../pids, .../cpu, .../cpuacct).
+const std::vector<std::string>& cgroup_hierarchies();
+// Directories <hierarchy>/<parent> (and below) that exist now, in every hierarchy.
 std::vector<std::string> cgroup_dirs_under(const std::string& parent);
 // mounts_under(dir) comes from support/temp_dir.h.
 
