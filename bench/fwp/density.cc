@@ -190,6 +190,7 @@ SysResult<Mem> bwrap_sandboxes(const std::string& bwrap, int n) {
 }  // namespace
 
 int run_density(const FwpOptions& o) {
+  if (o.bwraps > 0 && o.bwrap.empty()) return skip_without("density", "bwrap", "bubblewrap");
   auto rig = Rig::create(o.handler, o.ns_holder);
   if (!rig) return fail_with("density", rig.error());
   Rig& r = **rig;

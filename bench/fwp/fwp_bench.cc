@@ -26,6 +26,12 @@ int fail_with(const char* what, const SysError& e) {
   return 1;
 }
 
+int skip_without(const char* what, const char* tool, const char* package) {
+  std::fprintf(stderr, "fwp_bench %s: skipped: %s not found on PATH (Debian package %s; or leave its peer out)\n",
+               what, tool, package);
+  return 77;  // ctest's SKIP_RETURN_CODE, as without root
+}
+
 }  // namespace plume::bench
 
 namespace {

@@ -45,5 +45,7 @@ std::string host_and_load();  // "<date>, Linux <release>, N CPUs; load average 
 // (fixed() and write_file() come from bench/spawn/report.h)
 double pct(std::vector<double> v, double q);  // sorts a copy; nearest rank; median averages
 int fail_with(const char* what, const SysError& e);
+// A peer needs a tool this host lacks: says so and returns 77 (a skip, for the smoke tests).
+int skip_without(const char* what, const char* tool, const char* package);
 
 }  // namespace plume::bench

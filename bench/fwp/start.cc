@@ -306,10 +306,10 @@ int run_start(const FwpOptions& o) {
     }
   } cleanup{scratch};
   if (want("crun")) {
-    if (o.crun.empty()) return fail_with("start", plain_error("crun", "not found on PATH"));
+    if (o.crun.empty()) return skip_without("start", "crun", "crun");
     if (auto ok = hide_unified_cgroup(); !ok) return fail_with("start", ok.error());
   }
-  if (want("bwrap") && o.bwrap.empty()) return fail_with("start", plain_error("bwrap", "not found on PATH"));
+  if (want("bwrap") && o.bwrap.empty()) return skip_without("start", "bwrap", "bubblewrap");
 
   std::map<std::string, size_t> plume_fwp_pool_hits;  // by peer name
   FwpPeer::SpinCount spin_found_polling;
