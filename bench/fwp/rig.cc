@@ -78,6 +78,10 @@ SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::strin
   spec.channel = fwp::ChannelGeometry{16, 1024, 0};
   spec.pool_size = pool_size;
   spec.spinning_standbys = spinning;
+  // For A/B runs, from the bench's environment: PLUME_NO_STEER=1 wakes pooled instances where
+  // they parked (TemplateSpec::steer_wakeups off); PLUME_REFILL_US=N sets refill_delay.
+  if (std::getenv("PLUME_NO_STEER") != nullptr) spec.steer_wakeups = false;
+  if (const char* us = std::getenv("PLUME_REFILL_US")) spec.refill_delay = std::chrono::microseconds(std::atol(us));
   spec.cgroup_mode = fwp::InstanceCgroups::shared;
   spec.isolation = fwp::InstanceIsolation::landlock_scope;  // as plumed picks for this image
   spec.cgroups = &*cgroups_;

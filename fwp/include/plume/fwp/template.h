@@ -125,10 +125,13 @@ struct TemplateSpec {
   // asleep (spinning_allowed()). At most pool_size.
   size_t spinning_standbys = 0;
   size_t max_refills_in_flight = 2;   // pool FORKs outstanding at once (starts go first)
-  // A start's refill FORK waits this long. Sent at once, it woke the template on the CPU the
-  // started instance was just woken on, and the template's fork (~0.6 ms in a VM) ran before the
-  // instance: measured through plumed, the first instruction waited for the whole fork.
-  std::chrono::microseconds refill_delay{500};
+  // A start's refill FORK waits this long (an instance's exit refills at once). Sent at once, it
+  // woke the template on the CPU the started instance was just woken on, and the template's fork
+  // (~0.6 ms in a VM) ran before the instance: measured through plumed, the first instruction
+  // waited for the whole fork. Longer than a scheduler tick (4 ms at HZ=250) because arming the
+  // earliest timer of a CPU reprograms its timer hardware, a VM exit in a guest: with 500 µs the
+  // arming cost a pooled start ~7 µs on the 2-vCPU VM.
+  std::chrono::microseconds refill_delay{5000};
   // The template forks, and pool instances set themselves up, at this nice value, so that a
   // refill does not take the CPU from instances just started; each instance returns to nice 0
   // before it parks (or, forked for a start, at once). Needs RLIMIT_NICE 20 (back to nice 0,
