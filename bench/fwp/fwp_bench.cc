@@ -27,8 +27,10 @@ int fail_with(const char* what, const SysError& e) {
 }
 
 int skip_without(const char* what, const char* tool, const char* package) {
-  std::fprintf(stderr, "fwp_bench %s: skipped: %s not found on PATH (Debian package %s; or leave its peer out)\n",
-               what, tool, package);
+  std::fprintf(stderr,
+               "fwp_bench %s: skipped: no %s in /usr/local/bin, /usr/bin, /bin, /usr/sbin or /sbin "
+               "(Debian package %s; or name it with --%s, or leave its peer out)\n",
+               what, tool, package, tool);
   return 77;  // ctest's SKIP_RETURN_CODE, as without root
 }
 
