@@ -85,6 +85,8 @@ curl -s --unix-socket "$SOCK" -H "Authorization: Bearer $ADMIN_TOKEN" http://plu
 step "stop plumed (SIGTERM): workers stopped, cgroups, socket and runtime files removed"
 kill -TERM "$PLUMED"; wait "$PLUMED"; trap - EXIT
 echo "plumed exited with $?"
-ls -d /sys/fs/cgroup/*/plume 2>/dev/null || echo "no cgroups left under /sys/fs/cgroup/*/plume"
+# cgroup v2: /sys/fs/cgroup/plume; v1: one per controller, /sys/fs/cgroup/<controller>/plume
+left=$(ls -d /sys/fs/cgroup/plume /sys/fs/cgroup/*/plume 2>/dev/null || true)
+if [ -n "$left" ]; then echo "cgroups left behind: $left"; else echo "no cgroups left under /sys/fs/cgroup/plume or /sys/fs/cgroup/*/plume"; fi
 [ -e "$SOCK" ] && echo "socket still there!" || echo "socket removed"
 tail -n 3 "$LOG"
