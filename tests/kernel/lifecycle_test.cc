@@ -134,7 +134,9 @@ TEST(Lifecycle, KillNineTakesWorkersAlongAndRestartCleansUp) {
   EXPECT_TRUE(process_gone(worker_pid, 5000ms)) << "worker " << worker_pid << " outlived plumed";
 
   // Leave a stale cgroup with a live process in it, as a crash mid-spawn would.
-  const std::string parent_dir = cgroup_hierarchies().front() + "/" + plumed.cgroup_parent();
+  const auto parent_dirs = cgroup_parent_dirs(plumed.cgroup_parent());
+  ASSERT_FALSE(parent_dirs.empty());
+  const std::string parent_dir = parent_dirs.front();
   std::string stale_dir = parent_dir + "/stale-from-crash";
   ::mkdir(parent_dir.c_str(), 0755);
   ASSERT_TRUE(::mkdir(stale_dir.c_str(), 0755) == 0 || errno == EEXIST) << stale_dir;

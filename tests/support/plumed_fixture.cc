@@ -1,14 +1,12 @@
 #include "support/plumed_fixture.h"
 
 #include <dirent.h>
-#include <linux/magic.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +18,8 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include "plume/fwp/cgroup.h"
 
 extern char** environ;
 
@@ -99,23 +99,14 @@ std::string random_token() {
   return out;
 }
 
-const std::vector<std::string>& cgroup_hierarchies() {
-  static const std::vector<std::string> roots = [] {
-    struct statfs fs {};
-    if (::statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) {
-      return std::vector<std::string>{"/sys/fs/cgroup"};
-    }
-    std::vector<std::string> v1;
-    for (const char* ctrl : {"memory", "pids", "cpu", "cpuacct"}) v1.push_back(std::string("/sys/fs/cgroup/") + ctrl);
-    return v1;
-  }();
-  return roots;
+std::vector<std::string> cgroup_parent_dirs(const std::string& parent) {
+  auto cgroups = fwp::CgroupManager::open("/sys/fs/cgroup", parent);
+  return cgroups ? cgroups->directories("") : std::vector<std::string>{};
 }
 
 std::vector<std::string> cgroup_dirs_under(const std::string& parent) {
   std::vector<std::string> found;
-  for (const auto& hierarchy : cgroup_hierarchies()) {
-    std::string root = hierarchy + "/" + parent;
+  for (const std::string& root : cgroup_parent_dirs(parent)) {
     struct stat st{};
     if (::stat(root.c_str(), &st) != 0) continue;
     found.push_back(root);

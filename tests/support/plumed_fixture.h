@@ -28,10 +28,11 @@ std::string plume_cli_binary();  // PLUME_BINARY_DIR "/kernel/cli/plume"
 std::string unique_cgroup_parent();
 // 32 random hex characters.
 std::string random_token();
-// Where plumed's cgroups live on this host: /sys/fs/cgroup on cgroup v2, else one directory per
-// v1 controller plumed uses (/sys/fs/cgroup/memory, .../pids, .../cpu, .../cpuacct).
-const std::vector<std::string>& cgroup_hierarchies();
-// Directories <hierarchy>/<parent> (and below) that exist now, in every hierarchy.
+// plumed's cgroup directory for the parent `parent`, one per hierarchy, as plumed itself finds
+// the host's layout (fwp::CgroupManager): /sys/fs/cgroup/<parent> on cgroup v2, one per v1
+// hierarchy otherwise. Empty when the layout is unusable.
+std::vector<std::string> cgroup_parent_dirs(const std::string& parent);
+// Those of cgroup_parent_dirs(parent) that exist now, and every directory below them.
 std::vector<std::string> cgroup_dirs_under(const std::string& parent);
 // mounts_under(dir) comes from support/temp_dir.h.
 
