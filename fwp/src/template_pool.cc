@@ -80,12 +80,8 @@ size_t Template::pool_ready() {
   return n;
 }
 
-namespace {
-constexpr size_t kSpareChannels = 4;
-}
-
 void Template::top_up_channels() {
-  while (spare_channels_.size() < kSpareChannels) {
+  while (spare_channels_.size() < spare_channel_target_) {
     auto created = Channel::create(spec_.channel);
     if (!created) return;  // new_instance creates one itself, and reports the error
     spare_channels_.push_back(std::move(*created));
@@ -94,9 +90,12 @@ void Template::top_up_channels() {
 
 SysResult<Instance*> Template::new_instance(StartPath path) {
   if (spare_channels_.empty()) {
+    // ~20 µs (memfd, seals, mapping, first pages) on the start path: keep more made ahead.
     auto created = Channel::create(spec_.channel);
     if (!created) return fail(created.error());
     spare_channels_.push_back(std::move(*created));
+    ++stats_.channels_made_on_demand;
+    spare_channel_target_ = std::min(2 * spare_channel_target_, kMaxSpareChannels);
   }
   std::optional<Channel::Created> created(std::move(spare_channels_.front()));
   spare_channels_.pop_front();

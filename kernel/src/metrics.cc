@@ -69,6 +69,10 @@ std::string render_metrics(Supervisor& sup, const HttpCounters& http) {
     os << "plume_fwp_starts_total{" << tl(v) << ",path=\"pool\"} " << v.stats.pool_hits << '\n';
     os << "plume_fwp_starts_total{" << tl(v) << ",path=\"fork\"} " << v.stats.pool_misses << '\n';
   }
+  header(os, "plume_fwp_channels_made_on_demand_total", "counter",
+         "Channels a start had to create because none was made ahead (each raises how many are).");
+  for (auto& v : templates)
+    os << "plume_fwp_channels_made_on_demand_total{" << tl(v) << "} " << v.stats.channels_made_on_demand << '\n';
   header(os, "plume_fwp_template_restarts_total", "counter", "Templates restarted after they died.");
   for (auto& v : templates) os << "plume_fwp_template_restarts_total{" << tl(v) << "} " << v.stats.template_restarts << '\n';
   header(os, "plume_http_requests_total", "counter", "Control API responses, by status code.");

@@ -54,6 +54,31 @@ TEST_F(FastTest, EchoRoundTripOnTemplateFork) {
   EXPECT_EQ(exited_.size(), 1u);
 }
 
+// Channels are made ahead (refill_delay after a start), so a start only takes one. A burst that
+// uses them all up makes a start create its own, and the template then keeps more made ahead.
+TEST_F(FastTest, ABurstOfStartsGrowsTheChannelsMadeAhead) {
+  TemplateSpec spec = make_spec(echo_path());
+  spec.refill_delay = std::chrono::milliseconds(20);
+  Template& t = start(std::move(spec));
+  ASSERT_TRUE(run_until([&] { return t.spare_channels() == t.spare_channel_target(); }));
+  const size_t ahead = t.spare_channel_target();
+  ASSERT_GT(ahead, 0u);
+  // No loop turn between these starts: nothing is made ahead meanwhile.
+  std::vector<Instance*> started;
+  for (size_t i = 0; i < ahead + 2; ++i) started.push_back(&start_instance("a"));
+  EXPECT_EQ(t.stats().channels_made_on_demand, 2u);
+  EXPECT_EQ(t.spare_channel_target(), 4 * ahead);  // doubled by each of the two
+  ASSERT_TRUE(run_until([&] { return t.spare_channels() == t.spare_channel_target(); }));
+  // The same burst again finds a channel made ahead for every start.
+  for (size_t i = 0; i < ahead + 2; ++i) started.push_back(&start_instance("b"));
+  EXPECT_EQ(t.stats().channels_made_on_demand, 2u);
+  for (size_t i = 0; i < started.size(); ++i) {
+    EXPECT_EQ(reply(*started[i]), i < ahead + 2 ? "a" : "b");
+    EXPECT_EQ(ask(*started[i], ""), "<exited>");
+  }
+  for (Instance* inst : started) EXPECT_EQ(wait_exit(*inst).cause, ExitCause::exit);
+}
+
 TEST_F(FastTest, InstanceRunsInTheFullSandboxAndItsOwnCgroup) {
   TemplateSpec spec = make_spec(probe_path());
   spec.cgroup_mode = InstanceCgroups::own;

@@ -249,6 +249,9 @@ struct TemplateStats {
   uint64_t exits = 0;
   uint64_t template_restarts = 0;
   uint64_t protocol_errors = 0;  // records from the template that failed validation
+  // Channels a start (or refill) had to create itself because none was made ahead: each one
+  // doubles the number kept made ahead (spare_channel_target()).
+  uint64_t channels_made_on_demand = 0;
   uint64_t init_ns = 0;          // the app's init in the current template
 };
 
@@ -304,6 +307,11 @@ class Template {
   int template_pidfd() const { return template_pidfd_.get(); }
   const TemplateStats& stats() const { return stats_; }
   const TemplateSpec& spec() const { return spec_; }
+  // Channels are made ahead, refill_delay after a start, so that a start only takes one. How
+  // many are kept: 4, doubled (up to 64) each time a start found none, so that a template
+  // started faster than 4 per refill_delay stops creating channels on its start path.
+  size_t spare_channels() const { return spare_channels_.size(); }
+  size_t spare_channel_target() const { return spare_channel_target_; }
 
  private:
   enum class Phase : uint8_t { spawning, waiting_hello, ready, restarting, dead };
@@ -325,7 +333,7 @@ class Template {
   bool spinning_allowed_ = false;  // see start(): a spinner can be brought back to SCHED_OTHER
   void refill();
   void kick_refill();  // refill from the loop, refill_delay after the start, not inside it
-  void top_up_channels();  // keeps kSpareChannels made ahead: a start does not create one
+  void top_up_channels();  // keeps spare_channel_target_ made ahead: a start does not create one
   void pump_queued_forks();
   void finish(Instance& inst, InstanceExit exit);
   void lose_all(const std::string& why);
@@ -349,7 +357,9 @@ class Template {
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Instance>> instances_;
   std::deque<uint64_t> pool_;         // parked, oldest first
+  static constexpr size_t kMinSpareChannels = 4, kMaxSpareChannels = 64;
   std::deque<Channel::Created> spare_channels_;
+  size_t spare_channel_target_ = kMinSpareChannels;
   std::deque<uint64_t> queued_forks_; // instances waiting for a template to fork them
   size_t refills_in_flight_ = 0;
   size_t forks_in_flight_ = 0;
