@@ -100,9 +100,11 @@ SysResult<Channel::Created> Channel::create(const ChannelGeometry& geometry) {
   return Created{std::move(fd), std::move(*ch)};
 }
 
-SysResult<Channel> Channel::attach(int memfd, const ChannelGeometry& geometry, ChannelSide side) {
+SysResult<Channel> Channel::attach(int memfd, const ChannelGeometry& geometry, ChannelSide side,
+                                  Attach how) {
   if (const char* bad = geometry.check(); *bad != '\0')
     return fail(plain_error("channel attach", std::string(bad) + " (" + geometry_text(geometry) + ")"));
+  if (how == Attach::direct) return map_and_check_header(memfd, geometry, side, false);
   struct stat st{};
   if (::fstat(memfd, &st) != 0) return fail(sys_error("fstat", "channel fd " + std::to_string(memfd)));
   if (static_cast<size_t>(st.st_size) != geometry.mapping_size())
@@ -113,7 +115,12 @@ SysResult<Channel> Channel::attach(int memfd, const ChannelGeometry& geometry, C
   if (seals < 0) return fail(sys_error("fcntl F_GET_SEALS", "channel fd " + std::to_string(memfd)));
   if ((static_cast<unsigned>(seals) & kSeals) != kSeals)
     return fail(plain_error("channel attach", "memfd lacks the shrink/grow/seal seals"));
-  auto ch = map(memfd, geometry, side);
+  return map_and_check_header(memfd, geometry, side, true);
+}
+
+SysResult<Channel> Channel::map_and_check_header(int memfd, const ChannelGeometry& geometry,
+                                                 ChannelSide side, bool populate) {
+  auto ch = map(memfd, geometry, side, populate);
   if (!ch) return fail(ch.error());
   // Read once and only compared: each side acts on the geometry it was told, never on this copy.
   L::Header h{};
@@ -124,7 +131,8 @@ SysResult<Channel> Channel::attach(int memfd, const ChannelGeometry& geometry, C
   return ch;
 }
 
-SysResult<Channel> Channel::map(int memfd, const ChannelGeometry& geometry, ChannelSide side) {
+SysResult<Channel> Channel::map(int memfd, const ChannelGeometry& geometry, ChannelSide side,
+                               bool populate) {
   const size_t size = geometry.mapping_size();
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
   if (p == MAP_FAILED) return fail(sys_error("mmap", "channel fd " + std::to_string(memfd)));
@@ -146,7 +154,7 @@ SysResult<Channel> Channel::map(int memfd, const ChannelGeometry& geometry, Chan
   // A first touch of a shared page is a page fault (12-27 µs on a VM): take the ones the first
   // message each way needs now, so that a start does not pay for them. Only those: populating
   // every slot would cost each parked instance its whole ring in memory. Best effort (5.14+).
-  for (unsigned ring = 0; ring < 2; ++ring) {
+  for (unsigned ring = 0; populate && ring < 2; ++ring) {
     const size_t first_slot = size_t{geometry.start_index % geometry.slots} * geometry.slot_size;
     const size_t from = L::ring_offset(geometry, ring) & ~(kPageSize - 1);
     const size_t to = L::ring_offset(geometry, ring) + L::kControlBytes + first_slot + geometry.slot_size;

@@ -266,6 +266,26 @@ TEST(Channel, AttachChecksWhatItWasTold) {
   EXPECT_TRUE(Channel::attach(c->memfd.get(), g, ChannelSide::b).ok());
 }
 
+// Direct attach (an instance forked for a start): no fd checks, no populate, but the header is
+// still compared, and the channel works as one attached the checked way.
+TEST(Channel, DirectAttachStillChecksTheHeader) {
+  ChannelGeometry g{16, 128};
+  auto c = Channel::create(g);
+  ASSERT_TRUE(c.ok()) << c.error().message();
+  auto bad = Channel::attach(c->memfd.get(), ChannelGeometry{16, 128, 5}, ChannelSide::b,
+                             Channel::Attach::direct);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message().find("header"), std::string::npos) << bad.error().message();
+  auto b = Channel::attach(c->memfd.get(), g, ChannelSide::b, Channel::Attach::direct);
+  ASSERT_TRUE(b.ok()) << b.error().message();
+  const char hi[] = "hi";
+  ASSERT_TRUE(c->endpoint.send(std::as_bytes(std::span(hi, 2))).ok());
+  std::byte buf[128];
+  auto got = b->try_recv(buf);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf), *got), "hi");
+}
+
 TEST(Channel, ACrossProcessPeerEchoes) {
   ChannelGeometry g{32, 256};
   auto c = Channel::create(g);

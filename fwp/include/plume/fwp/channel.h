@@ -80,9 +80,18 @@ class Channel {
   // growing and further sealing, maps it, and returns it with the creator's (side a) endpoint.
   // The fd is close-on-exec: hand it to a worker by fork, SCM_RIGHTS or an explicit dup2.
   static SysResult<Created> create(const ChannelGeometry& geometry);
-  // Maps an existing channel memfd as `side`. Checks the fd's size and seals and that the shared
-  // header matches `geometry` (which the caller got from the creator, not from the memfd).
-  static SysResult<Channel> attach(int memfd, const ChannelGeometry& geometry, ChannelSide side);
+  // How attach() gets ready. `checked` checks the fd's size and seals, and takes the faults of
+  // the pages the first message each way needs up front (MADV_POPULATE_WRITE: a parked endpoint
+  // must not pay them at its start). `direct` skips both, for an instance forked to serve a
+  // start at once: its fd came from the supervisor through its own parent, which could hand it
+  // anything anyway, so the fd checks protect nothing there, and faulting on first use costs
+  // less than the populate calls (~8 µs in the 2-vCPU VM's sandbox). The header is checked
+  // either way; a memfd too small for the geometry is a SIGBUS in the attaching process only.
+  enum class Attach : uint8_t { checked, direct };
+  // Maps an existing channel memfd as `side`. Checks that the shared header matches `geometry`
+  // (which the caller got from the creator, not from the memfd), and what `how` says above.
+  static SysResult<Channel> attach(int memfd, const ChannelGeometry& geometry, ChannelSide side,
+                                   Attach how = Attach::checked);
 
   Channel(Channel&& o) noexcept;
   Channel& operator=(Channel&& o) noexcept;
@@ -128,7 +137,10 @@ class Channel {
     uint32_t* doorbell = nullptr;  // futex word: 0 awake, 1 consumer sleeps, 2 rung
     std::byte* slots = nullptr;
   };
-  static SysResult<Channel> map(int memfd, const ChannelGeometry& geometry, ChannelSide side);
+  static SysResult<Channel> map(int memfd, const ChannelGeometry& geometry, ChannelSide side,
+                                bool populate = true);
+  static SysResult<Channel> map_and_check_header(int memfd, const ChannelGeometry& geometry,
+                                                 ChannelSide side, bool populate);
   std::byte* slot(const RingView& ring, uint32_t index) const;
   bool readable();                 // a message is ready; reloads the peer's producer index
   Unexpected<ChannelError> mark_corrupt();  // breaks the endpoint for good
