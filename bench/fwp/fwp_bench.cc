@@ -28,7 +28,8 @@ int fail_with(const char* what, const SysError& e) {
 
 int skip_without(const char* what, const char* tool, const char* package) {
   std::fprintf(stderr,
-               "fwp_bench %s: skipped: no %s in /usr/local/bin, /usr/bin, /bin, /usr/sbin or /sbin "
+               "fwp_bench %s: skipped: no %s on PATH or in /usr/local/sbin, /usr/local/bin, /usr/sbin, "
+               "/usr/bin, /sbin, /bin "
                "(Debian package %s; or name it with --%s, or leave its peer out)\n",
                what, tool, package, tool);
   return 77;  // ctest's SKIP_RETURN_CODE, as without root
@@ -67,14 +68,6 @@ std::vector<std::string> split(const std::string& s) {
     if (!p.empty()) parts.push_back(p);
   }
   return parts;
-}
-
-std::string find_on_path(const std::string& tool) {
-  for (const char* dir : {"/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"}) {
-    std::string p = std::string(dir) + "/" + tool;
-    if (::access(p.c_str(), X_OK) == 0) return p;
-  }
-  return {};
 }
 
 }  // namespace
@@ -145,8 +138,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (o.bwrap.empty()) o.bwrap = find_on_path("bwrap");
-  if (o.crun.empty()) o.crun = find_on_path("crun");
+  if (o.bwrap.empty()) o.bwrap = find_tool("bwrap");
+  if (o.crun.empty()) o.crun = find_tool("crun");
   if (::geteuid() != 0) {
     std::fprintf(stderr, "fwp_bench: needs root (namespaces, cgroups, uid maps)\n");
     return 77;  // ctest's SKIP_RETURN_CODE

@@ -8,6 +8,8 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <linux/magic.h>
@@ -123,6 +125,22 @@ SysResult<int> make_timestamp_pipe() {
   ::close(wr);
   if (::fcntl(rd, F_SETFL, O_NONBLOCK) != 0) return fail(sys_error("fcntl", "O_NONBLOCK"));
   return rd;
+}
+
+std::string find_tool(const std::string& tool) {
+  std::string dirs;
+  if (const char* path = std::getenv("PATH"); path != nullptr) dirs = std::string(path) + ":";
+  dirs += "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (size_t at = 0; at <= dirs.size();) {
+    const size_t end = std::min(dirs.find(':', at), dirs.size());
+    const std::string dir = dirs.substr(at, end - at);
+    at = end + 1;
+    if (dir.empty() || dir[0] != '/') continue;  // "" and relative entries mean the cwd: not for root
+    std::string p = dir + "/" + tool;
+    struct stat st{};
+    if (::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0) return p;
+  }
+  return {};
 }
 
 }  // namespace plume::bench

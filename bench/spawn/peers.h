@@ -73,4 +73,9 @@ SysResult<void> hide_unified_cgroup();
 // the non-blocking, close-on-exec read end.
 SysResult<int> make_timestamp_pipe();
 
+// The absolute path of an executable `tool` (bwrap, crun): the first match in $PATH's
+// directories, then in /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin and /bin
+// (where sudo's or a service's short PATH leaves them out); empty if none.
+std::string find_tool(const std::string& tool);
+
 }  // namespace plume::bench

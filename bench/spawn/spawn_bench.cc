@@ -71,14 +71,6 @@ bool has(const std::vector<std::string>& v, const std::string& x) {
   return std::find(v.begin(), v.end(), x) != v.end();
 }
 
-std::string find_on_path(const std::string& tool) {
-  for (const auto& dir : split("/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", ':')) {
-    std::string p = dir + "/" + tool;
-    if (::access(p.c_str(), X_OK) == 0) return p;
-  }
-  return {};
-}
-
 SysResult<Options> parse_args(int argc, char** argv) {
   Options o;
   std::string token_file;
@@ -127,10 +119,10 @@ SysResult<Options> parse_args(int argc, char** argv) {
   if (has(o.peers, "plume") && (o.plume.socket.empty() || o.plume.admin_token.empty())) {
     return fail(plain_error("arguments", "the plume peer needs --plume-socket and an admin token"));
   }
-  if (o.bwrap.empty()) o.bwrap = find_on_path("bwrap");
-  if (o.crun.empty()) o.crun = find_on_path("crun");
-  if (has(o.peers, "bwrap") && o.bwrap.empty()) return fail(plain_error("bwrap", "not found on PATH"));
-  if (has(o.peers, "crun") && o.crun.empty()) return fail(plain_error("crun", "not found on PATH"));
+  if (o.bwrap.empty()) o.bwrap = find_tool("bwrap");
+  if (o.crun.empty()) o.crun = find_tool("crun");
+  if (has(o.peers, "bwrap") && o.bwrap.empty()) return fail(plain_error("bwrap", "not found on PATH or in the sbin/bin directories"));
+  if (has(o.peers, "crun") && o.crun.empty()) return fail(plain_error("crun", "not found on PATH or in the sbin/bin directories"));
   return o;
 }
 
