@@ -121,8 +121,10 @@ SysResult<Options> parse_args(int argc, char** argv) {
   }
   if (o.bwrap.empty()) o.bwrap = find_tool("bwrap");
   if (o.crun.empty()) o.crun = find_tool("crun");
-  if (has(o.peers, "bwrap") && o.bwrap.empty()) return fail(plain_error("bwrap", "not found on PATH or in the sbin/bin directories"));
-  if (has(o.peers, "crun") && o.crun.empty()) return fail(plain_error("crun", "not found on PATH or in the sbin/bin directories"));
+  if (has(o.peers, "bwrap") && o.bwrap.empty())
+    return fail(plain_error("bwrap", "not found on PATH or in the sbin/bin directories"));
+  if (has(o.peers, "crun") && o.crun.empty())
+    return fail(plain_error("crun", "not found on PATH or in the sbin/bin directories"));
   return o;
 }
 

@@ -85,8 +85,8 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   if (!for_pool && config.template_nice > 0) (void)::setpriority(PRIO_PROCESS, 0, 0);
   const fwp::ChannelGeometry geometry{config.slots, config.slot_size, 0};
   // Forked for a start, it uses the channel at once: see Channel::Attach::direct.
-  auto channel = fwp::Channel::attach(memfd, geometry, fwp::ChannelSide::b,
-                                      for_pool ? fwp::Channel::Attach::checked : fwp::Channel::Attach::direct);
+  const auto how = for_pool ? fwp::Channel::Attach::checked : fwp::Channel::Attach::direct;
+  auto channel = fwp::Channel::attach(memfd, geometry, fwp::ChannelSide::b, how);
   if (!channel) die("instance: channel attach", channel.error().err);
   g_self.channel.emplace(std::move(*channel));
   g_self.role = PLUME_ROLE_INSTANCE;
