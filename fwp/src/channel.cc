@@ -151,9 +151,11 @@ SysResult<Channel> Channel::map(int memfd, const ChannelGeometry& geometry, Chan
   ch.rx_ = view(side == ChannelSide::a ? 1 : 0);
   ch.tx_head_ = ch.tx_peer_tail_ = geometry.start_index;
   ch.rx_tail_ = ch.rx_peer_head_ = geometry.start_index;
-  // A first touch of a shared page is a page fault (12-27 µs on a VM): take the ones the first
-  // message each way needs now, so that a start does not pay for them. Only those: populating
-  // every slot would cost each parked instance its whole ring in memory. Best effort (5.14+).
+  // A first touch of a shared page is a page fault (12-27 µs on the November VM, ~1.3 µs on
+  // its later host build): an endpoint that waits (a parked instance, the supervisor) takes the
+  // ones the first message each way needs now, so that a start does not pay for them. Only
+  // those: populating every slot would cost each parked instance its whole ring in memory. Not
+  // for Attach::direct, which uses the pages at once. Best effort (5.14+).
   for (unsigned ring = 0; populate && ring < 2; ++ring) {
     const size_t first_slot = size_t{geometry.start_index % geometry.slots} * geometry.slot_size;
     const size_t from = L::ring_offset(geometry, ring) & ~(kPageSize - 1);
