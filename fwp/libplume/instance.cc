@@ -70,10 +70,10 @@ int setup_ring(const plume::fwp::wire::Msg& config) {
 namespace plume::libplume {
 
 void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t instance_id,
-                  int memfd, int scope_fd, ParkMode park, uint64_t forked_at_ns) {
+                  InstanceChannel channel_in, int scope_fd, ParkMode park, uint64_t forked_at_ns) {
   const bool for_pool = park != ParkMode::none;
-  // 1. Descriptors: the channel is mapped, then every fd but stdio goes (the control socket,
-  //    the template's other fds, other instances' memfds in flight).
+  // 1. Descriptors: the channel is mapped (or its inherited mapping checked), then every fd but
+  //    stdio goes (the control socket, the template's other fds, other instances' staged memfds).
   uint64_t steps[8] = {};  // PLUME_FWP_TRACE: when each step ended
   int nsteps = 0;
   auto step = [&] { steps[nsteps++] = now_ns(); };
@@ -86,7 +86,9 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   const fwp::ChannelGeometry geometry{config.slots, config.slot_size, 0};
   // Forked for a start, it uses the channel at once: see Channel::Attach::direct.
   const auto how = for_pool ? fwp::Channel::Attach::checked : fwp::Channel::Attach::direct;
-  auto channel = fwp::Channel::attach(memfd, geometry, fwp::ChannelSide::b, how);
+  auto channel = channel_in.premapped != nullptr
+                     ? fwp::Channel::adopt(channel_in.premapped, channel_in.memfd, geometry, fwp::ChannelSide::b, how)
+                     : fwp::Channel::attach(channel_in.memfd, geometry, fwp::ChannelSide::b, how);
   if (!channel) die("instance: channel attach", channel.error().err);
   g_self.channel.emplace(std::move(*channel));
   g_self.role = PLUME_ROLE_INSTANCE;

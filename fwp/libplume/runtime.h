@@ -49,11 +49,17 @@ inline uint64_t now_ns() {
 // `park`: none for a start (its first message is already queued); otherwise it will park for a
 // while, so it takes its page faults before announcing itself, then sleeps on its channel or,
 // spinning, polls it (spinning_park.h).
+// `channel`: its memfd, and the mapping of it inherited from the template (staged_channels.h),
+// or nullptr to map it here.
 // `scope_fd`: the template's Landlock ruleset (instance_scope.h), or -1 for the seccomp filter.
 enum class ParkMode { none, asleep, spinning };
+struct InstanceChannel {
+  int memfd;
+  void* premapped;
+};
 [[noreturn]] void run_instance(const plume_app& app, const fwp::wire::Msg& config,
-                               uint64_t instance_id, int memfd, int scope_fd, ParkMode park,
-                               uint64_t forked_at_ns);
+                               uint64_t instance_id, InstanceChannel channel, int scope_fd,
+                               ParkMode park, uint64_t forked_at_ns);
 
 // Reaps every exited child (after draining the SIGCHLD signalfd) and reports each to the
 // controller: `exited`, or `template_exited` for pid `tmpl`. Returns whether tmpl was among them.

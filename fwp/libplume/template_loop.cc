@@ -22,6 +22,7 @@
 #include "instance_scope.h"
 #include "prefault.h"
 #include "runtime.h"
+#include "staged_channels.h"
 #include "template_wire.h"
 
 namespace plume::libplume {
@@ -133,33 +134,44 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
     diag("template: signalfd", errno);
     _exit(126);
   }
+  StagedChannels staged(fwp::ChannelGeometry{config.slots, config.slot_size, 0});
   for (;;) {
     pollfd fds[2] = {{kControlFd, POLLIN, 0}, {sfd, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) continue;
     if (fds[1].revents & POLLIN) (void)reap_children(sfd, 0, 0);
     if (!(fds[0].revents & (POLLIN | POLLHUP))) continue;
     Msg msg;
-    int fd = -1;
-    int output[2] = {-1, -1};  // the instance's own stdout and stderr, when the controller captures them
-    const int err = fwp::wire::recv_msg(kControlFd, msg, &fd, true, output, 2);
+    // A STAGE's memfd, or a FORK's stdout and stderr (the instance's own, when the controller
+    // captures them); -1 where absent.
+    int fds_in[3] = {-1, -1, -1};
+    const int err = fwp::wire::recv_msg(kControlFd, msg, &fds_in[0], true, &fds_in[1], 2);
     if (err == EPIPE) _exit(0);  // the controller is gone
     if (err != 0) continue;      // a malformed record: ignore it
-    auto close_output = [&] {
-      for (int& o : output) {
-        if (o >= 0) ::close(o);
-        o = -1;
+    auto close_fds = [&] {
+      for (int& f : fds_in) {
+        if (f >= 0) ::close(f);
+        f = -1;
       }
     };
-    if (msg.type != Type::fork || fd < 0) {
-      if (fd >= 0) ::close(fd);
-      close_output();
+    if (msg.type == Type::stage && fds_in[0] >= 0) {
+      (void)staged.add(msg.channel, fds_in[0]);
+      fds_in[0] = -1;
+      close_fds();
       continue;
     }
+    if (msg.type == Type::unstage) staged.remove(msg.channel);
+    if (msg.type != Type::fork) {
+      close_fds();
+      continue;
+    }
+    const int output[2] = {fds_in[0], fds_in[1]};
+    const int memfd = staged.fd_of(msg.channel);
+    void* const premapped = msg.channel == staged.premapped_serial() ? staged.premapped() : nullptr;
     const uint64_t forked_at = now_ns();
     // fork(), not _Fork(): the atfork work it adds costs a few copy-on-write faults, but it is
     // what reseeds random state in the child (glibc's arc4random, OpenSSL's DRBG): skipping it
     // would hand sibling instances the same random numbers.
-    const pid_t pid = ::fork();
+    const pid_t pid = memfd >= 0 ? ::fork() : -1;
     if (pid == 0) {
       // Both or neither: an instance writes where the template writes unless it has its own.
       if (output[0] >= 0 && output[1] >= 0) {
@@ -168,7 +180,9 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
       const ParkMode park = (msg.flags & fwp::wire::kFlagForPool) == 0 ? ParkMode::none
                             : (msg.flags & fwp::wire::kFlagSpinWhileParked) != 0 ? ParkMode::spinning
                                                                                   : ParkMode::asleep;
-      run_instance(app, config, msg.instance_id, fd, scope_fd, park, forked_at);
+      // Another instance's channel, premapped for the FORK after this one, is not this one's.
+      if (premapped == nullptr) staged.unmap_premapped_in_child();
+      run_instance(app, config, msg.instance_id, InstanceChannel{memfd, premapped}, scope_fd, park, forked_at);
     }
     // A child forked for a start usually lands on this CPU and would wait until the template
     // blocks, i.e. through pidfd_open, the reply and the template's own copy-on-write faults
@@ -180,7 +194,10 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
     reply.type = Type::forked;
     reply.instance_id = msg.instance_id;
     const int pidfd = pid > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)) : -1;
-    if (pid < 0 || pidfd < 0) {
+    if (memfd < 0) {
+      reply.err = EBADF;  // no such staged channel
+      (void)fwp::wire::send_msg(kControlFd, reply);
+    } else if (pid < 0 || pidfd < 0) {
       reply.err = errno;
       if (pid > 0) ::kill(pid, SIGKILL);
       (void)fwp::wire::send_msg(kControlFd, reply);
@@ -196,8 +213,9 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
                    static_cast<double>(now_ns() - forked_at) / 1e3, after.ru_minflt - last_minflt);
       last_minflt = after.ru_minflt;
     }
-    ::close(fd);
-    close_output();
+    // Used or not, a FORK consumes its channel; the next one is premapped now, off the start path.
+    staged.remove(msg.channel);
+    close_fds();
   }
 }
 

@@ -104,7 +104,39 @@ SysResult<Channel> Channel::attach(int memfd, const ChannelGeometry& geometry, C
                                   Attach how) {
   if (const char* bad = geometry.check(); *bad != '\0')
     return fail(plain_error("channel attach", std::string(bad) + " (" + geometry_text(geometry) + ")"));
-  if (how == Attach::direct) return map_and_check_header(memfd, geometry, side, false);
+  if (how == Attach::checked) {
+    if (auto ok = check_memfd(memfd, geometry); !ok) return fail(ok.error());
+  }
+  auto ch = map(memfd, geometry, side, how == Attach::checked);
+  if (!ch) return fail(ch.error());
+  return check_header(std::move(*ch), geometry);
+}
+
+void* Channel::premap(int memfd, const ChannelGeometry& geometry) {
+  if (*geometry.check() != '\0') {
+    errno = EINVAL;
+    return nullptr;
+  }
+  void* p = ::mmap(nullptr, geometry.mapping_size(), PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+SysResult<Channel> Channel::adopt(void* mapping, int memfd, const ChannelGeometry& geometry,
+                                  ChannelSide side, Attach how) {
+  if (const char* bad = geometry.check(); *bad != '\0') {
+    // Not ours to size without a valid geometry: the caller still owns the mapping.
+    return fail(plain_error("channel adopt", std::string(bad) + " (" + geometry_text(geometry) + ")"));
+  }
+  if (how == Attach::checked) {
+    if (auto ok = check_memfd(memfd, geometry); !ok) {
+      ::munmap(mapping, geometry.mapping_size());
+      return fail(ok.error());
+    }
+  }
+  return check_header(over(mapping, geometry, side, how == Attach::checked), geometry);
+}
+
+SysResult<void> Channel::check_memfd(int memfd, const ChannelGeometry& geometry) {
   struct stat st{};
   if (::fstat(memfd, &st) != 0) return fail(sys_error("fstat", "channel fd " + std::to_string(memfd)));
   if (static_cast<size_t>(st.st_size) != geometry.mapping_size())
@@ -115,16 +147,13 @@ SysResult<Channel> Channel::attach(int memfd, const ChannelGeometry& geometry, C
   if (seals < 0) return fail(sys_error("fcntl F_GET_SEALS", "channel fd " + std::to_string(memfd)));
   if ((static_cast<unsigned>(seals) & kSeals) != kSeals)
     return fail(plain_error("channel attach", "memfd lacks the shrink/grow/seal seals"));
-  return map_and_check_header(memfd, geometry, side, true);
+  return {};
 }
 
-SysResult<Channel> Channel::map_and_check_header(int memfd, const ChannelGeometry& geometry,
-                                                 ChannelSide side, bool populate) {
-  auto ch = map(memfd, geometry, side, populate);
-  if (!ch) return fail(ch.error());
+SysResult<Channel> Channel::check_header(Channel ch, const ChannelGeometry& geometry) {
   // Read once and only compared: each side acts on the geometry it was told, never on this copy.
   L::Header h{};
-  std::memcpy(&h, ch->base_, sizeof h);
+  std::memcpy(&h, ch.base_, sizeof h);
   if (h.magic != L::kMagic || h.version != L::kVersion || h.slots != geometry.slots ||
       h.slot_size != geometry.slot_size || h.start_index != geometry.start_index)
     return fail(plain_error("channel attach", "shared header does not match " + geometry_text(geometry)));
@@ -133,9 +162,13 @@ SysResult<Channel> Channel::map_and_check_header(int memfd, const ChannelGeometr
 
 SysResult<Channel> Channel::map(int memfd, const ChannelGeometry& geometry, ChannelSide side,
                                bool populate) {
-  const size_t size = geometry.mapping_size();
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+  void* p = ::mmap(nullptr, geometry.mapping_size(), PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
   if (p == MAP_FAILED) return fail(sys_error("mmap", "channel fd " + std::to_string(memfd)));
+  return over(p, geometry, side, populate);
+}
+
+Channel Channel::over(void* p, const ChannelGeometry& geometry, ChannelSide side, bool populate) {
+  const size_t size = geometry.mapping_size();
   Channel ch;
   ch.geometry_ = geometry;
   ch.side_ = side;

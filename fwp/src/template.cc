@@ -365,6 +365,7 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
     return protocol_error("forked: no FORK pending for instance " + std::to_string(id));
   Instance& inst = *it->second;
   inst.fork_sent_ = false;
+  inst.staged_generation_ = 0;  // a FORK consumes its channel in the template, forked or not
   --forks_in_flight_;
   if (inst.refill_) --refills_in_flight_;
   if (err != 0) {
@@ -497,6 +498,11 @@ void Template::finish(Instance& inst, InstanceExit exit) {
   inst.exit_ = exit;
   if (inst.pidfd_ && !inst.dead_) poller_.unwatch(inst.pidfd_.get());
   inst.dead_ = true;
+  // A channel staged for a FORK never sent: the template would hold it (and map it next) forever.
+  if (!inst.fork_sent_ && inst.staged_generation_ != 0 && inst.staged_generation_ == stats_.generation &&
+      phase_ == Phase::ready)
+    unstage(inst.channel_serial_);
+  inst.staged_generation_ = 0;
   inst.memfd_.reset();
   if (was_parked) std::erase(pool_, inst.id_);
   std::erase(queued_forks_, inst.id_);

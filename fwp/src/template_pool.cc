@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "plume/base/log.h"
 #include "plume/fwp/template.h"
 #include "template_protocol.h"
 #include "template_wire.h"
@@ -80,31 +81,70 @@ size_t Template::pool_ready() {
   return n;
 }
 
+SysResult<Template::SpareChannel> Template::make_spare_channel() {
+  auto created = Channel::create(spec_.channel);
+  if (!created) return fail(created.error());
+  SpareChannel spare{std::move(*created), next_channel_serial_, 0};
+  next_channel_serial_ = next_channel_serial_ == UINT32_MAX ? 1 : next_channel_serial_ + 1;
+  // Staged now, off any start path; one that cannot be (no template yet, a full socket) is
+  // staged by the FORK that uses it.
+  if (phase_ == Phase::ready) (void)stage(spare.made.memfd.get(), spare.serial, spare.staged_generation);
+  return spare;
+}
+
+SysResult<void> Template::stage(int memfd, uint32_t serial, uint32_t& staged_generation) {
+  if (staged_generation != 0 && staged_generation == stats_.generation) return {};
+  wire::Msg m;
+  m.type = wire::Type::stage;
+  m.channel = serial;
+  if (int err = wire::send_msg(control_.get(), m, memfd); err != 0)
+    return fail(SysError{"sendmsg", err, spec_.name + " stage channel " + std::to_string(serial)});
+  staged_generation = stats_.generation;
+  return {};
+}
+
+void Template::unstage(uint32_t serial) {
+  wire::Msg m;
+  m.type = wire::Type::unstage;
+  m.channel = serial;
+  // Lost only if the socket is full or broken: the template then holds the memfd until it dies.
+  if (int err = wire::send_msg(control_.get(), m); err != 0)
+    log::warn("fwp.template.unstage", {{"template", spec_.name}, {"channel", std::to_string(serial)},
+                                       {"error", std::strerror(err)}});
+}
+
 void Template::top_up_channels() {
+  // A new template incarnation holds none of the channels made for the last one.
+  for (SpareChannel& spare : spare_channels_) {
+    if (phase_ != Phase::ready) break;
+    if (!stage(spare.made.memfd.get(), spare.serial, spare.staged_generation)) break;
+  }
   while (spare_channels_.size() < spare_channel_target_) {
-    auto created = Channel::create(spec_.channel);
-    if (!created) return;  // new_instance creates one itself, and reports the error
-    spare_channels_.push_back(std::move(*created));
+    auto spare = make_spare_channel();
+    if (!spare) return;  // new_instance creates one itself, and reports the error
+    spare_channels_.push_back(std::move(*spare));
   }
 }
 
 SysResult<Instance*> Template::new_instance(StartPath path) {
   if (spare_channels_.empty()) {
     // ~20 µs (memfd, seals, mapping, first pages) on the start path: keep more made ahead.
-    auto created = Channel::create(spec_.channel);
-    if (!created) return fail(created.error());
-    spare_channels_.push_back(std::move(*created));
+    auto spare = make_spare_channel();
+    if (!spare) return fail(spare.error());
+    spare_channels_.push_back(std::move(*spare));
     ++stats_.channels_made_on_demand;
     spare_channel_target_ = std::min(2 * spare_channel_target_, kMaxSpareChannels);
   }
-  std::optional<Channel::Created> created(std::move(spare_channels_.front()));
+  SpareChannel spare = std::move(spare_channels_.front());
   spare_channels_.pop_front();
   auto inst = std::make_unique<Instance>();
   inst->id_ = next_id_++;
   inst->name_ = spec_.name + "#" + std::to_string(inst->id_);
   inst->path_ = path;
-  inst->memfd_ = std::move(created->memfd);
-  inst->channel_.emplace(std::move(created->endpoint));
+  inst->memfd_ = std::move(spare.made.memfd);
+  inst->channel_serial_ = spare.serial;
+  inst->staged_generation_ = spare.staged_generation;
+  inst->channel_.emplace(std::move(spare.made.endpoint));
   if (spec_.capture_output) {
     // Ours non-blocking (drained from the loop), theirs blocking (a writer waits for room).
     int out[2], err[2];
@@ -129,8 +169,11 @@ SysResult<void> Template::send_fork(Instance& inst) {
   m.flags = inst.want_start_ ? 0 : wire::kFlagForPool;
   if (!inst.want_start_ && inst.spins_) m.flags |= wire::kFlagSpinWhileParked;
   if (inst.want_start_ && inst.first_sent_) m.flags |= wire::kFlagMessageQueued;
-  if (int err = wire::send_msg(control_.get(), m, inst.memfd_.get(), inst.stdout_peer_.get(),
-                               inst.stderr_peer_.get());
+  m.channel = inst.channel_serial_;
+  // Records are read in order: a STAGE sent now reaches the template before its FORK.
+  if (auto staged = stage(inst.memfd_.get(), inst.channel_serial_, inst.staged_generation_); !staged)
+    return fail(staged.error());
+  if (int err = wire::send_msg(control_.get(), m, inst.stdout_peer_.get(), inst.stderr_peer_.get());
       err != 0)
     return fail(SysError{"sendmsg", err, inst.name_ + " fork"});
   inst.stdout_peer_.reset();  // the instance holds them now: EOF comes when it is gone

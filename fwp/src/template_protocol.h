@@ -2,6 +2,14 @@
 // processes (libplume), over one AF_UNIX SOCK_SEQPACKET socket: fixed-size, versioned records,
 // file descriptors passed with SCM_RIGHTS. Shared by fwp/src/template*.cc and fwp/libplume/.
 //
+// Staging: a channel's memfd reaches the template ahead of the FORK that uses it, in a STAGE
+// record sent when the controller makes the channel (off any start path). The template keeps
+// staged memfds oldest first and maps the oldest ahead, so the child forked with it inherits the
+// mapping instead of calling mmap; a FORK names its channel by serial and carries no memfd. The
+// controller restages its channels for each new template incarnation (the staged ones died with
+// the last), and UNSTAGEs a channel whose instance ended before its FORK was sent. A FORK naming
+// a channel the template does not hold gets `forked` with EBADF.
+//
 // Trust: after the app's init has run, the template is tenant code. The controller checks the
 // magic, version, type and every field it uses, and treats a violation as a dead template.
 #pragma once
@@ -11,16 +19,18 @@
 namespace plume::fwp::wire {
 
 inline constexpr uint32_t kMagic = 0x504c4d46;  // "PLMF"
-inline constexpr uint16_t kVersion = 1;
+inline constexpr uint16_t kVersion = 2;  // 2: channels are staged ahead of their FORK
 
 enum class Type : uint16_t {
   config = 1,          // controller → keeper, once, first: geometry, io_uring
   hello = 2,           // template → controller, after init: [pidfd of the template]
-  fork = 3,            // controller → template: [channel memfd]
+  fork = 3,            // controller → template: names a staged channel; [stdout, stderr] if captured
   forked = 4,          // template → controller: ok → [pidfd of the instance]; else err
   exited = 5,          // keeper → controller: a child of the keeper was reaped
   template_exited = 6, // keeper → controller: the template died; waits for `restart`
   restart = 7,         // controller → keeper: fork a new template (runs init again)
+  stage = 8,           // controller → template: [channel memfd] for a FORK to come
+  unstage = 9,         // controller → template: drop a staged channel that no FORK will use
 };
 
 // io_uring opcodes fit in a byte; one bit per opcode.
@@ -51,7 +61,8 @@ struct Msg {
   uint32_t flags = 0;
   OpcodeSet ring_ops;
   int32_t template_nice = 0;  // config: nice of the template while it forks (0: unchanged)
-  uint8_t reserved[12] = {};  // zero; room for version-1 additions
+  uint32_t channel = 0;       // stage, unstage, fork: the channel's serial (never 0), chosen by the controller
+  uint8_t reserved[8] = {};   // zero; room for version-2 additions
 };
 static_assert(sizeof(Msg) == 128, "wire::Msg is a fixed-size record");
 

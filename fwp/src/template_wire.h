@@ -6,7 +6,8 @@
 
 namespace plume::fwp::wire {
 
-// A FORK carries the channel memfd and, when output is captured, the stdout and stderr pipes.
+// A STAGE carries a channel memfd; a FORK, when output is captured, the stdout and stderr pipes
+// (one more fits, for a record to come).
 inline constexpr int kMaxRecordFds = 3;
 
 // Sends one record, with `fd` (then `fd2`, `fd3`) attached by SCM_RIGHTS when >= 0 (a later one

@@ -194,9 +194,10 @@ TEST_F(FastTest, TemplateDeathRestartsItAndRunningInstancesSurvive) {
   Instance& pooled = start_instance("ids");
   EXPECT_EQ(pooled.path(), StartPath::pool);
   EXPECT_NE(reply(pooled).find("init_count=1"), std::string::npos);
-  // New forks come from the new template.
+  // New forks come from the new template, with channels staged again for it.
   Instance& fresh = start_instance("ids");
   EXPECT_NE(reply(fresh).find("init_count=1"), std::string::npos);
+  EXPECT_EQ(ask(fresh, "maps"), "1");
   // An instance orphaned by the old template still reports its exit (through the keeper).
   EXPECT_EQ(ask(running, "exit 5"), "<exited>");
   EXPECT_EQ(wait_exit(running).code, 5);
@@ -243,6 +244,9 @@ TEST_P(FastIsolationTest, OnlyStdioSurvivesIntoAnInstance) {
   Instance& forked = start_instance("fds");
   EXPECT_EQ(reply(pooled), "0,1,2");
   EXPECT_EQ(reply(forked), "0,1,2");
+  // Nor any mapping of another instance's channel (the template premaps the next one's).
+  EXPECT_EQ(ask(pooled, "maps"), "1");
+  EXPECT_EQ(ask(forked, "maps"), "1");
 }
 
 INSTANTIATE_TEST_SUITE_P(Fences, FastIsolationTest,

@@ -5,6 +5,7 @@
 //                    began forking this instance
 //   status         → /proc/self/status security lines, namespaces, memory (v1) and unified (v2) cgroups
 //   fds            → the open fds, "0,1,2"
+//   maps           → how many of its mappings are of a Plume channel memfd
 //   ids            → "pid=<pid> ppid=<ppid> init_pid=<pid that ran init> init_count=<n> nice=<n>"
 //   attack <pid>   → errno of process_vm_readv, ptrace attach, kill(pid, 0), open /proc/pid/mem
 //   uring          → results of a NOP and an OPENAT on plume_ring(), and errno of io_uring_setup
@@ -94,6 +95,13 @@ std::string status() {
     at = end + 1;
   }
   return out;
+}
+
+std::string channel_mappings() {
+  const std::string maps = read_file("/proc/self/maps");
+  int n = 0;
+  for (size_t at = maps.find("plume-channel"); at != std::string::npos; at = maps.find("plume-channel", at + 1)) ++n;
+  return std::to_string(n);
 }
 
 std::string fds() {
@@ -262,6 +270,8 @@ int handle(plume_instance* self) {
       reply = status();
     } else if (cmd == "fds") {
       reply = fds();
+    } else if (cmd == "maps") {
+      reply = channel_mappings();
     } else if (cmd == "ids") {
       reply = "pid=" + std::to_string(getpid()) + " ppid=" + std::to_string(getppid()) +
               " init_pid=" + std::to_string(g_init_pid) + " init_count=" + std::to_string(g_init_count) +

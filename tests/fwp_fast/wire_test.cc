@@ -61,7 +61,7 @@ ino_t inode_of(int fd) {
   return ::fstat(fd, &st) == 0 ? st.st_ino : 0;
 }
 
-TEST(FwpWire, ForkCarriesChannelStdoutAndStderrInOrderAndUnaskedFdsAreClosed) {
+TEST(FwpWire, ARecordCarriesThreeFdsInOrderAndUnaskedFdsAreClosed) {
   Pair p;
   int pipes[3][2];
   for (auto& pp : pipes) ASSERT_EQ(::pipe(pp), 0);

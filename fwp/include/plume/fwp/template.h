@@ -219,6 +219,8 @@ class Instance {
   pid_t ns_pid_ = -1;
   UniqueFd pidfd_;
   UniqueFd memfd_;  // kept until the template has forked with it
+  uint32_t channel_serial_ = 0;     // how the FORK names its channel to the template
+  uint32_t staged_generation_ = 0;  // the template incarnation holding the channel (0: none)
   UniqueFd stdout_, stderr_;                // capture_output: our read ends
   UniqueFd stdout_peer_, stderr_peer_;      // ... and the write ends, kept until the FORK is sent
   std::optional<Channel> channel_;
@@ -309,7 +311,9 @@ class Template {
   const TemplateSpec& spec() const { return spec_; }
   // Channels are made ahead, refill_delay after a start, so that a start only takes one. How
   // many are kept: 4, doubled (up to 64) each time a start found none, so that a template
-  // started faster than 4 per refill_delay stops creating channels on its start path.
+  // started faster than 4 per refill_delay stops creating channels on its start path. Each is
+  // staged with the template as it is made (a STAGE record carries its memfd), so the FORK that
+  // uses it carries no descriptor, and the template has it mapped already (template_protocol.h).
   size_t spare_channels() const { return spare_channels_.size(); }
   size_t spare_channel_target() const { return spare_channel_target_; }
 
@@ -328,6 +332,11 @@ class Template {
   void on_instance_pidfd(uint64_t id);
   SysResult<Instance*> new_instance(StartPath path);
   SysResult<void> send_fork(Instance& inst);
+  struct SpareChannel;
+  SysResult<SpareChannel> make_spare_channel();
+  // Sends a STAGE record for the channel unless the current template incarnation has it.
+  SysResult<void> stage(int memfd, uint32_t serial, uint32_t& staged_generation);
+  void unstage(uint32_t serial);  // for a staged channel whose FORK will not be sent
   void deliver_first(Instance& inst);
   size_t spinning_standbys_parked_or_forking() const;
   bool spinning_allowed_ = false;  // see start(): a spinner can be brought back to SCHED_OTHER
@@ -358,7 +367,13 @@ class Template {
   std::map<uint64_t, std::unique_ptr<Instance>> instances_;
   std::deque<uint64_t> pool_;         // parked, oldest first
   static constexpr size_t kMinSpareChannels = 4, kMaxSpareChannels = 64;
-  std::deque<Channel::Created> spare_channels_;
+  struct SpareChannel {
+    Channel::Created made;
+    uint32_t serial = 0;
+    uint32_t staged_generation = 0;  // see Instance::staged_generation_
+  };
+  std::deque<SpareChannel> spare_channels_;
+  uint32_t next_channel_serial_ = 1;  // wraps, skipping 0; only ever compared for equality
   size_t spare_channel_target_ = kMinSpareChannels;
   std::deque<uint64_t> queued_forks_; // instances waiting for a template to fork them
   size_t refills_in_flight_ = 0;
