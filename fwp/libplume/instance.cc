@@ -86,9 +86,10 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   const fwp::ChannelGeometry geometry{config.slots, config.slot_size, 0};
   // Forked for a start, it uses the channel at once: see Channel::Attach::direct.
   const auto how = for_pool ? fwp::Channel::Attach::checked : fwp::Channel::Attach::direct;
+  const auto b = fwp::ChannelSide::b;
   auto channel = channel_in.premapped != nullptr
-                     ? fwp::Channel::adopt(channel_in.premapped, channel_in.memfd, geometry, fwp::ChannelSide::b, how)
-                     : fwp::Channel::attach(channel_in.memfd, geometry, fwp::ChannelSide::b, how);
+                     ? fwp::Channel::adopt(channel_in.premapped, channel_in.memfd, geometry, b, how)
+                     : fwp::Channel::attach(channel_in.memfd, geometry, b, how);
   if (!channel) die("instance: channel attach", channel.error().err);
   g_self.channel.emplace(std::move(*channel));
   g_self.role = PLUME_ROLE_INSTANCE;

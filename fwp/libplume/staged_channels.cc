@@ -45,7 +45,8 @@ void StagedChannels::unmap_premapped_in_child() {
 
 void StagedChannels::premap_oldest() {
   // A failure (ENOMEM) only means the child maps the channel itself.
-  if (count_ > 0 && head_mapping_ == nullptr) head_mapping_ = fwp::Channel::premap(entries_[0].fd, geometry_);
+  if (count_ > 0 && head_mapping_ == nullptr)
+    head_mapping_ = fwp::Channel::premap(entries_[0].fd, geometry_);
 }
 
 }  // namespace plume::libplume

@@ -125,7 +125,8 @@ SysResult<Channel> Channel::adopt(void* mapping, int memfd, const ChannelGeometr
                                   ChannelSide side, Attach how) {
   if (const char* bad = geometry.check(); *bad != '\0') {
     // Not ours to size without a valid geometry: the caller still owns the mapping.
-    return fail(plain_error("channel adopt", std::string(bad) + " (" + geometry_text(geometry) + ")"));
+    return fail(
+        plain_error("channel adopt", std::string(bad) + " (" + geometry_text(geometry) + ")"));
   }
   if (how == Attach::checked) {
     if (auto ok = check_memfd(memfd, geometry); !ok) {

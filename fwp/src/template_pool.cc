@@ -88,7 +88,8 @@ SysResult<Template::SpareChannel> Template::make_spare_channel() {
   next_channel_serial_ = next_channel_serial_ == UINT32_MAX ? 1 : next_channel_serial_ + 1;
   // Staged now, off any start path; one that cannot be (no template yet, a full socket) is
   // staged by the FORK that uses it.
-  if (phase_ == Phase::ready) (void)stage(spare.made.memfd.get(), spare.serial, spare.staged_generation);
+  if (phase_ == Phase::ready)
+    (void)stage(spare.made.memfd.get(), spare.serial, spare.staged_generation);
   return spare;
 }
 
@@ -109,8 +110,8 @@ void Template::unstage(uint32_t serial) {
   m.channel = serial;
   // Lost only if the socket is full or broken: the template then holds the memfd until it dies.
   if (int err = wire::send_msg(control_.get(), m); err != 0)
-    log::warn("fwp.template.unstage", {{"template", spec_.name}, {"channel", std::to_string(serial)},
-                                       {"error", std::strerror(err)}});
+    log::warn("fwp.template.unstage",
+              {{"template", spec_.name}, {"channel", std::to_string(serial)}, {"error", std::strerror(err)}});
 }
 
 void Template::top_up_channels() {
@@ -171,8 +172,8 @@ SysResult<void> Template::send_fork(Instance& inst) {
   if (inst.want_start_ && inst.first_sent_) m.flags |= wire::kFlagMessageQueued;
   m.channel = inst.channel_serial_;
   // Records are read in order: a STAGE sent now reaches the template before its FORK.
-  if (auto staged = stage(inst.memfd_.get(), inst.channel_serial_, inst.staged_generation_); !staged)
-    return fail(staged.error());
+  auto staged = stage(inst.memfd_.get(), inst.channel_serial_, inst.staged_generation_);
+  if (!staged) return fail(staged.error());
   if (int err = wire::send_msg(control_.get(), m, inst.stdout_peer_.get(), inst.stderr_peer_.get());
       err != 0)
     return fail(SysError{"sendmsg", err, inst.name_ + " fork"});

@@ -24,7 +24,7 @@ inline constexpr uint16_t kVersion = 2;  // 2: channels are staged ahead of thei
 enum class Type : uint16_t {
   config = 1,          // controller → keeper, once, first: geometry, io_uring
   hello = 2,           // template → controller, after init: [pidfd of the template]
-  fork = 3,            // controller → template: names a staged channel; [stdout, stderr] if captured
+  fork = 3,            // controller → template: a staged channel; [stdout, stderr] if captured
   forked = 4,          // template → controller: ok → [pidfd of the instance]; else err
   exited = 5,          // keeper → controller: a child of the keeper was reaped
   template_exited = 6, // keeper → controller: the template died; waits for `restart`
@@ -61,7 +61,7 @@ struct Msg {
   uint32_t flags = 0;
   OpcodeSet ring_ops;
   int32_t template_nice = 0;  // config: nice of the template while it forks (0: unchanged)
-  uint32_t channel = 0;       // stage, unstage, fork: the channel's serial (never 0), chosen by the controller
+  uint32_t channel = 0;       // stage, unstage, fork: the channel's serial (never 0)
   uint8_t reserved[8] = {};   // zero; room for version-2 additions
 };
 static_assert(sizeof(Msg) == 128, "wire::Msg is a fixed-size record");

@@ -100,7 +100,9 @@ std::string status() {
 std::string channel_mappings() {
   const std::string maps = read_file("/proc/self/maps");
   int n = 0;
-  for (size_t at = maps.find("plume-channel"); at != std::string::npos; at = maps.find("plume-channel", at + 1)) ++n;
+  for (size_t at = maps.find("plume-channel"); at != std::string::npos;
+       at = maps.find("plume-channel", at + 1))
+    ++n;
   return std::to_string(n);
 }
 

@@ -94,9 +94,10 @@ class Channel {
                                    Attach how = Attach::checked);
   // The same in two steps, for a mapping made ahead of need: premap() maps the memfd as attach()
   // would (nullptr and errno set on failure); adopt() takes that mapping over with attach()'s
-  // checks, and unmaps it if they fail. A template premaps its next instance's channel while idle, so
-  // the child forked with it inherits the mapping instead of calling mmap (~5 µs in the 2-vCPU
-  // VM's sandbox, on the start path).
+  // checks, and unmaps it if they fail (not for an invalid geometry: then the caller still owns
+  // it). A template premaps its next instance's channel while idle, so the child forked with it
+  // inherits the mapping instead of calling mmap (~5 µs in the 2-vCPU VM's sandbox, on the start
+  // path).
   static void* premap(int memfd, const ChannelGeometry& geometry);
   static SysResult<Channel> adopt(void* mapping, int memfd, const ChannelGeometry& geometry,
                                   ChannelSide side, Attach how = Attach::checked);
@@ -148,7 +149,8 @@ class Channel {
   static SysResult<Channel> map(int memfd, const ChannelGeometry& geometry, ChannelSide side,
                                 bool populate = true);
   // An endpoint over `mapping` (geometry.mapping_size() bytes of the memfd, owned from now on).
-  static Channel over(void* mapping, const ChannelGeometry& geometry, ChannelSide side, bool populate);
+  static Channel over(void* mapping, const ChannelGeometry& geometry, ChannelSide side,
+                      bool populate);
   // Attach::checked's checks on the fd: its size and seals.
   static SysResult<void> check_memfd(int memfd, const ChannelGeometry& geometry);
   static SysResult<Channel> check_header(Channel ch, const ChannelGeometry& geometry);
