@@ -499,9 +499,7 @@ void Template::finish(Instance& inst, InstanceExit exit) {
   if (inst.pidfd_ && !inst.dead_) poller_.unwatch(inst.pidfd_.get());
   inst.dead_ = true;
   // A channel staged for a FORK never sent: the template would hold it (and map it next) forever.
-  if (!inst.fork_sent_ && inst.staged_generation_ != 0 &&
-      inst.staged_generation_ == stats_.generation && phase_ == Phase::ready)
-    unstage(inst.channel_serial_);
+  if (!inst.fork_sent_ && held_by_template(inst.staged_generation_)) unstage(inst.channel_serial_);
   inst.staged_generation_ = 0;
   inst.memfd_.reset();
   if (was_parked) std::erase(pool_, inst.id_);

@@ -120,6 +120,19 @@ void Template::top_up_channels() {
     if (phase_ != Phase::ready) break;
     if (!stage(spare.made.memfd.get(), spare.serial, spare.staged_generation)) break;
   }
+  // Fewer than a quarter of them taken since the last top-up: keep half as many (never below the
+  // minimum). The quarter leaves room to grow without doubling straight back.
+  if (spares_taken_ < spare_channel_target_ / 4 && spare_channel_target_ > kMinSpareChannels) {
+    spare_channel_target_ = std::max(spare_channel_target_ / 2, kMinSpareChannels);
+    while (spare_channels_.size() > spare_channel_target_) {
+      SpareChannel& newest = spare_channels_.back();
+      if (held_by_template(newest.staged_generation)) unstage(newest.serial);
+      spare_channels_.pop_back();
+    }
+  }
+  spares_taken_ = 0;
+  // A quiet template is not topped up again by starts: look again after another refill_delay.
+  if (spare_channel_target_ > kMinSpareChannels) kick_refill();
   while (spare_channels_.size() < spare_channel_target_) {
     auto spare = make_spare_channel();
     if (!spare) return;  // new_instance creates one itself, and reports the error
@@ -138,6 +151,7 @@ SysResult<Instance*> Template::new_instance(StartPath path) {
   }
   SpareChannel spare = std::move(spare_channels_.front());
   spare_channels_.pop_front();
+  ++spares_taken_;
   auto inst = std::make_unique<Instance>();
   inst->id_ = next_id_++;
   inst->name_ = spec_.name + "#" + std::to_string(inst->id_);

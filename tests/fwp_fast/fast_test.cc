@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
@@ -77,6 +78,44 @@ TEST_F(FastTest, ABurstOfStartsGrowsTheChannelsMadeAhead) {
     EXPECT_EQ(ask(*started[i], ""), "<exited>");
   }
   for (Instance* inst : started) EXPECT_EQ(wait_exit(*inst).cause, ExitCause::exit);
+}
+
+// The channels the template holds staged (template_protocol.h): memfds in its fd table.
+size_t staged_memfds(pid_t template_pid) {
+  size_t n = 0;
+  const std::string dir = "/proc/" + std::to_string(template_pid) + "/fd";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    std::error_code link_ec;
+    const auto target = std::filesystem::read_symlink(e.path(), link_ec);
+    if (!link_ec && target.string().find("plume-channel") != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// ... and once starts slow down, it keeps fewer again, and the template drops the rest.
+TEST_F(FastTest, AQuietTemplateShrinksTheChannelsMadeAheadAndTheTemplateDropsThem) {
+  TemplateSpec spec = make_spec(echo_path());
+  spec.refill_delay = std::chrono::milliseconds(20);
+  Template& t = start(std::move(spec));
+  ASSERT_TRUE(run_until([&] { return t.spare_channels() == t.spare_channel_target(); }));
+  const size_t minimum = t.spare_channel_target();
+  std::vector<Instance*> started;
+  for (size_t i = 0; i < minimum + 2; ++i) started.push_back(&start_instance("a"));
+  ASSERT_EQ(t.spare_channel_target(), 4 * minimum);
+  // No more starts: halved each refill_delay (16, 8, 4 here: too fast to watch the template
+  // hold 16), down to the minimum, and the rest unstaged (without, the template keeps all 16).
+  EXPECT_TRUE(run_until([&] { return t.spare_channel_target() == minimum; }));
+  EXPECT_EQ(t.spare_channels(), minimum);
+  EXPECT_TRUE(run_until([&] { return staged_memfds(t.template_pid()) == minimum; }));
+  EXPECT_EQ(t.stats().protocol_errors, 0u);
+  // And the spares left still serve starts.
+  started.push_back(&start_instance("b"));
+  EXPECT_EQ(t.stats().channels_made_on_demand, 2u);
+  for (size_t i = 0; i < started.size(); ++i) {
+    EXPECT_EQ(reply(*started[i]), i + 1 < started.size() ? "a" : "b");
+    EXPECT_EQ(ask(*started[i], ""), "<exited>");
+  }
 }
 
 TEST_F(FastTest, InstanceRunsInTheFullSandboxAndItsOwnCgroup) {

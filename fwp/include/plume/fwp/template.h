@@ -311,7 +311,8 @@ class Template {
   const TemplateSpec& spec() const { return spec_; }
   // Channels are made ahead, refill_delay after a start, so that a start only takes one. How
   // many are kept: 4, doubled (up to 64) each time a start found none, so that a template
-  // started faster than 4 per refill_delay stops creating channels on its start path. Each is
+  // started faster than 4 per refill_delay stops creating channels on its start path, and halved
+  // (down to 4) after each refill_delay in which starts took fewer than a quarter. Each is
   // staged with the template as it is made (a STAGE record carries its memfd), so the FORK that
   // uses it carries no descriptor, and the template has it mapped already (template_protocol.h).
   size_t spare_channels() const { return spare_channels_.size(); }
@@ -337,6 +338,10 @@ class Template {
   // Sends a STAGE record for the channel unless the current template incarnation has it.
   SysResult<void> stage(int memfd, uint32_t serial, uint32_t& staged_generation);
   void unstage(uint32_t serial);  // for a staged channel whose FORK will not be sent
+  // Whether the live template holds a channel staged in `staged_generation` (0: never staged).
+  bool held_by_template(uint32_t staged_generation) const {
+    return staged_generation != 0 && staged_generation == stats_.generation && phase_ == Phase::ready;
+  }
   void deliver_first(Instance& inst);
   size_t spinning_standbys_parked_or_forking() const;
   bool spinning_allowed_ = false;  // see start(): a spinner can be brought back to SCHED_OTHER
@@ -375,6 +380,7 @@ class Template {
   std::deque<SpareChannel> spare_channels_;
   uint32_t next_channel_serial_ = 1;  // wraps, skipping 0; only ever compared for equality
   size_t spare_channel_target_ = kMinSpareChannels;
+  size_t spares_taken_ = 0;  // since the last top-up: below a quarter of the target halves it
   std::deque<uint64_t> queued_forks_; // instances waiting for a template to fork them
   size_t refills_in_flight_ = 0;
   size_t forks_in_flight_ = 0;
