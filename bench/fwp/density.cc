@@ -3,7 +3,8 @@
 //   memory    PSS (/proc/<pid>/smaps_rollup) summed over the parked instances / their count, and
 //             the templates', keepers' and namespace holders' PSS (a per-tenant cost)
 //   idle CPU  this process's (the supervisor's) user+system time over --idle-seconds of waiting in
-//             its poll loop, and the same for every process of the template trees (/proc/<pid>/stat)
+//             its poll loop, and the same for every process of the template trees (/proc/<pid>/stat),
+//             from when the templates have given back the spare channels made for the fill
 //   starts    --resident-starts warm-pool starts, round-robin over the templates, each pool full
 //             again (untimed) before the next start, so all instances stay resident
 // and compares the memory with --plain processes forked from a process as small as the template
@@ -222,7 +223,16 @@ int run_density(const FwpOptions& o) {
   for (pid_t p : fixed_pids) fwp.extra_kib += static_cast<double>(pss_kib(p));
   fwp.count = instances.size();
 
-  // Idle: nothing should run. The supervisor waits in poll(2) on its fds.
+  // Idle: nothing should run. The supervisor waits in poll(2) on its fds, once the templates
+  // have given back the spare channels made for the fill (one refill_delay after it).
+  (void)r.loop().run_until(
+      [&] {
+        for (const auto& t : r.templates()) {
+          if (t->spare_channel_target() != fwp::Template::kMinSpareChannels) return false;
+        }
+        return true;
+      },
+      std::chrono::seconds(2));
   uint64_t tree_before = 0, tree_after = 0;
   for (pid_t p : all) tree_before += cpu_ticks(p);
   const double cpu0 = self_cpu_s();

@@ -134,7 +134,9 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
     diag("template: signalfd", errno);
     _exit(126);
   }
-  StagedChannels staged(fwp::ChannelGeometry{config.slots, config.slot_size, 0});
+  // Static, not on this frame: 2 KiB more of stack here would push every child's stack that
+  // much deeper, onto pages it then owns privately (+3 KiB PSS per parked instance, measured).
+  static StagedChannels staged(fwp::ChannelGeometry{config.slots, config.slot_size, 0});
   for (;;) {
     pollfd fds[2] = {{kControlFd, POLLIN, 0}, {sfd, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) continue;

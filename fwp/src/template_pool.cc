@@ -120,10 +120,11 @@ void Template::top_up_channels() {
     if (phase_ != Phase::ready) break;
     if (!stage(spare.made.memfd.get(), spare.serial, spare.staged_generation)) break;
   }
-  // Fewer than a quarter of them taken since the last top-up: keep half as many (never below the
-  // minimum). The quarter leaves room to grow without doubling straight back.
+  // Fewer than a quarter of them taken since the last top-up: keep half as many; none taken:
+  // the minimum. The quarter leaves room to grow without doubling straight back.
   if (spares_taken_ < spare_channel_target_ / 4 && spare_channel_target_ > kMinSpareChannels) {
-    spare_channel_target_ = std::max(spare_channel_target_ / 2, kMinSpareChannels);
+    spare_channel_target_ =
+        spares_taken_ == 0 ? kMinSpareChannels : std::max(spare_channel_target_ / 2, kMinSpareChannels);
     while (spare_channels_.size() > spare_channel_target_) {
       SpareChannel& newest = spare_channels_.back();
       if (held_by_template(newest.staged_generation)) unstage(newest.serial);

@@ -103,8 +103,8 @@ TEST_F(FastTest, AQuietTemplateShrinksTheChannelsMadeAheadAndTheTemplateDropsThe
   std::vector<Instance*> started;
   for (size_t i = 0; i < minimum + 2; ++i) started.push_back(&start_instance("a"));
   ASSERT_EQ(t.spare_channel_target(), 4 * minimum);
-  // No more starts: halved each refill_delay (16, 8, 4 here: too fast to watch the template
-  // hold 16), down to the minimum, and the rest unstaged (without, the template keeps all 16).
+  // No more starts: back to the minimum one refill_delay later (too soon to watch the template
+  // hold all 16), and the rest unstaged (without that, the template would keep all 16).
   EXPECT_TRUE(run_until([&] { return t.spare_channel_target() == minimum; }));
   EXPECT_EQ(t.spare_channels(), minimum);
   EXPECT_TRUE(run_until([&] { return staged_memfds(t.template_pid()) == minimum; }));

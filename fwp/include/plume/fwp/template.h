@@ -311,10 +311,13 @@ class Template {
   const TemplateSpec& spec() const { return spec_; }
   // Channels are made ahead, refill_delay after a start, so that a start only takes one. How
   // many are kept: 4, doubled (up to 64) each time a start found none, so that a template
-  // started faster than 4 per refill_delay stops creating channels on its start path, and halved
-  // (down to 4) after each refill_delay in which starts took fewer than a quarter. Each is
-  // staged with the template as it is made (a STAGE record carries its memfd), so the FORK that
-  // uses it carries no descriptor, and the template has it mapped already (template_protocol.h).
+  // started faster than 4 per refill_delay stops creating channels on its start path; halved
+  // after each refill_delay in which starts took fewer than a quarter, and back to 4 after one
+  // in which they took none (so the supervisor wakes once after a burst to give them back).
+  // Each is staged with the template as it is made (a STAGE record carries its memfd), so the
+  // FORK that uses it carries no descriptor, and the template has it mapped already
+  // (template_protocol.h).
+  static constexpr size_t kMinSpareChannels = 4, kMaxSpareChannels = 64;
   size_t spare_channels() const { return spare_channels_.size(); }
   size_t spare_channel_target() const { return spare_channel_target_; }
 
@@ -371,7 +374,6 @@ class Template {
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Instance>> instances_;
   std::deque<uint64_t> pool_;         // parked, oldest first
-  static constexpr size_t kMinSpareChannels = 4, kMaxSpareChannels = 64;
   struct SpareChannel {
     Channel::Created made;
     uint32_t serial = 0;
