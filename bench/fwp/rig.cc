@@ -1,13 +1,10 @@
 #include "rig.h"
 
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
 #include <cstdlib>
-#include <filesystem>
+#include <cstring>
 
 namespace plume::bench {
 
@@ -17,32 +14,17 @@ SysResult<std::unique_ptr<Rig>> Rig::create(std::string binary, std::string ns_h
   std::unique_ptr<Rig> rig(new Rig());
   rig->binary_ = std::move(binary);
   rig->ns_holder_ = std::move(ns_holder);
-  std::string dir = "/tmp/plume-bench-fwp-XXXXXX";
-  if (::mkdtemp(dir.data()) == nullptr) return fail(sys_error("mkdtemp", dir));
-  rig->staging_ = dir;
-  // Instances run as an unprivileged uid of the tenant's range: they must traverse it.
-  if (::chmod(dir.c_str(), 0755) != 0) return fail(sys_error("chmod", dir));
-  auto mgr = fwp::CgroupManager::open("/sys/fs/cgroup", "plume-bench-fwp-" + std::to_string(::getpid()));
-  if (!mgr) return fail(mgr.error());
-  rig->cgroups_.emplace(std::move(*mgr));
-  if (auto ok = rig->cgroups_->create_root(); !ok) return fail(ok.error());
-  auto f = fwp::compile_default_profile(fwp::SeccompOptions{false});
-  if (!f) return fail(f.error());
-  rig->filter_.emplace(std::move(*f));
+  auto host =
+      test::TemplateHost::create("plume-bench-fwp", "plume-bench-fwp-" + std::to_string(::getpid()));
+  if (!host) return fail(host.error());
+  rig->host_ = std::move(*host);
   return rig;
 }
 
 Rig::~Rig() {
   templates_.clear();  // ends each template's processes (its cgroup) and reaps its keeper
   holders_.clear();    // then the tenants' namespaces
-  if (cgroups_) {
-    (void)cgroups_->kill_all("");
-    (void)cgroups_->remove("");
-  }
-  if (!staging_.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(staging_, ec);
-  }
+  host_.reset();       // then what is left in the cgroups, and the staging directory
 }
 
 std::vector<pid_t> Rig::holder_pids() const {
@@ -54,28 +36,15 @@ std::vector<pid_t> Rig::holder_pids() const {
 SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::string& image,
                                              size_t pool_size, size_t spinning) {
   const std::string tenant = "t" + std::to_string(tenant_index);
-  if (auto ok = cgroups_->create(tenant, fwp::CgroupLimits{}); !ok) return fail(ok.error());
+  if (auto ok = host_->cgroups().create(tenant, fwp::CgroupLimits{}); !ok) return fail(ok.error());
   const std::string group = tenant + "/" + image;
-  if (auto ok = cgroups_->create(group, fwp::CgroupLimits{}); !ok) return fail(ok.error());
-  fwp::TemplateSpec spec;
-  spec.name = tenant + "/" + image;
-  spec.binary = binary_;
-  spec.sandbox.argv = {"first_handler"};
-  spec.sandbox.env = {"PATH=/usr/bin:/bin", "HOME=/tmp", "LC_ALL=C"};
+  if (auto ok = host_->cgroups().create(group, fwp::CgroupLimits{}); !ok) return fail(ok.error());
+  const uint32_t id_base = 300000u + static_cast<uint32_t>(tenant_index) * 65536u;
+  fwp::TemplateSpec spec =
+      host_->spec(tenant + "/" + image, binary_, "first_handler", id_base, group);
   // PLUME_FWP_TRACE=1 in the bench's environment: templates and instances print their step times.
   if (std::getenv("PLUME_FWP_TRACE") != nullptr) spec.sandbox.env.push_back("PLUME_FWP_TRACE=1");
   if (std::getenv("PLUME_NO_SHARE_TEXT") != nullptr) spec.sandbox.env.push_back("PLUME_NO_SHARE_TEXT=1");
-  const uint32_t base = 300000u + static_cast<uint32_t>(tenant_index) * 65536u;
-  spec.sandbox.uid_map = fwp::IdMap{0, base, 65536};
-  spec.sandbox.gid_map = fwp::IdMap{0, base, 65536};
-  spec.sandbox.uid = 1000;
-  spec.sandbox.gid = 1000;
-  spec.sandbox.rootfs.staging_dir = staging_;
-  spec.sandbox.seccomp = &*filter_;
-  spec.sandbox.rlimits = {fwp::Rlimit{RLIMIT_CORE, 0, 0}};
-  spec.sandbox.cgroup_procs_files = cgroups_->procs_files(group);
-  spec.stderr_fd = 2;
-  spec.channel = fwp::ChannelGeometry{16, 1024, 0};
   spec.pool_size = pool_size;
   spec.spinning_standbys = spinning;
   // For A/B runs, from the bench's environment: PLUME_NO_STEER=1 wakes pooled instances where
@@ -84,8 +53,6 @@ SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::strin
   if (const char* us = std::getenv("PLUME_REFILL_US")) spec.refill_delay = std::chrono::microseconds(std::atol(us));
   spec.cgroup_mode = fwp::InstanceCgroups::shared;
   spec.isolation = fwp::InstanceIsolation::landlock_scope;  // as plumed picks for this image
-  spec.cgroups = &*cgroups_;
-  spec.template_cgroup = group;
   auto& holder = holders_[tenant_index];
   if (!holder && !ns_holder_.empty()) {
     fwp::SandboxSpec sb = spec.sandbox;

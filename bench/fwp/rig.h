@@ -13,15 +13,12 @@
 #include <vector>
 
 #include "plume/base/sys_error.h"
-#include "plume/fwp/cgroup.h"
-#include "plume/fwp/seccomp_profile.h"
 #include "plume/fwp/template.h"
 #include "plume/fwp/tenant_namespaces.h"
 #include "peers.h"  // monotonic_ns
+#include "support/template_host.h"
 
 namespace plume::bench {
-
-
 
 class Rig {
  public:
@@ -69,9 +66,7 @@ class Rig {
  private:
   Rig() = default;
   std::string binary_;
-  std::string staging_;
-  std::optional<fwp::CgroupManager> cgroups_;
-  std::optional<fwp::CompiledFilter> filter_;
+  std::unique_ptr<test::TemplateHost> host_;  // cgroups, staging directory, seccomp profile
   fwp::PollLoop loop_;
   std::string ns_holder_;
   std::map<int, std::unique_ptr<fwp::TenantNamespaces>> holders_;  // by tenant index

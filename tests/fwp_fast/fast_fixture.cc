@@ -1,13 +1,10 @@
 #include "fwp_fast/fast_fixture.h"
 
-#include <stdlib.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <linux/io_uring.h>
 
@@ -15,20 +12,6 @@ namespace plume::fwp::test {
 namespace {
 
 std::atomic<int> g_counter{0};
-
-const CompiledFilter& filter(bool io_uring) {
-  static const CompiledFilter plain = [] {
-    auto f = compile_default_profile(SeccompOptions{false});
-    if (!f) std::abort();
-    return *f;
-  }();
-  static const CompiledFilter uring = [] {
-    auto f = compile_default_profile(SeccompOptions{true});
-    if (!f) std::abort();
-    return *f;
-  }();
-  return io_uring ? uring : plain;
-}
 
 }  // namespace
 
@@ -70,51 +53,24 @@ std::string kvindex_path() { return PLUME_KVINDEX_PATH; }
 
 void FastTest::SetUp() {
   if (!running_as_root()) GTEST_SKIP() << "needs root: namespaces, cgroups and uid maps";
-  std::string dir = "/tmp/plume-fast-staging-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
-  ::chmod(dir.c_str(), 0755);
-  staging_ = dir;
   const std::string parent =
       "plume-test-" + std::to_string(::getpid()) + "-fast" + std::to_string(g_counter++);
-  auto mgr = CgroupManager::open("/sys/fs/cgroup", parent);
-  ASSERT_TRUE(mgr.ok()) << mgr.error().message();
-  cgroups_.emplace(std::move(*mgr));
-  ASSERT_TRUE(cgroups_->create_root().ok());
-  ASSERT_TRUE(cgroups_->create("t", CgroupLimits{}).ok());
-  ASSERT_TRUE(cgroups_->create("t/tpl", CgroupLimits{}).ok());
+  auto host = plume::test::TemplateHost::create("plume-fast-staging", parent);
+  ASSERT_TRUE(host.ok()) << host.error().message();
+  host_ = std::move(*host);
+  ASSERT_TRUE(host_->cgroups().create("t", CgroupLimits{}).ok());
+  ASSERT_TRUE(host_->cgroups().create("t/tpl", CgroupLimits{}).ok());
 }
 
 void FastTest::TearDown() {
   tmpl_.reset();  // kills the keeper, hence the whole template namespace
-  if (cgroups_) {
-    (void)cgroups_->kill_all("");
-    (void)cgroups_->remove("");
-  }
-  if (!staging_.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(staging_, ec);
-  }
+  host_.reset();  // then what is left in the cgroups, and the staging directory
 }
 
 TemplateSpec FastTest::make_spec(const std::string& binary, bool io_uring) {
-  TemplateSpec spec;
-  spec.name = "t/probe" + std::to_string(g_counter++);
-  spec.binary = binary;
-  spec.sandbox.argv = {"probe"};
-  spec.sandbox.env = {"PATH=/usr/bin:/bin", "HOME=/tmp", "LC_ALL=C"};
-  spec.sandbox.uid_map = IdMap{0, 200000, 65536};
-  spec.sandbox.gid_map = IdMap{0, 200000, 65536};
-  spec.sandbox.uid = 1000;
-  spec.sandbox.gid = 1000;
-  spec.sandbox.rootfs.staging_dir = staging_;
-  spec.sandbox.seccomp = &filter(io_uring);
-  spec.sandbox.rlimits = {Rlimit{RLIMIT_CORE, 0, 0}};
-  spec.sandbox.cgroup_procs_files = cgroups_->procs_files("t/tpl");
-  spec.stderr_fd = 2;
-  spec.channel = ChannelGeometry{16, 1024, 0};
-  spec.cgroups = &*cgroups_;
+  TemplateSpec spec = host_->spec("t/probe" + std::to_string(g_counter++), binary, "probe", 200000,
+                                  "t/tpl", io_uring);
   spec.cgroup_parent = "t";
-  spec.template_cgroup = "t/tpl";
   if (io_uring) spec.io_uring_ops = {IORING_OP_NOP, IORING_OP_READ};
   return spec;
 }

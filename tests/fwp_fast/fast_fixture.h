@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "plume/fwp/cgroup.h"
-#include "plume/fwp/seccomp_profile.h"
 #include "plume/fwp/template.h"
+#include "support/template_host.h"
 
 namespace plume::fwp::test {
 
@@ -43,7 +43,7 @@ class FastTest : public ::testing::Test {
   // Runs until the instance has exited.
   const InstanceExit& wait_exit(Instance& inst, std::chrono::milliseconds timeout = 10s);
 
-  CgroupManager& cgroups() { return *cgroups_; }
+  CgroupManager& cgroups() { return host_->cgroups(); }
   [[noreturn]] void fatal();
   PollLoop loop_;
   std::unique_ptr<Template> tmpl_;
@@ -53,8 +53,7 @@ class FastTest : public ::testing::Test {
   std::string failed_;
 
  private:
-  std::string staging_;
-  std::optional<CgroupManager> cgroups_;
+  std::unique_ptr<plume::test::TemplateHost> host_;
 };
 
 // The value after `key` in a probe reply ("pid=12 ppid=3" → field(r, "pid=") == "12"), up to the
