@@ -209,7 +209,10 @@ int ps_cmd(const Context& ctx, const PsOpts& o) {
   int64_t now = static_cast<int64_t>(std::time(nullptr));
   for (const auto& w : shown) {
     auto created = parse_rfc3339(str(w, "created_at"));
-    t.add_row({str(w, "id"), str(w, "tenant"), str(w, "image"), std::to_string(num(w, "pid")), str(w, "state"),
+    // 0: it never ran, or an instance ended before plumed learnt its pid.
+    const int64_t pid = num(w, "pid");
+    t.add_row({str(w, "id"), str(w, "tenant"), str(w, "image"), pid > 0 ? std::to_string(pid) : "-",
+               str(w, "state"),
                exit_column(w), cpu_seconds(static_cast<uint64_t>(num(w, "cpu_ns"))),
                human_bytes(static_cast<uint64_t>(num(w, "peak_memory_bytes"))),
                created ? human_age(now - *created) : "-", truncate(command_of(w), 40)});
