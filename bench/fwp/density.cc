@@ -3,8 +3,9 @@
 //   memory    PSS (/proc/<pid>/smaps_rollup) summed over the parked instances / their count, and
 //             the templates', keepers' and namespace holders' PSS (a per-tenant cost)
 //   idle CPU  this process's (the supervisor's) user+system time over --idle-seconds of waiting in
-//             its poll loop, and the same for every process of the template trees (/proc/<pid>/stat),
-//             from when the templates have given back the spare channels made for the fill
+//             its poll loop, and the same for every process of the template trees
+//             (/proc/<pid>/stat), from when the templates have given back the spare channels
+//             made for the fill
 //   starts    --resident-starts warm-pool starts, round-robin over the templates, each pool full
 //             again (untimed) before the next start, so all instances stay resident
 // and compares the memory with --plain processes forked from a process as small as the template

@@ -14,8 +14,8 @@ SysResult<std::unique_ptr<Rig>> Rig::create(std::string binary, std::string ns_h
   std::unique_ptr<Rig> rig(new Rig());
   rig->binary_ = std::move(binary);
   rig->ns_holder_ = std::move(ns_holder);
-  auto host =
-      test::TemplateHost::create("plume-bench-fwp", "plume-bench-fwp-" + std::to_string(::getpid()));
+  const std::string cgroup_parent = "plume-bench-fwp-" + std::to_string(::getpid());
+  auto host = test::TemplateHost::create("plume-bench-fwp", cgroup_parent);
   if (!host) return fail(host.error());
   rig->host_ = std::move(*host);
   return rig;

@@ -110,8 +110,9 @@ void Template::unstage(uint32_t serial) {
   m.channel = serial;
   // Lost only if the socket is full or broken: the template then holds the memfd until it dies.
   if (int err = wire::send_msg(control_.get(), m); err != 0)
-    log::warn("fwp.template.unstage",
-              {{"template", spec_.name}, {"channel", std::to_string(serial)}, {"error", std::strerror(err)}});
+    log::warn("fwp.template.unstage", {{"template", spec_.name},
+                                       {"channel", std::to_string(serial)},
+                                       {"error", std::strerror(err)}});
 }
 
 void Template::top_up_channels() {
@@ -123,8 +124,8 @@ void Template::top_up_channels() {
   // Fewer than a quarter of them taken since the last top-up: keep half as many; none taken:
   // the minimum. The quarter leaves room to grow without doubling straight back.
   if (spares_taken_ < spare_channel_target_ / 4 && spare_channel_target_ > kMinSpareChannels) {
-    spare_channel_target_ =
-        spares_taken_ == 0 ? kMinSpareChannels : std::max(spare_channel_target_ / 2, kMinSpareChannels);
+    const size_t half = std::max(spare_channel_target_ / 2, kMinSpareChannels);
+    spare_channel_target_ = spares_taken_ == 0 ? kMinSpareChannels : half;
     while (spare_channels_.size() > spare_channel_target_) {
       SpareChannel& newest = spare_channels_.back();
       if (held_by_template(newest.staged_generation)) unstage(newest.serial);

@@ -343,7 +343,8 @@ class Template {
   void unstage(uint32_t serial);  // for a staged channel whose FORK will not be sent
   // Whether the live template holds a channel staged in `staged_generation` (0: never staged).
   bool held_by_template(uint32_t staged_generation) const {
-    return staged_generation != 0 && staged_generation == stats_.generation && phase_ == Phase::ready;
+    return staged_generation != 0 && staged_generation == stats_.generation &&
+           phase_ == Phase::ready;
   }
   void deliver_first(Instance& inst);
   size_t spinning_standbys_parked_or_forking() const;
