@@ -163,8 +163,8 @@ SysResult<Channel> Channel::check_header(Channel ch, const ChannelGeometry& geom
 
 SysResult<Channel> Channel::map(int memfd, const ChannelGeometry& geometry, ChannelSide side,
                                bool populate) {
-  void* p = ::mmap(nullptr, geometry.mapping_size(), PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
-  if (p == MAP_FAILED) return fail(sys_error("mmap", "channel fd " + std::to_string(memfd)));
+  void* p = premap(memfd, geometry);
+  if (p == nullptr) return fail(sys_error("mmap", "channel fd " + std::to_string(memfd)));
   return over(p, geometry, side, populate);
 }
 

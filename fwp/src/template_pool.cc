@@ -94,7 +94,7 @@ SysResult<Template::SpareChannel> Template::make_spare_channel() {
 }
 
 SysResult<void> Template::stage(int memfd, uint32_t serial, uint32_t& staged_generation) {
-  if (staged_generation != 0 && staged_generation == stats_.generation) return {};
+  if (held_by_template(staged_generation)) return {};
   wire::Msg m;
   m.type = wire::Type::stage;
   m.channel = serial;
@@ -117,9 +117,10 @@ void Template::unstage(uint32_t serial) {
 
 void Template::top_up_channels() {
   // A new template incarnation holds none of the channels made for the last one.
-  for (SpareChannel& spare : spare_channels_) {
-    if (phase_ != Phase::ready) break;
-    if (!stage(spare.made.memfd.get(), spare.serial, spare.staged_generation)) break;
+  if (phase_ == Phase::ready) {
+    for (SpareChannel& spare : spare_channels_) {
+      if (!stage(spare.made.memfd.get(), spare.serial, spare.staged_generation)) break;
+    }
   }
   // Fewer than a quarter of them taken since the last top-up: keep half as many; none taken:
   // the minimum. The quarter leaves room to grow without doubling straight back.

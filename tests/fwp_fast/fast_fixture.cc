@@ -90,6 +90,14 @@ Template& FastTest::start(TemplateSpec spec) {
   return *tmpl_;
 }
 
+Template& FastTest::start_echo_with_spare_channels(std::chrono::milliseconds refill_delay) {
+  TemplateSpec spec = make_spec(echo_path());
+  spec.refill_delay = refill_delay;
+  Template& t = start(std::move(spec));
+  EXPECT_TRUE(run_until([&] { return t.spare_channels() == t.spare_channel_target(); }));
+  return t;
+}
+
 void FastTest::fatal() {
   // These helpers return references, so they cannot ASSERT: clean up what the test made (cgroups,
   // staging directory, the template's namespace), then stop.

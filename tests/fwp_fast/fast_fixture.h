@@ -31,6 +31,8 @@ class FastTest : public ::testing::Test {
   TemplateSpec make_spec(const std::string& binary, bool io_uring = false);
   // Starts it and runs the loop until hello (asserts on failure).
   Template& start(TemplateSpec spec);
+  // Starts the echo app with `refill_delay` and runs until its channels made ahead are all made.
+  Template& start_echo_with_spare_channels(std::chrono::milliseconds refill_delay);
   // Runs the loop until pred, for up to timeout.
   bool run_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s);
 

@@ -58,10 +58,8 @@ TEST_F(FastTest, EchoRoundTripOnTemplateFork) {
 // Channels are made ahead (refill_delay after a start), so a start only takes one. A burst that
 // uses them all up makes a start create its own, and the template then keeps more made ahead.
 TEST_F(FastTest, ABurstOfStartsGrowsTheChannelsMadeAhead) {
-  TemplateSpec spec = make_spec(echo_path());
-  spec.refill_delay = std::chrono::milliseconds(20);
-  Template& t = start(std::move(spec));
-  ASSERT_TRUE(run_until([&] { return t.spare_channels() == t.spare_channel_target(); }));
+  Template& t = start_echo_with_spare_channels(20ms);
+  ASSERT_EQ(t.spare_channels(), t.spare_channel_target());
   const size_t ahead = t.spare_channel_target();
   ASSERT_GT(ahead, 0u);
   // No loop turn between these starts: nothing is made ahead meanwhile.
@@ -95,10 +93,8 @@ size_t staged_memfds(pid_t template_pid) {
 
 // ... and once starts slow down, it keeps fewer again, and the template drops the rest.
 TEST_F(FastTest, AQuietTemplateShrinksTheChannelsMadeAheadAndTheTemplateDropsThem) {
-  TemplateSpec spec = make_spec(echo_path());
-  spec.refill_delay = std::chrono::milliseconds(20);
-  Template& t = start(std::move(spec));
-  ASSERT_TRUE(run_until([&] { return t.spare_channels() == t.spare_channel_target(); }));
+  Template& t = start_echo_with_spare_channels(20ms);
+  ASSERT_EQ(t.spare_channels(), t.spare_channel_target());
   const size_t minimum = t.spare_channel_target();
   std::vector<Instance*> started;
   for (size_t i = 0; i < minimum + 2; ++i) started.push_back(&start_instance("a"));

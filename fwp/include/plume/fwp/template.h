@@ -338,7 +338,7 @@ class Template {
   SysResult<void> send_fork(Instance& inst);
   struct SpareChannel;
   SysResult<SpareChannel> make_spare_channel();
-  // Sends a STAGE record for the channel unless the current template incarnation has it.
+  // Sends a STAGE record for the channel unless the live template holds it (call when ready).
   SysResult<void> stage(int memfd, uint32_t serial, uint32_t& staged_generation);
   void unstage(uint32_t serial);  // for a staged channel whose FORK will not be sent
   // Whether the live template holds a channel staged in `staged_generation` (0: never staged).
