@@ -8,7 +8,7 @@ PACKAGES=(
   liburing-dev libseccomp-dev libcap-dev
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libhttp-parser-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  clang libclang-rt-dev
+  clang clang-tidy libclang-rt-dev
   curl iproute2 util-linux procps
   busybox-static bubblewrap crun gnuplot-nox
 )

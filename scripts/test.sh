@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh: installs what is missing, builds Plume twice (warnings as errors; then with ASan+UBSan),
-# fuzzes the HTTP request parser briefly, and runs every test in both builds.
+# runs clang-tidy, fuzzes the HTTP request parser and the channel briefly, and runs every test in
+# both builds.
 # Tests that need root skip with a message when not run as root; CI runs as root.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,13 +17,21 @@ bash scripts/build.sh "$root/build"
 echo "== build (ASan + UBSan)"
 bash scripts/build.sh "$root/build-asan" -DPLUME_SANITIZE=ON -DPLUME_BENCH=OFF
 
+echo "== clang-tidy"
+bash scripts/lint.sh "$root/build"
+
 if [ -f fuzz/CMakeLists.txt ]; then
-  echo "== fuzz the HTTP request parser for ${FUZZ_SECONDS}s (libFuzzer, ASan+UBSan)"
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DPLUME_FUZZ=ON -DPLUME_WERROR=OFF -DPLUME_BENCH=OFF >/dev/null
-  cmake --build build-fuzz -j"$JOBS" --target http_request_fuzz
-  mkdir -p build-fuzz/corpus
-  build-fuzz/fuzz/http_request_fuzz -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
-    build-fuzz/corpus fuzz/corpus/http 2>&1 | tail -n 15
+  cmake --build build-fuzz -j"$JOBS" --target http_request_fuzz channel_fuzz
+  # The HTTP request parser (what any API client sends), then a channel's supervisor side
+  # against a worker that writes anything into the shared mapping.
+  for target in http_request:http channel:channel; do
+    fuzzer="${target%%:*}_fuzz" corpus="${target##*:}"
+    echo "== fuzz $fuzzer for ${FUZZ_SECONDS}s (libFuzzer, ASan+UBSan)"
+    mkdir -p "build-fuzz/corpus/$corpus"
+    "build-fuzz/fuzz/$fuzzer" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+      "build-fuzz/corpus/$corpus" "fuzz/corpus/$corpus" 2>&1 | tail -n 15
+  done
 fi
 
 echo "== tests (ASan + UBSan build)"

@@ -30,9 +30,9 @@ using plume::fwp::ChannelError;
 long channel_errno(ChannelError e) {
   switch (e) {
     case ChannelError::timeout: return -ETIMEDOUT;
-    case ChannelError::buffer_too_small: return -EMSGSIZE;
+    case ChannelError::buffer_too_small:
     case ChannelError::too_big: return -EMSGSIZE;
-    case ChannelError::full: return -EAGAIN;
+    case ChannelError::full:
     case ChannelError::empty: return -EAGAIN;
     case ChannelError::corrupt: return -EPIPE;
   }

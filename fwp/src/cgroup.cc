@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <chrono>
 #include <set>
+#include <utility>
 
 #include "cgroup_format.h"
 
@@ -167,7 +168,7 @@ SysResult<CgroupManager> CgroupManager::open(std::string mount_root, std::string
 
   CgroupManager m;
   m.mount_root_ = mount_root;
-  m.parent_ = parent;
+  m.parent_ = std::move(parent);
 
   struct statfs sfs {};
   if (::statfs(mount_root.c_str(), &sfs) != 0) return fail(sys_error("statfs", mount_root));

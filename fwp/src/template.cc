@@ -328,6 +328,12 @@ void Template::on_template_exit() {
 }
 
 void Template::on_template_exited(int wait_status) {
+  // The keeper says so once it has reaped the template. The template shares the socket and is
+  // tenant code after init: while its pidfd says it runs, the record is a lie.
+  if (template_pidfd_ && !pidfd_readable(template_pidfd_.get())) {
+    return protocol_error("template_exited while the template runs (pid " +
+                          std::to_string(template_pid_) + ")");
+  }
   if (template_pidfd_) {
     poller_.unwatch(template_pidfd_.get());
     template_pidfd_.reset();
@@ -400,17 +406,23 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
                                        info->pid != keeper_.pid));
   // A pidfd of a process that already exited has Pid: -1 and no NSpid; accept it by its word.
   const bool gone = info && info->pid < 0;
-  if (!info || (!ours && !gone)) {
+  // A sibling's pidfd passes every check above: the template can open one for any child of its.
+  const bool taken = ours && info->pid > 0 && held_by_another_instance(info->pid);
+  if (!info || taken || (!ours && !gone)) {
     ++stats_.fork_failures;
-    protocol_error("forked: the pidfd is not a fresh child of the template (pid " +
-                   std::to_string(info ? info->pid : 0) + ", parent " + std::to_string(parent) +
-                   ", namespace " + (ns == pid_ns_ ? "ours" : ns == 0 ? "unreadable" : "another") + ")");
+    protocol_error(taken ? "forked: the pidfd is another live instance's (pid " +
+                               std::to_string(info->pid) + ")"
+                         : "forked: the pidfd is not a fresh child of the template (pid " +
+                               std::to_string(info ? info->pid : 0) + ", parent " +
+                               std::to_string(parent) + ", namespace " +
+                               (ns == pid_ns_ ? "ours" : ns == 0 ? "unreadable" : "another") + ")");
     return finish(inst, InstanceExit{ExitCause::lost, 0, 0, 0, 0, 0, EBADMSG});
   }
   ++stats_.forks;
   inst.pidfd_ = std::move(pidfd);
   inst.pid_ = info->pid;
   inst.ns_pid_ = ns_pid;
+  if (inst.pid_ > 0) instance_by_pid_[inst.pid_] = id;
   inst.memfd_.reset();  // the instance has its mapping; nobody else needs the fd
   poller_.watch(inst.pidfd_.get(), [this, id] { on_instance_pidfd(id); });
   if (spec_.cgroup_mode == InstanceCgroups::own && !gone) {
@@ -435,6 +447,16 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
     ::syscall(SYS_pidfd_send_signal, inst.pidfd_.get(), sig, nullptr, 0);
   }
   refill();
+}
+
+bool Template::held_by_another_instance(pid_t pid) const {
+  const auto held = instance_by_pid_.find(pid);
+  if (held == instance_by_pid_.end()) return false;
+  const auto it = instances_.find(held->second);
+  if (it == instances_.end()) return false;
+  const Instance& holder = *it->second;
+  // Dead (its reaper's `exited` not read yet), its pid may already be a new process's.
+  return !holder.dead_ && holder.pidfd_ && !pidfd_readable(holder.pidfd_.get());
 }
 
 void Template::on_instance_pidfd(uint64_t id) {
@@ -496,6 +518,10 @@ void Template::finish(Instance& inst, InstanceExit exit) {
   const bool started = inst.state_ == InstanceState::running || inst.want_start_;
   inst.state_ = InstanceState::exited;
   inst.exit_ = exit;
+  if (const auto held = instance_by_pid_.find(inst.pid_);
+      held != instance_by_pid_.end() && held->second == inst.id_) {
+    instance_by_pid_.erase(held);
+  }
   if (inst.pidfd_ && !inst.dead_) poller_.unwatch(inst.pidfd_.get());
   inst.dead_ = true;
   // A channel staged for a FORK never sent: the template would hold it (and map it next) forever.

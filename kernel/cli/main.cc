@@ -34,7 +34,7 @@ std::string resolve_token(const std::string& flag, const std::string& socket) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape): as plumed_main.cc
   using namespace plume::cli;
   Context ctx;
   std::string token_flag;

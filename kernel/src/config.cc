@@ -65,10 +65,13 @@ ConfigResult<bool> only_keys(const json& j, std::initializer_list<const char*> k
   return true;
 }
 
+// `var` names a variable (and is pasted into another): it cannot take parentheses.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define PLUME_TRY(var, expr)                  \
   auto var##_r = (expr);                      \
   if (!var##_r.ok()) return fail(var##_r.error()); \
   auto var = std::move(var##_r.value())
+// NOLINTEND(bugprone-macro-parentheses)
 
 }  // namespace
 

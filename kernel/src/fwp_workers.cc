@@ -191,7 +191,8 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   return raw;
 }
 
-void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec, std::shared_ptr<Responder> responder) {
+void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec,
+                         const std::shared_ptr<Responder>& responder) {
   if (!image.spec.fwp.enabled)
     return responder->send(HttpResponse::error(400, "bad_request", "image " + image.spec.name + " has no fwp app"));
   std::string error;
@@ -330,11 +331,11 @@ void Supervisor::drop_matching(const std::function<bool(const std::string&)>& ma
     // We may be inside one of this template's own callbacks: destroy it from the loop instead.
     std::shared_ptr<fwp::Template> held(std::move(tpl));
     ++template_teardowns_;
-    loop_.after(std::chrono::milliseconds(0), [this, held, cgroup, key]() mutable {
+    loop_.after(std::chrono::milliseconds(0), [this, held, cgroup, name = key]() mutable {
       held.reset();
       (void)cgroups_.kill_all(cgroup);
       if (auto r = cgroups_.remove(cgroup); !r.ok())
-        log::warn("template.cgroup_remove", {{"template", key}, {"error", r.error().message()}});
+        log::warn("template.cgroup_remove", {{"template", name}, {"error", r.error().message()}});
       --template_teardowns_;
       maybe_finish_shutdown();
     });

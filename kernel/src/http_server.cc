@@ -549,7 +549,7 @@ struct HttpServer::Impl {
   }
 
   void dispatch(const std::shared_ptr<Conn>& cp);
-  void respond(const std::shared_ptr<Conn>& cp, HttpResponse r) {
+  void respond(const std::shared_ptr<Conn>& cp, const HttpResponse& r) {
     if (cp->closed || cp->st != Conn::St::handling) return;
     queue_response(*cp, r, false);
     drive(cp);
@@ -575,7 +575,7 @@ class HttpServer::Impl::ConnResponder final : public Responder {
     if (!c || c->closed || c->server == nullptr) return;  // client gone: drop it
     Impl* server = c->server;
     try {
-      server->respond(c, std::move(response));
+      server->respond(c, response);
     } catch (...) {  // bad_alloc while serialising: a closed connection beats a hung one
       server->close(*c);
     }

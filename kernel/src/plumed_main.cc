@@ -79,7 +79,8 @@ bool write_private_file(const std::string& path, const std::string& content, mod
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// An exception that escapes main (bad_alloc at start-up) ends plumed with a core: what it should.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   CLI::App app{"plumed: the Plume supervisor (control API on a Unix socket; see `plume --help`)"};
   std::string config_path, socket, runtime_dir, cgroup_parent, admin_token, log_level;
   bool print_default = false;

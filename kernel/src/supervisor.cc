@@ -302,7 +302,7 @@ void Supervisor::run_worker(Tenant& tenant, RunSpec spec, std::shared_ptr<Respon
         "tenant " + tenant.spec.name + " already runs " + std::to_string(tenant.running) + " workers (max_workers)"));
   Image* image = images_.find(spec.image);
   if (!image) return responder->send(HttpResponse::error(404, "not_found", "no image named " + spec.image));
-  if (spec.fwp) return run_fwp(tenant, *image, std::move(spec), std::move(responder));
+  if (spec.fwp) return run_fwp(tenant, *image, std::move(spec), responder);
 
   auto w = std::make_unique<Worker>(config_.daemon.log_buffer_bytes);
   do w->id = random_worker_id("w-");

@@ -147,7 +147,8 @@ class Supervisor {
   bool alive(const Worker& w) const;
 
   // Featherweight instances (fwp_workers.cc).
-  void run_fwp(Tenant& tenant, Image& image, RunSpec spec, std::shared_ptr<Responder> responder);
+  void run_fwp(Tenant& tenant, Image& image, RunSpec spec,
+               const std::shared_ptr<Responder>& responder);
   fwp::Template* template_for(Tenant& tenant, Image& image, std::string& error);
   fwp::TenantNamespaces* namespaces_for(Tenant& tenant);
   fwp::Instance* instance_of(const Worker& w);

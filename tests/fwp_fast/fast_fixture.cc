@@ -50,6 +50,7 @@ std::string probe_path() {
 }
 std::string echo_path() { return PLUME_ECHO_PATH; }
 std::string kvindex_path() { return PLUME_KVINDEX_PATH; }
+std::string liar_path() { return PLUME_LIAR_PATH; }
 
 void FastTest::SetUp() {
   if (!running_as_root()) GTEST_SKIP() << "needs root: namespaces, cgroups and uid maps";

@@ -73,5 +73,6 @@ char proc_state(pid_t pid);
 std::string probe_path();
 std::string echo_path();
 std::string kvindex_path();
+std::string liar_path();
 
 }  // namespace plume::fwp::test

@@ -27,6 +27,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "plume/base/sys_error.h"
@@ -334,6 +335,7 @@ class Template {
   void on_exited(pid_t ns_pid, int wait_status, uint64_t cpu_ns, uint64_t max_rss_kb);
   void on_template_exited(int wait_status);
   void on_instance_pidfd(uint64_t id);
+  bool held_by_another_instance(pid_t pid) const;  // a live instance's process already
   SysResult<Instance*> new_instance(StartPath path);
   SysResult<void> send_fork(Instance& inst);
   struct SpareChannel;
@@ -374,6 +376,9 @@ class Template {
   uint64_t template_oom_kills_ = 0;  // `shared`: the template group's OOM kills seen so far
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Instance>> instances_;
+  // Host pid → id of each instance that has a process and has not been finished: a `forked`
+  // must not hand over a process another instance already holds.
+  std::unordered_map<pid_t, uint64_t> instance_by_pid_;
   std::deque<uint64_t> pool_;         // parked, oldest first
   struct SpareChannel {
     Channel::Created made;

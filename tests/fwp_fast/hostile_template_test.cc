@@ -1,0 +1,121 @@
+// A template that lies. After init a template is tenant code, and it shares the control socket
+// with its keeper: the controller must believe nothing it says that it can check, and go on
+// serving the rest of the tenant. plume_liar (liar_app.cc) forges records from a fork handler, at
+// each fork, before libplume's own answer; every start here forks (no pool), so every start
+// meets the lie.
+#include <cerrno>
+#include <string>
+
+#include "fwp_fast/fast_fixture.h"
+
+namespace plume::fwp::test {
+namespace {
+
+class HostileTemplateTest : public FastTest {
+ protected:
+  Template& start_liar(const std::string& lie) {
+    TemplateSpec spec = make_spec(liar_path());
+    spec.pool_size = 0;
+    spec.sandbox.env.push_back("PLUME_LIAR=" + lie);
+    return start(std::move(spec));
+  }
+  // The instance answers, ends on an empty message, and is reported once, with code 0.
+  void expect_serves_and_ends(Instance& inst, const std::string& msg) {
+    EXPECT_EQ(ask(inst, msg), msg);
+    const size_t reported = exited_.size();
+    EXPECT_EQ(ask(inst, ""), "<exited>");
+    const InstanceExit& e = wait_exit(inst);
+    EXPECT_EQ(e.cause, ExitCause::exit);
+    EXPECT_EQ(e.code, 0);
+    EXPECT_EQ(exited_.size(), reported + 1);
+  }
+};
+
+// Only the keeper may say the template died, and only once it has. Believed, the lie would stop
+// FORKs until a hello that never comes: the second start would hang.
+TEST_F(HostileTemplateTest, ATemplateThatSaysItDiedWhileItRunsIsNotBelieved) {
+  Template& t = start_liar("template_exited");
+  const pid_t template_pid = t.template_pid();
+  Instance& a = start_instance("one");
+  EXPECT_EQ(reply(a), "one");
+  Instance& b = start_instance("two");
+  EXPECT_EQ(reply(b), "two");
+  EXPECT_EQ(t.stats().protocol_errors, 2u);
+  EXPECT_EQ(t.stats().template_restarts, 0u);
+  EXPECT_EQ(template_exits_, 0);
+  EXPECT_TRUE(t.ready());
+  EXPECT_EQ(t.template_pid(), template_pid);
+  expect_serves_and_ends(a, "still one");
+  expect_serves_and_ends(b, "still two");
+}
+
+// "Pid N exited" for every pid of its namespace, the running instance's among them: an exit
+// counts only for an instance whose pidfd says it is dead.
+TEST_F(HostileTemplateTest, ForgedExitsOfRunningInstancesAreIgnored) {
+  start_liar("exited");
+  Instance& a = start_instance("one");
+  EXPECT_EQ(reply(a), "one");
+  Instance& b = start_instance("two");  // forged while `a` runs
+  EXPECT_EQ(reply(b), "two");
+  EXPECT_TRUE(exited_.empty());
+  EXPECT_EQ(a.state(), InstanceState::running);
+  expect_serves_and_ends(a, "still one");
+  expect_serves_and_ends(b, "still two");
+}
+
+TEST_F(HostileTemplateTest, MalformedRecordsAreCountedAndDropped) {
+  Template& t = start_liar("garbage");
+  Instance& a = start_instance("one");
+  EXPECT_EQ(reply(a), "one");
+  EXPECT_EQ(t.stats().protocol_errors, 2u);  // the wrong magic, the short record
+  expect_serves_and_ends(a, "still one");
+}
+
+TEST_F(HostileTemplateTest, ASecondHelloDoesNotReplaceTheTemplate) {
+  Template& t = start_liar("hello");
+  const pid_t template_pid = t.template_pid();
+  Instance& a = start_instance("one");
+  EXPECT_EQ(reply(a), "one");
+  EXPECT_EQ(t.stats().protocol_errors, 1u);
+  EXPECT_EQ(t.template_pid(), template_pid);
+  EXPECT_EQ(t.stats().generation, 1u);  // not the 7 it claimed
+  expect_serves_and_ends(a, "still one");
+}
+
+// The template's own pidfd offered as the new instance: the start is lost, not handed the
+// template; every other id it guessed had no FORK pending; the template stays.
+TEST_F(HostileTemplateTest, TheTemplatesOwnPidfdIsNotTakenForAnInstance) {
+  Template& t = start_liar("self");
+  const pid_t template_pid = t.template_pid();
+  Instance& a = start_instance("one");
+  const InstanceExit& e = wait_exit(a);
+  EXPECT_EQ(e.cause, ExitCause::lost);
+  EXPECT_EQ(e.err, EBADMSG);
+  EXPECT_EQ(t.stats().fork_failures, 1u);
+  // 63 guesses with no FORK pending, the rejected one, and libplume's own late answer.
+  EXPECT_TRUE(run_until([&] { return t.stats().protocol_errors == 65u; }))
+      << t.stats().protocol_errors;
+  EXPECT_TRUE(t.ready());
+  EXPECT_EQ(t.template_pid(), template_pid);
+}
+
+// A running sibling's pidfd offered as the new instance passes every check of who the process
+// is (a child of the template, in its namespace, the pid it claims): the controller must also
+// see that another instance holds it. Taken, the new start would share the sibling's process.
+TEST_F(HostileTemplateTest, ARunningSiblingsPidfdIsNotTakenForANewInstance) {
+  Template& t = start_liar("sibling");
+  Instance& a = start_instance("one");  // the template's only child: no lie yet
+  EXPECT_EQ(reply(a), "one");
+  EXPECT_EQ(t.stats().protocol_errors, 0u);
+  Instance& b = start_instance("two");
+  const InstanceExit& e = wait_exit(b);
+  EXPECT_EQ(e.cause, ExitCause::lost);
+  EXPECT_EQ(e.err, EBADMSG);
+  EXPECT_EQ(t.stats().fork_failures, 1u);
+  EXPECT_TRUE(run_until([&] { return t.stats().protocol_errors == 65u; }))
+      << t.stats().protocol_errors;
+  expect_serves_and_ends(a, "still one");
+}
+
+}  // namespace
+}  // namespace plume::fwp::test
