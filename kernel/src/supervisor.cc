@@ -513,6 +513,9 @@ void Supervisor::drain_log(Worker& w, bool stdout_stream) {
 }
 
 void Supervisor::refresh_usage(Worker& w) {
+  // A featherweight instance in its template's cgroup has no group of its own (its figures come
+  // when it ends); "" would name Plume's whole subtree, every tenant's usage.
+  if (w.cgroup.empty()) return;
   auto stats = cgroups_.stats(w.cgroup);
   if (!stats.ok()) return;
   w.cpu_ns = std::max(w.cpu_ns, stats->cpu_usage_ns);
@@ -686,6 +689,13 @@ json Supervisor::tenant_stats_json(Tenant& t) {
     cpu += w->cpu_ns;
     peak = std::max(peak, w->peak_memory_bytes);
   }
+  // The kernel's count for the tenant's cgroup, which holds every process of the tenant: its
+  // workers, its templates (their init and forks) and whatever they leave running. The sum over
+  // workers misses the rest, and a featherweight instance's own figure is its template's word
+  // (the rusage the template reports when it reaps it). The count includes every honest figure
+  // in the sum, so the larger of the two is the count, or the sum where there is no count (v1
+  // without cpuacct) or where the tenant inflated its own figures.
+  if (auto whole = cgroups_.stats(t.spec.name); whole.ok()) cpu = std::max(cpu, whole->cpu_usage_ns);
   json exited = json::object();
   for (ExitCause c : kAllExitCauses) exited[exit_cause_name(c)] = t.meter.exited[static_cast<int>(c)];
   return {{"name", t.spec.name},

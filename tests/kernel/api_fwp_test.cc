@@ -7,6 +7,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "e2e.h"
@@ -208,6 +212,59 @@ TEST(ApiFwpBudget, SpinningStandbysComeFromAHostWideBudget) {
   EXPECT_EQ(pooled.value("start_path", std::string()), "pool") << pooled.dump();
   json done = wait_worker(plumed, beta, pooled["id"]);
   EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
+}
+
+// CPU time (utime + stime) of a host process, from /proc/<pid>/stat; -1 if unreadable.
+int64_t process_cpu_ns(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');  // the name may hold spaces and parentheses
+  if (paren == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(paren + 2));
+  std::string skip;
+  for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt: fields 3-13
+  int64_t utime = -1, stime = -1;
+  fields >> utime >> stime;
+  if (!fields) return -1;
+  return (utime + stime) * (1000000000 / ::sysconf(_SC_CLK_TCK));
+}
+
+// The parent of a host process, from /proc/<pid>/stat; -1 if unreadable.
+pid_t parent_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return -1;
+  std::istringstream fields(stat.substr(paren + 2));
+  char state = 0;
+  pid_t ppid = -1;
+  fields >> state >> ppid;
+  return fields ? ppid : -1;
+}
+
+// A tenant's CPU time is the kernel's count for its cgroup, not a sum of what its workers
+// report: a template's own work (kvindex's init indexes 200 000 keys) belongs to no worker, and a
+// running instance in its template's cgroup has no figure of its own yet.
+TEST_F(ApiFwp, ATenantIsMeteredForItsTemplatesWorkToo) {
+  json image = {{"name", "kv"}, {"fwp", {{"binary", PLUME_KVINDEX_APP}, {"pool_size", 0}}}};
+  auto r = plumed_.admin("POST", "/v1/images", image.dump());
+  ASSERT_EQ(r.status, 201) << show(r);
+  json w = run_worker(plumed_, token_, {{"fwp", true}, {"image", "kv"}, {"input", "stats"}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  const pid_t instance = running_pid(w["id"], token_);
+  ASSERT_GT(instance, 0);
+  const pid_t template_pid = parent_of(instance);  // instances are their template's children
+  ASSERT_GT(template_pid, 0);
+  const int64_t template_cpu = process_cpu_ns(template_pid);
+  ASSERT_GT(template_cpu, 0) << "kvindex's init took no measurable CPU";
+  auto stats = json_of(plumed_.request("GET", "/v1/stats", token_));
+  ASSERT_EQ(stats["tenants"].size(), 1u) << stats.dump();
+  EXPECT_EQ(stats["tenants"][0].value("workers_running", -1), 1);
+  EXPECT_GE(stats["tenants"][0].value("cpu_ns", int64_t{0}), template_cpu) << stats.dump();
+  // The running instance has no cgroup of its own: no figure until it ends, and not the CPU of
+  // Plume's whole subtree (which it was given while running, template's init and all).
+  auto cur = json_of(plumed_.request("GET", "/v1/workers/" + w["id"].get<std::string>(), token_));
+  EXPECT_LT(cur.value("cpu_ns", int64_t{-1}), template_cpu) << cur.dump();
 }
 
 TEST_F(ApiFwp, SignalledInstanceIsReportedAsSignal) {
