@@ -29,6 +29,16 @@ class HostileTemplateTest : public FastTest {
     EXPECT_EQ(e.code, 0);
     EXPECT_EQ(exited_.size(), reported + 1);
   }
+  // The start whose FORK met a forged `forked` for every id from 1 to 64 is lost, as a bad
+  // answer; the other 63 guesses had no FORK pending, and libplume's own answer came too late.
+  void expect_lost_to_the_forged_answer(Template& t, Instance& inst) {
+    const InstanceExit& e = wait_exit(inst);
+    EXPECT_EQ(e.cause, ExitCause::lost);
+    EXPECT_EQ(e.err, EBADMSG);
+    EXPECT_EQ(t.stats().fork_failures, 1u);
+    EXPECT_TRUE(run_until([&] { return t.stats().protocol_errors == 65u; }))
+        << t.stats().protocol_errors;
+  }
 };
 
 // Only the keeper may say the template died, and only once it has. Believed, the lie would stop
@@ -83,18 +93,11 @@ TEST_F(HostileTemplateTest, ASecondHelloDoesNotReplaceTheTemplate) {
 }
 
 // The template's own pidfd offered as the new instance: the start is lost, not handed the
-// template; every other id it guessed had no FORK pending; the template stays.
+// template, and the template stays.
 TEST_F(HostileTemplateTest, TheTemplatesOwnPidfdIsNotTakenForAnInstance) {
   Template& t = start_liar("self");
   const pid_t template_pid = t.template_pid();
-  Instance& a = start_instance("one");
-  const InstanceExit& e = wait_exit(a);
-  EXPECT_EQ(e.cause, ExitCause::lost);
-  EXPECT_EQ(e.err, EBADMSG);
-  EXPECT_EQ(t.stats().fork_failures, 1u);
-  // 63 guesses with no FORK pending, the rejected one, and libplume's own late answer.
-  EXPECT_TRUE(run_until([&] { return t.stats().protocol_errors == 65u; }))
-      << t.stats().protocol_errors;
+  expect_lost_to_the_forged_answer(t, start_instance("one"));
   EXPECT_TRUE(t.ready());
   EXPECT_EQ(t.template_pid(), template_pid);
 }
@@ -107,13 +110,7 @@ TEST_F(HostileTemplateTest, ARunningSiblingsPidfdIsNotTakenForANewInstance) {
   Instance& a = start_instance("one");  // the template's only child: no lie yet
   EXPECT_EQ(reply(a), "one");
   EXPECT_EQ(t.stats().protocol_errors, 0u);
-  Instance& b = start_instance("two");
-  const InstanceExit& e = wait_exit(b);
-  EXPECT_EQ(e.cause, ExitCause::lost);
-  EXPECT_EQ(e.err, EBADMSG);
-  EXPECT_EQ(t.stats().fork_failures, 1u);
-  EXPECT_TRUE(run_until([&] { return t.stats().protocol_errors == 65u; }))
-      << t.stats().protocol_errors;
+  expect_lost_to_the_forged_answer(t, start_instance("two"));
   expect_serves_and_ends(a, "still one");
 }
 
