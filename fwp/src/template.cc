@@ -294,6 +294,7 @@ void Template::on_hello(int fd, uint32_t generation, uint64_t init_ns, pid_t ns_
   }
   template_pidfd_ = std::move(pidfd);
   template_pid_ = info->pid;
+  restart_awaits_hello_ = false;
   poller_.watch(template_pidfd_.get(), [this] { on_template_exit(); });
   phase_ = Phase::ready;
   stats_.generation = generation;
@@ -339,8 +340,10 @@ void Template::on_template_exited(int wait_status) {
     template_pidfd_.reset();
   }
   const ExitStatus status = decode(wait_status);
-  if (phase_ == Phase::waiting_hello || phase_ == Phase::spawning) {
-    // It died before hello: the app's init failed. Restarting would only fail again.
+  if (phase_ == Phase::waiting_hello || phase_ == Phase::spawning || restart_awaits_hello_) {
+    // It died before hello: the app's init failed. Restarting would only fail again (after a
+    // restart too: an init that fails the second time, on a file it removed say, would
+    // otherwise restart in a loop as fast as it can fail).
     const std::string why = "template died before it was ready (init failed): " +
                             (status.exited ? "code " + std::to_string(status.code)
                                            : "signal " + std::to_string(status.signal));
@@ -362,6 +365,7 @@ void Template::on_template_exited(int wait_status) {
   restart.type = wire::Type::restart;
   if (int err = wire::send_msg(control_.get(), restart); err != 0)
     protocol_error("restart: sendmsg: " + std::to_string(err));
+  restart_awaits_hello_ = true;
 }
 
 void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {

@@ -3,7 +3,12 @@
 // serving the rest of the tenant. plume_liar (liar_app.cc) forges records from a fork handler, at
 // each fork, before libplume's own answer; every start here forks (no pool), so every start
 // meets the lie.
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <span>
 #include <string>
 
 #include "fwp_fast/fast_fixture.h"
@@ -112,6 +117,26 @@ TEST_F(HostileTemplateTest, ARunningSiblingsPidfdIsNotTakenForANewInstance) {
   EXPECT_EQ(t.stats().protocol_errors, 0u);
   expect_lost_to_the_forged_answer(t, start_instance("two"));
   expect_serves_and_ends(a, "still one");
+}
+
+// A template restarts when it dies; one whose init then fails is given up, as a first init that
+// fails is, instead of being restarted as fast as it can fail.
+TEST_F(HostileTemplateTest, ATemplateWhoseInitFailsOnRestartIsGivenUp) {
+  Template& t = start_liar("init_fails_again");
+  Instance& a = start_instance("one");
+  EXPECT_EQ(reply(a), "one");
+  ASSERT_EQ(::syscall(SYS_pidfd_send_signal, t.template_pidfd(), SIGKILL, nullptr, 0), 0);
+  ASSERT_TRUE(run_until([&] { return !failed_.empty(); })) << t.stats().template_restarts;
+  EXPECT_NE(failed_.find("init failed"), std::string::npos) << failed_;
+  EXPECT_EQ(t.stats().template_restarts, 1u);
+  EXPECT_EQ(template_readies_, 1);
+  EXPECT_FALSE(t.ready());
+  // Starts are refused from now on, not queued for a template that will not come.
+  EXPECT_FALSE(t.start_instance(std::as_bytes(std::span("x", 1))).ok());
+  // The first template's instance is given up with it (the keeper, its reaper, is killed).
+  const InstanceExit& e = wait_exit(a);
+  EXPECT_EQ(e.cause, ExitCause::lost);
+  EXPECT_EQ(e.err, ESRCH);
 }
 
 }  // namespace

@@ -9,6 +9,9 @@
 //   hello            a second hello, with the template's own pidfd
 //   self             forked{id, pidfd of the template itself} for ids 1..64
 //   sibling          forked{id, pidfd of its oldest live child} for ids 1..64, once it has two
+// and one that misbehaves without lying:
+//   init_fails_again init succeeds once per sandbox and fails ever after (a marker in the
+//                    sandbox's own /tmp, which every template the keeper forks shares)
 // Each instance echoes every message back and ends (code 0) on an empty one.
 #include <fcntl.h>
 #include <plume/plume.h>
@@ -99,6 +102,11 @@ void lie() {
 
 int init(int, char**) {
   if (const char* l = std::getenv("PLUME_LIAR")) g_lie = l;
+  if (g_lie == "init_fails_again") {
+    const int fd = ::open("/tmp/plume-liar-inited", O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0) return 3;
+    ::close(fd);
+  }
   // The child has nothing to forge: libplume closes the control socket in it.
   return pthread_atfork(nullptr, lie, nullptr);
 }

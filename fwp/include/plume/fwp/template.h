@@ -371,6 +371,8 @@ class Template {
   UniqueFd refill_kick_;     // timerfd: a refill is due (keeps FORKs off the start call)
   bool refill_armed_ = false;
   UniqueFd template_pidfd_;  // from hello
+  // A restart was asked for and its template has not said hello: if it dies now, its init failed.
+  bool restart_awaits_hello_ = false;
   pid_t template_pid_ = -1;
   ino_t pid_ns_ = 0;         // the keeper's pid namespace, to check pidfds against
   uint64_t template_oom_kills_ = 0;  // `shared`: the template group's OOM kills seen so far
