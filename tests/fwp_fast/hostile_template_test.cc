@@ -24,6 +24,13 @@ class HostileTemplateTest : public FastTest {
     spec.sandbox.env.push_back("PLUME_LIAR=" + lie);
     return start(std::move(spec));
   }
+  // Runs the loop until the controller has read the template's own answer to the instance's
+  // FORK (its pid is known). Its reply on the channel can come first; the records the liar
+  // forged before that answer have then been read as well.
+  void wait_answered(Instance& inst) {
+    EXPECT_TRUE(run_until([&] { return inst.pid() > 0 || inst.exit().has_value(); }))
+        << inst.name();
+  }
   // The instance answers, ends on an empty message, and is reported once, with code 0.
   void expect_serves_and_ends(Instance& inst, const std::string& msg) {
     EXPECT_EQ(ask(inst, msg), msg);
@@ -55,6 +62,7 @@ TEST_F(HostileTemplateTest, ATemplateThatSaysItDiedWhileItRunsIsNotBelieved) {
   EXPECT_EQ(reply(a), "one");
   Instance& b = start_instance("two");
   EXPECT_EQ(reply(b), "two");
+  wait_answered(b);
   EXPECT_EQ(t.stats().protocol_errors, 2u);
   EXPECT_EQ(t.stats().template_restarts, 0u);
   EXPECT_EQ(template_exits_, 0);
@@ -72,6 +80,7 @@ TEST_F(HostileTemplateTest, ForgedExitsOfRunningInstancesAreIgnored) {
   EXPECT_EQ(reply(a), "one");
   Instance& b = start_instance("two");  // forged while `a` runs
   EXPECT_EQ(reply(b), "two");
+  wait_answered(b);
   EXPECT_TRUE(exited_.empty());
   EXPECT_EQ(a.state(), InstanceState::running);
   expect_serves_and_ends(a, "still one");
@@ -82,6 +91,7 @@ TEST_F(HostileTemplateTest, MalformedRecordsAreCountedAndDropped) {
   Template& t = start_liar("garbage");
   Instance& a = start_instance("one");
   EXPECT_EQ(reply(a), "one");
+  wait_answered(a);
   EXPECT_EQ(t.stats().protocol_errors, 2u);  // the wrong magic, the short record
   expect_serves_and_ends(a, "still one");
 }
@@ -91,6 +101,7 @@ TEST_F(HostileTemplateTest, ASecondHelloDoesNotReplaceTheTemplate) {
   const pid_t template_pid = t.template_pid();
   Instance& a = start_instance("one");
   EXPECT_EQ(reply(a), "one");
+  wait_answered(a);
   EXPECT_EQ(t.stats().protocol_errors, 1u);
   EXPECT_EQ(t.template_pid(), template_pid);
   EXPECT_EQ(t.stats().generation, 1u);  // not the 7 it claimed
@@ -114,6 +125,7 @@ TEST_F(HostileTemplateTest, ARunningSiblingsPidfdIsNotTakenForANewInstance) {
   Template& t = start_liar("sibling");
   Instance& a = start_instance("one");  // the template's only child: no lie yet
   EXPECT_EQ(reply(a), "one");
+  wait_answered(a);
   EXPECT_EQ(t.stats().protocol_errors, 0u);
   expect_lost_to_the_forged_answer(t, start_instance("two"));
   expect_serves_and_ends(a, "still one");
