@@ -294,7 +294,6 @@ void Template::on_hello(int fd, uint32_t generation, uint64_t init_ns, pid_t ns_
   }
   template_pidfd_ = std::move(pidfd);
   template_pid_ = info->pid;
-  restart_awaits_hello_ = false;
   poller_.watch(template_pidfd_.get(), [this] { on_template_exit(); });
   phase_ = Phase::ready;
   stats_.generation = generation;
@@ -340,7 +339,7 @@ void Template::on_template_exited(int wait_status) {
     template_pidfd_.reset();
   }
   const ExitStatus status = decode(wait_status);
-  if (phase_ == Phase::waiting_hello || phase_ == Phase::spawning || restart_awaits_hello_) {
+  if (phase_ == Phase::waiting_hello || phase_ == Phase::spawning) {
     // It died before hello: the app's init failed. Restarting would only fail again (after a
     // restart too: an init that fails the second time, on a file it removed say, would
     // otherwise restart in a loop as fast as it can fail).
@@ -354,7 +353,8 @@ void Template::on_template_exited(int wait_status) {
     if (events_.failed) events_.failed(why);
     return;
   }
-  phase_ = Phase::restarting;
+  // The keeper forks a new template on `restart`: until its hello, its init runs.
+  phase_ = Phase::waiting_hello;
   ++stats_.template_restarts;
   template_pid_ = -1;
   log::warn("fwp.template.exit", {{"template", spec_.name},
@@ -365,7 +365,6 @@ void Template::on_template_exited(int wait_status) {
   restart.type = wire::Type::restart;
   if (int err = wire::send_msg(control_.get(), restart); err != 0)
     protocol_error("restart: sendmsg: " + std::to_string(err));
-  restart_awaits_hello_ = true;
 }
 
 void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
@@ -414,19 +413,21 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
   const bool taken = ours && info->pid > 0 && held_by_another_instance(info->pid);
   if (!info || taken || (!ours && !gone)) {
     ++stats_.fork_failures;
-    protocol_error(taken ? "forked: the pidfd is another live instance's (pid " +
-                               std::to_string(info->pid) + ")"
-                         : "forked: the pidfd is not a fresh child of the template (pid " +
-                               std::to_string(info ? info->pid : 0) + ", parent " +
-                               std::to_string(parent) + ", namespace " +
-                               (ns == pid_ns_ ? "ours" : ns == 0 ? "unreadable" : "another") + ")");
+    if (taken) {
+      protocol_error("forked: the pidfd is another live instance's (pid " +
+                     std::to_string(info->pid) + ")");
+    } else {
+      const char* where = ns == pid_ns_ ? "ours" : ns == 0 ? "unreadable" : "another";
+      protocol_error("forked: the pidfd is not a fresh child of the template (pid " +
+                     std::to_string(info ? info->pid : 0) + ", parent " + std::to_string(parent) +
+                     ", namespace " + where + ")");
+    }
     return finish(inst, InstanceExit{ExitCause::lost, 0, 0, 0, 0, 0, EBADMSG});
   }
   ++stats_.forks;
   inst.pidfd_ = std::move(pidfd);
   inst.pid_ = info->pid;
   inst.ns_pid_ = ns_pid;
-  if (inst.pid_ > 0) instance_by_pid_[inst.pid_] = id;
   inst.memfd_.reset();  // the instance has its mapping; nobody else needs the fd
   poller_.watch(inst.pidfd_.get(), [this, id] { on_instance_pidfd(id); });
   if (spec_.cgroup_mode == InstanceCgroups::own && !gone) {
@@ -454,13 +455,15 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
 }
 
 bool Template::held_by_another_instance(pid_t pid) const {
-  const auto held = instance_by_pid_.find(pid);
-  if (held == instance_by_pid_.end()) return false;
-  const auto it = instances_.find(held->second);
-  if (it == instances_.end()) return false;
-  const Instance& holder = *it->second;
-  // Dead (its reaper's `exited` not read yet), its pid may already be a new process's.
-  return !holder.dead_ && holder.pidfd_ && !pidfd_readable(holder.pidfd_.get());
+  // As on_exited looks instances up by pid. A dead one (its reaper's `exited` not read yet) no
+  // longer holds its pid: that may be a new process's already.
+  for (const auto& [id, holder] : instances_) {
+    if (holder->pid_ == pid && !holder->dead_ && holder->pidfd_ &&
+        !pidfd_readable(holder->pidfd_.get())) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void Template::on_instance_pidfd(uint64_t id) {
@@ -522,10 +525,6 @@ void Template::finish(Instance& inst, InstanceExit exit) {
   const bool started = inst.state_ == InstanceState::running || inst.want_start_;
   inst.state_ = InstanceState::exited;
   inst.exit_ = exit;
-  if (const auto held = instance_by_pid_.find(inst.pid_);
-      held != instance_by_pid_.end() && held->second == inst.id_) {
-    instance_by_pid_.erase(held);
-  }
   if (inst.pidfd_ && !inst.dead_) poller_.unwatch(inst.pidfd_.get());
   inst.dead_ = true;
   // A channel staged for a FORK never sent: the template would hold it (and map it next) forever.

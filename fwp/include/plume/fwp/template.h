@@ -27,7 +27,6 @@
 #include <optional>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "plume/base/sys_error.h"
@@ -323,6 +322,9 @@ class Template {
   size_t spare_channel_target() const { return spare_channel_target_; }
 
  private:
+  // spawning: the keeper is being exec'd; waiting_hello: a template runs its init (the first,
+  // or one forked on `restart`); ready; restarting: the template died, its keeper's
+  // `template_exited` is not read yet; dead: the tree is gone for good.
   enum class Phase : uint8_t { spawning, waiting_hello, ready, restarting, dead };
   Template(TemplateSpec spec, Poller& poller, Events events);
   SysResult<void> spawn_keeper();
@@ -371,16 +373,11 @@ class Template {
   UniqueFd refill_kick_;     // timerfd: a refill is due (keeps FORKs off the start call)
   bool refill_armed_ = false;
   UniqueFd template_pidfd_;  // from hello
-  // A restart was asked for and its template has not said hello: if it dies now, its init failed.
-  bool restart_awaits_hello_ = false;
   pid_t template_pid_ = -1;
   ino_t pid_ns_ = 0;         // the keeper's pid namespace, to check pidfds against
   uint64_t template_oom_kills_ = 0;  // `shared`: the template group's OOM kills seen so far
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Instance>> instances_;
-  // Host pid → id of each instance that has a process and has not been finished: a `forked`
-  // must not hand over a process another instance already holds.
-  std::unordered_map<pid_t, uint64_t> instance_by_pid_;
   std::deque<uint64_t> pool_;         // parked, oldest first
   struct SpareChannel {
     Channel::Created made;
