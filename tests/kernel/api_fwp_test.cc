@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "e2e.h"
+#include "pidfd_info.h"
 
 namespace plume::test {
 namespace {
@@ -229,19 +230,6 @@ int64_t process_cpu_ns(pid_t pid) {
   return (utime + stime) * (1000000000 / ::sysconf(_SC_CLK_TCK));
 }
 
-// The parent of a host process, from /proc/<pid>/stat; -1 if unreadable.
-pid_t parent_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t paren = stat.rfind(')');
-  if (paren == std::string::npos) return -1;
-  std::istringstream fields(stat.substr(paren + 2));
-  char state = 0;
-  pid_t ppid = -1;
-  fields >> state >> ppid;
-  return fields ? ppid : -1;
-}
-
 // A tenant's CPU time is the kernel's count for its cgroup, not a sum of what its workers
 // report: a template's own work (kvindex's init indexes 200 000 keys) belongs to no worker, and a
 // running instance in its template's cgroup has no figure of its own yet.
@@ -253,7 +241,7 @@ TEST_F(ApiFwp, ATenantIsMeteredForItsTemplatesWorkToo) {
   ASSERT_TRUE(w.contains("id")) << w.dump();
   const pid_t instance = running_pid(w["id"], token_);
   ASSERT_GT(instance, 0);
-  const pid_t template_pid = parent_of(instance);  // instances are their template's children
+  const pid_t template_pid = fwp::parent_pid(instance);  // instances are their template's children
   ASSERT_GT(template_pid, 0);
   const int64_t template_cpu = process_cpu_ns(template_pid);
   ASSERT_GT(template_cpu, 0) << "kvindex's init took no measurable CPU";
