@@ -70,7 +70,8 @@ int setup_ring(const plume::fwp::wire::Msg& config) {
 namespace plume::libplume {
 
 void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t instance_id,
-                  InstanceChannel channel_in, int scope_fd, ParkMode park, uint64_t forked_at_ns) {
+                  InstanceChannel channel_in, int scope_fd, Parking parking, uint64_t forked_at_ns) {
+  const ParkMode park = parking.mode;
   const bool for_pool = park != ParkMode::none;
   // 1. Descriptors: the channel is mapped (or its inherited mapping checked), then every fd but
   //    stdio goes (the control socket, the template's other fds, other instances' staged memfds).
@@ -129,6 +130,14 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   if (for_pool) {
     prefault_for_parking(reinterpret_cast<uintptr_t>(app.handler));
     if (config.template_nice > 0) (void)::setpriority(PRIO_PROCESS, 0, 0);
+  }
+  // Pinned where the supervisor is, so that it need not steer this wake-up itself (see
+  // steer_wakeup_here); only to a CPU the instance may use anyway.
+  if (have_mask && parking.cpu >= 0 && parking.cpu < CPU_SETSIZE && CPU_ISSET(parking.cpu, &parked_mask)) {
+    cpu_set_t there;
+    CPU_ZERO(&there);
+    CPU_SET(parking.cpu, &there);
+    (void)::sched_setaffinity(0, sizeof there, &there);
   }
   // Nobody waits for a forked instance's readiness (its first message is already queued, and
   // plumed learnt its pid from the template): waking the supervisor for it would cost this

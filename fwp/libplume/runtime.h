@@ -53,13 +53,19 @@ inline uint64_t now_ns() {
 // or nullptr to map it here.
 // `scope_fd`: the template's Landlock ruleset (instance_scope.h), or -1 for the seccomp filter.
 enum class ParkMode { none, asleep, spinning };
+// How a pool instance parks: asleep pinned to `cpu` (the supervisor's when it asked; -1: where
+// it is) until its doorbell, or spinning.
+struct Parking {
+  ParkMode mode;
+  int cpu;
+};
 struct InstanceChannel {
   int memfd;
   void* premapped;
 };
 [[noreturn]] void run_instance(const plume_app& app, const fwp::wire::Msg& config,
                                uint64_t instance_id, InstanceChannel channel, int scope_fd,
-                               ParkMode park, uint64_t forked_at_ns);
+                               Parking park, uint64_t forked_at_ns);
 
 // Reaps every exited child (after draining the SIGCHLD signalfd) and reports each to the
 // controller: `exited`, or `template_exited` for pid `tmpl`. Returns whether tmpl was among them.

@@ -184,8 +184,9 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
                                                                                   : ParkMode::asleep;
       // Another instance's channel, premapped for the FORK after this one, is not this one's.
       if (premapped == nullptr) staged.unmap_premapped_in_child();
-      run_instance(app, config, msg.instance_id, InstanceChannel{memfd, premapped}, scope_fd, park,
-                   forked_at);
+      const int cpu = (msg.flags & fwp::wire::kFlagParkOnCpu) != 0 ? msg.park_cpu : -1;
+      run_instance(app, config, msg.instance_id, InstanceChannel{memfd, premapped}, scope_fd,
+                   Parking{park, cpu}, forked_at);
     }
     // A child forked for a start usually lands on this CPU and would wait until the template
     // blocks, i.e. through pidfd_open, the reply and the template's own copy-on-write faults

@@ -24,10 +24,11 @@ namespace {
 // it out of idle (about 70 µs for a halted vCPU here, a C-state exit on metal) while this CPU,
 // about to go back to its loop, runs it at once (wake-up preemption). So the instance is pinned
 // here before the doorbell, and libplume restores the mask it parked with before the handler
-// runs. It costs this call a sched_setaffinity (~10 µs in this VM) and buys ~15% on the median
-// start (bench/fwp A/B, docs/fwp.md). An instance that never restores its mask only stays on one
-// CPU, as it could have asked itself. Best effort: a CPU outside the instance's cpuset (EINVAL)
-// leaves the wake-up to the scheduler.
+// runs. Done here it costs the start a sched_setaffinity of another process (4–10 µs in this VM);
+// so a pool instance is asked to park pinned to the CPU its FORK was sent from
+// (kFlagParkOnCpu), and this is only called when the loop has moved since. An instance that
+// never restores its mask only stays on one CPU, as it could have asked itself. Best effort: a
+// CPU outside the instance's cpuset (EINVAL) leaves the wake-up to the scheduler.
 void steer_wakeup_here(pid_t pid) {
   const int cpu = ::sched_getcpu();
   if (cpu < 0 || pid <= 0) return;
@@ -186,6 +187,16 @@ SysResult<void> Template::send_fork(Instance& inst) {
   m.instance_id = inst.id_;
   m.flags = inst.want_start_ ? 0 : wire::kFlagForPool;
   if (!inst.want_start_ && inst.spins_) m.flags |= wire::kFlagSpinWhileParked;
+  // A sleeping pool instance parks pinned to this CPU: the start that takes it, usually from the
+  // same CPU, then skips steer_wakeup_here's sched_setaffinity (~4 µs of the start here).
+  if (!inst.want_start_ && !inst.spins_ && spec_.steer_wakeups) {
+    const int cpu = ::sched_getcpu();
+    if (cpu >= 0) {
+      m.flags |= wire::kFlagParkOnCpu;
+      m.park_cpu = cpu;
+      inst.parks_on_cpu_ = cpu;
+    }
+  }
   if (inst.want_start_ && inst.first_sent_) m.flags |= wire::kFlagMessageQueued;
   m.channel = inst.channel_serial_;
   // Records are read in order: a STAGE sent now reaches the template before its FORK.
@@ -270,7 +281,8 @@ SysResult<Instance*> Template::start_instance(std::span<const std::byte> first_m
     pool_.erase(pick);
     // Only a ready instance has saved the mask it restores (see libplume's run_instance). A
     // spinner is running on another CPU already: pinning it here would only move it.
-    if (inst.ready_ && !inst.spins_ && spec_.steer_wakeups) steer_wakeup_here(inst.pid_);
+    if (inst.ready_ && !inst.spins_ && spec_.steer_wakeups && inst.parks_on_cpu_ != ::sched_getcpu())
+      steer_wakeup_here(inst.pid_);
     inst.path_ = StartPath::pool;
     inst.first_.assign(first_message.begin(), first_message.end());
     deliver_first(inst);

@@ -62,7 +62,8 @@ struct Msg {
   OpcodeSet ring_ops;
   int32_t template_nice = 0;  // config: nice of the template while it forks (0: unchanged)
   uint32_t channel = 0;       // stage, unstage, fork: the channel's serial (never 0)
-  uint8_t reserved[8] = {};   // zero; room for version-2 additions
+  int32_t park_cpu = 0;       // fork, with kFlagParkOnCpu: the CPU a pool instance parks on
+  uint8_t reserved[4] = {};   // zero; room for version-2 additions
 };
 static_assert(sizeof(Msg) == 128, "wire::Msg is a fixed-size record");
 
@@ -76,6 +77,9 @@ inline constexpr uint32_t kFlagSpinWhileParked = 1u << 3;
 // fork, for a start: its first message is in the channel already (shared cgroups), so the
 // template lets the child run before it answers
 inline constexpr uint32_t kFlagMessageQueued = 1u << 4;
+// fork, with kFlagForPool: park pinned to park_cpu (the supervisor's), so that the doorbell
+// wakes it there without the supervisor's sched_setaffinity on the start path
+inline constexpr uint32_t kFlagParkOnCpu = 1u << 5;
 
 // The first message an instance sends on its channel once set up and parked.
 struct Ready {

@@ -1,6 +1,7 @@
 // The featherweight-process fast path, end to end: real templates in real namespaces, instances
 // forked from them and started from warm pools, their sandbox, their exits and their isolation.
 #include <linux/io_uring.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -165,6 +166,55 @@ TEST_F(FastTest, WarmPoolStartIsADoorbellAndThePoolRefills) {
   EXPECT_EQ(::getpriority(PRIO_PROCESS, static_cast<id_t>(t.template_pid())), nice_limit_lendable() ? 10 : 0);
   ASSERT_TRUE(run_until([&] { return t.pool_ready() == 3; }));
   EXPECT_EQ(t.stats().forks, 4u);
+}
+
+// The CPUs in `set`, as the probe's `cpus=` lists them ("0,1").
+std::string cpu_list(const cpu_set_t& set) {
+  std::string out;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &set)) out += (out.empty() ? "" : ",") + std::to_string(cpu);
+  return out;
+}
+
+// Steered wake-ups without a sched_setaffinity on the start path: a pool instance parks pinned to
+// the CPU its refill was sent from, and widens its mask back to the template's before its handler.
+TEST_F(FastTest, APoolInstanceParksOnTheSupervisorsCpuAndRunsWithTheTemplatesCpus) {
+  cpu_set_t mine;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof mine, &mine), 0);
+  if (CPU_COUNT(&mine) < 2) GTEST_SKIP() << "needs two CPUs";
+  TemplateSpec spec = make_spec(probe_path());
+  spec.pool_size = 1;
+  spec.refill_delay = 1ms;
+  Template& t = start(std::move(spec));
+  ASSERT_TRUE(run_until([&] { return t.pool_ready() == 1; }));
+  cpu_set_t template_cpus;
+  ASSERT_EQ(::sched_getaffinity(t.template_pid(), sizeof template_cpus, &template_cpus), 0);
+  ASSERT_GE(CPU_COUNT(&template_cpus), 2);
+  // The loop (this thread) moves to another of the template's CPUs, so that the refill after this
+  // start goes out from there.
+  Instance& first = start_instance("ids");
+  int here = -1;
+  for (int cpu = 0; cpu < CPU_SETSIZE && here < 0; ++cpu)
+    if (CPU_ISSET(cpu, &template_cpus) && CPU_ISSET(cpu, &mine) && cpu != ::sched_getcpu()) here = cpu;
+  ASSERT_GE(here, 0);
+  cpu_set_t only_here;
+  CPU_ZERO(&only_here);
+  CPU_SET(here, &only_here);
+  ASSERT_EQ(::sched_setaffinity(0, sizeof only_here, &only_here), 0);
+  struct RestoreMask {
+    cpu_set_t mask;
+    ~RestoreMask() { (void)::sched_setaffinity(0, sizeof mask, &mask); }
+  } restore{mine};
+  EXPECT_EQ(field(reply(first), "cpus="), cpu_list(template_cpus));  // steered, then widened
+  ASSERT_TRUE(run_until([&] { return t.pool_ready() == 1; }));
+  const Instance* parked = t.parked().at(0);
+  cpu_set_t parked_cpus;
+  ASSERT_EQ(::sched_getaffinity(parked->pid(), sizeof parked_cpus, &parked_cpus), 0);
+  EXPECT_EQ(cpu_list(parked_cpus), std::to_string(here));
+  // Started from this CPU: no steering needed, and its handler runs on the template's CPUs.
+  Instance& second = start_instance("ids");
+  EXPECT_EQ(second.pid(), parked->pid());
+  EXPECT_EQ(field(reply(second), "cpus="), cpu_list(template_cpus));
 }
 
 TEST_F(FastTest, EmptyPoolFallsBackToTemplateFork) {

@@ -6,7 +6,8 @@
 //   status         → /proc/self/status security lines, namespaces, memory (v1) and unified (v2) cgroups
 //   fds            → the open fds, "0,1,2"
 //   maps           → how many of its mappings are of a Plume channel memfd
-//   ids            → "pid=<pid> ppid=<ppid> init_pid=<pid that ran init> init_count=<n> nice=<n>"
+//   ids            → "pid=<pid> ppid=<ppid> init_pid=<pid that ran init> init_count=<n> nice=<n>
+//                    policy=<n> cpus=<the CPUs it may run on, e.g. 0,1>"
 //   attack <pid>   → errno of process_vm_readv, ptrace attach, kill(pid, 0), open /proc/pid/mem
 //   uring          → results of a NOP and an OPENAT on plume_ring(), and errno of io_uring_setup
 //   exit <n>       → the instance ends with code n
@@ -18,6 +19,7 @@
 // same for fork+execve of PATH (apps/first_instruction, which writes its clock to fd 3);
 // `plume_probe wake N [idle_us]` from a futex wake to the sleeper's first instruction (a doorbell's floor).
 #include <fcntl.h>
+#include <sched.h>
 #include <liburing.h>
 #include <plume/plume.h>
 #include <linux/futex.h>
@@ -256,6 +258,15 @@ int init(int argc, char** argv) {
   return 0;
 }
 
+std::string allowed_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return "?";
+  std::string out;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &set)) out += (out.empty() ? "" : ",") + std::to_string(cpu);
+  return out;
+}
+
 int handle(plume_instance* self) {
   const uint64_t entered = now_ns();
   char buf[1024];
@@ -278,7 +289,7 @@ int handle(plume_instance* self) {
       reply = "pid=" + std::to_string(getpid()) + " ppid=" + std::to_string(getppid()) +
               " init_pid=" + std::to_string(g_init_pid) + " init_count=" + std::to_string(g_init_count) +
               " nice=" + std::to_string(getpriority(PRIO_PROCESS, 0)) +
-              " policy=" + std::to_string(sched_getscheduler(0));
+              " policy=" + std::to_string(sched_getscheduler(0)) + " cpus=" + allowed_cpus();
     } else if (cmd.rfind("attack ", 0) == 0) {
       reply = attack(static_cast<pid_t>(std::atoi(cmd.c_str() + 7)));
     } else if (cmd == "uring") {

@@ -230,6 +230,7 @@ class Instance {
   bool fork_sent_ = false;     // a FORK for it is with the template (or keeper)
   bool refill_ = false;        // forked for the pool
   bool spins_ = false;         // forked for the pool as a spinning standby
+  int parks_on_cpu_ = -1;      // the CPU it was asked to park pinned to (kFlagParkOnCpu)
   bool killed_ = false;        // the supervisor sent it a fatal signal
   int pending_signal_ = 0;     // kill() before its pidfd arrived: sent once it has one
   bool forgotten_ = false;     // exited and dropped by the caller (or never started): collect
