@@ -26,9 +26,9 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include "fwp_bench.h"
+#include "plume/fwp/process_usage.h"
 #include "rig.h"
 
 namespace plume::bench {
@@ -45,20 +45,10 @@ uint64_t pss_kib(pid_t pid) {
   return 0;
 }
 
-// utime + stime of one process, in clock ticks.
-uint64_t cpu_ticks(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t close = s.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(s.substr(close + 2));
-  std::string field;
-  uint64_t utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
-    if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
-  }
-  return utime + stime;
+// utime + stime of one process (0 once it is gone).
+uint64_t cpu_ns_of(pid_t pid) {
+  const auto usage = fwp::process_usage(pid);
+  return usage ? usage->cpu_ns : 0;
 }
 
 std::vector<pid_t> children(pid_t pid) {
@@ -235,7 +225,7 @@ int run_density(const FwpOptions& o) {
       },
       std::chrono::seconds(2));
   uint64_t tree_before = 0, tree_after = 0;
-  for (pid_t p : all) tree_before += cpu_ticks(p);
+  for (pid_t p : all) tree_before += cpu_ns_of(p);
   const double cpu0 = self_cpu_s();
   const int64_t idle0 = monotonic_ns();
   const int64_t idle_end = idle0 + static_cast<int64_t>(o.idle_seconds) * 1'000'000'000;
@@ -245,8 +235,8 @@ int run_density(const FwpOptions& o) {
   }
   const double idle_wall = static_cast<double>(monotonic_ns() - idle0) / 1e9;
   const double idle_cpu = self_cpu_s() - cpu0;
-  for (pid_t p : all) tree_after += cpu_ticks(p);
-  const double tree_cpu = static_cast<double>(tree_after - tree_before) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  for (pid_t p : all) tree_after += cpu_ns_of(p);
+  const double tree_cpu = static_cast<double>(tree_after - tree_before) / 1e9;
 
   // Starts with everything resident.
   std::vector<double> starts, exits;

@@ -454,6 +454,15 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
   refill();
 }
 
+std::optional<ProcessUsage> Instance::usage_now() const {
+  if (pid_ <= 0 || !pidfd_ || dead_ || exit_) return std::nullopt;
+  auto usage = process_usage(pid_);
+  // Read by pid: the figures are this instance's only if it had not exited by the end of the
+  // read (a pid is reused only once its process has been reaped).
+  if (!usage || pidfd_readable(pidfd_.get())) return std::nullopt;
+  return usage;
+}
+
 bool Template::held_by_another_instance(pid_t pid) const {
   // As on_exited looks instances up by pid. A dead one (its reaper's `exited` not read yet) no
   // longer holds its pid: that may be a new process's already.

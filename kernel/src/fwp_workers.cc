@@ -276,8 +276,10 @@ void Supervisor::on_instance_exited(const std::string& key, fwp::Instance& inst)
   const fwp::InstanceExit& e = *inst.exit();
   ExitInfo info = exit_info_of(e);
   if (w->killed_for_timeout) info.cause = ExitCause::limit, info.message = "killed after timeout_ms";
-  w->cpu_ns = e.cpu_ns;
-  w->peak_memory_bytes = std::max<uint64_t>(e.memory_peak_bytes, e.max_rss_bytes);
+  // The template's report (rusage from wait4, or the instance's own cgroup), never below what
+  // the kernel showed while it ran (refresh_usage): the report is the tenant's own code's word.
+  w->cpu_ns = std::max(w->cpu_ns, e.cpu_ns);
+  w->peak_memory_bytes = std::max({w->peak_memory_bytes, e.memory_peak_bytes, e.max_rss_bytes});
   if (auto t = templates_.find(key); t != templates_.end()) t->second->forget(inst.id());
   finish(*w, info);
 }

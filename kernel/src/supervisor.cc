@@ -513,9 +513,16 @@ void Supervisor::drain_log(Worker& w, bool stdout_stream) {
 }
 
 void Supervisor::refresh_usage(Worker& w) {
-  // A featherweight instance in its template's cgroup has no group of its own (its figures come
-  // when it ends); "" would name Plume's whole subtree, every tenant's usage.
-  if (w.cgroup.empty()) return;
+  // A featherweight instance in its template's cgroup has no group of its own ("" would name
+  // Plume's whole subtree, every tenant's usage): the kernel's figures for its process instead.
+  if (w.cgroup.empty()) {
+    const fwp::Instance* inst = w.fwp ? instance_of(w) : nullptr;
+    if (auto usage = inst ? inst->usage_now() : std::nullopt) {
+      w.cpu_ns = std::max(w.cpu_ns, usage->cpu_ns);
+      w.peak_memory_bytes = std::max(w.peak_memory_bytes, usage->peak_rss_bytes);
+    }
+    return;
+  }
   auto stats = cgroups_.stats(w.cgroup);
   if (!stats.ok()) return;
   w.cpu_ns = std::max(w.cpu_ns, stats->cpu_usage_ns);
@@ -641,11 +648,9 @@ bool Supervisor::remove_worker(const std::string& id) {
 }
 
 json Supervisor::worker_json(Worker& w) {
-  if (w.fwp) {
+  if (w.fwp)
     if (fwp::Instance* inst = instance_of(w); inst && inst->pid() > 0) w.pid = inst->pid();
-  } else if (w.state == WorkerState::running) {
-    refresh_usage(w);
-  }
+  if (w.state == WorkerState::running) refresh_usage(w);
   json j = {{"id", w.id},
             {"tenant", w.tenant},
             {"image", w.image},

@@ -10,6 +10,8 @@
 //                    policy=<n> cpus=<the CPUs it may run on, e.g. 0,1>"
 //   attack <pid>   → errno of process_vm_readv, ptrace attach, kill(pid, 0), open /proc/pid/mem
 //   uring          → results of a NOP and an OPENAT on plume_ring(), and errno of io_uring_setup
+//   burn <ms>      → "burnt" after using <ms> ms of CPU time (busy)
+//   touch <MiB>    → "touched" after writing <MiB> MiB of fresh memory, which it keeps
 //   exit <n>       → the instance ends with code n
 //   segv           → it crashes
 //   oom            → it allocates until the OOM killer ends it
@@ -162,6 +164,23 @@ std::string uring(plume_instance* self) {
          " setup=" + std::to_string(setup);
 }
 
+void burn(int ms) {
+  timespec t0{}, t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+  const int64_t until = t0.tv_sec * 1000000000LL + t0.tv_nsec + int64_t{ms} * 1000000;
+  do clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  while (t.tv_sec * 1000000000LL + t.tv_nsec < until);
+}
+
+char* volatile g_touched = nullptr;  // kept, and seen to be: its peak is what is measured
+
+void touch(int mib) {
+  auto* p = static_cast<char*>(std::malloc(static_cast<size_t>(mib) << 20));
+  if (p == nullptr) _exit(3);
+  std::memset(p, 1, static_cast<size_t>(mib) << 20);
+  g_touched = p;
+}
+
 [[noreturn]] void oom() {
   std::vector<char*> keep;
   for (;;) {
@@ -294,6 +313,12 @@ int handle(plume_instance* self) {
       reply = attack(static_cast<pid_t>(std::atoi(cmd.c_str() + 7)));
     } else if (cmd == "uring") {
       reply = uring(self);
+    } else if (cmd.rfind("burn ", 0) == 0) {
+      burn(std::atoi(cmd.c_str() + 5));
+      reply = "burnt";
+    } else if (cmd.rfind("touch ", 0) == 0) {
+      touch(std::atoi(cmd.c_str() + 6));
+      reply = "touched";
     } else if (cmd.rfind("exit ", 0) == 0) {
       return std::atoi(cmd.c_str() + 5);
     } else if (cmd == "segv") {

@@ -1,5 +1,6 @@
 // Pieces of the fast path that need no root: the control records' validation, pidfd fdinfo
-// parsing, and the per-instance seccomp filter (loaded for real in a forked child).
+// and /proc usage parsing, and the per-instance seccomp filter (loaded for real in a forked
+// child).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -14,6 +15,7 @@
 
 #include "instance_filter.h"
 #include "pidfd_info.h"
+#include "plume/fwp/process_usage.h"
 #include "template_wire.h"
 
 namespace plume::fwp {
@@ -139,6 +141,30 @@ TEST(FwpPidfdInfo, ReadsARealPidfd) {
   EXPECT_FALSE(pidfd_info(not_pidfd[0]).ok());
   ::close(not_pidfd[0]);
   ::close(not_pidfd[1]);
+}
+
+TEST(FwpProcessUsage, ParsesCpuTicksAndPeakResidentMemory) {
+  // A name with spaces and parentheses; utime 7 and stime 5 ticks are fields 14 and 15.
+  const char* stat = "4242 (a b) (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 1 0 99 ...";
+  auto u = parse_process_usage(stat, "Name:\ta b\nVmPeak:\t 9000 kB\nVmHWM:\t    1234 kB\n", 100);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->cpu_ns, 120000000u);
+  EXPECT_EQ(u->peak_rss_bytes, 1234u * 1024);
+  // A zombie has no memory lines: its peak is 0, its CPU still counts.
+  auto zombie = parse_process_usage(stat, "Name:\tx\nState:\tZ (zombie)\n", 100);
+  ASSERT_TRUE(zombie);
+  EXPECT_EQ(zombie->peak_rss_bytes, 0u);
+  EXPECT_EQ(zombie->cpu_ns, 120000000u);
+  EXPECT_FALSE(parse_process_usage("4242 (x) S 1 2 3", "", 100));  // cut short
+  EXPECT_FALSE(parse_process_usage("no name", "", 100));
+  EXPECT_FALSE(parse_process_usage(stat, "", 0));
+}
+
+TEST(FwpProcessUsage, ReadsThisProcess) {
+  auto u = process_usage(::getpid());
+  ASSERT_TRUE(u);
+  EXPECT_GT(u->peak_rss_bytes, 0u);
+  EXPECT_FALSE(process_usage(0));
 }
 
 // In a child: NNP, then the filter; each probe's errno goes into the exit code's bits.

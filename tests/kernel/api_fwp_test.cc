@@ -7,14 +7,12 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 #include <string>
 #include <thread>
 
 #include "e2e.h"
 #include "pidfd_info.h"
+#include "plume/fwp/process_usage.h"
 
 namespace plume::test {
 namespace {
@@ -215,21 +213,6 @@ TEST(ApiFwpBudget, SpinningStandbysComeFromAHostWideBudget) {
   EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
 }
 
-// CPU time (utime + stime) of a host process, from /proc/<pid>/stat; -1 if unreadable.
-int64_t process_cpu_ns(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const size_t paren = stat.rfind(')');  // the name may hold spaces and parentheses
-  if (paren == std::string::npos) return -1;
-  std::istringstream fields(stat.substr(paren + 2));
-  std::string skip;
-  for (int i = 3; i < 14; ++i) fields >> skip;  // state .. cmajflt: fields 3-13
-  int64_t utime = -1, stime = -1;
-  fields >> utime >> stime;
-  if (!fields) return -1;
-  return (utime + stime) * (1000000000 / ::sysconf(_SC_CLK_TCK));
-}
-
 // A tenant's CPU time is the kernel's count for its cgroup, not a sum of what its workers
 // report: a template's own work (kvindex's init indexes 200 000 keys) belongs to no worker, and a
 // running instance in its template's cgroup has no figure of its own yet.
@@ -243,16 +226,54 @@ TEST_F(ApiFwp, ATenantIsMeteredForItsTemplatesWorkToo) {
   ASSERT_GT(instance, 0);
   const pid_t template_pid = fwp::parent_pid(instance);  // instances are their template's children
   ASSERT_GT(template_pid, 0);
-  const int64_t template_cpu = process_cpu_ns(template_pid);
+  const auto template_usage = fwp::process_usage(template_pid);
+  ASSERT_TRUE(template_usage);
+  const auto template_cpu = static_cast<int64_t>(template_usage->cpu_ns);
   ASSERT_GT(template_cpu, 0) << "kvindex's init took no measurable CPU";
   auto stats = json_of(plumed_.request("GET", "/v1/stats", token_));
   ASSERT_EQ(stats["tenants"].size(), 1u) << stats.dump();
   EXPECT_EQ(stats["tenants"][0].value("workers_running", -1), 1);
   EXPECT_GE(stats["tenants"][0].value("cpu_ns", int64_t{0}), template_cpu) << stats.dump();
-  // The running instance has no cgroup of its own: no figure until it ends, and not the CPU of
-  // Plume's whole subtree (which it was given while running, template's init and all).
+  // The running instance has no cgroup of its own: its figure is its own process's, not the CPU
+  // of Plume's whole subtree (which it was given while running, template's init and all).
   auto cur = json_of(plumed_.request("GET", "/v1/workers/" + w["id"].get<std::string>(), token_));
   EXPECT_LT(cur.value("cpu_ns", int64_t{-1}), template_cpu) << cur.dump();
+}
+
+// A running instance in its template's cgroup (no group of its own) is metered from its own
+// process, the kernel's count, rather than shown as 0 until its template reports its rusage.
+TEST_F(ApiFwp, ARunningInstanceIsMeteredFromItsOwnProcess) {
+  json image = {{"name", "probe"}, {"fwp", {{"binary", PLUME_PROBE_APP}, {"pool_size", 0}}}};
+  auto r = plumed_.admin("POST", "/v1/images", image.dump());
+  ASSERT_EQ(r.status, 201) << show(r);
+  constexpr int64_t kBurnMs = 80, kTouchMiB = 32;
+  json w = run_worker(plumed_, token_,
+                      {{"fwp", true}, {"image", "probe"},
+                       {"input", {"burn " + std::to_string(kBurnMs), "touch " + std::to_string(kTouchMiB)}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  const std::string id = w["id"];
+  // It keeps running (no empty message ends it): looked at until both figures show, 10 s at most.
+  const int64_t cpu_floor = (kBurnMs - 10) * 1000000, memory_floor = kTouchMiB << 20;
+  json cur;
+  bool shown = false;
+  for (auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       !shown && std::chrono::steady_clock::now() < end;) {
+    cur = json_of(plumed_.request("GET", "/v1/workers/" + id, token_));
+    if (cur.value("state", std::string()) != "running") break;
+    shown = cur.value("cpu_ns", int64_t{0}) >= cpu_floor && cur.value("peak_memory_bytes", int64_t{0}) >= memory_floor;
+    if (!shown) ::poll(nullptr, 0, 20);
+  }
+  ASSERT_TRUE(shown) << cur.dump();
+  EXPECT_EQ(cur.value("state", std::string()), "running") << cur.dump();
+  auto stats = json_of(plumed_.request("GET", "/v1/stats", token_));
+  ASSERT_EQ(stats["tenants"].size(), 1u) << stats.dump();
+  EXPECT_GE(stats["tenants"][0].value("peak_memory_bytes", int64_t{0}), memory_floor) << stats.dump();
+  // Once it ends, its template's report: not below what it showed while running.
+  r = plumed_.request("POST", "/v1/workers/" + id + "/signal", token_, json{{"signal", "TERM"}}.dump());
+  EXPECT_EQ(r.status, 202) << show(r);
+  json done = wait_worker(plumed_, token_, id);
+  EXPECT_GE(done.value("cpu_ns", int64_t{0}), cur.value("cpu_ns", int64_t{0})) << done.dump();
+  EXPECT_GE(done.value("peak_memory_bytes", int64_t{0}), cur.value("peak_memory_bytes", int64_t{0})) << done.dump();
 }
 
 TEST_F(ApiFwp, SignalledInstanceIsReportedAsSignal) {

@@ -33,6 +33,7 @@
 #include "plume/base/unique_fd.h"
 #include "plume/fwp/cgroup.h"
 #include "plume/fwp/channel.h"
+#include "plume/fwp/process_usage.h"
 #include "plume/fwp/sandbox_spec.h"
 #include "plume/fwp/spawner.h"
 
@@ -190,6 +191,10 @@ class Instance {
   bool ready() const { return ready_; }     // it announced it is set up and parked
   bool spins() const { return spins_; }     // forked as a spinning standby
   const std::optional<InstanceExit>& exit() const { return exit_; }
+  // The kernel's figures for it while it runs (process_usage, checked against its pidfd);
+  // nullopt before it has a pid and once it has exited. Where it has no cgroup of its own, this
+  // is what its CPU time and memory are until its template reports its rusage.
+  std::optional<ProcessUsage> usage_now() const;
   // CLOCK_MONOTONIC ns when its first message went into its channel (the doorbell); 0 before.
   uint64_t rung_at_ns() const { return rung_at_ns_; }
   // The supervisor's end of its channel (side a). Messages are the app's; the instance's
