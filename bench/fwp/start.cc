@@ -367,6 +367,9 @@ int run_start(const FwpOptions& o) {
           (stride == 0 || m % stride != 0 || static_cast<int>(results[i].samples.size()) >= o.crun_iterations)) {
         continue;
       }
+      // Untimed: every warm pool is full again, so that no peer's start shares the CPUs with a
+      // refill the previous start left behind (the pool that served it refills on its exit).
+      if (!(*rig)->fill_pools(10s)) return fail_with("start", plain_error("start", "pools not refilled within 10 s"));
       auto s = peers[i]->start_once();
       if (!s) return fail_with("start", s.error());
       if (s->t1_ns < s->t0_ns || s->t1_ns > s->t2_ns) {

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -111,9 +112,9 @@ class PlumePeer final : public Peer {
 
 class PlumeFwpPeer final : public Peer {
  public:
-  PlumeFwpPeer(PlumeOptions options, std::string name, std::string image, size_t* pool_hits)
+  PlumeFwpPeer(PlumeOptions options, std::string name, std::string image, size_t pool_size, size_t* pool_hits)
       : name_(std::move(name)), opt_(std::move(options)), image_(std::move(image)), http_(opt_.socket),
-        pool_hits_(pool_hits) {}
+        pool_size_(pool_size), pool_hits_(pool_hits) {}
   ~PlumeFwpPeer() override { (void)http_.request("DELETE", "/v1/images/" + image_, opt_.admin_token); }
   const std::string& name() const override { return name_; }
 
@@ -140,14 +141,33 @@ class PlumeFwpPeer final : public Peer {
     std::memcpy(&t1, ran->log.data(), sizeof t1);
     s.t1_ns = static_cast<int64_t>(t1);
     if (ran->created.value("start_path", "") == "pool" && pool_hits_ != nullptr) ++*pool_hits_;
+    wait_pool_full();
     return s;
   }
 
  private:
+  // Untimed, after each start: plumed's pool of this image is full again (its /metrics), so that
+  // the refill does not share the CPUs with the next peer's start. Gives up after 2 s, or at
+  // once if the metric cannot be read.
+  void wait_pool_full() {
+    const std::string key = "plume_fwp_pool_ready{tenant=\"" + opt_.tenant + "\",image=\"" + image_ + "\"} ";
+    const int64_t deadline = monotonic_ns() + 2'000'000'000;
+    while (monotonic_ns() < deadline) {
+      auto resp = http_.request("GET", "/metrics", opt_.admin_token);
+      if (!resp || resp->status != 200) return;
+      const size_t at = resp->body.find(key);
+      if (at == std::string::npos) return;
+      if (std::strtoull(resp->body.c_str() + at + key.size(), nullptr, 10) >= pool_size_) return;
+      timespec pause{0, 200'000};
+      ::nanosleep(&pause, nullptr);
+    }
+  }
+
   std::string name_;
   PlumeOptions opt_;
   std::string image_;
   UnixHttpClient http_;
+  size_t pool_size_;
   size_t* pool_hits_;
 };
 
@@ -186,7 +206,7 @@ SysResult<std::unique_ptr<Peer>> make_plume_fwp_peer(const PlumeOptions& options
   auto peer = std::make_unique<PlumeFwpPeer>(options, spin ? "plume_fwp_spin" : "plume_fwp",
                                              std::string(spin ? "bench-fwpspin-" : "bench-fwp-") +
                                                  std::to_string(::getpid()),
-                                             pool_hits);
+                                             pool_size, pool_hits);
   auto reg = peer->register_image(handler, pool_size, spinning_standbys);
   if (!reg) return fail(reg.error());
   return std::unique_ptr<Peer>(std::move(peer));
