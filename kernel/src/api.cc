@@ -221,7 +221,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
           if (!only) return reply(err(404, "not_found", "no tenant " + req.query.at("tenant")));
         }
         json list = json::array();
-        for (Worker* w : sup_.workers(only)) list.push_back(sup_.worker_json(*w));
+        for (Worker* w : sup_.workers(only)) list.push_back(sup_.worker_json_now(*w));
         return reply(json_response(200, {{"workers", list}}));
       }
       json body;
@@ -242,7 +242,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
     case Route::worker: {
       Worker* w = visible_worker(p[2]);
       if (!w) return;
-      if (m == "GET") return reply(json_response(200, sup_.worker_json(*w)));
+      if (m == "GET") return reply(json_response(200, sup_.worker_json_now(*w)));
       if (!sup_.remove_worker(p[2])) return reply(err(409, "conflict", "worker " + p[2] + " is still running"));
       return reply(no_content());
     }

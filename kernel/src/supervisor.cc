@@ -627,8 +627,7 @@ void Supervisor::wait_worker(Worker& w, uint64_t timeout_ms, std::shared_ptr<Res
       if (it == wk->waiters.end()) return;
       auto r = std::move(it->first);
       wk->waiters.erase(it);
-      refresh_usage(*wk);
-      r->send(json_response(200, worker_json(*wk)));
+      r->send(json_response(200, worker_json_now(*wk)));
     });
   }
   // Drop waiters whose clients went away, so a client that loops on wait cannot grow this list.
@@ -647,10 +646,14 @@ bool Supervisor::remove_worker(const std::string& id) {
   return true;
 }
 
+json Supervisor::worker_json_now(Worker& w) {
+  if (w.state == WorkerState::running) refresh_usage(w);
+  return worker_json(w);
+}
+
 json Supervisor::worker_json(Worker& w) {
   if (w.fwp)
     if (fwp::Instance* inst = instance_of(w); inst && inst->pid() > 0) w.pid = inst->pid();
-  if (w.state == WorkerState::running) refresh_usage(w);
   json j = {{"id", w.id},
             {"tenant", w.tenant},
             {"image", w.image},

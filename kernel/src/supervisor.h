@@ -113,9 +113,14 @@ class Supervisor {
   void wait_worker(Worker& w, uint64_t timeout_ms, std::shared_ptr<Responder> responder);
   bool remove_worker(const std::string& id);  // exited or failed workers only
 
-  // CPU and peak memory of a running worker, read from its cgroup now.
+  // CPU and peak memory of a running worker, read now from its cgroup (or, for a featherweight
+  // instance without one, from its process).
   void refresh_usage(Worker& w);
+  // The worker as the API shows it, with the figures it holds (no /proc or cgroup reads: a
+  // start's own response must not delay the instance it just woke on this CPU).
   json worker_json(Worker& w);
+  // The same with its usage read afresh while it runs (refresh_usage): what a GET answers.
+  json worker_json_now(Worker& w);
   json tenant_json(Tenant& t);
   json tenant_stats_json(Tenant& t);
   uint32_t running_total() const;
