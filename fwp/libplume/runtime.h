@@ -65,7 +65,7 @@ struct InstanceChannel {
 };
 [[noreturn]] void run_instance(const plume_app& app, const fwp::wire::Msg& config,
                                uint64_t instance_id, InstanceChannel channel, int scope_fd,
-                               Parking park, uint64_t forked_at_ns);
+                               Parking parking, uint64_t forked_at_ns);
 
 // Reaps every exited child (after draining the SIGCHLD signalfd) and reports each to the
 // controller: `exited`, or `template_exited` for pid `tmpl`. Returns whether tmpl was among them.
