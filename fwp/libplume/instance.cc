@@ -132,7 +132,7 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
     if (config.template_nice > 0) (void)::setpriority(PRIO_PROCESS, 0, 0);
   }
   // Pinned where the supervisor is, so that it need not steer this wake-up itself (see
-  // steer_wakeup_here); only to a CPU the instance may use anyway.
+  // steer_wakeup_to); only to a CPU the instance may use anyway.
   if (have_mask && parking.cpu >= 0 && parking.cpu < CPU_SETSIZE && CPU_ISSET(parking.cpu, &parked_mask)) {
     cpu_set_t there;
     CPU_ZERO(&there);

@@ -29,8 +29,7 @@ namespace {
 // (kFlagParkOnCpu), and this is only called when the loop has moved since. An instance that
 // never restores its mask only stays on one CPU, as it could have asked itself. Best effort: a
 // CPU outside the instance's cpuset (EINVAL) leaves the wake-up to the scheduler.
-void steer_wakeup_here(pid_t pid) {
-  const int cpu = ::sched_getcpu();
+void steer_wakeup_to(pid_t pid, int cpu) {
   if (cpu < 0 || pid <= 0) return;
   const size_t ncpus = static_cast<size_t>(cpu) + 1;
   cpu_set_t* set = CPU_ALLOC(ncpus);
@@ -188,7 +187,7 @@ SysResult<void> Template::send_fork(Instance& inst) {
   m.flags = inst.want_start_ ? 0 : wire::kFlagForPool;
   if (!inst.want_start_ && inst.spins_) m.flags |= wire::kFlagSpinWhileParked;
   // A sleeping pool instance parks pinned to this CPU: the start that takes it, usually from the
-  // same CPU, then skips steer_wakeup_here's sched_setaffinity (~4 µs of the start here).
+  // same CPU, then skips steer_wakeup_to's sched_setaffinity (~4 µs of the start here).
   if (!inst.want_start_ && !inst.spins_ && spec_.steer_wakeups) {
     const int cpu = ::sched_getcpu();
     if (cpu >= 0) {
@@ -281,8 +280,9 @@ SysResult<Instance*> Template::start_instance(std::span<const std::byte> first_m
     pool_.erase(pick);
     // Only a ready instance has saved the mask it restores (see libplume's run_instance). A
     // spinner is running on another CPU already: pinning it here would only move it.
-    if (inst.ready_ && !inst.spins_ && spec_.steer_wakeups && inst.parks_on_cpu_ != ::sched_getcpu())
-      steer_wakeup_here(inst.pid_);
+    if (inst.ready_ && !inst.spins_ && spec_.steer_wakeups) {
+      if (const int here = ::sched_getcpu(); here != inst.parks_on_cpu_) steer_wakeup_to(inst.pid_, here);
+    }
     inst.path_ = StartPath::pool;
     inst.first_.assign(first_message.begin(), first_message.end());
     deliver_first(inst);

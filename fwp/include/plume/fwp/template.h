@@ -139,7 +139,7 @@ struct TemplateSpec {
   // never below), which start() gives the keeper. 0: all at normal priority.
   int refill_nice = 10;
   // A start wakes the pooled instance on the supervisor's CPU rather than an idle one (see
-  // steer_wakeup_here in template_pool.cc); the instance widens its affinity again at once.
+  // steer_wakeup_to in template_pool.cc); the instance widens its affinity again at once.
   bool steer_wakeups = true;
   InstanceCgroups cgroup_mode = InstanceCgroups::shared;
   CgroupManager* cgroups = nullptr;   // required for `own`; used for stats when set
