@@ -455,7 +455,7 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
 }
 
 std::optional<ProcessUsage> Instance::usage_now() const {
-  if (pid_ <= 0 || !pidfd_ || dead_ || exit_) return std::nullopt;
+  if (pid_ <= 0 || !pidfd_ || dead_) return std::nullopt;  // finish() marks an exited one dead
   auto usage = process_usage(pid_);
   // Read by pid: the figures are this instance's only if it had not exited by the end of the
   // read (a pid is reused only once its process has been reaped).

@@ -699,8 +699,8 @@ json Supervisor::tenant_stats_json(Tenant& t) {
   }
   // The kernel's count for the tenant's cgroup, which holds every process of the tenant: its
   // workers, its templates (their init and forks) and whatever they leave running. The sum over
-  // workers misses the rest, and a featherweight instance's own figure is its template's word
-  // (the rusage the template reports when it reaps it). The count includes every honest figure
+  // workers misses the rest, and an ended featherweight instance's own figure is its template's
+  // word (the rusage the template reports when it reaps it). The count includes every honest figure
   // in the sum, so the larger of the two is the count, or the sum where there is no count (v1
   // without cpuacct) or where the tenant inflated its own figures.
   if (auto whole = cgroups_.stats(t.spec.name); whole.ok()) cpu = std::max(cpu, whole->cpu_usage_ns);
