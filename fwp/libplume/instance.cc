@@ -3,7 +3,6 @@
 #include <sched.h>
 #include <linux/close_range.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -23,7 +22,9 @@
 
 namespace {
 
-plume_instance g_self;  // the one instance of this process
+// A standalone run's instance. An instance of a template keeps its own in run_instance's frame:
+// a global here would be one more copy-on-write page fault between fork() and the handler.
+plume_instance g_standalone;
 
 using plume::fwp::ChannelError;
 
@@ -39,11 +40,13 @@ long channel_errno(ChannelError e) {
   return -EPIPE;
 }
 
-// The image's opcodes, R_DISABLED → restrictions → enabled. Returns 0 or an errno.
-int setup_ring(const plume::fwp::wire::Msg& config) {
+// The image's opcodes, R_DISABLED → restrictions → enabled. Returns 0 or an errno. Not inlined:
+// its 4 KiB restriction table would widen run_instance's frame, and every instance, ring or not,
+// would take a page fault on a stack page it never uses.
+[[gnu::noinline]] int setup_ring(plume_instance& self, const plume::fwp::wire::Msg& config) {
   io_uring_params p{};
   p.flags = IORING_SETUP_R_DISABLED;
-  if (int r = io_uring_queue_init_params(config.ring_entries, &g_self.ring, &p); r < 0) return -r;
+  if (int r = io_uring_queue_init_params(config.ring_entries, &self.ring, &p); r < 0) return -r;
   io_uring_restriction res[256];
   unsigned n = 0;
   for (unsigned op = 0; op < 256; ++op) {
@@ -54,9 +57,9 @@ int setup_ring(const plume::fwp::wire::Msg& config) {
     ++n;
   }
   // No IORING_RESTRICTION_REGISTER_OP entries: every io_uring_register opcode is refused from now.
-  if (int r = io_uring_register_restrictions(&g_self.ring, res, n); r < 0) return -r;
-  if (int r = io_uring_enable_rings(&g_self.ring); r < 0) return -r;
-  g_self.has_ring = true;
+  if (int r = io_uring_register_restrictions(&self.ring, res, n); r < 0) return -r;
+  if (int r = io_uring_enable_rings(&self.ring); r < 0) return -r;
+  self.has_ring = true;
   return 0;
 }
 
@@ -92,22 +95,23 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
                      ? fwp::Channel::adopt(channel_in.premapped, channel_in.memfd, geometry, b, how)
                      : fwp::Channel::attach(channel_in.memfd, geometry, b, how);
   if (!channel) die("instance: channel attach", channel.error().err);
-  g_self.channel.emplace(std::move(*channel));
-  g_self.role = PLUME_ROLE_INSTANCE;
-  g_self.id = instance_id;
-  g_self.forked_at_ns = forked_at_ns;
+  plume_instance self;  // lives as long as this frame, i.e. until the process exits
+  self.channel.emplace(std::move(*channel));
+  self.role = PLUME_ROLE_INSTANCE;
+  self.id = instance_id;
+  self.forked_at_ns = forked_at_ns;
   step();
   // The Landlock domain first: its ruleset is one of the fds about to go.
   if (scope_fd >= 0) {
     if (int err = enter_instance_scope(scope_fd); err != 0) die("instance: landlock", err);
   }
   if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0) die("instance: close_range", errno);
-  // 2. Not dumpable: /proc/<pid>/mem, ptrace and process_vm_* by same-uid siblings fail.
-  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) die("instance: PR_SET_DUMPABLE", errno);
+  // 2. Not dumpable, so that /proc/<pid>/mem, ptrace and process_vm_* by same-uid siblings fail:
+  //    fork() copied the flag from the template (run_template), no syscall here.
   step();
   // 3. The ring, before the filter that refuses io_uring_setup.
   if (config.ring_entries != 0) {
-    if (int err = setup_ring(config); err != 0) die("instance: io_uring setup", err);
+    if (int err = setup_ring(self, config); err != 0) die("instance: io_uring setup", err);
   }
   step();
   // 4. The final filter (unless it entered its Landlock domain above): nobody but itself to
@@ -143,7 +147,7 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   // plumed learnt its pid from the template): waking the supervisor for it would cost this
   // instance its CPU on the way to the handler. A pool's supervisor waits for it: it wakes.
   const fwp::wire::Ready ready{0x59445252, ::getpid()};
-  (void)g_self.channel->send(std::as_bytes(std::span(&ready, 1)), /*wake=*/for_pool);
+  (void)self.channel->send(std::as_bytes(std::span(&ready, 1)), /*wake=*/for_pool);
   step();
   if (trace) {
     rusage ru1{};
@@ -162,16 +166,16 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
                  ru1.ru_minflt - ru0.ru_minflt);
   }
   if (park == ParkMode::spinning) {
-    if (!park_spinning(*g_self.channel, trace)) die("instance: channel", EPIPE);
-  } else if (!park_asleep(*g_self.channel)) {
+    if (!park_spinning(*self.channel, trace)) die("instance: channel", EPIPE);
+  } else if (!park_asleep(*self.channel)) {
     die("instance: channel", EPIPE);
   }
   if (have_mask) (void)::sched_setaffinity(0, sizeof parked_mask, &parked_mask);
-  g_self.channel->set_spin(std::chrono::microseconds(5));
-  plume_exit(&g_self, app.handler(&g_self));
+  self.channel->set_spin(std::chrono::microseconds(5));
+  plume_exit(&self, app.handler(&self));
 }
 
-plume_instance* standalone_instance() { return &g_self; }
+plume_instance* standalone_instance() { return &g_standalone; }
 
 }  // namespace plume::libplume
 

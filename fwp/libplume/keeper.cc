@@ -12,7 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <alloca.h>
 #include <cerrno>
+#include <cstdint>
 
 #include "runtime.h"
 #include "template_wire.h"
@@ -29,6 +31,13 @@ pid_t fork_template(int argc, char** argv, const plume_app& app, const Msg& conf
   const pid_t pid = ::fork();
   if (pid == 0) {
     sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    // Each stack page an instance writes between fork() and its handler costs it a page fault
+    // (copy-on-write). Start the template's frames just below a page boundary, so that the
+    // template loop's frame, fork()'s, run_instance's and a small handler's fit in the one page.
+    char here;
+    const auto offset_in_page = reinterpret_cast<uintptr_t>(&here) & 4095u;
+    volatile char* pad = static_cast<char*>(alloca(offset_in_page + 128));
+    pad[0] = 0;  // used, so the compiler keeps it
     run_template(argc, argv, app, config, generation);
   }
   return pid;

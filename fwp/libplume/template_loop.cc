@@ -89,6 +89,12 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
     diag("template: init must not leave threads behind", 0);
     _exit(126);
   }
+  // Not dumpable (the keeper is not either; this holds it whatever forked us): instances inherit
+  // it through fork(), so no sibling of the same uid can read or trace them (or this template).
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    diag("template: PR_SET_DUMPABLE", errno);
+    _exit(126);
+  }
   ::malloc_trim(0);  // fork cost grows with the mappings kept: give back init's garbage
   if (std::getenv("PLUME_NO_SHARE_TEXT") == nullptr) share_text_with_children();  // prefault.h
   Msg hello;

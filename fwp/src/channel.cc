@@ -54,9 +54,11 @@ const char* channel_error_name(ChannelError e) {
 }
 
 size_t ChannelGeometry::mapping_size() const {
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  // kPageSize, not sysconf here: an instance sizes its channel between fork() and its handler,
+  // and glibc's sysconf frame alone reaches a stack page that path would otherwise never touch
+  // (one more page fault per forked instance).
   const size_t raw = L::kHeaderBytes + 2 * L::ring_bytes(*this);
-  return (raw + page - 1) / page * page;
+  return (raw + kPageSize - 1) / kPageSize * kPageSize;
 }
 
 const char* ChannelGeometry::check() const {

@@ -231,6 +231,23 @@ TEST_F(FastTest, EmptyPoolFallsBackToTemplateFork) {
   EXPECT_EQ(t.stats().pool_misses, 1u);
 }
 
+// Every page an instance writes between fork() and its handler is a copy-on-write fault (several
+// µs each here): the kernel's few (the child's tid, glibc's fork bookkeeping), the stack page
+// fork() returns on, the vDSO and the channel. A global written by libplume, a frame wide enough
+// to reach another stack page, or a call that dives deep (glibc's sysconf) shows up here.
+TEST_F(FastTest, AForkedInstanceReachesItsHandlerInAFewPageFaults) {
+  start(make_spec(probe_path()));
+  for (int i = 0; i < 3; ++i) {
+    Instance& inst = start_instance("faults");
+    ASSERT_EQ(inst.path(), StartPath::fork);
+    const std::string r = reply(inst);
+    ASSERT_EQ(r.rfind("minflt=", 0), 0u) << r;
+    EXPECT_LE(std::stol(r.substr(7)), 7) << "page faults between fork() and the handler";
+    EXPECT_EQ(ask(inst, ""), "<exited>");
+    wait_exit(inst);
+  }
+}
+
 TEST_F(FastTest, ExitCrashOomAndKillAreReportedWithTheirCause) {
   TemplateSpec spec = make_spec(probe_path());
   spec.cgroup_mode = InstanceCgroups::own;

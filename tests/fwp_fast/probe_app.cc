@@ -3,6 +3,8 @@
 // can be measured to the handler's first instruction. Commands:
 //   t0             → "<ns> <ns>": CLOCK_MONOTONIC at the handler's entry, and when the template
 //                    began forking this instance
+//   faults         → "minflt=<n>": the page faults it had taken when its handler began (since
+//                    fork(), for a forked instance)
 //   status         → /proc/self/status security lines, namespaces, memory (v1) and unified (v2) cgroups
 //   fds            → the open fds, "0,1,2"
 //   maps           → how many of its mappings are of a Plume channel memfd
@@ -288,6 +290,9 @@ std::string allowed_cpus() {
 
 int handle(plume_instance* self) {
   const uint64_t entered = now_ns();
+  // Page faults since fork() (a child's counts start at zero), as the handler begins.
+  rusage at_entry{};
+  (void)getrusage(RUSAGE_SELF, &at_entry);
   char buf[1024];
   for (;;) {
     const long n = plume_recv(self, buf, sizeof buf - 1, -1);
@@ -298,6 +303,8 @@ int handle(plume_instance* self) {
     std::string reply;
     if (cmd == "t0") {
       reply = std::to_string(entered) + " " + std::to_string(plume_forked_at_ns(self));
+    } else if (cmd == "faults") {
+      reply = "minflt=" + std::to_string(at_entry.ru_minflt);
     } else if (cmd == "status") {
       reply = status();
     } else if (cmd == "fds") {
