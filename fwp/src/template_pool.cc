@@ -304,7 +304,6 @@ SysResult<Instance*> Template::start_instance(std::span<const std::byte> first_m
   Instance& inst = **made;
   inst.want_start_ = true;
   inst.first_.assign(first_message.begin(), first_message.end());
-  kick_refill();  // tops up the spare channels this start used
   if (spec_.cgroup_mode == InstanceCgroups::shared) {
     // Nothing to do between fork and handler: the message waits in the channel, so the instance
     // runs straight from its setup into the handler, without a round trip through plumed.
@@ -316,6 +315,7 @@ SysResult<Instance*> Template::start_instance(std::span<const std::byte> first_m
     if (auto sent = send_fork(inst); !sent) {
       if (sent.error().err != EAGAIN) {
         instances_.erase(inst.id_);
+        kick_refill();
         return fail(sent.error());
       }
       queued_forks_.push_back(inst.id_);
@@ -323,6 +323,7 @@ SysResult<Instance*> Template::start_instance(std::span<const std::byte> first_m
   } else {
     queued_forks_.push_back(inst.id_);
   }
+  kick_refill();  // tops up the spare channels this start used; after the FORK, not before it
   return &inst;
 }
 
