@@ -35,6 +35,7 @@
 
 #include "fwp_bench.h"
 #include "report.h"
+#include "plume/fwp/process_usage.h"
 #include "rig.h"
 
 extern char** environ;
@@ -46,16 +47,8 @@ using namespace std::chrono_literals;
 
 // The state letter of /proc/PID/stat ('R', 'S', ...), '?' if unreadable.
 char process_state(pid_t pid) {
-  char path[64], buf[256];
-  std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return '?';
-  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return '?';
-  buf[n] = '\0';
-  const char* paren = std::strrchr(buf, ')');  // the name may hold spaces and parentheses
-  return paren != nullptr && paren[1] == ' ' ? paren[2] : '?';
+  const auto stat = fwp::process_stat(pid);
+  return stat ? stat->state : '?';
 }
 
 class FwpPeer final : public Peer {

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <string>
 
+#include "plume/fwp/process_usage.h"
+
 namespace plume::fwp {
 
 SysResult<PidfdInfo> parse_pidfd_info(const char* text) {
@@ -37,18 +39,8 @@ SysResult<PidfdInfo> parse_pidfd_info(const char* text) {
 }
 
 pid_t parent_pid(pid_t pid) {
-  const std::string path = "/proc/" + std::to_string(pid) + "/stat";
-  const int f = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (f < 0) return -1;
-  char buf[512];
-  const ssize_t n = ::read(f, buf, sizeof buf - 1);
-  ::close(f);
-  if (n <= 0) return -1;
-  buf[n] = '\0';
-  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so from the last ')'.
-  const char* close = std::strrchr(buf, ')');
-  if (close == nullptr || close[1] != ' ' || close[2] == '\0' || close[3] != ' ') return -1;
-  return static_cast<pid_t>(std::strtol(close + 4, nullptr, 10));
+  const auto stat = process_stat(pid);
+  return stat ? stat->parent : -1;
 }
 
 SysResult<PidfdInfo> pidfd_info(int fd) {

@@ -27,29 +27,35 @@ std::string read_proc(const std::string& path) {
 
 }  // namespace
 
+std::optional<ProcessStat> parse_process_stat(const char* stat) {
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so from the last ')'.
+  const char* p = std::strrchr(stat, ')');
+  if (p == nullptr || p[1] != ' ' || p[2] == '\0') return std::nullopt;
+  ProcessStat s;
+  s.state = p[2];
+  p += 3;
+  // Fields 4 to 15, each a number after one space (tpgid, field 8, may be -1: strtoull takes it).
+  unsigned long long fields[16] = {};
+  for (int field = 4; field <= 15; ++field) {
+    if (*p != ' ') return std::nullopt;
+    ++p;
+    char* end = nullptr;
+    fields[field] = std::strtoull(p, &end, 10);
+    if (end == p) return std::nullopt;
+    p = end;
+  }
+  s.parent = static_cast<pid_t>(fields[4]);
+  s.utime_ticks = fields[14];
+  s.stime_ticks = fields[15];
+  return s;
+}
+
 std::optional<ProcessUsage> parse_process_usage(const char* stat, const char* status, long ticks_per_second) {
   if (ticks_per_second <= 0) return std::nullopt;
-  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so from the last ')'.
-  // utime and stime are fields 14 and 15, the 12th and 13th after the name.
-  const char* p = std::strrchr(stat, ')');
-  if (p == nullptr) return std::nullopt;
-  ++p;
-  unsigned long long ticks[2] = {0, 0};
-  for (int field = 3; field <= 15; ++field) {
-    while (*p == ' ') ++p;
-    if (*p == '\0') return std::nullopt;
-    char* end = nullptr;
-    const unsigned long long v = std::strtoull(p, &end, 10);
-    if (field >= 14) {
-      if (end == p) return std::nullopt;
-      ticks[field - 14] = v;
-    }
-    p = std::strchr(p, ' ');
-    if (p == nullptr && field < 15) return std::nullopt;
-    if (p == nullptr) break;
-  }
+  const auto s = parse_process_stat(stat);
+  if (!s) return std::nullopt;
   ProcessUsage u;
-  u.cpu_ns = (ticks[0] + ticks[1]) * (1000000000ull / static_cast<unsigned long long>(ticks_per_second));
+  u.cpu_ns = (s->utime_ticks + s->stime_ticks) * (1000000000ull / static_cast<unsigned long long>(ticks_per_second));
   // "VmHWM:\t    1234 kB", a line of its own; absent for a zombie (no memory left): then 0.
   for (const char* line = status; line != nullptr && *line != '\0';) {
     if (std::strncmp(line, "VmHWM:", 6) == 0) {
@@ -60,6 +66,12 @@ std::optional<ProcessUsage> parse_process_usage(const char* stat, const char* st
     if (line != nullptr) ++line;
   }
   return u;
+}
+
+std::optional<ProcessStat> process_stat(pid_t pid) {
+  if (pid <= 0) return std::nullopt;
+  const std::string stat = read_proc("/proc/" + std::to_string(pid) + "/stat");
+  return stat.empty() ? std::nullopt : parse_process_stat(stat.c_str());
 }
 
 std::optional<ProcessUsage> process_usage(pid_t pid) {

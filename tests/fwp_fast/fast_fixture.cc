@@ -5,8 +5,9 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <fstream>
 #include <linux/io_uring.h>
+
+#include "plume/fwp/process_usage.h"
 
 namespace plume::fwp::test {
 namespace {
@@ -36,11 +37,8 @@ bool nice_limit_lendable() {
 }
 
 char proc_state(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  std::getline(in, stat);
-  const size_t paren = stat.rfind(')');  // the name may hold spaces and parentheses
-  return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
+  const auto stat = process_stat(pid);
+  return stat ? stat->state : '?';
 }
 
 // FWP_PROBE overrides the probe's path (to run the latency tool on another machine).

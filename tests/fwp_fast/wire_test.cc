@@ -160,11 +160,28 @@ TEST(FwpProcessUsage, ParsesCpuTicksAndPeakResidentMemory) {
   EXPECT_FALSE(parse_process_usage(stat, "", 0));
 }
 
+TEST(FwpProcessUsage, ParsesStateAndParentAfterANameThatLooksLikeFields) {
+  // tpgid (field 8) is -1 for a process without a controlling terminal.
+  auto s = parse_process_stat("4242 (x) S 7 (y) R 9) Z 31 4242 4242 0 -1 4194560 100 0 0 0 7 5 0 0 20");
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->state, 'Z');
+  EXPECT_EQ(s->parent, 31);
+  EXPECT_EQ(s->utime_ticks, 7u);
+  EXPECT_EQ(s->stime_ticks, 5u);
+  EXPECT_FALSE(parse_process_stat("4242 (x) S 1 2 3"));  // cut short
+  EXPECT_FALSE(parse_process_stat("4242 (x)"));
+  EXPECT_FALSE(parse_process_stat("4242 (x) S 1 two 3 4 5 6 7 8 9 10 11 12"));
+}
+
 TEST(FwpProcessUsage, ReadsThisProcess) {
   auto u = process_usage(::getpid());
   ASSERT_TRUE(u);
   EXPECT_GT(u->peak_rss_bytes, 0u);
   EXPECT_FALSE(process_usage(0));
+  auto s = process_stat(::getpid());
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->state, 'R');  // it is running: it is reading this
+  EXPECT_EQ(s->parent, ::getppid());
 }
 
 // In a child: NNP, then the filter; each probe's errno goes into the exit code's bits.
