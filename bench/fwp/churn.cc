@@ -118,7 +118,8 @@ int run_churn(const FwpOptions& o) {
     PeerRun r{n, nullptr, {}, 0};
     if (n == "fwp_pool" || n == "fwp_fork") {
       const bool pool = n == "fwp_pool";
-      auto t = (*rig)->start_template(pool ? 0 : 1, pool ? "pool" : "fork", pool ? std::max<size_t>(1, o.pool_size) : 0);
+      auto t = (*rig)->start_template(pool ? 0 : 1, pool ? "pool" : "fork",
+                                      pool ? std::max<size_t>(1, o.pool_size) : 0, 0, /*huge_text=*/!pool);
       if (!t) return fail_with("churn", t.error());
       r.tmpl = *t;
     } else if (n != "fork_exec" && n != "posix_spawn") {

@@ -34,7 +34,7 @@ std::vector<pid_t> Rig::holder_pids() const {
 }
 
 SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::string& image,
-                                             size_t pool_size, size_t spinning) {
+                                             size_t pool_size, size_t spinning, bool huge_text) {
   const std::string tenant = "t" + std::to_string(tenant_index);
   if (auto ok = host_->cgroups().create(tenant, fwp::CgroupLimits{}); !ok) return fail(ok.error());
   const std::string group = tenant + "/" + image;
@@ -47,6 +47,7 @@ SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::strin
   if (std::getenv("PLUME_NO_SHARE_TEXT") != nullptr) spec.sandbox.env.push_back("PLUME_NO_SHARE_TEXT=1");
   spec.pool_size = pool_size;
   spec.spinning_standbys = spinning;
+  spec.huge_text = huge_text && std::getenv("PLUME_NO_HUGE_TEXT") == nullptr;
   // For A/B runs, from the bench's environment: PLUME_NO_STEER=1 wakes pooled instances where
   // they parked (TemplateSpec::steer_wakeups off); PLUME_REFILL_US=N sets refill_delay.
   if (std::getenv("PLUME_NO_STEER") != nullptr) spec.steer_wakeups = false;

@@ -33,9 +33,11 @@ class Rig {
   // Starts template `tenant`/`image` of first_handler under cgroup "<tenant>/<image>" with the uid
   // range 300000 + tenant_index * 65536 (65536 ids), in the tenant's namespaces (made with its
   // first template), and runs the loop until its hello.
-  // `spinning`: of the pool, how many are spinning standbys.
+  // `spinning`: of the pool, how many are spinning standbys. `huge_text`: TemplateSpec's, as an
+  // image whose starts fork would set it (PLUME_NO_HUGE_TEXT=1 in the environment turns it off,
+  // for A/B runs).
   SysResult<fwp::Template*> start_template(int tenant_index, const std::string& image,
-                                           size_t pool_size, size_t spinning = 0);
+                                           size_t pool_size, size_t spinning = 0, bool huge_text = false);
   // Runs the loop until the template's pool holds `pool_size` instances that announced
   // readiness (the templates given, or all).
   bool fill_pools(std::chrono::milliseconds timeout);

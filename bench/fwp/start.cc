@@ -310,7 +310,8 @@ int run_start(const FwpOptions& o) {
   for (const auto& n : names) {
     if (n == "fwp_pool" || n == "fwp_fork") {
       const bool pool = n == "fwp_pool";
-      auto t = (*rig)->start_template(pool ? 0 : 1, pool ? "pool" : "fork", pool ? std::max<size_t>(1, o.pool_size) : 0);
+      auto t = (*rig)->start_template(pool ? 0 : 1, pool ? "pool" : "fork",
+                                      pool ? std::max<size_t>(1, o.pool_size) : 0, 0, /*huge_text=*/!pool);
       if (!t) return fail_with("start", t.error());
       peers.push_back(std::make_unique<FwpPeer>(n, **rig, **t));
     } else if (n == "fwp_spin") {

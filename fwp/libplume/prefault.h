@@ -34,6 +34,16 @@ void prefault_for_parking(uintptr_t handler);
 // entries to copy); saves more in the child (bench/fwp: template-fork start ~7% faster).
 // Best effort: a segment whose mprotect is refused (a seccomp profile, memory-deny-write-execute)
 // is left as it was. PLUME_NO_SHARE_TEXT in the template's environment skips it (for A/B runs).
-void share_text_with_children();
+//
+// With `huge_pages` (TemplateSpec::huge_text), a segment of 256 KiB or more that starts on a
+// 2 MiB boundary (plume_add_app's HUGE_TEXT links with -z max-page-size=0x200000 for this) moves
+// instead onto an anonymous
+// transparent huge page: same address, bytes and protection, one page-middle-directory entry
+// for fork() to copy rather than one entry per 4 KiB, and all of it mapped in the child. It
+// costs the template a 2 MiB page per segment (shared with its instances, never written), and
+// /proc/<pid>/maps then shows the segment as anonymous memory. Where the rest of its last 2 MiB
+// is mapped, no huge page can be had (MADV_COLLAPSE fails, or the kernel predates it: Linux
+// 6.1) or a call is refused, it gets the treatment above.
+void share_text_with_children(bool huge_pages);
 
 }  // namespace plume::libplume

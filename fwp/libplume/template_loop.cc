@@ -96,7 +96,9 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
     _exit(126);
   }
   ::malloc_trim(0);  // fork cost grows with the mappings kept: give back init's garbage
-  if (std::getenv("PLUME_NO_SHARE_TEXT") == nullptr) share_text_with_children();  // prefault.h
+  // prefault.h; PLUME_NO_SHARE_TEXT is for A/B runs
+  if (std::getenv("PLUME_NO_SHARE_TEXT") == nullptr)
+    share_text_with_children((config.flags & fwp::wire::kFlagHugeText) != 0);
   Msg hello;
   hello.type = Type::hello;
   hello.pid = ::getpid();

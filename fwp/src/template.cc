@@ -150,6 +150,7 @@ SysResult<void> Template::spawn_keeper() {
       break;
     case InstanceIsolation::none: config.flags = 0; break;
   }
+  if (spec_.huge_text) config.flags |= wire::kFlagHugeText;
   config.template_nice = nice_ok && spec_.refill_nice > 0 && spec_.refill_nice < 20 ? spec_.refill_nice : 0;
   if (int err = wire::send_msg(control_.get(), config); err != 0)
     return fail(SysError{"sendmsg", err, spec_.name + " config"});

@@ -42,6 +42,7 @@ struct AddOpts {
   int64_t pool = -1;
   int64_t spinning = -1;
   bool io_uring = false;
+  bool huge_text = false;
 };
 
 int add_cmd(const Context& ctx, const AddOpts& o) {
@@ -56,9 +57,11 @@ int add_cmd(const Context& ctx, const AddOpts& o) {
     if (o.spinning >= 0) fwp["spinning_standbys"] = o.spinning;
     if (!o.io_uring_ops.empty()) fwp["io_uring_ops"] = o.io_uring_ops;
     if (!o.instance_cgroups.empty()) fwp["instance_cgroups"] = o.instance_cgroups;
+    if (o.huge_text) fwp["huge_text"] = true;
     spec["fwp"] = fwp;
-  } else if (o.pool >= 0 || o.spinning >= 0 || !o.io_uring_ops.empty() || !o.instance_cgroups.empty()) {
-    std::cerr << "plume: --pool, --spinning, --io-uring-op and --instance-cgroups need --fwp-binary\n";
+  } else if (o.pool >= 0 || o.spinning >= 0 || !o.io_uring_ops.empty() || !o.instance_cgroups.empty() ||
+             o.huge_text) {
+    std::cerr << "plume: --pool, --spinning, --io-uring-op, --instance-cgroups and --huge-text need --fwp-binary\n";
     return kExitUsage;
   }
   int rc = kExitOk;
@@ -112,6 +115,9 @@ void add_image_commands(CLI::App& app, Context& ctx, Actions& actions) {
         ->allow_extra_args(false);
     sub->add_option("--instance-cgroups", o->instance_cgroups, "own (a cgroup per instance) or shared")
         ->check(CLI::IsMember({"own", "shared"}));
+    sub->add_flag("--huge-text", o->huge_text,
+                  "Keep the template's code on a 2 MiB transparent huge page: faster template forks, "
+                  "2 MiB more memory per tenant (with --fwp-binary)");
     sub->footer(kExitCodesFooter);
     actions[sub] = [&ctx, o] {
       if (o->rootfs.empty() && o->bundle.empty() && o->fwp_binary.empty()) {

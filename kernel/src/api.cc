@@ -66,7 +66,8 @@ json image_json(const Image& i) {
   if (i.spec.fwp.enabled)
     j["fwp"] = {{"binary", i.spec.fwp.binary}, {"pool_size", i.spec.fwp.pool_size},
                 {"spinning_standbys", i.spec.fwp.spinning_standbys},
-                {"io_uring_ops", i.spec.fwp.io_uring_ops}, {"instance_cgroups", i.spec.fwp.instance_cgroups}};
+                {"io_uring_ops", i.spec.fwp.io_uring_ops}, {"instance_cgroups", i.spec.fwp.instance_cgroups},
+                {"huge_text", i.spec.fwp.huge_text}};
   return j;
 }
 

@@ -185,7 +185,7 @@ int io_uring_op_from_name(const std::string& name) {
 namespace {
 
 ConfigResult<FwpImageSpec> fwp_from_json(const json& j, const std::string& where) {
-  PLUME_TRY(ok, only_keys(j, {"binary", "pool_size", "spinning_standbys", "io_uring_ops", "instance_cgroups"}, where));
+  PLUME_TRY(ok, only_keys(j, {"binary", "pool_size", "spinning_standbys", "io_uring_ops", "instance_cgroups", "huge_text"}, where));
   (void)ok;
   FwpImageSpec f;
   f.enabled = true;
@@ -200,6 +200,8 @@ ConfigResult<FwpImageSpec> fwp_from_json(const json& j, const std::string& where
   PLUME_TRY(mode, get_string(j, "instance_cgroups", "shared", where));
   if (mode != "shared" && mode != "own") return fail(err(where + ".instance_cgroups: \"shared\" or \"own\""));
   f.instance_cgroups = mode;
+  PLUME_TRY(huge_text, get_bool(j, "huge_text", false, where));
+  f.huge_text = huge_text;
   if (j.contains("io_uring_ops")) {
     const json& ops = j.at("io_uring_ops");
     if (!ops.is_array()) return fail(err(where + ".io_uring_ops: expected an array of opcode names"));

@@ -46,6 +46,7 @@ struct FwpImageSpec {
   uint32_t spinning_standbys = 0;         // of those, polling at SCHED_IDLE (≤ pool_size)
   std::vector<std::string> io_uring_ops;  // opcodes an instance's ring may carry ("nop", "read")
   std::string instance_cgroups = "shared";  // "own": a cgroup per instance; "shared": the template's
+  bool huge_text = false;  // the template's code on a 2 MiB transparent huge page (TemplateSpec::huge_text)
 };
 
 struct ImageSpec {

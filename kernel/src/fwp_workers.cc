@@ -143,6 +143,7 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   for (const std::string& op : image.spec.fwp.io_uring_ops)
     spec.io_uring_ops.push_back(static_cast<uint8_t>(io_uring_op_from_name(op)));
   spec.pool_size = image.spec.fwp.pool_size;
+  spec.huge_text = image.spec.fwp.huge_text;
   // Spinning standbys come from a host-wide budget: two pollers sharing a CPU slow each other's
   // starts, and each holds a CPU nobody else wanted. First come, first served; the rest of a
   // template's pool parks asleep.

@@ -248,6 +248,45 @@ TEST_F(FastTest, AForkedInstanceReachesItsHandlerInAFewPageFaults) {
   }
 }
 
+bool transparent_huge_pages() {
+  std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string setting;
+  std::getline(thp, setting);
+  return !setting.empty() && setting.find("[never]") == std::string::npos;
+}
+
+// What a pooled and a forked instance of a template with `huge_text` say of their code mapping.
+class HugeTextTest : public FastTest {
+ protected:
+  std::pair<std::string, std::string> code_mappings(bool huge_text) {
+    TemplateSpec spec = make_spec(probe_path());
+    spec.pool_size = 1;
+    spec.huge_text = huge_text;
+    Template& t = start(std::move(spec));
+    EXPECT_TRUE(run_until([&] { return t.pool_ready() == 1; }));
+    Instance& pooled = start_instance("text");
+    Instance& forked = start_instance("text");
+    EXPECT_EQ(pooled.path(), StartPath::pool);
+    EXPECT_EQ(forked.path(), StartPath::fork);
+    return {reply(pooled), reply(forked)};
+  }
+};
+
+// With huge_text the template moves its code (linked on 2 MiB boundaries by plume_add_app) onto
+// a transparent huge page; a fork copies it as one entry, and every instance runs on it.
+TEST_F(HugeTextTest, InstancesRunOnTheTemplatesCodeOnAHugePage) {
+  if (!transparent_huge_pages()) GTEST_SKIP() << "no transparent huge pages on this host";
+  const auto [pooled, forked] = code_mappings(true);
+  EXPECT_EQ(pooled, "huge_kb=2048 file=0");
+  EXPECT_EQ(forked, "huge_kb=2048 file=0");
+}
+
+TEST_F(HugeTextTest, WithoutItInstancesRunOnTheBinarysFilePages) {
+  const auto [pooled, forked] = code_mappings(false);
+  EXPECT_EQ(pooled, "huge_kb=0 file=1");
+  EXPECT_EQ(forked, "huge_kb=0 file=1");
+}
+
 TEST_F(FastTest, ExitCrashOomAndKillAreReportedWithTheirCause) {
   TemplateSpec spec = make_spec(probe_path());
   spec.cgroup_mode = InstanceCgroups::own;

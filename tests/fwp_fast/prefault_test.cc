@@ -65,7 +65,7 @@ int present_in_grandchild(bool share) {
   const pid_t child = ::fork();
   if (child == 0) {
     ::close(p[0]);
-    if (share) share_text_with_children();
+    if (share) share_text_with_children(false);
     const pid_t grandchild = ::fork();
     if (grandchild == 0) {
       const int pct = percent_present(text);

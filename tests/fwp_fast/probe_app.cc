@@ -3,6 +3,7 @@
 // can be measured to the handler's first instruction. Commands:
 //   t0             → "<ns> <ns>": CLOCK_MONOTONIC at the handler's entry, and when the template
 //                    began forking this instance
+//   text           → "huge_kb=<n> file=<0|1>": the mapping holding its code, from /proc/self/smaps
 //   faults         → "minflt=<n>": the page faults it had taken when its handler began (since
 //                    fork(), for a forked instance)
 //   status         → /proc/self/status security lines, namespaces, memory (v1) and unified (v2) cgroups
@@ -110,6 +111,31 @@ std::string channel_mappings() {
        at = maps.find("plume-channel", at + 1))
     ++n;
   return std::to_string(n);
+}
+
+int handle(plume_instance* self);
+
+// The mapping that holds this app's code, from /proc/self/smaps: "huge_kb=<AnonHugePages>
+// file=<1 if file-backed, else 0>".
+std::string text_mapping() {
+  const std::string smaps = read_file("/proc/self/smaps");
+  const auto code = reinterpret_cast<uintptr_t>(&handle);
+  bool inside = false;
+  std::string out = "?";
+  for (size_t at = 0; at < smaps.size();) {
+    const size_t eol = std::min(smaps.find('\n', at), smaps.size());
+    const std::string line = smaps.substr(at, eol - at);
+    at = eol + 1;
+    unsigned long from = 0, to = 0, inode = 0;
+    char perms[5] = {};
+    if (std::sscanf(line.c_str(), "%lx-%lx %4s %*s %*s %lu", &from, &to, perms, &inode) == 4) {
+      inside = from <= code && code < to;
+      if (inside) out = "file=" + std::string(inode != 0 ? "1" : "0");
+    } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
+      return "huge_kb=" + std::to_string(std::strtoul(line.c_str() + 14, nullptr, 10)) + " " + out;
+    }
+  }
+  return out;
 }
 
 std::string fds() {
@@ -303,6 +329,8 @@ int handle(plume_instance* self) {
     std::string reply;
     if (cmd == "t0") {
       reply = std::to_string(entered) + " " + std::to_string(plume_forked_at_ns(self));
+    } else if (cmd == "text") {
+      reply = text_mapping();
     } else if (cmd == "faults") {
       reply = "minflt=" + std::to_string(at_entry.ru_minflt);
     } else if (cmd == "status") {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -274,6 +275,26 @@ TEST_F(ApiFwp, ARunningInstanceIsMeteredFromItsOwnProcess) {
   json done = wait_worker(plumed_, token_, id);
   EXPECT_GE(done.value("cpu_ns", int64_t{0}), cur.value("cpu_ns", int64_t{0})) << done.dump();
   EXPECT_GE(done.value("peak_memory_bytes", int64_t{0}), cur.value("peak_memory_bytes", int64_t{0})) << done.dump();
+}
+
+// fwp.huge_text reaches the template: its instances run on its code moved onto a huge page.
+TEST_F(ApiFwp, AHugeTextImagesInstancesRunOnItsCodeOnAHugePage) {
+  std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string setting;
+  std::getline(thp, setting);
+  if (setting.empty() || setting.find("[never]") != std::string::npos)
+    GTEST_SKIP() << "no transparent huge pages on this host";
+  json image = {{"name", "probe"}, {"fwp", {{"binary", PLUME_PROBE_APP}, {"huge_text", true}}}};
+  auto r = plumed_.admin("POST", "/v1/images", image.dump());
+  ASSERT_EQ(r.status, 201) << show(r);
+  EXPECT_EQ(json_of(r)["fwp"].value("huge_text", false), true) << r.body;
+  r = plumed_.admin("POST", "/v1/images", json{{"name", "p2"}, {"fwp", {{"binary", PLUME_PROBE_APP}, {"huge_text", 1}}}}.dump());
+  EXPECT_EQ(r.status, 400) << show(r);  // a boolean, not a number
+  json w = run_worker(plumed_, token_, {{"fwp", true}, {"image", "probe"}, {"input", {"text", ""}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  json done = wait_worker(plumed_, token_, w["id"]);
+  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
+  EXPECT_EQ(log(w["id"]), "huge_kb=2048 file=0\n");
 }
 
 TEST_F(ApiFwp, SignalledInstanceIsReportedAsSignal) {

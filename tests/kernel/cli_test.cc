@@ -181,7 +181,7 @@ TEST_F(Cli, ImageAddTakesAnFwpPoolWithSpinningStandbys) {
     args.insert(args.begin(), {"--socket", plumed_.socket(), "--token", plumed_.admin_token()});
     return run_cli(args);
   };
-  auto added = admin({"image", "add", "spin", "--fwp-binary", PLUME_ECHO_APP, "--pool", "2", "--spinning", "1"});
+  auto added = admin({"image", "add", "spin", "--fwp-binary", PLUME_ECHO_APP, "--pool", "2", "--spinning", "1", "--huge-text"});
   EXPECT_EQ(added.exit_code, 0) << added.out << added.err;
   auto images = json_of(plumed_.admin("GET", "/v1/images"));
   bool found = false;
@@ -190,6 +190,7 @@ TEST_F(Cli, ImageAddTakesAnFwpPoolWithSpinningStandbys) {
     found = true;
     EXPECT_EQ(im["fwp"].value("pool_size", -1), 2) << im.dump();
     EXPECT_EQ(im["fwp"].value("spinning_standbys", -1), 1) << im.dump();
+    EXPECT_EQ(im["fwp"].value("huge_text", false), true) << im.dump();
   }
   EXPECT_TRUE(found) << images.dump();
   // More spinners than the pool holds: the API's refusal, as exit 1.
