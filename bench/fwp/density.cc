@@ -8,6 +8,9 @@
 //             made for the fill
 //   starts    --resident-starts warm-pool starts, round-robin over the templates, each pool full
 //             again (untimed) before the next start, so all instances stay resident
+// With --plume-socket, plumed itself the same way: as many instances parked in a plumed (fresh
+// tenants, an fwp image of the same handler), then plumed's CPU time and context switches over
+// --idle-seconds in which nobody asks it anything (plumed_idle.cc);
 // and compares the memory with --plain processes forked from a process as small as the template
 // (first_handler park N: each child blocked in read() on a pipe) and --bwraps sandboxes
 // (bwrap --unshare-all --die-with-parent --ro-bind / / --proc /proc --dev /dev sleep), PSS summed
@@ -25,6 +28,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include "fwp_bench.h"
@@ -254,6 +258,14 @@ int run_density(const FwpOptions& o) {
   const size_t lost = r.lost();
   rig->reset();
 
+  // plumed itself, with as many instances parked (--plume-socket): a fresh set of tenants.
+  std::optional<PlumedIdle> plumed;
+  if (!o.plume.socket.empty()) {
+    auto measured = measure_plumed_idle(o.plume, o.handler, o.tenants, o.per_tenant, o.idle_seconds);
+    if (!measured) return fail_with("density (plumed)", measured.error());
+    plumed = *measured;
+  }
+
   auto plain = plain_processes(o.handler, o.plain);
   if (!plain) return fail_with("density", plain.error());
   auto bw = bwrap_sandboxes(o.bwrap, o.bwraps);
@@ -285,8 +297,16 @@ int run_density(const FwpOptions& o) {
   md += "\n| idle, " + fixed(idle_wall, 1) + " s with all instances parked | CPU time |\n|---|---:|\n";
   md += "| supervisor (this process: Template controllers + poll loop; " + std::to_string(rounds) +
         " wake-ups) | " + fixed(idle_cpu * 1e3, 2) + " ms |\n";
+  const std::string tick = fixed(1e3 / static_cast<double>(::sysconf(_SC_CLK_TCK)), 0);
   md += "| all " + std::to_string(all.size()) + " processes of the template trees | " + fixed(tree_cpu * 1e3, 0) +
-        " ms (clock-tick resolution: " + fixed(1e3 / static_cast<double>(::sysconf(_SC_CLK_TCK)), 0) + " ms) |\n";
+        " ms (clock-tick resolution: " + tick + " ms) |\n";
+  if (plumed) {
+    md += "\n| plumed at rest, " + fixed(plumed->seconds, 1) + " s with " + std::to_string(plumed->parked) +
+          " instances parked (" + std::to_string(o.tenants) + " tenants × " + std::to_string(o.per_tenant) +
+          ", filled in " + fixed(plumed->setup_s, 1) + " s) | CPU time | context switches |\n|---|---:|---:|\n";
+    md += "| plumed (every thread) | " + fixed(plumed->cpu_ms, 0) + " ms (clock-tick resolution: " + tick + " ms) | " +
+          std::to_string(plumed->switches) + " |\n";
+  }
   md += "\n| warm-pool starts with all instances resident | starts | from the pool | start → handler p50 | p99 | start → exit observed p50 | p99 |\n"
         "|---|---:|---:|---:|---:|---:|---:|\n";
   md += "| round-robin over " + std::to_string(o.tenants) + " templates | " + std::to_string(starts.size()) + " | " +
@@ -295,6 +315,11 @@ int run_density(const FwpOptions& o) {
   csv += "\nidle_seconds,supervisor_cpu_ms,tree_cpu_ms,resident_starts,p50_start_us,p99_start_us\n" +
          fixed(idle_wall, 2) + "," + fixed(idle_cpu * 1e3, 2) + "," + fixed(tree_cpu * 1e3, 0) + "," +
          std::to_string(starts.size()) + "," + fixed(pct(starts, 0.5), 1) + "," + fixed(pct(starts, 0.99), 1) + "\n";
+  if (plumed) {
+    csv += "\nplumed_parked,plumed_fill_s,plumed_idle_seconds,plumed_cpu_ms,plumed_context_switches\n" +
+           std::to_string(plumed->parked) + "," + fixed(plumed->setup_s, 2) + "," + fixed(plumed->seconds, 2) + "," +
+           fixed(plumed->cpu_ms, 0) + "," + std::to_string(plumed->switches) + "\n";
+  }
   md += "\nFWP starts retried (the controller reported the instance `lost`, or it exited without replying; see stderr): " + std::to_string(lost) + ".\n";
   if (!write_file(dir + "/density.csv", csv).ok() || !write_file(dir + "/density.md", md).ok()) {
     return fail_with("density", plain_error("write", dir));

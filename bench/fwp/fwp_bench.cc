@@ -59,6 +59,7 @@ start:   --iterations N (1000)  --warmup N (10)  --crun-iterations N (100)  --po
 churn:   --seconds S (30, per peer)  --pool-size N (8)  --peers LIST (fwp_pool,fwp_fork,fork_exec,posix_spawn)
 density: --tenants N (10)  --per-tenant N (100)  --plain N (1000)  --bwraps N (1000)
          --idle-seconds N (5)  --resident-starts N (200)
+         --plume-socket PATH  --plume-token-file PATH  (also plumed at rest, as many parked)
 )";
 
 std::vector<std::string> split(const std::string& s) {

@@ -36,6 +36,21 @@ struct FwpOptions {
   int resident_starts = 200;
 };
 
+// plumed at rest with `tenants` tenants (made for the purpose) × an fwp image of `handler` with a
+// warm pool of `per_tenant`, all parked (plumed_idle.cc): plumed's own CPU time and context
+// switches, every thread, over `idle_seconds` in which nobody asks it anything. One start per
+// tenant fills the pools; plumed's /metrics is read until every pool is full, then a second of
+// rest (the templates give back the channels made ahead for the fill) precedes the window.
+struct PlumedIdle {
+  size_t parked = 0;      // ready pool instances, summed over the tenants (plumed's /metrics)
+  double setup_s = 0;     // from the first start until every pool was full
+  double seconds = 0;     // the window
+  double cpu_ms = 0;      // plumed's CPU time in the window (clock-tick resolution)
+  uint64_t switches = 0;  // plumed's context switches in the window, voluntary and not
+};
+SysResult<PlumedIdle> measure_plumed_idle(const PlumeOptions& plume, const std::string& handler, int tenants,
+                                          int per_tenant, int idle_seconds);
+
 int run_start(const FwpOptions& o);
 int run_churn(const FwpOptions& o);
 int run_density(const FwpOptions& o);

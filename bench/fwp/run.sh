@@ -65,7 +65,11 @@ bench_stop_plumed
 echo "== churn" >&2
 "$bench" churn --handler "$handler" --seconds "$seconds" --out "$out" --command "$recorded" 2> >(quiet)
 echo "== density" >&2
+# A plumed of its own for density's plumed part (plumed at rest with as many instances parked).
+plume_args=""
+[ -x "$build/kernel/plumed" ] && bench_start_plumed "$build"
 # shellcheck disable=SC2086
-"$bench" density --handler "$handler" $density_args --out "$out" --command "$recorded" 2> >(quiet)
+"$bench" density --handler "$handler" $density_args $plume_args --out "$out" --command "$recorded" 2> >(quiet)
+bench_stop_plumed
 gnuplot -e "dir='$out/start'" bench/fwp/plot.gp
 echo "run.sh: wrote $out/{start,churn,density}/ and $out/start/fwp.png"
