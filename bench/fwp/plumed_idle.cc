@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fwp_bench.h"
+#include "metrics_text.h"
 #include "plume/base/unique_fd.h"
 #include "plume/fwp/process_usage.h"
 #include "unix_http_client.h"
@@ -104,9 +105,8 @@ SysResult<PlumedIdle> measure_plumed_idle(const PlumeOptions& plume, const std::
     if (!r || r->status != 200) return fail(http_error("GET /metrics", r));
     size_t full = 0, parked = 0;
     for (const std::string& name : names) {
-      const std::string key = "plume_fwp_pool_ready{tenant=\"" + name + "\",image=\"" + image + "\"} ";
-      const size_t at = r->body.find(key);
-      const size_t ready = at == std::string::npos ? 0 : std::strtoull(r->body.c_str() + at + key.size(), nullptr, 10);
+      const size_t ready =
+          metric_value(r->body, "plume_fwp_pool_ready{tenant=\"" + name + "\",image=\"" + image + "\"}").value_or(0);
       parked += ready;
       full += ready >= static_cast<size_t>(per_tenant) ? 1 : 0;
     }

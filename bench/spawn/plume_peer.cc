@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "metrics_text.h"
 #include "peers.h"
 #include "unix_http_client.h"
 
@@ -150,14 +151,13 @@ class PlumeFwpPeer final : public Peer {
   // the refill does not share the CPUs with the next peer's start. Gives up after 2 s, or at
   // once if the metric cannot be read.
   void wait_pool_full() {
-    const std::string key = "plume_fwp_pool_ready{tenant=\"" + opt_.tenant + "\",image=\"" + image_ + "\"} ";
+    const std::string series = "plume_fwp_pool_ready{tenant=\"" + opt_.tenant + "\",image=\"" + image_ + "\"}";
     const int64_t deadline = monotonic_ns() + 2'000'000'000;
     while (monotonic_ns() < deadline) {
       auto resp = http_.request("GET", "/metrics", opt_.admin_token);
       if (!resp || resp->status != 200) return;
-      const size_t at = resp->body.find(key);
-      if (at == std::string::npos) return;
-      if (std::strtoull(resp->body.c_str() + at + key.size(), nullptr, 10) >= pool_size_) return;
+      const auto ready = metric_value(resp->body, series);
+      if (!ready || *ready >= pool_size_) return;
       timespec pause{0, 200'000};
       ::nanosleep(&pause, nullptr);
     }
