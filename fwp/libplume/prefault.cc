@@ -97,12 +97,13 @@ bool move_to_huge_pages(uintptr_t start, uintptr_t end, int prot) {
 struct ShareWhat {
   uintptr_t vdso = 0;
   bool huge_pages = false;
+  int moved = 0;  // segments now on huge pages
 };
 
 // See share_text_with_children: every read-only PT_LOAD segment of every loaded object but the
 // vDSO (the kernel's special mapping, not ours to write to).
 int share_segment(dl_phdr_info* info, size_t, void* data) {
-  const auto& what = *static_cast<const ShareWhat*>(data);
+  auto& what = *static_cast<ShareWhat*>(data);
   const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   const auto vdso_page = what.vdso & ~(page - 1);
   for (int i = 0; i < info->dlpi_phnum; ++i) {
@@ -121,8 +122,10 @@ int share_segment(dl_phdr_info* info, size_t, void* data) {
     // A small segment (the ELF header, a short rodata) costs fork() little to copy entry by
     // entry; a 2 MiB page for it would hold mostly zeros.
     if (what.huge_pages && start % kHugePage == 0 && end - start >= kHugeSegmentMin &&
-        move_to_huge_pages(start, end, prot))
+        move_to_huge_pages(start, end, prot)) {
+      ++what.moved;
       continue;
+    }
     (void)::madvise(at, end - start, MADV_POPULATE_READ);
     // The whole segment at once: a one-page mprotect would split the mapping, and the page
     // that got the anon_vma would stay a mapping of its own.
@@ -136,9 +139,10 @@ int share_segment(dl_phdr_info* info, size_t, void* data) {
 
 }  // namespace
 
-void share_text_with_children(bool huge_pages) {
-  ShareWhat what{static_cast<uintptr_t>(::getauxval(AT_SYSINFO_EHDR)), huge_pages};
+int share_text_with_children(bool huge_pages) {
+  ShareWhat what{static_cast<uintptr_t>(::getauxval(AT_SYSINFO_EHDR)), huge_pages, 0};
   (void)dl_iterate_phdr(share_segment, &what);
+  return what.moved;
 }
 
 }  // namespace plume::libplume

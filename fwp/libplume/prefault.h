@@ -43,7 +43,7 @@ void prefault_for_parking(uintptr_t handler);
 // costs the template a 2 MiB page per segment (shared with its instances, never written), and
 // /proc/<pid>/maps then shows the segment as anonymous memory. Where the rest of its last 2 MiB
 // is mapped, no huge page can be had (MADV_COLLAPSE fails, or the kernel predates it: Linux
-// 6.1) or a call is refused, it gets the treatment above.
-void share_text_with_children(bool huge_pages);
+// 6.1) or a call is refused, it gets the treatment above. Returns how many segments moved.
+int share_text_with_children(bool huge_pages);
 
 }  // namespace plume::libplume

@@ -97,10 +97,12 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
   }
   ::malloc_trim(0);  // fork cost grows with the mappings kept: give back init's garbage
   // prefault.h; PLUME_NO_SHARE_TEXT is for A/B runs
-  if (std::getenv("PLUME_NO_SHARE_TEXT") == nullptr)
-    share_text_with_children((config.flags & fwp::wire::kFlagHugeText) != 0);
+  const int on_huge_pages = std::getenv("PLUME_NO_SHARE_TEXT") == nullptr
+                                ? share_text_with_children((config.flags & fwp::wire::kFlagHugeText) != 0)
+                                : 0;
   Msg hello;
   hello.type = Type::hello;
+  if (on_huge_pages > 0) hello.flags |= fwp::wire::kFlagHugeText;  // the controller says whether it took
   hello.pid = ::getpid();
   hello.generation = generation;
   hello.init_ns = now_ns() - t0;

@@ -260,7 +260,9 @@ void Template::on_control() {
     }
     UniqueFd owned(fd);
     switch (m.type) {
-      case wire::Type::hello: on_hello(owned.release(), m.generation, m.init_ns, m.pid); break;
+      case wire::Type::hello:
+        on_hello(owned.release(), m.generation, m.init_ns, m.pid, (m.flags & wire::kFlagHugeText) != 0);
+        break;
       case wire::Type::forked: on_forked(m.instance_id, m.err, m.pid, owned.release()); break;
       case wire::Type::exited:
         on_exited(m.pid, m.wait_status, m.utime_ns + m.stime_ns, m.maxrss_kb);
@@ -283,7 +285,7 @@ void Template::protocol_error(const std::string& what) {
   log::warn("fwp.template.protocol", {{"template", spec_.name}, {"error", what}});
 }
 
-void Template::on_hello(int fd, uint32_t generation, uint64_t init_ns, pid_t ns_pid) {
+void Template::on_hello(int fd, uint32_t generation, uint64_t init_ns, pid_t ns_pid, bool huge_text) {
   UniqueFd pidfd(fd);
   if (phase_ != Phase::waiting_hello && phase_ != Phase::restarting && phase_ != Phase::spawning) {
     return protocol_error("hello while ready");
@@ -299,9 +301,16 @@ void Template::on_hello(int fd, uint32_t generation, uint64_t init_ns, pid_t ns_
   phase_ = Phase::ready;
   stats_.generation = generation;
   stats_.init_ns = init_ns;
+  stats_.text_on_huge_pages = huge_text;
   log::info("fwp.template.ready", {{"template", spec_.name}, {"pid", std::to_string(template_pid_)},
                                    {"generation", std::to_string(generation)},
                                    {"init_ns", std::to_string(init_ns)}});
+  // Asked for and not had (no 2 MiB-aligned segment, no huge page, an older kernel): it works
+  // as without, and the operator should know why template forks are not faster.
+  if (spec_.huge_text && !huge_text)
+    log::warn("fwp.template.huge_text", {{"template", spec_.name},
+                                         {"error", "the app's code is not on a huge page (not linked with "
+                                                   "plume_add_app HUGE_TEXT, or no transparent huge page to be had)"}});
   // FORKs the previous template took with it are lost; those the keeper answered were requeued.
   std::vector<Instance*> taken;
   for (auto& [id, inst] : instances_) {

@@ -80,7 +80,8 @@ inline constexpr uint32_t kFlagMessageQueued = 1u << 4;
 // fork, with kFlagForPool: park pinned to park_cpu (the supervisor's), so that the doorbell
 // wakes it there without the supervisor's sched_setaffinity on the start path
 inline constexpr uint32_t kFlagParkOnCpu = 1u << 5;
-// config: the template moves its code onto transparent huge pages (TemplateSpec::huge_text)
+// config: the template moves its code onto transparent huge pages (TemplateSpec::huge_text);
+// hello: it did, for at least one segment
 inline constexpr uint32_t kFlagHugeText = 1u << 6;
 
 // The first message an instance sends on its channel once set up and parked.

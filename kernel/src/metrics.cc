@@ -63,6 +63,9 @@ std::string render_metrics(Supervisor& sup, const HttpCounters& http) {
   header(os, "plume_fwp_spinning_standbys", "gauge",
          "Pool instances that poll instead of sleeping, as granted from the host's budget.");
   for (auto& v : templates) os << "plume_fwp_spinning_standbys{" << tl(v) << "} " << v.spinning_standbys << '\n';
+  header(os, "plume_fwp_text_on_huge_pages", "gauge",
+         "1 when the template's code is on a transparent huge page (the image's fwp.huge_text, taken).");
+  for (auto& v : templates) os << "plume_fwp_text_on_huge_pages{" << tl(v) << "} " << (v.stats.text_on_huge_pages ? 1 : 0) << '\n';
   header(os, "plume_fwp_starts_total", "counter",
          "Instance starts: path=pool took a parked instance, path=fork forked one (the pool was empty).");
   for (auto& v : templates) {

@@ -268,6 +268,7 @@ class HugeTextTest : public FastTest {
     Instance& forked = start_instance("text");
     EXPECT_EQ(pooled.path(), StartPath::pool);
     EXPECT_EQ(forked.path(), StartPath::fork);
+    EXPECT_EQ(t.stats().text_on_huge_pages, huge_text);  // what the template's hello said
     return {reply(pooled), reply(forked)};
   }
 };
@@ -279,6 +280,16 @@ TEST_F(HugeTextTest, InstancesRunOnTheTemplatesCodeOnAHugePage) {
   const auto [pooled, forked] = code_mappings(true);
   EXPECT_EQ(pooled, "huge_kb=2048 file=0");
   EXPECT_EQ(forked, "huge_kb=2048 file=0");
+}
+
+// An app not linked on 2 MiB boundaries: the template says it could not, and works as without.
+TEST_F(HugeTextTest, AnAppNotLinkedForItRunsWithoutIt) {
+  TemplateSpec spec = make_spec(echo_path());
+  spec.huge_text = true;
+  Template& t = start(std::move(spec));
+  EXPECT_FALSE(t.stats().text_on_huge_pages);
+  Instance& inst = start_instance("hello");
+  EXPECT_EQ(reply(inst), "hello");
 }
 
 TEST_F(HugeTextTest, WithoutItInstancesRunOnTheBinarysFilePages) {

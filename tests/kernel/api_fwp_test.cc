@@ -295,6 +295,7 @@ TEST_F(ApiFwp, AHugeTextImagesInstancesRunOnItsCodeOnAHugePage) {
   json done = wait_worker(plumed_, token_, w["id"]);
   EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
   EXPECT_EQ(log(w["id"]), "huge_kb=2048 file=0\n");
+  EXPECT_EQ(metric(plumed_, "plume_fwp_text_on_huge_pages{tenant=\"alpha\",image=\"probe\"}"), 1);
 }
 
 TEST_F(ApiFwp, SignalledInstanceIsReportedAsSignal) {

@@ -268,6 +268,8 @@ struct TemplateStats {
   // doubles the number kept made ahead (spare_channel_target()).
   uint64_t channels_made_on_demand = 0;
   uint64_t init_ns = 0;          // the app's init in the current template
+  // The current template's code is on a transparent huge page (spec().huge_text, when it took).
+  bool text_on_huge_pages = false;
 };
 
 class Template {
@@ -345,7 +347,7 @@ class Template {
   void on_keeper_exit();
   void on_control();
   void on_template_exit();
-  void on_hello(int fd, uint32_t generation, uint64_t init_ns, pid_t ns_pid);
+  void on_hello(int fd, uint32_t generation, uint64_t init_ns, pid_t ns_pid, bool huge_text);
   void on_forked(uint64_t id, int err, pid_t ns_pid, int fd);
   void on_exited(pid_t ns_pid, int wait_status, uint64_t cpu_ns, uint64_t max_rss_kb);
   void on_template_exited(int wait_status);
