@@ -32,7 +32,6 @@
 #include <set>
 
 #include "fwp_bench.h"
-#include "plume/fwp/process_usage.h"
 #include "rig.h"
 
 namespace plume::bench {
@@ -47,12 +46,6 @@ uint64_t pss_kib(pid_t pid) {
     if (line.rfind("Pss:", 0) == 0) return std::strtoull(line.c_str() + 4, nullptr, 10);
   }
   return 0;
-}
-
-// utime + stime of one process (0 once it is gone).
-uint64_t cpu_ns_of(pid_t pid) {
-  const auto usage = fwp::process_usage(pid);
-  return usage ? usage->cpu_ns : 0;
 }
 
 std::vector<pid_t> children(pid_t pid) {

@@ -10,11 +10,17 @@
 #include <fstream>
 #include <sstream>
 
+#include "plume/fwp/process_usage.h"
 #include "report.h"
 
 namespace plume::bench {
 
 std::string host_and_load() { return host_line() + "; load average " + load_average(); }
+
+uint64_t cpu_ns_of(pid_t pid) {
+  const auto usage = fwp::process_usage(pid);
+  return usage ? usage->cpu_ns : 0;
+}
 
 double pct(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());

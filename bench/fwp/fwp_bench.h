@@ -59,6 +59,7 @@ int run_density(const FwpOptions& o);
 std::string host_and_load();  // "<date>, Linux <release>, N CPUs; load average a b c"
 // (fixed() and write_file() come from bench/spawn/report.h)
 double pct(std::vector<double> v, double q);  // sorts a copy; nearest rank; median averages
+uint64_t cpu_ns_of(pid_t pid);  // utime + stime of one process, every thread (0 once it is gone)
 int fail_with(const char* what, const SysError& e);
 // A peer needs a tool this host lacks: says so and returns 77 (a skip, for the smoke tests).
 int skip_without(const char* what, const char* tool, const char* package);

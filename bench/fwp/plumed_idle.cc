@@ -1,12 +1,10 @@
 // fwp_bench density's plumed part: plumed itself at rest with many instances parked, as the
 // issue's "plumed CPU while idle (must be ~0: nothing polls)" asks. See fwp_bench.h.
-#include <dirent.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -17,7 +15,6 @@
 #include "fwp_bench.h"
 #include "metrics_text.h"
 #include "plume/base/unique_fd.h"
-#include "plume/fwp/process_usage.h"
 #include "unix_http_client.h"
 
 namespace plume::bench {
@@ -52,12 +49,6 @@ uint64_t context_switches(pid_t pid) {
     }
   }
   return n;
-}
-
-double cpu_ms_of(pid_t pid) {
-  const auto stat = fwp::process_stat(pid);
-  if (!stat) return 0;
-  return static_cast<double>(stat->utime_ticks + stat->stime_ticks) * 1e3 / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 SysError http_error(const std::string& what, const SysResult<HttpResponse>& r) {
@@ -119,12 +110,12 @@ SysResult<PlumedIdle> measure_plumed_idle(const PlumeOptions& plume, const std::
   }
   out.setup_s = static_cast<double>(monotonic_ns() - t0) / 1e9;
   pause_ms(1000);  // the templates give back the spare channels made for the fill
-  const double cpu0 = cpu_ms_of(*pid);
+  const uint64_t cpu0 = cpu_ns_of(*pid);
   const uint64_t switches0 = context_switches(*pid);
   const int64_t w0 = monotonic_ns();
   pause_ms(static_cast<long>(idle_seconds) * 1000);
   out.seconds = static_cast<double>(monotonic_ns() - w0) / 1e9;
-  out.cpu_ms = cpu_ms_of(*pid) - cpu0;
+  out.cpu_ms = static_cast<double>(cpu_ns_of(*pid) - cpu0) / 1e6;
   out.switches = context_switches(*pid) - switches0;
   // Best effort: plumed ends the tenants' instances with the tenants.
   for (const std::string& name : names) (void)http.request("DELETE", "/v1/tenants/" + name + "?force=true", plume.admin_token);

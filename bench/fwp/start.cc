@@ -34,8 +34,8 @@
 #include <map>
 
 #include "fwp_bench.h"
-#include "report.h"
 #include "plume/fwp/process_usage.h"
+#include "report.h"
 #include "rig.h"
 
 extern char** environ;

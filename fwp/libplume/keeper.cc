@@ -35,7 +35,7 @@ pid_t fork_template(int argc, char** argv, const plume_app& app, const Msg& conf
     // (copy-on-write). Start the template's frames just below a page boundary, so that the
     // template loop's frame, fork()'s, run_instance's and a small handler's fit in the one page.
     char here;
-    const auto offset_in_page = reinterpret_cast<uintptr_t>(&here) & 4095u;
+    const auto offset_in_page = reinterpret_cast<uintptr_t>(&here) & (static_cast<uintptr_t>(::getpagesize()) - 1);
     volatile char* pad = static_cast<char*>(alloca(offset_in_page + 128));
     pad[0] = 0;  // used, so the compiler keeps it
     run_template(argc, argv, app, config, generation);

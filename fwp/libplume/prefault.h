@@ -37,8 +37,7 @@ void prefault_for_parking(uintptr_t handler);
 //
 // With `huge_pages` (TemplateSpec::huge_text), a segment of 256 KiB or more that starts on a
 // 2 MiB boundary (plume_add_app's HUGE_TEXT links with -z max-page-size=0x200000 for this) moves
-// instead onto an anonymous
-// transparent huge page: same address, bytes and protection, one page-middle-directory entry
+// instead onto an anonymous transparent huge page: same address, bytes and protection, one page-middle-directory entry
 // for fork() to copy rather than one entry per 4 KiB, and all of it mapped in the child. It
 // costs the template a 2 MiB page per segment (shared with its instances, never written), and
 // /proc/<pid>/maps then shows the segment as anonymous memory. Where the rest of its last 2 MiB
