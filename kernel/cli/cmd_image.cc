@@ -110,7 +110,8 @@ void add_image_commands(CLI::App& app, Context& ctx, Actions& actions) {
     sub->add_option("--pool", o->pool, "Parked instances kept ready per tenant (with --fwp-binary)");
     sub->add_option("--spinning", o->spinning,
                     "Of those, how many poll at SCHED_IDLE instead of sleeping: starts without a "
-                    "wake-up, for otherwise idle CPU time (with --fwp-binary)");
+                    "wake-up, for a CPU kept busy; granted from plumed's "
+                    "daemon.spinning_standby_budget, 0 unless raised (with --fwp-binary)");
     sub->add_option("--io-uring-op", o->io_uring_ops, "io_uring opcode an instance's ring may use (repeatable)")
         ->allow_extra_args(false);
     sub->add_option("--instance-cgroups", o->instance_cgroups, "own (a cgroup per instance) or shared")

@@ -266,7 +266,7 @@ ConfigResult<Config> config_from_json(const json& j) {
     if (keep == 0) return fail(err("daemon.max_exited_workers: must be at least 1"));
     if (d.contains("spinning_standby_budget")) {
       PLUME_TRY(budget, get_uint<uint32_t>(d, "spinning_standby_budget", 0u, "daemon", 4096));
-      c.daemon.spinning_standby_budget = static_cast<int32_t>(budget);
+      c.daemon.spinning_standby_budget = budget;
     }
     if (!tok.empty() && tok.size() < 8) return fail(err("daemon.admin_token: must be at least 8 characters"));
     c.daemon.runtime_dir = rd;
@@ -338,7 +338,7 @@ log_level = "info"
 shutdown_grace_ms = 5000            # SIGTERM to workers, then SIGKILL after this long
 max_body_bytes = 1048576
 log_buffer_bytes = 65536            # per worker and stream: the last bytes are kept
-# spinning_standby_budget = 1       # spinning standbys host-wide; default: CPUs minus one
+# spinning_standby_budget = 1       # spinning standbys host-wide; default 0 (docs/fwp.md)
 
 [cgroup]
 root = "/sys/fs/cgroup"

@@ -70,9 +70,10 @@ struct DaemonConfig {
   uint64_t max_body_bytes = 1 << 20;
   uint64_t log_buffer_bytes = 64 << 10;  // per worker and stream
   uint32_t max_exited_workers = 1024;     // exited records kept per tenant before the oldest go
-  // Spinning standbys (fwp.spinning_standbys) granted host-wide, over all templates; -1: the
-  // CPUs plumed may run on, minus one. Pollers beyond the free CPUs would slow each other.
-  int32_t spinning_standby_budget = -1;
+  // Spinning standbys (fwp.spinning_standbys) granted host-wide, over all templates; none unless
+  // the operator grants them (see fwp_workers.cc). Pollers beyond the free CPUs would slow each
+  // other.
+  uint32_t spinning_standby_budget = 0;
 };
 
 struct CgroupConfig {

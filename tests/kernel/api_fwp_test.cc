@@ -177,10 +177,37 @@ TEST_F(ApiFwp, ASpinningStandbyIsConfiguredPerImageAndServesAStart) {
   EXPECT_EQ(log(second["id"]), "b\n");
 }
 
-// Spinning standbys are granted from one host-wide budget (daemon.spinning_standby_budget;
-// by default the CPUs minus one): two pollers on one CPU would slow each other's starts. The
-// first template takes the budget; the next parks its whole pool asleep, says so, and still
-// serves starts from it.
+// Spinning standbys are granted from one host-wide budget (daemon.spinning_standby_budget): two
+// pollers on one CPU would slow each other's starts. The first template takes the budget; the
+// next parks its whole pool asleep, says so, and still serves starts from it.
+// None by default: a spinner delays other cgroups' wake-ups on its CPU, so only the operator may
+// grant them. An image that asks gets a pool parked asleep, a warning, and its starts served.
+TEST(ApiFwpBudget, WithoutABudgetFromTheOperatorNoStandbySpins) {
+  PLUME_SKIP_UNLESS_ROOT();
+  Plumed plumed;
+  ASSERT_TRUE(plumed.start());
+  const std::string alpha = add_tenant(plumed, "alpha");
+  auto r = plumed.admin("POST", "/v1/images",
+                        json{{"name", "spin"}, {"fwp", {{"binary", PLUME_ECHO_APP}, {"pool_size", 1}, {"spinning_standbys", 1}}}}.dump());
+  ASSERT_EQ(r.status, 201) << show(r);
+  json w = run_worker(plumed, alpha, {{"fwp", true}, {"image", "spin"}, {"input", {"a", ""}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  wait_worker(plumed, alpha, w["id"]);
+  const std::string labels = "{tenant=\"alpha\",image=\"spin\"}";
+  EXPECT_EQ(metric(plumed, "plume_fwp_spinning_standbys" + labels), 0);
+  const std::string said = plumed.stderr_text();
+  const size_t at = said.find("fwp.spinning_budget");
+  ASSERT_NE(at, std::string::npos) << said;
+  const std::string line = said.substr(at, said.find('\n', at) - at);
+  EXPECT_NE(line.find("granted=0"), std::string::npos) << line;
+  EXPECT_NE(line.find("budget=0"), std::string::npos) << line;
+  ASSERT_EQ(await_metric(plumed, "plume_fwp_pool_ready" + labels, 1), 1);
+  json pooled = run_worker(plumed, alpha, {{"fwp", true}, {"image", "spin"}, {"input", {"b", ""}}});
+  EXPECT_EQ(pooled.value("start_path", std::string()), "pool") << pooled.dump();
+  json done = wait_worker(plumed, alpha, pooled["id"]);
+  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
+}
+
 TEST(ApiFwpBudget, SpinningStandbysComeFromAHostWideBudget) {
   PLUME_SKIP_UNLESS_ROOT();
   PlumedOptions options;
