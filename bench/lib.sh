@@ -44,7 +44,13 @@ bench_start_plumed() {
   token_file=$(mktemp /tmp/plume-bench-token-XXXXXX)
   bench_token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
   printf '%s\n' "$bench_token" > "$token_file"  # mktemp made it 0600
-  "$1/kernel/plumed" --runtime-dir "$rt" --socket "$rt/plumed.sock" \
+  # The built-in configuration with one spinning standby granted (none by default), for the
+  # peers that ask for one (fwp_bench's plume_fwp_spin).
+  "$1/kernel/plumed" --print-default-config |
+    sed 's/^# *spinning_standby_budget = 1 .*/spinning_standby_budget = 1/' > "$rt/plumed.toml"
+  grep -q '^spinning_standby_budget = 1' "$rt/plumed.toml" ||
+    { echo "bench: plumed's default configuration has no spinning_standby_budget line" >&2; return 1; }
+  "$1/kernel/plumed" --config "$rt/plumed.toml" --runtime-dir "$rt" --socket "$rt/plumed.sock" \
     --cgroup-parent "plume-bench-$$" --admin-token "$bench_token" --log-level warn \
     > "${2:-$rt/plumed.log}" 2>&1 &
   plumed_pid=$!

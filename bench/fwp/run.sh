@@ -5,7 +5,8 @@
 # `start` and a second start run through the API (plume_fwp, plume_fwp_spin, fork_exec), as
 # bench/spawn/run.sh does (skipped when BUILD_DIR has no kernel/plumed), and stops it before
 # `churn` and `density`. Results go to bench/results/fwp/{start,churn,density}/,
-# bench/results/fwp/api/start/ and bench/results/fwp/start/fwp.png.
+# bench/results/fwp/spin/start/ (a start run with fwp_spin's spinning standby parked: the first
+# run leaves it out), bench/results/fwp/api/start/ and bench/results/fwp/start/fwp.png.
 # --quick: a short run (200 rounds, 5 s churn, 2x50 instances).
 # Example:
 #   cmake --build build --target plumed fwp_bench first_handler first_instruction && bench/fwp/run.sh build
@@ -19,12 +20,14 @@ recorded="bench/fwp/run.sh $build${*:+ $*}"
 build=$(cd "$build" && pwd)
 seconds=30
 start_args="--iterations 1000 --crun-iterations 100 --warmup 10"
+spin_args="--iterations 1000 --warmup 10"
 api_args="--iterations 500 --warmup 10"
 density_args="--tenants 10 --per-tenant 100 --plain 1000 --bwraps 1000"
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds=$2; shift 2 ;;
     --quick) seconds=5; start_args="--iterations 200 --crun-iterations 20 --warmup 5"; api_args="--iterations 100 --warmup 5"
+             spin_args="--iterations 200 --warmup 5"
              density_args="--tenants 2 --per-tenant 50 --plain 100 --bwraps 20"; shift ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -49,12 +52,22 @@ fi
 quiet() { grep -v 'level=info' >&2 || true; }
 
 echo "== start latency" >&2
+# Every peer but fwp_spin: a parked spinning standby delays other cgroups' wake-ups on its CPU
+# (docs/fwp.md, "Spinning standbys"), so it would be every other peer's tail too.
+peers="fwp_pool,bare_wake,fwp_fork,bare_fork,fork_exec,vfork_exec,posix_spawn,bwrap,crun"
+[ -n "$plume_args" ] && peers="$peers,plume_fwp,plume_exec"
 # shellcheck disable=SC2086 # word splitting wanted: fixed options and mktemp paths
 "$bench" start --handler "$handler" --binary "$build/apps/first_instruction" $start_args $plume_args \
-  --out "$out" --command "$recorded" 2> >(quiet) || { echo "run.sh: start failed" >&2; exit 1; }
+  --peers "$peers" --out "$out" --command "$recorded" 2> >(quiet) || { echo "run.sh: start failed" >&2; exit 1; }
+echo "== start latency with a spinning standby parked" >&2
+# fwp_spin, and beside it the peers whose tails it changes (compare with the run above).
+# shellcheck disable=SC2086
+"$bench" start --handler "$handler" --binary "$build/apps/first_instruction" $spin_args \
+  --peers fwp_spin,fwp_pool,bare_wake,fwp_fork,bare_fork,fork_exec --out "$out/spin" --command "$recorded" \
+  2> >(quiet) || { echo "run.sh: start (spinning standby) failed" >&2; exit 1; }
 if [ -n "$plume_args" ]; then
-  # A run of its own: plume_fwp_spin's standby next to fwp_spin's would make two pollers on a
-  # 2-CPU host (plumed's budget counts only its own).
+  # A run of its own, for the same reason: plume_fwp_spin's standby (plumed's, granted by the
+  # budget bench_start_plumed sets) would sit beside every other peer.
   echo "== start latency through the API, with a spinning standby" >&2
   # shellcheck disable=SC2086
   "$bench" start --handler "$handler" --binary "$build/apps/first_instruction" $api_args $plume_args \
@@ -72,4 +85,4 @@ plume_args=""
 "$bench" density --handler "$handler" $density_args $plume_args --out "$out" --command "$recorded" 2> >(quiet)
 bench_stop_plumed
 gnuplot -e "dir='$out/start'" bench/fwp/plot.gp
-echo "run.sh: wrote $out/{start,churn,density}/ and $out/start/fwp.png"
+echo "run.sh: wrote $out/{start,spin/start,churn,density}/ and $out/start/fwp.png"

@@ -3,7 +3,9 @@
 //   fwp_pool      Template::start_instance() with a parked instance ready: the doorbell
 //   fwp_spin      the same with the pool's newest instance a spinning standby (polls its channel
 //                 at SCHED_IDLE): no wake-up. Where the other peers' work sent it to sleep, the
-//                 bench waits, untimed, until it polls again (counted in the report)
+//                 bench waits, untimed, until it polls again (counted in the report). Parked for
+//                 the whole run, it delays the other peers' wake-ups on its CPU (up to a
+//                 scheduler tick: docs/fwp.md), so run.sh measures it in a run of its own
 //   fwp_fork      the same on a template without a pool: the template forks the instance
 //   bare_fork     fork() in a process exactly as small as the template (first_handler
 //                 fork-server), the child reads the clock and exits; t0 before the request byte
@@ -14,9 +16,11 @@
 //   plume_fwp     a warm-pool instance of the same first_handler through plumed's HTTP API
 //   plume_fwp_spin  the same on an image with one spinning standby (fwp.spinning_standbys = 1),
 //                 taken as a tenant would: no waiting for the standby to poll again. Only when
-//                 named in --peers: next to fwp_spin's standby it would make two pollers on a
-//                 2-CPU host, each slowing the other's starts
-//   fork_exec, vfork_exec, posix_spawn, bwrap, crun: bench/spawn's local peers
+//                 named in --peers (plumed must grant it: daemon.spinning_standby_budget): next
+//                 to fwp_spin's standby it would make two pollers on a 2-CPU host
+//   fork_exec, vfork_exec, posix_spawn, bwrap, crun: bench/spawn's local peers, started from a
+//                 process of their own (peer_host.h): fork_exec forks its caller, and this
+//                 process is the supervisor under test
 // FWP and bare_fork children read the clock as their first instruction too: first_handler's
 // handler (after libplume's dispatch), the fork-server's child right after fork() returns.
 #include <fcntl.h>
@@ -34,6 +38,7 @@
 #include <map>
 
 #include "fwp_bench.h"
+#include "peer_host.h"
 #include "plume/fwp/process_usage.h"
 #include "report.h"
 #include "rig.h"
@@ -302,6 +307,19 @@ int run_start(const FwpOptions& o) {
   }
   if (want("bwrap") && o.bwrap.empty()) return skip_without("start", "bwrap", "bubblewrap");
 
+  // bench/spawn's local peers start from a process of their own, forked now, before any
+  // template: fork_exec forks its caller, and this process is the supervisor under test.
+  std::vector<std::string> local;
+  for (const auto& n : names) {
+    if (n == "fork_exec" || n == "vfork_exec" || n == "posix_spawn" || n == "bwrap" || n == "crun") local.push_back(n);
+  }
+  std::unique_ptr<LocalPeerHost> local_host;  // outlives `peers`, which call into it
+  if (!local.empty()) {
+    auto host = LocalPeerHost::start(local, env);
+    if (!host) return fail_with("start", host.error());
+    local_host = std::move(*host);
+  }
+
   std::map<std::string, size_t> plume_fwp_pool_hits;  // by peer name
   FwpPeer::SpinCount spin_found_polling;
   auto rig = Rig::create(o.handler, o.ns_holder);
@@ -338,7 +356,7 @@ int run_start(const FwpOptions& o) {
                                    n == "plume_fwp_spin" ? 1 : 0);
       if (!p) return fail_with("start", p.error());
       peers.push_back(std::move(*p));
-    } else if (auto p = make_local_peer(n, env)) {
+    } else if (auto p = local_host ? local_host->peer(n) : nullptr) {
       peers.push_back(std::move(p));
     } else {
       return fail_with("start", plain_error("arguments", "unknown peer " + n));
