@@ -8,6 +8,8 @@
 //             made for the fill
 //   starts    --resident-starts warm-pool starts, round-robin over the templates, each pool full
 //             again (untimed) before the next start, so all instances stay resident
+//   fork      fork() of this process (the supervisor), before any template and with everything
+//             resident: what plumed's spawner pays per exec-mode worker and template it starts
 // With --plume-socket, plumed itself the same way: as many instances parked in a plumed (fresh
 // tenants, an fwp image of the same handler), then plumed's CPU time and context switches over
 // --idle-seconds in which nobody asks it anything (plumed_idle.cc);
@@ -176,6 +178,34 @@ SysResult<Mem> bwrap_sandboxes(const std::string& bwrap, int n) {
   return m;
 }
 
+// What the supervisor's spawner pays, for every exec-mode worker and template it starts, to copy
+// this process: fork() until it returns here, `rounds` times (each child exits at once and is
+// reaped, untimed); and how many mappings the copy had to consider (/proc/self/maps lines).
+struct ForkCost {
+  double p50_us = 0, p99_us = 0;
+  size_t mappings = 0;
+};
+ForkCost supervisor_fork(int rounds) {
+  std::vector<double> us;
+  for (int i = 0; i < rounds; ++i) {
+    const int64_t t0 = monotonic_ns();
+    const pid_t pid = ::fork();
+    if (pid == 0) ::_exit(0);
+    if (pid < 0) break;
+    us.push_back(static_cast<double>(monotonic_ns() - t0) / 1e3);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  ForkCost c;
+  if (!us.empty()) {
+    c.p50_us = pct(us, 0.5);
+    c.p99_us = pct(us, 0.99);
+  }
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) ++c.mappings;
+  return c;
+}
+
 }  // namespace
 
 int run_density(const FwpOptions& o) {
@@ -183,6 +213,7 @@ int run_density(const FwpOptions& o) {
   auto rig = Rig::create(o.handler, o.ns_holder);
   if (!rig) return fail_with("density", rig.error());
   Rig& r = **rig;
+  const ForkCost fork_empty = supervisor_fork(200);
   const int64_t t0 = monotonic_ns();
   for (int i = 0; i < o.tenants; ++i) {
     auto t = r.start_template(i, "img", static_cast<size_t>(o.per_tenant));
@@ -248,6 +279,8 @@ int run_density(const FwpOptions& o) {
     exits.push_back(static_cast<double>(s->t2 - s->t0) / 1e3);
     pooled += s->path == fwp::StartPath::pool ? 1 : 0;
   }
+  if (!r.fill_pools(30s)) return fail_with("density", plain_error("pools", "not refilled within 30 s"));
+  const ForkCost fork_full = supervisor_fork(200);
   const size_t lost = r.lost();
   rig->reset();
 
@@ -308,6 +341,15 @@ int run_density(const FwpOptions& o) {
   csv += "\nidle_seconds,supervisor_cpu_ms,tree_cpu_ms,resident_starts,p50_start_us,p99_start_us\n" +
          fixed(idle_wall, 2) + "," + fixed(idle_cpu * 1e3, 2) + "," + fixed(tree_cpu * 1e3, 0) + "," +
          std::to_string(starts.size()) + "," + fixed(pct(starts, 0.5), 1) + "," + fixed(pct(starts, 0.99), 1) + "\n";
+  md += "\n| fork() of the supervisor, as its spawner does for each exec-mode worker and template | its mappings | p50 | p99 |\n"
+        "|---|---:|---:|---:|\n";
+  md += "| before any template | " + std::to_string(fork_empty.mappings) + " | " + fixed(fork_empty.p50_us, 1) + " µs | " +
+        fixed(fork_empty.p99_us, 1) + " µs |\n";
+  md += "| with all " + std::to_string(fwp.count) + " instances parked | " + std::to_string(fork_full.mappings) + " | " +
+        fixed(fork_full.p50_us, 1) + " µs | " + fixed(fork_full.p99_us, 1) + " µs |\n";
+  csv += "\nsupervisor_fork,mappings,p50_us,p99_us\nbefore_templates," + std::to_string(fork_empty.mappings) + "," +
+         fixed(fork_empty.p50_us, 1) + "," + fixed(fork_empty.p99_us, 1) + "\nall_parked," +
+         std::to_string(fork_full.mappings) + "," + fixed(fork_full.p50_us, 1) + "," + fixed(fork_full.p99_us, 1) + "\n";
   if (plumed) {
     csv += "\nplumed_parked,plumed_fill_s,plumed_idle_seconds,plumed_cpu_ms,plumed_context_switches\n" +
            std::to_string(plumed->parked) + "," + fixed(plumed->setup_s, 2) + "," + fixed(plumed->seconds, 2) + "," +
