@@ -1,1 +1,1 @@
-peers = "fwp_pool fwp_spin bare_wake fwp_fork bare_fork fork_exec vfork_exec posix_spawn bwrap crun plume_fwp plume_exec"
+peers = "fwp_pool bare_wake fwp_fork bare_fork fork_exec vfork_exec posix_spawn bwrap crun plume_fwp plume_exec"
