@@ -177,9 +177,25 @@ TEST_F(ApiFwp, ASpinningStandbyIsConfiguredPerImageAndServesAStart) {
   EXPECT_EQ(log(second["id"]), "b\n");
 }
 
-// Spinning standbys are granted from one host-wide budget (daemon.spinning_standby_budget): two
-// pollers on one CPU would slow each other's starts. The first template takes the budget; the
-// next parks its whole pool asleep, says so, and still serves starts from it.
+// The first line plumed logged with `event` on stderr, or "" if none.
+std::string log_line(const Plumed& plumed, const std::string& event) {
+  const std::string said = plumed.stderr_text();
+  const size_t at = said.find(event);
+  if (at == std::string::npos) return "";
+  return said.substr(at, said.find('\n', at) - at);
+}
+
+// A template whose spinning standbys were not granted parks its pool asleep and still serves a
+// start from it.
+void expect_a_start_from_the_pool(Plumed& plumed, const std::string& token, const std::string& tenant) {
+  const std::string labels = "{tenant=\"" + tenant + "\",image=\"spin\"}";
+  ASSERT_EQ(await_metric(plumed, "plume_fwp_pool_ready" + labels, 1), 1);
+  json pooled = run_worker(plumed, token, {{"fwp", true}, {"image", "spin"}, {"input", {"b", ""}}});
+  EXPECT_EQ(pooled.value("start_path", std::string()), "pool") << pooled.dump();
+  json done = wait_worker(plumed, token, pooled["id"]);
+  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
+}
+
 // None by default: a spinner delays other cgroups' wake-ups on its CPU, so only the operator may
 // grant them. An image that asks gets a pool parked asleep, a warning, and its starts served.
 TEST(ApiFwpBudget, WithoutABudgetFromTheOperatorNoStandbySpins) {
@@ -193,21 +209,17 @@ TEST(ApiFwpBudget, WithoutABudgetFromTheOperatorNoStandbySpins) {
   json w = run_worker(plumed, alpha, {{"fwp", true}, {"image", "spin"}, {"input", {"a", ""}}});
   ASSERT_TRUE(w.contains("id")) << w.dump();
   wait_worker(plumed, alpha, w["id"]);
-  const std::string labels = "{tenant=\"alpha\",image=\"spin\"}";
-  EXPECT_EQ(metric(plumed, "plume_fwp_spinning_standbys" + labels), 0);
-  const std::string said = plumed.stderr_text();
-  const size_t at = said.find("fwp.spinning_budget");
-  ASSERT_NE(at, std::string::npos) << said;
-  const std::string line = said.substr(at, said.find('\n', at) - at);
+  EXPECT_EQ(metric(plumed, "plume_fwp_spinning_standbys{tenant=\"alpha\",image=\"spin\"}"), 0);
+  const std::string line = log_line(plumed, "fwp.spinning_budget");
+  ASSERT_FALSE(line.empty()) << plumed.stderr_text();
   EXPECT_NE(line.find("granted=0"), std::string::npos) << line;
   EXPECT_NE(line.find("budget=0"), std::string::npos) << line;
-  ASSERT_EQ(await_metric(plumed, "plume_fwp_pool_ready" + labels, 1), 1);
-  json pooled = run_worker(plumed, alpha, {{"fwp", true}, {"image", "spin"}, {"input", {"b", ""}}});
-  EXPECT_EQ(pooled.value("start_path", std::string()), "pool") << pooled.dump();
-  json done = wait_worker(plumed, alpha, pooled["id"]);
-  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
+  expect_a_start_from_the_pool(plumed, alpha, "alpha");
 }
 
+// Spinning standbys are granted from one host-wide budget (daemon.spinning_standby_budget): two
+// pollers on one CPU would slow each other's starts. The first template takes the budget; the
+// next parks its whole pool asleep, says so, and still serves starts from it.
 TEST(ApiFwpBudget, SpinningStandbysComeFromAHostWideBudget) {
   PLUME_SKIP_UNLESS_ROOT();
   PlumedOptions options;
@@ -226,19 +238,11 @@ TEST(ApiFwpBudget, SpinningStandbysComeFromAHostWideBudget) {
   }
   EXPECT_EQ(metric(plumed, "plume_fwp_spinning_standbys{tenant=\"alpha\",image=\"spin\"}"), 1);
   EXPECT_EQ(metric(plumed, "plume_fwp_spinning_standbys{tenant=\"beta\",image=\"spin\"}"), 0);
-  const std::string said = plumed.stderr_text();
-  const size_t at = said.find("fwp.spinning_budget");
-  ASSERT_NE(at, std::string::npos) << said;
-  const std::string line = said.substr(at, said.find('\n', at) - at);
+  const std::string line = log_line(plumed, "fwp.spinning_budget");
+  ASSERT_FALSE(line.empty()) << plumed.stderr_text();
   EXPECT_NE(line.find("beta/spin"), std::string::npos) << line;
   EXPECT_NE(line.find("granted=0"), std::string::npos) << line;
-  // beta's pool parks asleep and still serves.
-  const std::string beta_labels = "{tenant=\"beta\",image=\"spin\"}";
-  ASSERT_EQ(await_metric(plumed, "plume_fwp_pool_ready" + beta_labels, 1), 1);
-  json pooled = run_worker(plumed, beta, {{"fwp", true}, {"image", "spin"}, {"input", {"b", ""}}});
-  EXPECT_EQ(pooled.value("start_path", std::string()), "pool") << pooled.dump();
-  json done = wait_worker(plumed, beta, pooled["id"]);
-  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
+  expect_a_start_from_the_pool(plumed, beta, "beta");
 }
 
 // A tenant's CPU time is the kernel's count for its cgroup, not a sum of what its workers
