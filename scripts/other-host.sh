@@ -7,7 +7,8 @@
 #       its ctest files, and the shared libraries and busybox they need (default: build → build-host)
 #   scripts/other-host.sh run [PACK_DIR] [OUT_DIR] [--tests-only]   there, as root, from the
 #       repository root: ctest over the packed build, then `fwp_bench start|churn|density` (no
-#       bwrap or crun peers; plume_fwp and plume_exec through a private plumed); writes OUT_DIR
+#       bwrap or crun peers; plume_fwp and plume_exec through a private plumed; the spinning
+#       standby in a start run of its own, into OUT_DIR/spin); writes OUT_DIR
 #       (default out/other-host)
 #
 # The build's programs and tests name their own paths absolutely (the build and source directories
@@ -79,13 +80,18 @@ run() {
   local quiet='level=info'
   # shellcheck disable=SC2086 # $plume_args: fixed options and mktemp paths
   "$bench" start --handler "$handler" --binary "$build/apps/first_instruction" --iterations 1000 --warmup 10 \
-    --peers fwp_pool,fwp_spin,bare_wake,fwp_fork,bare_fork,fork_exec,vfork_exec,posix_spawn,plume_fwp,plume_exec \
+    --peers fwp_pool,bare_wake,fwp_fork,bare_fork,fork_exec,vfork_exec,posix_spawn,plume_fwp,plume_exec \
     $plume_args --out "$out" --command "$recorded" 2>&1 | grep -v "$quiet" || true
   bench_stop_plumed
+  # The spinning standby in a run of its own, as bench/fwp/run.sh does: parked, it delays the
+  # other peers' wake-ups on its CPU.
+  "$bench" start --handler "$handler" --binary "$build/apps/first_instruction" --iterations 1000 --warmup 10 \
+    --peers fwp_spin,fwp_pool,bare_wake,fwp_fork,bare_fork,fork_exec --out "$out/spin" --command "$recorded" \
+    2>&1 | grep -v "$quiet" || true
   "$bench" churn --handler "$handler" --seconds 10 --out "$out" --command "$recorded" 2>&1 | grep -v "$quiet" || true
   "$bench" density --handler "$handler" --tenants 10 --per-tenant 100 --plain 1000 --bwraps 0 \
     --out "$out" --command "$recorded" 2>&1 | grep -v "$quiet" || true
-  for f in start/start.md churn/churn.md density/density.md; do [ -f "$out/$f" ] && cat "$out/$f"; done
+  for f in start/start.md spin/start/start.md churn/churn.md density/density.md; do [ -f "$out/$f" ] && cat "$out/$f"; done
   return "$tests_rc"
 }
 
