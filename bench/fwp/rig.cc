@@ -1,21 +1,74 @@
 #include "rig.h"
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <set>
+#include <string_view>
+
+#include "plume/fwp/cgroup.h"
 
 namespace plume::bench {
 
 using namespace std::chrono_literals;
 
+namespace {
+
+constexpr std::string_view kRigPrefix = "plume-bench-fwp-";
+
+// The pid in "plume-bench-fwp-<pid>[-...]" if that process is gone; 0 otherwise (alive, another
+// user's, or not such a name).
+pid_t gone_rig_pid(const std::string& name) {
+  if (name.rfind(kRigPrefix, 0) != 0) return 0;
+  char* end = nullptr;
+  const long pid = std::strtol(name.c_str() + kRigPrefix.size(), &end, 10);
+  if (pid <= 0 || (*end != '\0' && *end != '-')) return 0;
+  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH ? static_cast<pid_t>(pid) : 0;
+}
+
+// A benchmark killed before its destructors ran (SIGINT, SIGTERM) leaves its cgroup parent, with
+// whatever was still in it, and its staging directory behind. Like plumed's cleanup at start-up,
+// the next run removes those of every process that is gone. Best effort.
+void remove_what_dead_rigs_left() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::set<std::string> parents;
+  auto look_in = [&](const fs::path& dir) {
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (e.is_directory(ec) && gone_rig_pid(name) != 0) parents.insert(name);
+    }
+  };
+  look_in("/sys/fs/cgroup");  // v2
+  for (const auto& e : fs::directory_iterator("/sys/fs/cgroup", ec)) {
+    if (e.is_directory(ec)) look_in(e.path());  // v1: one hierarchy per directory
+  }
+  for (const auto& name : parents) {
+    auto cgroups = fwp::CgroupManager::open("/sys/fs/cgroup", name);
+    if (!cgroups) continue;
+    (void)cgroups->kill_all("");
+    (void)cgroups->remove("");
+  }
+  for (const auto& e : fs::directory_iterator("/tmp", ec)) {
+    if (e.is_directory(ec) && gone_rig_pid(e.path().filename().string()) != 0) fs::remove_all(e.path(), ec);
+  }
+}
+
+}  // namespace
+
 SysResult<std::unique_ptr<Rig>> Rig::create(std::string binary, std::string ns_holder) {
+  remove_what_dead_rigs_left();
   std::unique_ptr<Rig> rig(new Rig());
   rig->binary_ = std::move(binary);
   rig->ns_holder_ = std::move(ns_holder);
-  const std::string cgroup_parent = "plume-bench-fwp-" + std::to_string(::getpid());
-  auto host = test::TemplateHost::create("plume-bench-fwp", cgroup_parent);
+  // Both named after this process, so that a later run can tell they are left over.
+  const std::string mine = std::string(kRigPrefix) + std::to_string(::getpid());
+  auto host = test::TemplateHost::create(mine, mine);
   if (!host) return fail(host.error());
   rig->host_ = std::move(*host);
   return rig;
