@@ -311,7 +311,7 @@ int run_start(const FwpOptions& o) {
   // template: fork_exec forks its caller, and this process is the supervisor under test.
   std::vector<std::string> local;
   for (const auto& n : names) {
-    if (n == "fork_exec" || n == "vfork_exec" || n == "posix_spawn" || n == "bwrap" || n == "crun") local.push_back(n);
+    if (is_local_peer(n)) local.push_back(n);
   }
   std::unique_ptr<LocalPeerHost> local_host;  // outlives `peers`, which call into it
   if (!local.empty()) {

@@ -124,6 +124,11 @@ class LocalPeer final : public Peer {
 
 }  // namespace
 
+bool is_local_peer(const std::string& name) {
+  return name == "fork_exec" || name == "vfork_exec" || name == "posix_spawn" || name == "bwrap" ||
+         name == "crun";
+}
+
 std::unique_ptr<Peer> make_local_peer(const std::string& name, const PeerEnv& env) {
   if (name == "fork_exec") {
     return std::make_unique<LocalPeer>(name, How::fork_exec, std::vector<std::string>{env.binary},

@@ -42,6 +42,8 @@ struct PeerEnv {
 
 // Local peers: fork_exec, vfork_exec, posix_spawn, bwrap, crun. Nullptr for an unknown name.
 std::unique_ptr<Peer> make_local_peer(const std::string& name, const PeerEnv& env);
+// Whether make_local_peer knows `name`.
+bool is_local_peer(const std::string& name);
 
 // Plume exec mode through plumed's control API (see plume_peer.cc).
 struct PlumeOptions {
