@@ -21,14 +21,14 @@ namespace {
 
 constexpr std::string_view kRigPrefix = "plume-bench-fwp-";
 
-// The pid in "plume-bench-fwp-<pid>[-...]" if that process is gone; 0 otherwise (alive, another
-// user's, or not such a name).
-pid_t gone_rig_pid(const std::string& name) {
-  if (name.rfind(kRigPrefix, 0) != 0) return 0;
+// Whether `name` is "plume-bench-fwp-<pid>[-...]" and that process is gone (not merely another
+// user's).
+bool left_by_a_gone_rig(const std::string& name) {
+  if (name.rfind(kRigPrefix, 0) != 0) return false;
   char* end = nullptr;
   const long pid = std::strtol(name.c_str() + kRigPrefix.size(), &end, 10);
-  if (pid <= 0 || (*end != '\0' && *end != '-')) return 0;
-  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH ? static_cast<pid_t>(pid) : 0;
+  if (pid <= 0 || (*end != '\0' && *end != '-')) return false;
+  return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
 }
 
 // A benchmark killed before its destructors ran (SIGINT, SIGTERM) leaves its cgroup parent, with
@@ -41,7 +41,7 @@ void remove_what_dead_rigs_left() {
   auto look_in = [&](const fs::path& dir) {
     for (const auto& e : fs::directory_iterator(dir, ec)) {
       const std::string name = e.path().filename().string();
-      if (e.is_directory(ec) && gone_rig_pid(name) != 0) parents.insert(name);
+      if (e.is_directory(ec) && left_by_a_gone_rig(name)) parents.insert(name);
     }
   };
   look_in("/sys/fs/cgroup");  // v2
@@ -55,7 +55,7 @@ void remove_what_dead_rigs_left() {
     (void)cgroups->remove("");
   }
   for (const auto& e : fs::directory_iterator("/tmp", ec)) {
-    if (e.is_directory(ec) && gone_rig_pid(e.path().filename().string()) != 0) fs::remove_all(e.path(), ec);
+    if (e.is_directory(ec) && left_by_a_gone_rig(e.path().filename().string())) fs::remove_all(e.path(), ec);
   }
 }
 
