@@ -51,7 +51,7 @@ inline uint64_t now_ns() {
 // spinning, polls it (spinning_park.h).
 // `channel`: its memfd, and the mapping of it inherited from the template (staged_channels.h),
 // or nullptr to map it here.
-// `scope_fd`: the template's Landlock ruleset (instance_scope.h), or -1 for the seccomp filter.
+// `from_template`: what the template knows that the instance's setup needs (below).
 enum class ParkMode { none, asleep, spinning };
 // How a pool instance parks: asleep pinned to `cpu` (the supervisor's when it asked; -1: where
 // it is) until its doorbell, or spinning.
@@ -63,9 +63,14 @@ struct InstanceChannel {
   int memfd;
   void* premapped;
 };
+struct FromTemplate {
+  int scope_fd;         // the template's Landlock ruleset (instance_scope.h), or -1 for the filter
+  unsigned highest_fd;  // no descriptor above it is open (~0u: not known)
+  bool trace;           // PLUME_FWP_TRACE was set
+};
 [[noreturn]] void run_instance(const plume_app& app, const fwp::wire::Msg& config,
-                               uint64_t instance_id, InstanceChannel channel, int scope_fd,
-                               Parking parking, uint64_t forked_at_ns);
+                               uint64_t instance_id, InstanceChannel channel,
+                               FromTemplate from_template, Parking parking, uint64_t forked_at_ns);
 
 // Reaps every exited child (after draining the SIGCHLD signalfd) and reports each to the
 // controller: `exited`, or `template_exited` for pid `tmpl`. Returns whether tmpl was among them.

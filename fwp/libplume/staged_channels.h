@@ -24,6 +24,8 @@ class StagedChannels {
   bool add(uint32_t serial, int fd);
   // The staged memfd of `serial`, or -1.
   int fd_of(uint32_t serial) const;
+  // The highest staged memfd (0 if none): an instance's close_range must reach it.
+  unsigned highest_fd() const;
   // The premapped channel (the oldest staged), or nullptr if there is none.
   void* premapped() const { return head_mapping_; }
   uint32_t premapped_serial() const { return head_mapping_ != nullptr ? entries_[0].serial : 0; }

@@ -185,6 +185,8 @@ SysResult<void> Template::send_fork(Instance& inst) {
   m.type = wire::Type::fork;
   m.instance_id = inst.id_;
   m.flags = inst.want_start_ ? 0 : wire::kFlagForPool;
+  // Only a pool instance announces its readiness (template_protocol.h, version 3).
+  if (inst.want_start_) inst.ready_ = true;
   if (!inst.want_start_ && inst.spins_) m.flags |= wire::kFlagSpinWhileParked;
   // A sleeping pool instance parks pinned to this CPU: the start that takes it, usually from the
   // same CPU, then skips steer_wakeup_to's sched_setaffinity (~4 µs of the start here).

@@ -19,7 +19,8 @@
 namespace plume::fwp::wire {
 
 inline constexpr uint32_t kMagic = 0x504c4d46;  // "PLMF"
-inline constexpr uint16_t kVersion = 2;  // 2: channels are staged ahead of their FORK
+// 2: channels are staged ahead of their FORK. 3: an instance forked for a start sends no Ready.
+inline constexpr uint16_t kVersion = 3;
 
 enum class Type : uint16_t {
   config = 1,          // controller → keeper, once, first: geometry, io_uring
@@ -84,7 +85,8 @@ inline constexpr uint32_t kFlagParkOnCpu = 1u << 5;
 // hello: it did, for at least one segment
 inline constexpr uint32_t kFlagHugeText = 1u << 6;
 
-// The first message an instance sends on its channel once set up and parked.
+// The first message a pool instance sends on its channel once set up and parked. An instance
+// forked for a start (a FORK without kFlagForPool) sends none: its first record is the app's.
 struct Ready {
   uint32_t magic = 0x59445252;  // "RRDY"
   int32_t pid = 0;              // self-reported, informational only

@@ -396,6 +396,8 @@ TEST_P(FastIsolationTest, OnlyStdioSurvivesIntoAnInstance) {
   Instance& forked = start_instance("fds");
   EXPECT_EQ(reply(pooled), "0,1,2");
   EXPECT_EQ(reply(forked), "0,1,2");
+  // Not even the one init left open, far above the template's own descriptors.
+  EXPECT_EQ(ask(forked, "init_fd"), "200");
   // Nor any mapping of another instance's channel (the template premaps the next one's).
   EXPECT_EQ(ask(pooled, "maps"), "1");
   EXPECT_EQ(ask(forked, "maps"), "1");

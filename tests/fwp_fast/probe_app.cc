@@ -8,6 +8,7 @@
 //                    fork(), for a forked instance)
 //   status         → /proc/self/status security lines, namespaces, memory (v1) and unified (v2) cgroups
 //   fds            → the open fds, "0,1,2"
+//   init_fd        → the descriptor init left open (200; -1 if it could not): "fds" must not show it
 //   maps           → how many of its mappings are of a Plume channel memfd
 //   ids            → "pid=<pid> ppid=<ppid> init_pid=<pid that ran init> init_count=<n> nice=<n>
 //                    policy=<n> cpus=<the CPUs it may run on, e.g. 0,1>"
@@ -51,6 +52,8 @@ namespace {
 
 int g_init_count = 0;
 pid_t g_init_pid = 0;
+// A descriptor init leaves open, far above the template's own: no instance may inherit it.
+int g_init_fd = -1;
 
 uint64_t now_ns() {
   timespec ts{};
@@ -252,6 +255,10 @@ std::vector<uint64_t> time_forks(int n, Child child) {
 int init(int argc, char** argv) {
   ++g_init_count;
   g_init_pid = getpid();
+  if (const int fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+    g_init_fd = fcntl(fd, F_DUPFD_CLOEXEC, 200);
+    close(fd);
+  }
   if (argc >= 3 && std::strcmp(argv[1], "bare-fork") == 0) {
     // Standalone only (plume_main runs init first): measure and exit.
     print_median_and_exit(time_forks(std::atoi(argv[2]), [](int clock_fd) {
@@ -337,6 +344,8 @@ int handle(plume_instance* self) {
       reply = status();
     } else if (cmd == "fds") {
       reply = fds();
+    } else if (cmd == "init_fd") {
+      reply = std::to_string(g_init_fd);
     } else if (cmd == "maps") {
       reply = channel_mappings();
     } else if (cmd == "ids") {

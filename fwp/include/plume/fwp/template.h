@@ -195,7 +195,8 @@ class Instance {
   pid_t ns_pid() const { return ns_pid_; }  // in the template's pid namespace
   int pidfd() const { return pidfd_.get(); }
   const std::string& cgroup() const { return cgroup_; }  // relative; empty when shared
-  bool ready() const { return ready_; }     // it announced it is set up and parked
+  // A pool instance: it announced it is set up and parked. One forked for a start: from its FORK.
+  bool ready() const { return ready_; }
   bool spins() const { return spins_; }     // forked as a spinning standby
   const std::optional<InstanceExit>& exit() const { return exit_; }
   // The kernel's figures for it while it runs (process_usage, checked against its pidfd);
