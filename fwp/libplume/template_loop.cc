@@ -47,8 +47,9 @@ int thread_count() {
 
 // The highest descriptor open in this process (init may have left any), from /proc/self/fd;
 // ~0u if that cannot be read. No allocation: a heap grown here would be one more thing every
-// fork() copies.
-unsigned highest_open_fd() {
+// fork() copies. Not inlined: its buffer would deepen run_template's frame, and with it every
+// instance's stack, by a page it then faults in.
+[[gnu::noinline]] unsigned highest_open_fd() {
   const int dir = ::open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) return ~0u;
   unsigned highest = 0;
