@@ -248,6 +248,21 @@ TEST_F(FastTest, AForkedInstanceReachesItsHandlerInAFewPageFaults) {
   }
 }
 
+// The same with the smallest handler, whose own frame adds no stack page: a template loop whose
+// frame grew (an inlined buffer once made it 768 bytes deeper) pushes every instance's stack a
+// page further, which only a handler this small shows (the probe's reaches that page anyway).
+TEST_F(FastTest, TheTemplatesFramesLeaveASmallHandlerOnTheStackPageForkReturnsOn) {
+  start(make_spec(PLUME_TINY_PATH));
+  for (int i = 0; i < 3; ++i) {
+    Instance& inst = start_instance("x");
+    ASSERT_EQ(inst.path(), StartPath::fork);
+    const std::string r = reply(inst);
+    ASSERT_EQ(r.rfind("minflt=", 0), 0u) << r;
+    EXPECT_LE(std::stol(r.substr(7)), 6) << "page faults between fork() and the handler";
+    wait_exit(inst);
+  }
+}
+
 bool transparent_huge_pages() {
   std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
   std::string setting;
