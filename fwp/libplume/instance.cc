@@ -90,12 +90,15 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   // Forked for a start: no longer background work. A pool instance does so before it parks.
   if (!for_pool && config.template_nice > 0) (void)::setpriority(PRIO_PROCESS, 0, 0);
   const fwp::ChannelGeometry geometry{config.slots, config.slot_size, 0};
-  // Forked for a start, it uses the channel at once: see Channel::Attach::direct.
-  const auto how = for_pool ? fwp::Channel::Attach::checked : fwp::Channel::Attach::direct;
+  // Forked for a start, it uses the channel at once: see Channel::Attach::direct; the template
+  // checked the header of the mapping it premapped (Channel::Attach::inherited).
+  using Attach = fwp::Channel::Attach;
   const auto b = fwp::ChannelSide::b;
   auto channel = channel_in.premapped != nullptr
-                     ? fwp::Channel::adopt(channel_in.premapped, channel_in.memfd, geometry, b, how)
-                     : fwp::Channel::attach(channel_in.memfd, geometry, b, how);
+                     ? fwp::Channel::adopt(channel_in.premapped, channel_in.memfd, geometry, b,
+                                           for_pool ? Attach::checked : Attach::inherited)
+                     : fwp::Channel::attach(channel_in.memfd, geometry, b,
+                                            for_pool ? Attach::checked : Attach::direct);
   if (!channel) die("instance: channel attach", channel.error().err);
   plume_instance self;  // lives as long as this frame, i.e. until the process exits
   self.channel.emplace(std::move(*channel));

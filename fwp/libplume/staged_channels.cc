@@ -1,6 +1,7 @@
 #include "staged_channels.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,9 +52,18 @@ void StagedChannels::unmap_premapped_in_child() {
 }
 
 void StagedChannels::premap_oldest() {
-  // A failure (ENOMEM) only means the child maps the channel itself.
-  if (count_ > 0 && head_mapping_ == nullptr)
-    head_mapping_ = fwp::Channel::premap(entries_[0].fd, geometry_);
+  if (count_ == 0 || head_mapping_ != nullptr) return;
+  // A failure (ENOMEM) only means the child maps the channel itself. Its header is checked here,
+  // off the start path, so that the child need not read it (Channel::Attach::inherited); a memfd
+  // too small to read (a SIGBUS here) or one whose header does not match is left to the child's
+  // own attach, which reports it.
+  struct stat st{};
+  if (::fstat(entries_[0].fd, &st) != 0 || static_cast<size_t>(st.st_size) < geometry_.mapping_size()) return;
+  head_mapping_ = fwp::Channel::premap(entries_[0].fd, geometry_);
+  if (head_mapping_ != nullptr && !fwp::Channel::header_matches(head_mapping_, geometry_)) {
+    ::munmap(head_mapping_, geometry_.mapping_size());
+    head_mapping_ = nullptr;
+  }
 }
 
 }  // namespace plume::libplume

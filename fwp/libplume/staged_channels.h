@@ -26,7 +26,8 @@ class StagedChannels {
   int fd_of(uint32_t serial) const;
   // The highest staged memfd (0 if none): an instance's close_range must reach it.
   unsigned highest_fd() const;
-  // The premapped channel (the oldest staged), or nullptr if there is none.
+  // The premapped channel (the oldest staged, its header checked), or nullptr if there is none
+  // or it could not be (too small for the geometry, a header that does not match, ENOMEM).
   void* premapped() const { return head_mapping_; }
   uint32_t premapped_serial() const { return head_mapping_ != nullptr ? entries_[0].serial : 0; }
   // Forgets `serial` (forked, or unstaged): closes its fd, unmaps it if it was premapped, and

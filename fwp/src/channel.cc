@@ -136,7 +136,17 @@ SysResult<Channel> Channel::adopt(void* mapping, int memfd, const ChannelGeometr
       return fail(ok.error());
     }
   }
-  return check_header(over(mapping, geometry, side, how == Attach::checked), geometry);
+  Channel ch = over(mapping, geometry, side, how == Attach::checked);
+  if (how == Attach::inherited) return ch;
+  return check_header(std::move(ch), geometry);
+}
+
+bool Channel::header_matches(const void* mapping, const ChannelGeometry& geometry) {
+  // Read once and only compared: each side acts on the geometry it was told, never on this copy.
+  L::Header h{};
+  std::memcpy(&h, mapping, sizeof h);
+  return h.magic == L::kMagic && h.version == L::kVersion && h.slots == geometry.slots &&
+         h.slot_size == geometry.slot_size && h.start_index == geometry.start_index;
 }
 
 SysResult<void> Channel::check_memfd(int memfd, const ChannelGeometry& geometry) {
@@ -154,11 +164,7 @@ SysResult<void> Channel::check_memfd(int memfd, const ChannelGeometry& geometry)
 }
 
 SysResult<Channel> Channel::check_header(Channel ch, const ChannelGeometry& geometry) {
-  // Read once and only compared: each side acts on the geometry it was told, never on this copy.
-  L::Header h{};
-  std::memcpy(&h, ch.base_, sizeof h);
-  if (h.magic != L::kMagic || h.version != L::kVersion || h.slots != geometry.slots ||
-      h.slot_size != geometry.slot_size || h.start_index != geometry.start_index)
+  if (!header_matches(ch.base_, geometry))
     return fail(plain_error("channel attach", "shared header does not match " + geometry_text(geometry)));
   return ch;
 }

@@ -84,6 +84,23 @@ TEST(StagedChannels, RemovingAnotherThanTheOldestKeepsThePremappedOne) {
   EXPECT_FALSE(fd_open(c.fd));
 }
 
+// The template checks a channel's header as it premaps it, so that the child need not: one the
+// size of a channel but without its header is left to the child's own attach, which reports it.
+TEST(StagedChannels, AChannelWhoseHeaderDoesNotMatchIsNotPremapped) {
+  StagedChannels staged(kGeometry);
+  const int blank = ::memfd_create("staged-test", MFD_CLOEXEC);
+  ASSERT_GE(blank, 0);
+  ASSERT_EQ(::ftruncate(blank, static_cast<off_t>(kGeometry.mapping_size())), 0);
+  ASSERT_TRUE(staged.add(1, blank));
+  EXPECT_EQ(staged.premapped(), nullptr);
+  Made good = make_channel();
+  ASSERT_TRUE(staged.add(2, good.fd));
+  staged.remove(1);  // the next oldest, a real channel, is premapped in its place
+  EXPECT_NE(staged.premapped(), nullptr);
+  EXPECT_EQ(staged.premapped_serial(), 2u);
+  staged.remove(2);
+}
+
 TEST(StagedChannels, SerialZeroAHeldSerialAndAFullTableAreRefusedAndTheirFdsClosed) {
   StagedChannels staged(kGeometry);
   std::vector<int> fds;
@@ -93,7 +110,8 @@ TEST(StagedChannels, SerialZeroAHeldSerialAndAFullTableAreRefusedAndTheirFdsClos
     fds.push_back(fd);
     ASSERT_TRUE(staged.add(static_cast<uint32_t>(i + 1), fd)) << i;
   }
-  // (Plain empty memfds: the table maps the oldest but never reads it.)
+  // (Plain empty memfds: too small for the geometry, so none is premapped, or read.)
+  EXPECT_EQ(staged.premapped(), nullptr);
   for (int bad_serial : {0, 1, StagedChannels::kCapacity + 1}) {
     const int fd = ::memfd_create("staged-test", MFD_CLOEXEC);
     ASSERT_GE(fd, 0);

@@ -87,7 +87,11 @@ class Channel {
   // anything anyway, so the fd checks protect nothing there, and faulting on first use costs
   // less than the populate calls (~8 µs in the 2-vCPU VM's sandbox). The header is checked
   // either way; a memfd too small for the geometry is a SIGBUS in the attaching process only.
-  enum class Attach : uint8_t { checked, direct };
+  // `inherited` is `direct` for adopt() of a mapping whose header its maker has checked already
+  // (header_matches: a template checks each channel it premaps, while idle): nothing is read, so
+  // the shared page's first touch is the first message's, not the setup's. attach() treats it as
+  // `direct`.
+  enum class Attach : uint8_t { checked, direct, inherited };
   // Maps an existing channel memfd as `side`. Checks that the shared header matches `geometry`
   // (which the caller got from the creator, not from the memfd), and what `how` says above.
   static SysResult<Channel> attach(int memfd, const ChannelGeometry& geometry, ChannelSide side,
@@ -101,6 +105,8 @@ class Channel {
   static void* premap(int memfd, const ChannelGeometry& geometry);
   static SysResult<Channel> adopt(void* mapping, int memfd, const ChannelGeometry& geometry,
                                   ChannelSide side, Attach how = Attach::checked);
+  // Whether a premapped channel's shared header matches `geometry` (attach()'s header check).
+  static bool header_matches(const void* mapping, const ChannelGeometry& geometry);
 
   Channel(Channel&& o) noexcept;
   Channel& operator=(Channel&& o) noexcept;
