@@ -110,9 +110,9 @@ void run_instance(const plume_app& app, const fwp::wire::Msg& config, uint64_t i
   if (scope_fd >= 0) {
     if (int err = enter_instance_scope(scope_fd); err != 0) die("instance: landlock", err);
   }
-  // Up to the template's highest fd, not ~0u: the open-ended range costs this VM ~2 µs more.
-  if (from_template.highest_fd >= 3 && ::syscall(SYS_close_range, 3u, from_template.highest_fd, 0u) != 0)
-    die("instance: close_range", errno);
+  // Open-ended: a descriptor an app's atfork handler opened in this child, or its signal
+  // handler in the template, may sit above any bound the template could pass.
+  if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0) die("instance: close_range", errno);
   // 2. Not dumpable, so that /proc/<pid>/mem, ptrace and process_vm_* by same-uid siblings fail:
   //    fork() copied the flag from the template (run_template), no syscall here.
   step();

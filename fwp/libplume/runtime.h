@@ -64,9 +64,8 @@ struct InstanceChannel {
   void* premapped;
 };
 struct FromTemplate {
-  int scope_fd;         // the template's Landlock ruleset (instance_scope.h), or -1 for the filter
-  unsigned highest_fd;  // no descriptor above it is open (~0u: not known)
-  bool trace;           // PLUME_FWP_TRACE was set
+  int scope_fd;  // the template's Landlock ruleset (instance_scope.h), or -1 for the filter
+  bool trace;    // PLUME_FWP_TRACE was set (read once, not from environ in every child)
 };
 [[noreturn]] void run_instance(const plume_app& app, const fwp::wire::Msg& config,
                                uint64_t instance_id, InstanceChannel channel,

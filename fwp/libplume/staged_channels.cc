@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstring>
 
 namespace plume::libplume {
@@ -24,12 +23,6 @@ int StagedChannels::fd_of(uint32_t serial) const {
     if (entries_[i].serial == serial) return entries_[i].fd;
   }
   return -1;
-}
-
-unsigned StagedChannels::highest_fd() const {
-  unsigned highest = 0;
-  for (int i = 0; i < count_; ++i) highest = std::max(highest, static_cast<unsigned>(entries_[i].fd));
-  return highest;
 }
 
 void StagedChannels::remove(uint32_t serial) {

@@ -24,8 +24,6 @@ class StagedChannels {
   bool add(uint32_t serial, int fd);
   // The staged memfd of `serial`, or -1.
   int fd_of(uint32_t serial) const;
-  // The highest staged memfd (0 if none): an instance's close_range must reach it.
-  unsigned highest_fd() const;
   // The premapped channel (the oldest staged, its header checked), or nullptr if there is none
   // or it could not be (too small for the geometry, a header that does not match, ENOMEM).
   void* premapped() const { return head_mapping_; }

@@ -2,8 +2,6 @@
 // Instances are the template's children (plain fork(), so glibc's own state stays right): the
 // template reaps them and reports their exits; when it dies they are reparented to the keeper,
 // keep running, and the keeper reports them instead.
-#include <dirent.h>
-#include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -16,7 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -43,29 +40,6 @@ int thread_count() {
   }
   std::fclose(f);
   return threads;
-}
-
-// The highest descriptor open in this process (init may have left any), from /proc/self/fd;
-// ~0u if that cannot be read. No allocation: a heap grown here would be one more thing every
-// fork() copies. Not inlined: its buffer would deepen run_template's frame, and with it every
-// instance's stack, by a page it then faults in.
-[[gnu::noinline]] unsigned highest_open_fd() {
-  const int dir = ::open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return ~0u;
-  unsigned highest = 0;
-  alignas(8) char buf[1024];
-  long n;
-  while ((n = ::syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
-    for (long at = 0; at < n;) {
-      const auto* e = reinterpret_cast<const dirent64*>(buf + at);
-      at += e->d_reclen;
-      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;  // "." and ".."
-      const unsigned fd = static_cast<unsigned>(std::strtoul(e->d_name, nullptr, 10));
-      if (fd != static_cast<unsigned>(dir)) highest = std::max(highest, fd);
-    }
-  }
-  ::close(dir);
-  return n < 0 ? ~0u : highest;
 }
 
 }  // namespace
@@ -173,9 +147,6 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
   // Static, not on this frame: 2 KiB more of stack here would push every child's stack that
   // much deeper, onto pages it then owns privately (+3 KiB PSS per parked instance, measured).
   static StagedChannels staged(fwp::ChannelGeometry{config.slots, config.slot_size, 0});
-  // Every descriptor an instance must not keep is at most this, or a staged memfd, or one that
-  // came with its FORK: the bound of the instance's close_range.
-  const unsigned highest_fd_at_start = highest_open_fd();
   for (;;) {
     pollfd fds[2] = {{kControlFd, POLLIN, 0}, {sfd, POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) continue;
@@ -208,8 +179,6 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
     const int output[2] = {fds_in[0], fds_in[1]};
     const int memfd = staged.fd_of(msg.channel);
     void* const premapped = msg.channel == staged.premapped_serial() ? staged.premapped() : nullptr;
-    unsigned highest_fd = std::max(highest_fd_at_start, staged.highest_fd());
-    for (const int f : fds_in) highest_fd = std::max(highest_fd, f < 0 ? 0u : static_cast<unsigned>(f));
     const uint64_t forked_at = now_ns();
     // fork(), not _Fork(): the atfork work it adds costs a few copy-on-write faults, but it is
     // what reseeds random state in the child (glibc's arc4random, OpenSSL's DRBG): skipping it
@@ -227,7 +196,7 @@ void run_template(int argc, char** argv, const plume_app& app, const fwp::wire::
       if (premapped == nullptr) staged.unmap_premapped_in_child();
       const int cpu = (msg.flags & fwp::wire::kFlagParkOnCpu) != 0 ? msg.park_cpu : -1;
       run_instance(app, config, msg.instance_id, InstanceChannel{memfd, premapped},
-                   FromTemplate{scope_fd, highest_fd, trace}, Parking{park, cpu}, forked_at);
+                   FromTemplate{scope_fd, trace}, Parking{park, cpu}, forked_at);
     }
     // A child forked for a start usually lands on this CPU and would wait until the template
     // blocks, i.e. through pidfd_open, the reply and the template's own copy-on-write faults
