@@ -2,6 +2,7 @@
 // libplume template (plume_probe), without plumed's controller and without a sandbox: FORKs that
 // name the premapped channel, another staged one, an unknown or a consumed one, and UNSTAGE.
 // Each instance says how many channel mappings it holds: exactly its own.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -129,6 +130,41 @@ class StagingTest : public ::testing::Test {
   std::map<uint32_t, Channel> channels_;
   std::vector<int> instances_;  // pidfds of the instances forked
 };
+
+// An app linked with another libplume than plumed's: its keeper says so and exits, rather than
+// misread the records.
+TEST(ControlProtocol, AKeeperGivenAnotherVersionsConfigSaysSoAndExits) {
+  int sv[2], err_pipe[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  ASSERT_EQ(::pipe2(err_pipe, O_CLOEXEC), 0);
+  const pid_t keeper = ::fork();
+  ASSERT_GE(keeper, 0);
+  if (keeper == 0) {
+    if (::dup2(sv[1], 3) != 3 || ::dup2(err_pipe[1], 2) != 2) _exit(120);
+    ::setenv("PLUME_FWP_ROLE", "template", 1);
+    char* argv[] = {const_cast<char*>(PLUME_PROBE_PATH), nullptr};
+    ::execv(PLUME_PROBE_PATH, argv);
+    _exit(121);
+  }
+  ::close(sv[1]);
+  ::close(err_pipe[1]);
+  wire::Msg config;
+  config.type = wire::Type::config;
+  config.version = wire::kVersion - 1;
+  config.slots = 16;
+  config.slot_size = 256;
+  ASSERT_EQ(wire::send_msg(sv[0], config), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(keeper, &status, 0), keeper);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 125) << status;
+  std::string said(512, '\0');
+  const ssize_t n = ::read(err_pipe[0], said.data(), said.size());
+  said.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  EXPECT_NE(said.find("not control protocol version " + std::to_string(wire::kVersion)), std::string::npos)
+      << said;
+  ::close(sv[0]);
+  ::close(err_pipe[0]);
+}
 
 TEST_F(StagingTest, EachInstanceMapsOnlyItsOwnChannelWhicheverStagedOneItsForkNames) {
   stage(1, "maps");
