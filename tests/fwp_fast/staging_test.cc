@@ -25,22 +25,31 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Starts plume_probe as a keeper on the controller's end of a new socket pair, as plumed would
+// without a sandbox; its stderr goes to `stderr_fd` when given. Returns its pid (-1 if fork
+// failed) and sets `control` to this side's end.
+pid_t spawn_probe_keeper(int& control, int stderr_fd = -1) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+  const pid_t keeper = ::fork();
+  if (keeper == 0) {
+    if (::dup2(sv[1], 3) != 3) _exit(120);  // libplume's control socket
+    if (stderr_fd >= 0 && ::dup2(stderr_fd, 2) != 2) _exit(120);
+    ::setenv("PLUME_FWP_ROLE", "template", 1);
+    char* argv[] = {const_cast<char*>(PLUME_PROBE_PATH), nullptr};
+    ::execv(PLUME_PROBE_PATH, argv);
+    _exit(121);
+  }
+  ::close(sv[1]);
+  control = sv[0];
+  return keeper;
+}
+
 class StagingTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    int sv[2];
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-    keeper_ = ::fork();
+    keeper_ = spawn_probe_keeper(control_);
     ASSERT_GE(keeper_, 0);
-    if (keeper_ == 0) {
-      if (::dup2(sv[1], 3) != 3) _exit(120);  // libplume's control socket
-      ::setenv("PLUME_FWP_ROLE", "template", 1);
-      char* argv[] = {const_cast<char*>(PLUME_PROBE_PATH), nullptr};
-      ::execv(PLUME_PROBE_PATH, argv);
-      _exit(121);
-    }
-    ::close(sv[1]);
-    control_ = sv[0];
     wire::Msg config;
     config.type = wire::Type::config;
     config.slots = geometry_.slots;
@@ -134,26 +143,18 @@ class StagingTest : public ::testing::Test {
 // An app linked with another libplume than plumed's: its keeper says so and exits, rather than
 // misread the records.
 TEST(ControlProtocol, AKeeperGivenAnotherVersionsConfigSaysSoAndExits) {
-  int sv[2], err_pipe[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  int err_pipe[2];
   ASSERT_EQ(::pipe2(err_pipe, O_CLOEXEC), 0);
-  const pid_t keeper = ::fork();
+  int control = -1;
+  const pid_t keeper = spawn_probe_keeper(control, err_pipe[1]);
   ASSERT_GE(keeper, 0);
-  if (keeper == 0) {
-    if (::dup2(sv[1], 3) != 3 || ::dup2(err_pipe[1], 2) != 2) _exit(120);
-    ::setenv("PLUME_FWP_ROLE", "template", 1);
-    char* argv[] = {const_cast<char*>(PLUME_PROBE_PATH), nullptr};
-    ::execv(PLUME_PROBE_PATH, argv);
-    _exit(121);
-  }
-  ::close(sv[1]);
   ::close(err_pipe[1]);
   wire::Msg config;
   config.type = wire::Type::config;
   config.version = wire::kVersion - 1;
   config.slots = 16;
   config.slot_size = 256;
-  ASSERT_EQ(wire::send_msg(sv[0], config), 0);
+  ASSERT_EQ(wire::send_msg(control, config), 0);
   int status = 0;
   ASSERT_EQ(::waitpid(keeper, &status, 0), keeper);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 125) << status;
@@ -162,7 +163,7 @@ TEST(ControlProtocol, AKeeperGivenAnotherVersionsConfigSaysSoAndExits) {
   said.resize(n > 0 ? static_cast<size_t>(n) : 0);
   EXPECT_NE(said.find("not control protocol version " + std::to_string(wire::kVersion)), std::string::npos)
       << said;
-  ::close(sv[0]);
+  ::close(control);
   ::close(err_pipe[0]);
 }
 
