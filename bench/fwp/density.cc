@@ -9,7 +9,10 @@
 //   starts    --resident-starts warm-pool starts, round-robin over the templates, each pool full
 //             again (untimed) before the next start, so all instances stay resident
 //   fork      fork() of this process (the supervisor), before any template and with everything
-//             resident: what plumed's spawner pays per exec-mode worker and template it starts
+//             resident: what a spawn in the supervisor itself pays to copy it
+//   spawn     one exec-mode spawn, before any template and with everything resident: in this
+//             process, through a spawn helper forked first thing (waiting for it), and only
+//             sending the request (spawn_async): what plumed's loop is blocked for
 // With --plume-socket, plumed itself the same way: as many instances parked in a plumed (fresh
 // tenants, an fwp image of the same handler), then plumed's CPU time and context switches over
 // --idle-seconds in which nobody asks it anything (plumed_idle.cc);
@@ -18,6 +21,7 @@
 // (bwrap --unshare-all --die-with-parent --ro-bind / / --proc /proc --dev /dev sleep), PSS summed
 // over each bwrap process tree.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -32,8 +36,11 @@
 #include <fstream>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "fwp_bench.h"
+#include "plume/fwp/spawn_service.h"
+#include "plume/fwp/spawner.h"
 #include "rig.h"
 
 namespace plume::bench {
@@ -178,8 +185,7 @@ SysResult<Mem> bwrap_sandboxes(const std::string& bwrap, int n) {
   return m;
 }
 
-// What the supervisor's spawner pays, for every exec-mode worker and template it starts, to copy
-// this process: fork() until it returns here, `rounds` times (each child exits at once and is
+// What a spawn in the supervisor itself pays to copy it (what plumed's spawn helper spares it): fork() until it returns here, `rounds` times (each child exits at once and is
 // reaped, untimed); and how many mappings the copy had to consider (/proc/self/maps lines).
 struct ForkCost {
   double p50_us = 0, p99_us = 0;
@@ -206,14 +212,62 @@ ForkCost supervisor_fork(int rounds) {
   return c;
 }
 
+// What the supervisor's loop is blocked for per exec-mode worker, template and namespace holder:
+// one spawn() (clone, id maps, cgroup attach, release) in this process, which copies this process;
+// the same through a spawn helper forked before anything else (as plumed does), waiting for its
+// answer (SpawnService::spawn: plumed's templates and holders); and only sending the request
+// (SpawnService::spawn_async: plumed's exec-mode workers; the answer is an event of the loop).
+// Interleaved, `rounds` each. Each worker's exec and exit are waited for, untimed.
+struct SpawnCost {
+  std::vector<double> self_us, helper_us, async_us;
+};
+SysResult<SpawnCost> spawn_cost(const fwp::SandboxSpec& spec, fwp::SpawnService& helper, int rounds) {
+  SpawnCost c;
+  auto settle = [](Result<fwp::Process, fwp::SpawnError> p, const char* how) -> SysResult<void> {
+    auto ran = fwp::wait_for_exec(std::move(p));
+    if (!ran) return fail(plain_error(how, ran.error().message()));
+    if (auto r = fwp::reap(ran->pidfd.get(), true); !r) return fail(r.error());
+    return {};
+  };
+  for (int i = 0; i < rounds; ++i) {
+    int64_t t0 = monotonic_ns();
+    auto p = fwp::spawn(spec);
+    c.self_us.push_back(static_cast<double>(monotonic_ns() - t0) / 1e3);
+    if (auto r = settle(std::move(p), "spawn"); !r) return fail(r.error());
+
+    t0 = monotonic_ns();
+    p = helper.spawn(spec);
+    c.helper_us.push_back(static_cast<double>(monotonic_ns() - t0) / 1e3);
+    if (auto r = settle(std::move(p), "spawn helper"); !r) return fail(r.error());
+
+    std::optional<Result<fwp::Process, fwp::SpawnError>> answer;
+    t0 = monotonic_ns();
+    helper.spawn_async(spec, [&](Result<fwp::Process, fwp::SpawnError> a) { answer.emplace(std::move(a)); });
+    c.async_us.push_back(static_cast<double>(monotonic_ns() - t0) / 1e3);
+    while (!answer) {
+      pollfd pfd{helper.answer_fd(), POLLIN, 0};
+      if (::poll(&pfd, 1, 10000) != 1) return fail(plain_error("spawn helper", "no answer within 10 s"));
+      helper.on_answers();
+    }
+    if (auto r = settle(std::move(*answer), "spawn helper (async)"); !r) return fail(r.error());
+  }
+  return c;
+}
 }  // namespace
 
 int run_density(const FwpOptions& o) {
+  // First, while this process is small, as plumed starts its own.
+  auto helper = fwp::SpawnService::start();
+  if (!helper) return fail_with("density", helper.error());
   if (o.bwraps > 0 && o.bwrap.empty()) return skip_without("density", "bwrap", "bubblewrap");
   auto rig = Rig::create(o.handler, o.ns_holder);
   if (!rig) return fail_with("density", rig.error());
   Rig& r = **rig;
   const ForkCost fork_empty = supervisor_fork(200);
+  auto exec_spec = r.exec_spec();
+  if (!exec_spec) return fail_with("density", exec_spec.error());
+  auto spawn_empty = spawn_cost(*exec_spec, **helper, 200);
+  if (!spawn_empty) return fail_with("density", spawn_empty.error());
   const int64_t t0 = monotonic_ns();
   for (int i = 0; i < o.tenants; ++i) {
     auto t = r.start_template(i, "img", static_cast<size_t>(o.per_tenant));
@@ -281,6 +335,8 @@ int run_density(const FwpOptions& o) {
   }
   if (!r.fill_pools(30s)) return fail_with("density", plain_error("pools", "not refilled within 30 s"));
   const ForkCost fork_full = supervisor_fork(200);
+  auto spawn_full = spawn_cost(*exec_spec, **helper, 200);
+  if (!spawn_full) return fail_with("density", spawn_full.error());
   const size_t lost = r.lost();
   rig->reset();
 
@@ -341,7 +397,7 @@ int run_density(const FwpOptions& o) {
   csv += "\nidle_seconds,supervisor_cpu_ms,tree_cpu_ms,resident_starts,p50_start_us,p99_start_us\n" +
          fixed(idle_wall, 2) + "," + fixed(idle_cpu * 1e3, 2) + "," + fixed(tree_cpu * 1e3, 0) + "," +
          std::to_string(starts.size()) + "," + fixed(pct(starts, 0.5), 1) + "," + fixed(pct(starts, 0.99), 1) + "\n";
-  md += "\n| fork() of the supervisor, as its spawner does for each exec-mode worker and template | its mappings | p50 | p99 |\n"
+  md += "\n| fork() of the supervisor, as a spawn in it copies it (plumed's spawn helper spares it that) | its mappings | p50 | p99 |\n"
         "|---|---:|---:|---:|\n";
   md += "| before any template | " + std::to_string(fork_empty.mappings) + " | " + fixed(fork_empty.p50_us, 1) + " µs | " +
         fixed(fork_empty.p99_us, 1) + " µs |\n";
@@ -350,6 +406,18 @@ int run_density(const FwpOptions& o) {
   csv += "\nsupervisor_fork,mappings,p50_us,p99_us\nbefore_templates," + std::to_string(fork_empty.mappings) + "," +
          fixed(fork_empty.p50_us, 1) + "," + fixed(fork_empty.p99_us, 1) + "\nall_parked," +
          std::to_string(fork_full.mappings) + "," + fixed(fork_full.p50_us, 1) + "," + fixed(fork_full.p99_us, 1) + "\n";
+  md += "\n| spawning an exec-mode worker (`/bin/true`): what blocks the supervisor's loop, p50 / p99 | spawn() in this process | through the spawn helper, waiting for it | through the helper, request only (spawn_async) |\n"
+        "|---|---:|---:|---:|\n";
+  csv += "\nspawn_call,self_p50_us,self_p99_us,helper_p50_us,helper_p99_us,async_p50_us,async_p99_us\n";
+  for (const auto& [label, key, c] : {std::tuple{std::string("before any template"), "before_templates", &*spawn_empty},
+                                      std::tuple{"with all " + std::to_string(fwp.count) + " instances parked",
+                                                 "all_parked", &*spawn_full}}) {
+    auto cell = [](const std::vector<double>& v) { return fixed(pct(v, 0.5), 1) + " / " + fixed(pct(v, 0.99), 1) + " µs"; };
+    md += "| " + label + " | " + cell(c->self_us) + " | " + cell(c->helper_us) + " | " + cell(c->async_us) + " |\n";
+    csv += std::string(key) + "," + fixed(pct(c->self_us, 0.5), 1) + "," + fixed(pct(c->self_us, 0.99), 1) + "," +
+           fixed(pct(c->helper_us, 0.5), 1) + "," + fixed(pct(c->helper_us, 0.99), 1) + "," +
+           fixed(pct(c->async_us, 0.5), 1) + "," + fixed(pct(c->async_us, 0.99), 1) + "\n";
+  }
   if (plumed) {
     csv += "\nplumed_parked,plumed_fill_s,plumed_idle_seconds,plumed_cpu_ms,plumed_context_switches\n" +
            std::to_string(plumed->parked) + "," + fixed(plumed->setup_s, 2) + "," + fixed(plumed->seconds, 2) + "," +

@@ -1,5 +1,6 @@
 #include "rig.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -84,6 +85,16 @@ std::vector<pid_t> Rig::holder_pids() const {
   std::vector<pid_t> out;
   for (const auto& [index, h] : holders_) out.push_back(h->pid());
   return out;
+}
+
+SysResult<fwp::SandboxSpec> Rig::exec_spec() {
+  if (auto ok = host_->cgroups().create("exec", fwp::CgroupLimits{}); !ok) return fail(ok.error());
+  if (!devnull_) devnull_.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!devnull_) return fail(sys_error("open", "/dev/null"));
+  fwp::SandboxSpec sb = host_->spec("exec", "/bin/true", "/bin/true", 300000u, "exec").sandbox;
+  sb.name = "exec";
+  sb.granted_fds = {devnull_.get(), devnull_.get(), devnull_.get()};
+  return sb;
 }
 
 SysResult<fwp::Template*> Rig::start_template(int tenant_index, const std::string& image,

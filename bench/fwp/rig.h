@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "plume/base/sys_error.h"
+#include "plume/base/unique_fd.h"
 #include "plume/fwp/template.h"
 #include "plume/fwp/tenant_namespaces.h"
 #include "peers.h"  // monotonic_ns
@@ -64,6 +65,9 @@ class Rig {
   const std::vector<std::unique_ptr<fwp::Template>>& templates() const { return templates_; }
   // The tenants' namespace holders' pids (a per-tenant fixed cost).
   std::vector<pid_t> holder_pids() const;
+  // An exec-mode worker of /bin/true, sandboxed as the templates are (tenant 0's id range, its
+  // own cgroup "exec"), stdio on /dev/null (held by the Rig): what plumed's spawner is asked for.
+  SysResult<fwp::SandboxSpec> exec_spec();
 
  private:
   Rig() = default;
@@ -75,6 +79,7 @@ class Rig {
   std::vector<std::unique_ptr<fwp::Template>> templates_;
   std::map<const fwp::Instance*, int64_t> exited_at_;
   std::string failed_;
+  UniqueFd devnull_;  // exec_spec's stdio
   size_t retried_ = 0;
   size_t no_reply_ = 0;
 };

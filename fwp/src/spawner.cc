@@ -46,20 +46,71 @@ const char* find_path(const std::vector<std::string>& env) {
   return kDefaultPath;
 }
 
-// Kills and reaps a child that a parent-side step gave up on, so no zombie is left behind.
-void abandon_child(int pidfd) {
-  ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+// Who reaps the children spawn() makes. By default the caller: they are its own. For the spawn
+// helper they are its parent's (CLONE_PARENT), so it hands their pidfds back instead.
+struct Reaping {
+  std::vector<UniqueFd>* hand_back = nullptr;  // null: reap here
+  // The helper leaves the release to its caller where it can (not when joining: the worker's pid
+  // is only known after it), so the child starts its steps once the caller has its answer,
+  // instead of competing with the answer's delivery for the CPUs.
+  bool* released = nullptr;
+  bool siblings() const { return hand_back != nullptr; }
+};
+
+void wait_exited(int pidfd) {
   siginfo_t info{};
   while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) != 0 &&
          errno == EINTR) {
   }
 }
 
-// A joining spawn's first child reports the worker's pid and exits: reap it, and pin the worker
-// (the caller's own child, by CLONE_PARENT) with a pidfd. A first child that failed (setns
+// A child that is gone or going (reported, exiting, or killed): reaped here, or handed back.
+void settle_child(UniqueFd pidfd, const Reaping& reaping) {
+  if (reaping.siblings()) {
+    reaping.hand_back->push_back(std::move(pidfd));
+  } else {
+    wait_exited(pidfd.get());
+  }
+}
+
+// Kills a child that a parent-side step gave up on, and settles it, so no zombie is left behind.
+void abandon_child(UniqueFd pidfd, const Reaping& reaping) {
+  ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+  settle_child(std::move(pidfd), reaping);
+}
+
+// Raises this process's hard limits, for the length of a clone, to the spec's where they are
+// higher: a child in a new user namespace can lower its limits but never raise a hard one, so it
+// can only be lent what it needs (RLIMIT_NICE 20 for a template whose instances renice to 0).
+// Needs CAP_SYS_RESOURCE; without it the child's own setrlimit reports the step.
+class RlimitLoan {
+ public:
+  explicit RlimitLoan(const std::vector<Rlimit>& wanted) {
+    for (const Rlimit& r : wanted) {
+      rlimit own{};
+      if (::getrlimit(r.resource, &own) != 0 || own.rlim_max >= r.hard) continue;
+      const rlimit raised{own.rlim_cur, r.hard};
+      if (::setrlimit(r.resource, &raised) == 0) saved_.push_back({r.resource, own.rlim_cur, own.rlim_max});
+    }
+  }
+  ~RlimitLoan() {
+    for (const Rlimit& r : saved_) {
+      const rlimit own{r.soft, r.hard};
+      (void)::setrlimit(r.resource, &own);
+    }
+  }
+  RlimitLoan(const RlimitLoan&) = delete;
+  RlimitLoan& operator=(const RlimitLoan&) = delete;
+
+ private:
+  std::vector<Rlimit> saved_;
+};
+
+// A joining spawn's first child reports the worker's pid and exits: settle it, and pin the worker
+// (its parent's child, by CLONE_PARENT) with a pidfd. A first child that failed (setns
 // refused, say) wrote its exec-status record instead.
-Result<std::pair<pid_t, UniqueFd>, SpawnError> take_joined_worker(int first_pidfd, int report_fd,
-                                                                  int status_fd) {
+Result<std::pair<pid_t, UniqueFd>, SpawnError> take_joined_worker(UniqueFd first_pidfd, int report_fd,
+                                                                  int status_fd, const Reaping& reaping) {
   pid_t worker = 0;
   size_t have = 0;
   while (have < sizeof worker) {
@@ -68,10 +119,7 @@ Result<std::pair<pid_t, UniqueFd>, SpawnError> take_joined_worker(int first_pidf
     if (n <= 0) break;
     have += static_cast<size_t>(n);
   }
-  siginfo_t info{};
-  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(first_pidfd), &info, WEXITED) != 0 &&
-         errno == EINTR) {
-  }
+  settle_child(std::move(first_pidfd), reaping);
   if (have != sizeof worker || worker <= 0) {
     if (auto e = detail::read_record(status_fd)) return fail(std::move(*e));
     return fail(spawn_error(Step::join_namespaces, EIO, "no worker pid from the joining child"));
@@ -135,7 +183,11 @@ std::string SpawnError::message() const {
   return m;
 }
 
-Result<Process, SpawnError> spawn(const SandboxSpec& spec) {
+namespace {
+
+using detail::release_child;
+
+Result<Process, SpawnError> spawn_with(const SandboxSpec& spec, const Reaping& reaping) {
   if (auto e = validate(spec)) return fail(std::move(*e));
 
   // Everything the child will touch, prepared while allocation is still allowed.
@@ -209,10 +261,20 @@ Result<Process, SpawnError> spawn(const SandboxSpec& spec) {
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = static_cast<uint64_t>(spec.cgroup_dir_fd);
   }
-  // Fork-like clone3 (no new stack): the child continues here on a copy of this stack.
-  const long ret = ::syscall(SYS_clone3, &args, sizeof args);
+  // The helper's children are its parent's (the joining child's worker too, see pipeline.cc).
+  // clone3 refuses an exit signal with CLONE_PARENT: the child's is the helper's own (SIGCHLD).
+  if (reaping.siblings()) {
+    args.flags |= CLONE_PARENT;
+    args.exit_signal = 0;
+  }
+  long ret;
+  {
+    const RlimitLoan loan(spec.rlimits);
+    // Fork-like clone3 (no new stack): the child continues here on a copy of this stack.
+    ret = ::syscall(SYS_clone3, &args, sizeof args);
+    if (ret == 0) detail::run_child(plan);  // never returns
+  }
   if (ret < 0) return fail(spawn_error(Step::clone, errno, "clone3 " + spec.name));
-  if (ret == 0) detail::run_child(plan);  // never returns
 
   const auto pid = static_cast<pid_t>(ret);
   UniqueFd pidfd_owner(pidfd);
@@ -221,22 +283,20 @@ Result<Process, SpawnError> spawn(const SandboxSpec& spec) {
   pid_report_write.reset();
 
   if (auto e = join ? std::nullopt : detail::write_id_maps(pid, spec.uid_map, spec.gid_map)) {
-    abandon_child(pidfd);
+    abandon_child(std::move(pidfd_owner), reaping);
     return fail(std::move(*e));
   }
   if (auto e = detail::attach_cgroups(pid, spec.cgroup_procs_files)) {
-    abandon_child(pidfd);
+    abandon_child(std::move(pidfd_owner), reaping);
     return fail(std::move(*e));
   }
-  const char release = 1;
-  ssize_t n;
-  do {
-    n = ::write(sync_write.get(), &release, 1);
-  } while (n < 0 && errno == EINTR);
-  if (n != 1) {
-    const int err = n < 0 ? errno : EIO;
-    abandon_child(pidfd);
-    return fail(spawn_error(Step::sync, err, "write release pipe"));
+  const bool release_here = reaping.released == nullptr || join;
+  if (reaping.released != nullptr) *reaping.released = release_here;
+  if (release_here) {
+    if (auto e = release_child(sync_write.get())) {
+      abandon_child(std::move(pidfd_owner), reaping);
+      return fail(std::move(*e));
+    }
   }
 
   Process proc;
@@ -244,7 +304,7 @@ Result<Process, SpawnError> spawn(const SandboxSpec& spec) {
   proc.pidfd = std::move(pidfd_owner);
   if (join) {
     // Blocks until the first child has joined and forked (a setns and a clone3: well under a ms).
-    auto worker = take_joined_worker(proc.pidfd.get(), pid_report_read.get(), status_read.get());
+    auto worker = take_joined_worker(std::move(proc.pidfd), pid_report_read.get(), status_read.get(), reaping);
     if (!worker) return fail(std::move(worker.error()));
     proc.pid = worker->first;
     proc.pidfd = std::move(worker->second);
@@ -254,10 +314,32 @@ Result<Process, SpawnError> spawn(const SandboxSpec& spec) {
   return proc;
 }
 
+}  // namespace
+
+Result<Process, SpawnError> spawn(const SandboxSpec& spec) { return spawn_with(spec, Reaping{}); }
+
+namespace detail {
+Result<Process, SpawnError> spawn_as_sibling(const SandboxSpec& spec, std::vector<UniqueFd>& to_reap,
+                                             bool& released) {
+  return spawn_with(spec, Reaping{&to_reap, &released});
+}
+
+std::optional<SpawnError> release_child(int sync_fd) {
+  const char release = 1;
+  ssize_t n;
+  do {
+    n = ::write(sync_fd, &release, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n == 1) return std::nullopt;
+  return spawn_error(Step::sync, n < 0 ? errno : EIO, "write release pipe");
+}
+}  // namespace detail
+
 std::optional<SpawnError> read_exec_status(int status_fd) { return detail::read_record(status_fd); }
 
-Result<Process, SpawnError> spawn_and_wait_exec(const SandboxSpec& spec) {
-  auto proc = spawn(spec);
+Result<Process, SpawnError> spawn_and_wait_exec(const SandboxSpec& spec) { return wait_for_exec(spawn(spec)); }
+
+Result<Process, SpawnError> wait_for_exec(Result<Process, SpawnError> proc) {
   if (!proc) return proc;
   if (auto e = read_exec_status(proc->status_fd.get())) {
     // The child exits after reporting; kill it anyway (in case the pipe itself failed) and reap

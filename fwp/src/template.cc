@@ -20,17 +20,28 @@
 
 #include "pidfd_info.h"
 #include "plume/base/log.h"
+#include "plume/fwp/spawn_service.h"
 #include "template_wire.h"
 
 namespace plume::fwp {
 namespace {
 
-// CAP_SYS_NICE in our effective set (raw capget: one call, no libcap state).
-bool holds_cap_sys_nice() {
+// `cap` in our effective set (raw capget: one call, no libcap state).
+bool holds_capability(int cap) {
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[2] = {};
   if (::syscall(SYS_capget, &header, data) != 0) return false;
-  return (data[CAP_SYS_NICE / 32].effective >> (CAP_SYS_NICE % 32)) & 1u;
+  return (data[cap / 32].effective >> (cap % 32)) & 1u;
+}
+
+bool holds_cap_sys_nice() { return holds_capability(CAP_SYS_NICE); }
+
+// Whether spawn() can lend a child this hard limit (see RlimitLoan in spawner.cc). The spawn
+// helper, when there is one, is a fork of ours with the same limits and capabilities.
+bool can_lend_hard_limit(int resource, rlim_t hard) {
+  rlimit own{};
+  if (::getrlimit(resource, &own) != 0) return false;
+  return own.rlim_max >= hard || holds_capability(CAP_SYS_RESOURCE);
 }
 
 // Also for pipes: readable or hung up, now.
@@ -114,15 +125,12 @@ SysResult<void> Template::spawn_keeper() {
 
   // RLIMIT_NICE 20 lets instances come back from the template's nice to 0 (never below). Raising
   // a hard limit takes CAP_SYS_RESOURCE in the initial user namespace, which the sandboxed child
-  // no longer has (and prlimit on it is refused), so plumed lends it its own for the clone.
+  // no longer has (and prlimit on it is refused), so spawn() lends it for the clone.
   // Spinning standbys use it too: they can then leave SCHED_IDLE for nice 0 themselves.
   const bool lower = (spec_.refill_nice > 0 && spec_.refill_nice < 20) || spec_.spinning_standbys > 0;
-  rlimit saved{};
-  const rlimit nice_limit{20, 20};
-  const bool nice_ok = lower && ::getrlimit(RLIMIT_NICE, &saved) == 0 &&
-                 (saved.rlim_cur >= 20 || ::setrlimit(RLIMIT_NICE, &nice_limit) == 0);
-  auto proc = spawn(sb);
-  if (nice_ok && saved.rlim_cur < 20) (void)::setrlimit(RLIMIT_NICE, &saved);
+  const bool nice_ok = lower && can_lend_hard_limit(RLIMIT_NICE, 20);
+  if (nice_ok) sb.rlimits.push_back({RLIMIT_NICE, 20, 20});
+  auto proc = spawn_via(spec_.spawner, sb);
   if (!proc) return fail(plain_error("spawn", proc.error().message()));
   keeper_ = std::move(*proc);
   // A spinning standby at SCHED_IDLE must be brought back to SCHED_OTHER for its handler: by

@@ -10,12 +10,14 @@
 #include <cerrno>
 #include <thread>
 
+#include "plume/fwp/spawn_service.h"
 #include "plume/fwp/spawner.h"
 
 namespace plume::fwp {
 
 SysResult<std::unique_ptr<TenantNamespaces>> TenantNamespaces::create(SandboxSpec sandbox,
-                                                                      const std::string& holder_binary) {
+                                                                      const std::string& holder_binary,
+                                                                      SpawnService* spawner) {
   std::unique_ptr<TenantNamespaces> ns(new TenantNamespaces());
   int pipe[2];
   if (::pipe2(pipe, O_CLOEXEC) != 0) return fail(sys_error("pipe2", "namespace holder"));
@@ -30,7 +32,7 @@ SysResult<std::unique_ptr<TenantNamespaces>> TenantNamespaces::create(SandboxSpe
   sandbox.env = {"PATH=/usr/bin:/bin"};
   sandbox.granted_fds = {theirs.get(), devnull.get(), 2, binary.get()};
   sandbox.join_namespaces_of = -1;
-  auto proc = spawn_and_wait_exec(sandbox);
+  auto proc = wait_for_exec(spawn_via(spawner, sandbox));
   if (!proc) return fail(plain_error("namespace holder", proc.error().message()));
   ns->pid_ = proc->pid;
   ns->pidfd_ = std::move(proc->pidfd);

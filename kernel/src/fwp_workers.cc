@@ -89,7 +89,7 @@ fwp::TenantNamespaces* Supervisor::namespaces_for(Tenant& tenant) {
   sb.rootfs.staging_dir = staging_dir_;
   sb.rlimits = {{RLIMIT_CORE, 0, 0}};
   sb.seccomp = &*holder_filter_;
-  auto ns = fwp::TenantNamespaces::create(std::move(sb), holder);
+  auto ns = fwp::TenantNamespaces::create(std::move(sb), holder, spawner_);
   if (!ns) return fallback(ns.error().message());
   log::info("tenant.namespaces", {{"tenant", name}, {"holder_pid", (*ns)->pid()}});
   return (tenant_namespaces_[name] = std::move(*ns)).get();
@@ -116,6 +116,7 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   spec.name = key;
   spec.binary = image.spec.fwp.binary;
   spec.sandbox.name = "tpl-" + image.spec.name;
+  spec.spawner = spawner_;
   spec.sandbox.argv = {image.spec.fwp.binary.substr(image.spec.fwp.binary.rfind('/') + 1)};
   spec.sandbox.env = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp"};
   spec.sandbox.uid_map = {0, tenant.spec.uid_base, tenant.spec.uid_count};

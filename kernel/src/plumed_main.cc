@@ -20,6 +20,7 @@
 #include "config.h"
 #include "plume/base/log.h"
 #include "plume/fwp/cgroup.h"
+#include "plume/fwp/spawn_service.h"
 #include "supervisor.h"
 
 using namespace plume;
@@ -153,6 +154,12 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   if (!write_private_file(token_path, config.daemon.admin_token + "\n", 0600))
     return die("plumed.start", "write " + token_path + ": " + std::strerror(errno));
 
+  // The spawn helper first, while plumed is small: it clones every exec-mode worker, template and
+  // namespace holder, so what plumed maps later (rings, channels) is never copied per start.
+  auto spawner = fwp::SpawnService::start();
+  if (!spawner.ok()) log::error("plumed.spawn_helper", {{"error", spawner.error().message()}, {"then", "spawning in plumed"}});
+  else log::info("plumed.spawn_helper", {{"pid", spawner.value()->helper_pid()}});
+
   auto cgroups = fwp::CgroupManager::open(config.cgroup.root, config.cgroup.parent);
   if (!cgroups.ok()) return die("plumed.cgroup", cgroups.error().message());
   // Recovery: whatever a crashed plumed left under our cgroup parent is killed and removed.
@@ -163,7 +170,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   auto loop = EventLoop::create(512);
   if (!loop.ok()) return die("plumed.start", loop.error().message());
 
-  Supervisor sup(*loop.value(), config, std::move(cgroups.value()));
+  Supervisor sup(*loop.value(), config, std::move(cgroups.value()), spawner.ok() ? spawner.value().get() : nullptr);
   if (auto r = sup.init(); !r.ok()) return die("plumed.start", r.error().message);
 
   // Signals arrive as reads on a signalfd, in the loop like everything else.

@@ -195,12 +195,15 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
   return r;
 }
 
-Supervisor::Supervisor(EventLoop& loop, Config config, fwp::CgroupManager cgroups)
-    : loop_(loop), config_(std::move(config)), cgroups_(std::move(cgroups)), poller_(loop),
-      started_at_(std::chrono::steady_clock::now()) {}
+Supervisor::Supervisor(EventLoop& loop, Config config, fwp::CgroupManager cgroups, fwp::SpawnService* spawner)
+    : loop_(loop), config_(std::move(config)), cgroups_(std::move(cgroups)), spawner_(spawner), poller_(loop),
+      started_at_(std::chrono::steady_clock::now()) {
+  if (spawner_ != nullptr) watch_spawn_answers();
+}
 
 // Templates go first: destroying one SIGKILLs its keeper and unwatches its fds on our poller.
 Supervisor::~Supervisor() {
+  if (spawn_answers_op_) loop_.cancel(spawn_answers_op_);
   templates_.clear();
   tenant_namespaces_.clear();  // after the templates: their keepers are reaped by then
 }
@@ -362,17 +365,48 @@ void Supervisor::run_worker(Tenant& tenant, RunSpec spec, std::shared_ptr<Respon
   sb.seccomp = &image->filter;
   sb.granted_fds = {null_in.get(), out_w.get(), err_w.get()};
 
-  auto proc = fwp::spawn(sb);
+  std::string id = worker.id;
+  const uint64_t timeout_ms = spec.timeout_ms;
+  if (spawner_ != nullptr) {
+    // The helper clones it while the loop goes on; the request carried copies of the stdio ends
+    // and the cgroup fd, so ours close on return.
+    worker.spawn_pending = true;
+    spawner_->spawn_async(sb, [this, id, timeout_ms](Result<fwp::Process, fwp::SpawnError> proc) {
+      on_spawned(id, std::move(proc), timeout_ms);
+    });
+    return;
+  }
+  on_spawned(id, fwp::spawn(sb), timeout_ms);
+}
+
+void Supervisor::watch_spawn_answers() {
+  spawn_answers_op_ = loop_.poll(spawner_->answer_fd(), POLLIN, [this](int) {
+    spawn_answers_op_ = 0;
+    spawner_->on_answers();
+    // Dead, the helper's socket stays at end of file: watching it would spin.
+    if (!spawner_->gone() || spawner_->pending() > 0) watch_spawn_answers();
+  });
+}
+
+void Supervisor::on_spawned(const std::string& id, Result<fwp::Process, fwp::SpawnError> proc,
+                            uint64_t timeout_ms) {
+  Worker* found = find_worker(id);
+  if (found == nullptr) {  // not expected: a starting worker's record is kept
+    if (proc.ok()) {
+      (void)pidfd_send_signal(proc->pidfd.get(), SIGKILL);
+      (void)fwp::reap(proc->pidfd.get(), /*block=*/true);
+    }
+    return;
+  }
+  Worker& worker = *found;
+  worker.spawn_pending = false;
   if (!proc.ok()) return fail_start(worker, proc.error().message(), 422, "spawn_failed");
   worker.pid = proc->pid;
   worker.pidfd = std::move(proc->pidfd);
   worker.status_fd = std::move(proc->status_fd);
   worker.sync_fd = std::move(proc->sync_fd);
   worker.state = WorkerState::starting;
-  out_w.reset();
-  err_w.reset();
 
-  std::string id = worker.id;
   worker.status_op = loop_.poll(worker.status_fd.get(), POLLIN, [this, id](int) {
     if (Worker* wk = find_worker(id)) {
       wk->status_op = 0;
@@ -387,8 +421,8 @@ void Supervisor::run_worker(Tenant& tenant, RunSpec spec, std::shared_ptr<Respon
   });
   arm_log(worker, true);
   arm_log(worker, false);
-  if (spec.timeout_ms > 0) {
-    worker.timeout_op = loop_.after(std::chrono::milliseconds(spec.timeout_ms), [this, id]() {
+  if (timeout_ms > 0) {
+    worker.timeout_op = loop_.after(std::chrono::milliseconds(timeout_ms), [this, id]() {
       Worker* wk = find_worker(id);
       if (!wk || (wk->state != WorkerState::running && wk->state != WorkerState::starting)) return;
       wk->timeout_op = 0;
@@ -397,6 +431,10 @@ void Supervisor::run_worker(Tenant& tenant, RunSpec spec, std::shared_ptr<Respon
       (void)signal_worker(*wk, SIGKILL);
     });
   }
+  // Shutdown or the tenant's removal began while the helper was cloning it: they have signalled
+  // every worker they could see, so this one is ended here.
+  const Tenant* tenant = tenants_.find(worker.tenant);
+  if (shutting_down_ || tenant == nullptr || tenant->removing) (void)signal_worker(worker, SIGKILL);
 }
 
 void Supervisor::fail_start(Worker& w, const std::string& message, int status, const std::string& code) {
@@ -733,7 +771,7 @@ void Supervisor::shutdown(std::function<void()> done) {
 void Supervisor::maybe_finish_shutdown() {
   if (!shutting_down_ || !shutdown_done_) return;
   for (auto& [id, w] : workers_)
-    if (w->pidfd || (w->fwp && alive(*w))) return;  // still alive
+    if (w->pidfd || w->spawn_pending || (w->fwp && alive(*w))) return;  // still alive, or to be
   drop_templates("");
   if (template_teardowns_ > 0) return;  // each teardown calls back here when done
   tenant_namespaces_.clear();

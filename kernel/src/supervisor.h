@@ -19,6 +19,7 @@
 #include "loop_poller.h"
 #include "plume/base/unique_fd.h"
 #include "plume/fwp/cgroup.h"
+#include "plume/fwp/spawn_service.h"
 #include "plume/fwp/template.h"
 #include "plume/fwp/tenant_namespaces.h"
 #include "plume/kernel/event_loop.h"
@@ -77,6 +78,7 @@ struct Worker {
   // Live-process resources; all released when the worker ends.
   UniqueFd pidfd, status_fd, out_fd, err_fd;
   UniqueFd sync_fd;  // held until the exec status is known (the child checks it for a dead parent)
+  bool spawn_pending = false;  // asked of the spawn helper, not answered yet: no pid, no pidfd
   EventLoop::OpId exit_op = 0, status_op = 0, out_op = 0, err_op = 0, timeout_op = 0;
   std::shared_ptr<Responder> start_responder;  // answered once execve succeeded or failed
   std::vector<std::pair<std::shared_ptr<Responder>, EventLoop::OpId>> waiters;  // GET .../wait
@@ -86,7 +88,9 @@ struct Worker {
 
 class Supervisor {
  public:
-  Supervisor(EventLoop& loop, Config config, fwp::CgroupManager cgroups);
+  // `spawner`: the spawn helper every worker, template and namespace holder is cloned by (see
+  // plume/fwp/spawn_service.h); null: plumed clones them itself.
+  Supervisor(EventLoop& loop, Config config, fwp::CgroupManager cgroups, fwp::SpawnService* spawner = nullptr);
   ~Supervisor();
 
   // Creates the cgroup tree, the staging directory and the configured tenants and images.
@@ -141,6 +145,9 @@ class Supervisor {
 
  private:
   void fail_start(Worker& w, const std::string& message, int status, const std::string& code);
+  // An exec-mode worker's spawn answered (by the helper, or by spawn() here): watch it, or fail it.
+  void on_spawned(const std::string& id, Result<fwp::Process, fwp::SpawnError> proc, uint64_t timeout_ms);
+  void watch_spawn_answers();
   void on_exec_status(Worker& w);
   void on_exit(Worker& w);
   void arm_log(Worker& w, bool stdout_stream);
@@ -167,6 +174,8 @@ class Supervisor {
   EventLoop& loop_;
   Config config_;
   fwp::CgroupManager cgroups_;
+  fwp::SpawnService* spawner_;
+  EventLoop::OpId spawn_answers_op_ = 0;  // the helper's answers to spawn_async
   TenantRegistry tenants_;
   ImageRegistry images_;
   std::map<std::string, std::unique_ptr<Worker>> workers_;

@@ -145,7 +145,7 @@ const std::string& SpawnTest::tenant_rootfs() {
   return r;
 }
 
-Result<Worker, SpawnError> SpawnTest::start(SandboxSpec spec, const CgroupLimits& limits) {
+Result<Worker, SpawnError> SpawnTest::start(SandboxSpec spec, const CgroupLimits& limits, SpawnService* via) {
   Worker w;
   w.group = "t/w" + std::to_string(groups_++);
   if (auto r = cgroups_->create(w.group, limits); !r) {
@@ -169,7 +169,7 @@ Result<Worker, SpawnError> SpawnTest::start(SandboxSpec spec, const CgroupLimits
   w.in.reset(in[1]);
   w.out.reset(out[0]);
   if (spec.granted_fds.empty()) spec.granted_fds = {in_r.get(), out_w.get(), out_w.get()};
-  auto proc = spawn_and_wait_exec(spec);
+  auto proc = wait_for_exec(spawn_via(via, spec));
   if (!proc) return fail(proc.error());
   w.proc = std::move(*proc);
   return w;

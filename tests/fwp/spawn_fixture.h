@@ -16,6 +16,7 @@
 #include "plume/fwp/cgroup.h"
 #include "plume/fwp/sandbox_spec.h"
 #include "plume/fwp/seccomp_profile.h"
+#include "plume/fwp/spawn_service.h"
 #include "plume/fwp/spawner.h"
 #include "support/temp_dir.h"
 
@@ -58,8 +59,9 @@ class SpawnTest : public ::testing::Test {
   // The same, with a tenant rootfs (see tenant_rootfs()) as "/".
   SandboxSpec make_tenant_spec(std::vector<std::string> argv);
   // Creates a fresh worker cgroup with `limits`, fills in the spec's stdio and cgroup, and
-  // spawns, waiting for execve.
-  Result<Worker, SpawnError> start(SandboxSpec spec, const CgroupLimits& limits = default_limits());
+  // spawns (through `via`'s helper where given), waiting for execve.
+  Result<Worker, SpawnError> start(SandboxSpec spec, const CgroupLimits& limits = default_limits(),
+                                   SpawnService* via = nullptr);
 
   static CgroupLimits default_limits();
   static const CompiledFilter& filter();

@@ -13,7 +13,9 @@
 #include <string>
 
 #include "fwp_fast/fast_fixture.h"
+#include "plume/fwp/spawn_service.h"
 #include "plume/fwp/tenant_namespaces.h"
+#include "support/proc_status.h"
 
 namespace plume::fwp::test {
 namespace {
@@ -59,6 +61,7 @@ class TenantNamespacesTest : public FastTest {
   // A template of the probe app in the tenant's namespaces, in cgroup t/<name>.
   Template& start_joined(const std::string& name, InstanceIsolation isolation = InstanceIsolation::landlock_scope) {
     TemplateSpec spec = make_spec(probe_path());
+    spec.spawner = spawner_;
     spec.sandbox.join_namespaces_of = holder_->pidfd();
     spec.sandbox.cgroup_procs_files = cgroups().procs_files("t/" + name);
     spec.template_cgroup = "t/" + name;
@@ -83,6 +86,7 @@ class TenantNamespacesTest : public FastTest {
   }
 
   std::unique_ptr<TenantNamespaces> holder_;
+  SpawnService* spawner_ = nullptr;  // start_joined's keepers: null, spawned by this process
   std::map<std::string, std::unique_ptr<Template>> joined_;
   std::map<std::string, std::string> joined_failed_;
 };
@@ -113,6 +117,34 @@ TEST_F(TenantNamespacesTest, ATenantsTemplatesShareItsNamespacesButNotTheirRoots
   EXPECT_EQ(own_ns_pid(own.keeper_pid()), "1");
   EXPECT_EQ(ask(ia, "still here"), "still here");
   EXPECT_EQ(ask(ib, "still here"), "still here");
+}
+
+// plumed's way (plume/fwp/spawn_service.h): the holder and a joined keeper cloned by the spawn
+// helper are still this process's children, in the tenant's namespaces. The joining spawn's first
+// child, ours by CLONE_PARENT too, has been reaped.
+TEST_F(TenantNamespacesTest, ThroughTheSpawnHelperTheHolderAndKeepersAreStillOurChildren) {
+  auto service = SpawnService::start();
+  ASSERT_TRUE(service.ok()) << service.error().message();
+  TemplateSpec base = make_spec(probe_path());
+  base.sandbox.name = "tenant-u";
+  base.sandbox.cgroup_procs_files = {};
+  auto ns = TenantNamespaces::create(base.sandbox, PLUME_NS_HOLDER_PATH, service->get());
+  ASSERT_TRUE(ns.ok()) << ns.error().message();
+  const pid_t fixtures_holder = holder_->pid();
+  holder_ = std::move(*ns);  // the fixture's own goes: nothing joined it
+  spawner_ = service->get();
+  Template& a = start_joined("a");
+  Instance& ia = start_in(a, "ids");
+  ASSERT_NE(reply(ia), "<timeout>");
+  const std::string self = std::to_string(::getpid());
+  EXPECT_EQ(plume::test::proc_status_field(holder_->pid(), "PPid"), self);
+  EXPECT_EQ(plume::test::proc_status_field(a.keeper_pid(), "PPid"), self);
+  for (const char* shared : kShared) EXPECT_EQ(ns_of(a.keeper_pid(), shared), ns_of(holder_->pid(), shared)) << shared;
+  EXPECT_EQ(own_ns_pid(holder_->pid()), "1");
+  // The fixture's holder, SIGKILLed, is reaped on a thread of its own: wait for that first.
+  EXPECT_TRUE(run_until([&] { return ::kill(fixtures_holder, 0) != 0; }));
+  EXPECT_EQ(plume::test::zombie_children_of(::getpid()), 0);
+  EXPECT_EQ(ask(ia, "still here"), "still here");
 }
 
 class TenantFenceTest : public TenantNamespacesTest,

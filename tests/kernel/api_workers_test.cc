@@ -2,11 +2,13 @@
 // max_workers, stats and metrics, tenants (API and CLI) and images (rootfs dir and OCI bundle).
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "e2e.h"
+#include "support/proc_status.h"
 
 namespace plume::test {
 namespace {
@@ -59,6 +61,31 @@ TEST_F(ApiWorkers, ExitCodeAndLogs) {
   // Removing the record: 204, then it is gone.
   EXPECT_EQ(plumed_.request("DELETE", "/v1/workers/" + id, token_).status, 204);
   EXPECT_EQ(plumed_.request("GET", "/v1/workers/" + id, token_).status, 404);
+}
+
+// plumed clones its workers through its spawn helper (plume/fwp/spawn_service.h), forked before
+// plumed maps anything big: a worker is still plumed's own child, and the helper holds none of
+// plumed's descriptors (its API socket, its lock, its rings).
+TEST_F(ApiWorkers, WorkersAreClonedByTheSpawnHelperYetStayPlumedsChildren) {
+  json w = run_worker(plumed_, token_, {{"argv", {"/bin/sleep", "30"}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  const pid_t pid = w.value("pid", 0);
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(proc_status_field(pid, "PPid"), std::to_string(plumed_.pid()));
+  pid_t helper = 0;
+  for (const ChildProcess& c : children_of(plumed_.pid())) {
+    if (c.comm == "plume-spawn") helper = c.pid;
+  }
+  ASSERT_GT(helper, 0) << "no spawn helper among plumed's children\n" << plumed_.stderr_text();
+  EXPECT_NE(plumed_.stderr_text().find("event=plumed.spawn_helper pid=" + std::to_string(helper)), std::string::npos);
+  std::set<std::string> fds;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(helper) + "/fd"))
+    fds.insert(e.path().filename().string());
+  EXPECT_EQ(fds, (std::set<std::string>{"0", "1", "2", "3", "4"}));
+  auto r = plumed_.request("POST", "/v1/workers/" + w["id"].get<std::string>() + "/signal", token_, R"({"signal":"KILL"})");
+  EXPECT_EQ(r.status, 202) << show(r);
+  json done = wait_worker(plumed_, token_, w["id"]);
+  EXPECT_EQ(exit_of(done).value("signal", 0), 9) << done.dump();
 }
 
 TEST_F(ApiWorkers, KilledBySignal) {

@@ -11,7 +11,8 @@
 //
 // The worker is pid 1 of its own pid namespace (like crun or docker without --init): it receives
 // only the signals it installed a handler for, plus SIGKILL (and SIGSTOP). It dies with SIGKILL when
-// the thread that spawned it exits (PR_SET_PDEATHSIG): spawn from a long-lived thread.
+// its parent thread exits (PR_SET_PDEATHSIG): the thread that spawned it, or, through a spawn
+// helper (spawn_service.h), the thread that started the helper. Spawn from a long-lived thread.
 #pragma once
 
 #include <sys/resource.h>
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "plume/base/result.h"
 #include "plume/base/unique_fd.h"
@@ -80,6 +82,20 @@ std::optional<SpawnError> read_exec_status(int status_fd);
 
 // Convenience for tests and benchmarks: spawn and block until execve succeeded or a step failed.
 Result<Process, SpawnError> spawn_and_wait_exec(const SandboxSpec& spec);
+// The waiting half of it, for a process started some other way (SpawnService::spawn): a step
+// that failed in the child is returned as the error, and the child reaped.
+Result<Process, SpawnError> wait_for_exec(Result<Process, SpawnError> proc);
+
+namespace detail {
+// spawn(), for the spawn helper (spawn_service.h): the worker is the caller's parent's child
+// (CLONE_PARENT), and so is every child it had to give up on, or a joining spawn's first child:
+// their pidfds go to `to_reap`, for that parent to wait for. `released` says whether the child
+// was released; if not, whoever ends up holding sync_fd releases it (release_child).
+Result<Process, SpawnError> spawn_as_sibling(const SandboxSpec& spec, std::vector<UniqueFd>& to_reap,
+                                             bool& released);
+// Lets a spawned child past its wait for the parent-side steps (one byte on the release pipe).
+std::optional<SpawnError> release_child(int sync_fd);
+}  // namespace detail
 
 // How a process ended.
 struct ExitStatus {

@@ -39,6 +39,8 @@
 
 namespace plume::fwp {
 
+class SpawnService;
+
 // What the controller needs from an event loop: level-triggered readability callbacks.
 class Poller {
  public:
@@ -104,6 +106,8 @@ struct TemplateSpec {
   // (then `cgroups` and `template_cgroup` are required: the template's processes are ended
   // through its cgroup, no longer by the end of a pid namespace of their own); -1: its own.
   SandboxSpec sandbox;
+  // Spawns the keeper (plumed's: see spawn_service.h); null: spawn() in this process.
+  SpawnService* spawner = nullptr;
   // The app on the host, exec'd through an fd (it need not be inside the rootfs; needs /proc in
   // the sandbox, which the pipeline mounts). Empty: sandbox.argv[0] is exec'd inside the rootfs.
   std::string binary;

@@ -19,14 +19,17 @@
 
 namespace plume::fwp {
 
+class SpawnService;
+
 class TenantNamespaces {
  public:
   // Spawns the holder through the containment pipeline and waits for its exec. `sandbox` is set
   // up as for any worker (uid_map/gid_map: the tenant's range, name: the tenant's hostname,
   // rootfs, seccomp, cgroup); argv, env and granted_fds are the holder's own. `holder_binary`:
-  // plume-ns-holder on the host.
+  // plume-ns-holder on the host. `spawner`: see spawn_service.h; null: spawn() in this process.
   static SysResult<std::unique_ptr<TenantNamespaces>> create(SandboxSpec sandbox,
-                                                             const std::string& holder_binary);
+                                                             const std::string& holder_binary,
+                                                             SpawnService* spawner = nullptr);
   // Ends the holder (SIGKILL), and with it everything in the namespaces; does not wait. The holder
   // is reaped on a thread of its own: its exit completes only once the templates' keepers (the
   // caller's children) are reaped, which the caller's loop does when it sees them exit.

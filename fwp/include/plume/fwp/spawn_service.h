@@ -1,0 +1,86 @@
+// SpawnService: starts workers from a spawn helper, a small process forked from the caller while
+// the caller is still small, so that the caller never copies its own address space per worker.
+//
+// Why: spawn() clones its caller fork-like, and plumed's address space grows with what it runs
+// (one channel mapping per instance, its rings, its heap). With 1000 instances parked, plumed's
+// own fork took ~0.5 ms, its loop blocked for all of it, and its pages were copy-on-write after.
+// The helper's address space is the one plumed had at start-up, whatever plumed holds later.
+//
+// The worker is still the caller's child: the helper clones it with CLONE_PARENT, so the caller
+// pins it with the pidfd it is handed, reaps it, and the worker's parent-death signal follows the
+// caller's thread that started the service. The helper holds nothing of the caller's but the
+// socket: it exits when the socket closes (or the caller dies).
+#pragma once
+
+#include <sys/types.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+#include "plume/base/result.h"
+#include "plume/base/sys_error.h"
+#include "plume/base/unique_fd.h"
+#include "plume/fwp/sandbox_spec.h"
+#include "plume/fwp/spawner.h"
+
+namespace plume::fwp {
+
+namespace detail {
+struct Record;
+}
+
+class SpawnService {
+ public:
+  // Forks the helper. Call early: the helper keeps the caller's address space as it is now, and
+  // every spawn copies that (plumed starts it before its event loop, templates and channels).
+  static SysResult<std::unique_ptr<SpawnService>> start();
+  // Closes the socket (the helper exits on its EOF) and reaps the helper.
+  ~SpawnService();
+  SpawnService(const SpawnService&) = delete;
+  SpawnService& operator=(const SpawnService&) = delete;
+
+  // As fwp::spawn(spec), cloned by the helper. Blocks for the helper's parent-side steps (clone,
+  // id maps, cgroup attach, release), as spawn() does. If the helper has died, says so once in
+  // the log and spawns in this process from then on.
+  Result<Process, SpawnError> spawn(const SandboxSpec& spec);
+
+  // Without waiting, for a caller with an event loop (from its thread only): the request is
+  // sent now (the spec's descriptors travel with it: close them on return), and `done` runs from
+  // on_answers() with the outcome, in request order. Watch answer_fd() for POLLIN and call
+  // on_answers(). If the helper is gone, `done` runs before this returns, with spawn()'s outcome
+  // in this process; if it dies with requests unanswered, on_answers() fails them.
+  using Done = std::function<void(Result<Process, SpawnError>)>;
+  void spawn_async(const SandboxSpec& spec, Done done);
+  int answer_fd() const { return async_sock_.get(); }
+  void on_answers();
+  // The helper died (or could not be reached): spawns run in this process from now on. Stop
+  // watching answer_fd() once this is true and nothing is pending: it stays at end of file.
+  bool gone() const { return gone_; }
+  size_t pending() const { return pending_.size(); }
+
+  pid_t helper_pid() const { return helper_pid_; }
+  bool helper_alive() const;
+
+ private:
+  SpawnService() = default;
+  std::optional<SpawnError> send_request(int sock, const SandboxSpec& spec);
+  Result<Process, SpawnError> spawn_in_helper(const SandboxSpec& spec);
+  Result<Process, SpawnError> take_answer(detail::Record& reply);
+  void helper_gone(const char* why, int err);
+
+  std::mutex mu_;  // one request on the synchronous socket at a time
+  UniqueFd sock_;
+  UniqueFd async_sock_;  // spawn_async's requests and answers
+  std::deque<Done> pending_;
+  pid_t helper_pid_ = -1;
+  UniqueFd helper_pidfd_;
+  bool gone_ = false;
+};
+
+// Through `service` where there is one, in this process otherwise (tests, tools).
+Result<Process, SpawnError> spawn_via(SpawnService* service, const SandboxSpec& spec);
+
+}  // namespace plume::fwp

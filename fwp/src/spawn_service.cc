@@ -1,0 +1,315 @@
+// SpawnService (spawn_service.h): the caller's end of the spawn helper's socket, and the helper.
+#include "plume/fwp/spawn_service.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "plume/base/log.h"
+#include "spawn_wire.h"
+
+namespace plume::fwp {
+namespace {
+
+// The helper's only descriptors besides stdio: the socket for spawn(), and the one for
+// spawn_async() (answered out of band of spawn(), so a synchronous caller never has to run
+// another's callback).
+constexpr int kSyncSocket = 3;
+constexpr int kAsyncSocket = 4;
+constexpr size_t kMaxAnswerBytes = 4096;
+
+void wait_exited(int pidfd) {
+  siginfo_t info{};
+  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) != 0 &&
+         errno == EINTR) {
+  }
+}
+
+// A spec may carry a seccomp program of up to 512 KiB, more than a socket buffer holds by default.
+void widen_send_buffer(int sock) {
+  const int size = static_cast<int>(detail::kMaxRecordBytes) * 2;
+  if (::setsockopt(sock, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0) {
+    (void)::setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);  // capped at wmem_max
+  }
+}
+
+detail::Answer failure_answer(const SpawnError& e) {
+  detail::Answer a;
+  a.step = static_cast<uint8_t>(e.step);
+  a.err = e.err;
+  a.detail = e.detail;
+  return a;
+}
+
+// Answers one request read from `sock`. Its buffers are the caller's, reused, their capacity
+// set aside before the first: after each clone this process's pages are shared copy-on-write with
+// the child until it execs, and every page written before the answer is sent costs a fault
+// (12–27 µs here) that the requester waits for.
+struct HelperBuffers {
+  detail::Record request;
+  std::vector<UniqueFd> to_reap;
+  std::vector<int> fds;
+  std::vector<char> answer;
+  HelperBuffers() {
+    to_reap.reserve(4);
+    fds.reserve(8);
+    answer.reserve(4096);
+  }
+};
+
+// Returns false when the socket is closed (or can no longer be answered on).
+bool serve_one(int sock, HelperBuffers& b) {
+  const int err = detail::recv_record(sock, detail::kMaxRecordBytes, b.request, /*nonblocking=*/false);
+  if (err == EPIPE || err == ECONNRESET) return false;
+  detail::Answer answer;
+  std::optional<Process> proc;
+  SandboxSpec spec;
+  CompiledFilter filter;
+  if (err != 0) {
+    answer.step = static_cast<uint8_t>(Step::clone);
+    answer.err = err;
+    answer.detail = "spawn helper: receiving the request";
+  } else if (auto bad = detail::decode_spec(b.request, spec, filter)) {
+    answer.step = static_cast<uint8_t>(Step::clone);
+    answer.err = EINVAL;
+    answer.detail = "spawn helper: " + *bad;
+  } else {
+    bool released = true;
+    auto started = detail::spawn_as_sibling(spec, b.to_reap, released);
+    if (started) {
+      proc.emplace(std::move(*started));
+      answer.ok = true;
+      answer.pid = proc->pid;
+      answer.released = released;
+    } else {
+      answer = failure_answer(started.error());
+    }
+  }
+  b.fds.clear();
+  if (proc) b.fds.insert(b.fds.end(), {proc->pidfd.get(), proc->status_fd.get(), proc->sync_fd.get()});
+  for (const UniqueFd& fd : b.to_reap) b.fds.push_back(fd.get());
+  answer.reap = static_cast<uint32_t>(b.to_reap.size());
+  detail::encode_answer(answer, b.answer);
+  const int sent = detail::send_record(sock, b.answer, b.fds);
+  b.request.fds.clear();  // the spec's descriptors: the child has its copies
+  b.to_reap.clear();
+  // Unanswered, the caller sees the socket close. The worker, its release pipe gone with this
+  // Process, reports the parent gone and exits, a zombie of the caller's it has no pidfd for.
+  return sent == 0;
+}
+
+// The helper: one request at a time from either socket (the synchronous one first), until
+// either closes. It allocates (it is a fork of a possibly multi-threaded caller, which glibc's
+// fork makes safe for malloc) but logs nothing: the caller's logger and its locks are not the
+// helper's to use.
+[[noreturn]] void run_helper(int sync_sock, int async_sock, pid_t caller) {
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != caller) ::_exit(1);
+  // Onto fds 3 and 4 (whatever numbers they had: dup first, then close everything above 4).
+  const int sync_tmp = ::fcntl(sync_sock, F_DUPFD_CLOEXEC, kAsyncSocket + 1);
+  const int async_tmp = ::fcntl(async_sock, F_DUPFD_CLOEXEC, kAsyncSocket + 1);
+  if (sync_tmp < 0 || async_tmp < 0) ::_exit(1);
+  if (::dup3(sync_tmp, kSyncSocket, O_CLOEXEC) < 0 || ::dup3(async_tmp, kAsyncSocket, O_CLOEXEC) < 0) ::_exit(1);
+  ::close_range(kAsyncSocket + 1, ~0U, 0);
+  (void)::prctl(PR_SET_NAME, "plume-spawn", 0, 0, 0);
+  detail::Answer ready;
+  ready.ok = true;
+  ready.pid = ::getpid();
+  HelperBuffers buffers;
+  detail::encode_answer(ready, buffers.answer);
+  if (detail::send_record(kSyncSocket, buffers.answer, {}) != 0) ::_exit(1);
+  for (;;) {
+    pollfd p[2] = {{kSyncSocket, POLLIN, 0}, {kAsyncSocket, POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      ::_exit(1);
+    }
+    for (const pollfd& s : p) {
+      if (s.revents == 0) continue;
+      if (!serve_one(s.fd, buffers)) ::_exit(0);
+    }
+  }
+}
+}  // namespace
+
+SysResult<std::unique_ptr<SpawnService>> SpawnService::start() {
+  int sync_pair[2], async_pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sync_pair) != 0)
+    return fail(sys_error("socketpair", "spawn helper"));
+  UniqueFd ours(sync_pair[0]), theirs(sync_pair[1]);
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, async_pair) != 0)
+    return fail(sys_error("socketpair", "spawn helper"));
+  UniqueFd ours_async(async_pair[0]), theirs_async(async_pair[1]);
+  for (int fd : {ours.get(), theirs.get(), ours_async.get(), theirs_async.get()}) widen_send_buffer(fd);
+  // Both ends block on send: a burst of requests the helper cannot keep up with holds the caller
+  // back (about 200 of a few KiB fit in the buffer) instead of failing. Answers are read with
+  // MSG_DONTWAIT when the caller's loop says they are there.
+  const pid_t caller = ::getpid();
+  // glibc's fork, not a raw clone: it leaves malloc usable in the child of a threaded caller.
+  const pid_t pid = ::fork();
+  if (pid < 0) return fail(sys_error("fork", "spawn helper"));
+  if (pid == 0) {
+    (void)ours.release();
+    (void)ours_async.release();
+    run_helper(theirs.get(), theirs_async.get(), caller);
+  }
+  std::unique_ptr<SpawnService> service(new SpawnService());
+  service->helper_pid_ = pid;
+  service->helper_pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!service->helper_pidfd_) {
+    const SysError e = sys_error("pidfd_open", "spawn helper");
+    ::kill(pid, SIGKILL);
+    int status;
+    (void)::waitpid(pid, &status, 0);
+    return fail(e);
+  }
+  service->sock_ = std::move(ours);
+  service->async_sock_ = std::move(ours_async);
+  // Its first record says it is set up (holding no descriptor of ours): a spawn never races that.
+  detail::Record hello;
+  detail::Answer ready;
+  int err = detail::recv_record(service->sock_.get(), kMaxAnswerBytes, hello, /*nonblocking=*/false);
+  if (err == 0 && (detail::decode_answer(hello.bytes, ready) || !ready.ok || ready.pid != pid)) err = EPROTO;
+  if (err != 0) {
+    ::syscall(SYS_pidfd_send_signal, service->helper_pidfd_.get(), SIGKILL, nullptr, 0);
+    return fail(SysError{"recvmsg", err, "the spawn helper's first record"});
+  }
+  return service;
+}
+
+SpawnService::~SpawnService() {
+  sock_.reset();  // the helper's EOF
+  async_sock_.reset();
+  if (helper_pidfd_) wait_exited(helper_pidfd_.get());
+}
+
+bool SpawnService::helper_alive() const {
+  if (!helper_pidfd_) return false;
+  pollfd p{helper_pidfd_.get(), POLLIN, 0};
+  return ::poll(&p, 1, 0) == 0;
+}
+
+void SpawnService::helper_gone(const char* why, int err) {
+  if (gone_) return;
+  gone_ = true;
+  log::error("fwp.spawn_helper.gone",
+             {{"pid", helper_pid_}, {"why", why}, {"errno", err},
+              {"then", "spawning in this process, which copies its address space per worker"}});
+  // The asynchronous socket stays open, at end of file now: the caller's loop, still watching
+  // it, calls on_answers(), which fails what was pending; see gone().
+  sock_.reset();
+  if (helper_pidfd_) {
+    ::syscall(SYS_pidfd_send_signal, helper_pidfd_.get(), SIGKILL, nullptr, 0);
+    wait_exited(helper_pidfd_.get());
+    helper_pidfd_.reset();
+  }
+}
+
+Result<Process, SpawnError> SpawnService::spawn(const SandboxSpec& spec) {
+  std::lock_guard lock(mu_);
+  if (!gone_) {
+    auto proc = spawn_in_helper(spec);
+    if (!gone_) return proc;
+  }
+  // The helper is gone: here, as without one. (If it died with this request, whatever it had
+  // cloned ends on its own; see serve_one.)
+  return fwp::spawn(spec);
+}
+
+std::optional<SpawnError> SpawnService::send_request(int sock, const SandboxSpec& spec) {
+  std::vector<int> fds;
+  const std::vector<char> request = detail::encode_spec(spec, fds);
+  if (request.size() > detail::kMaxRecordBytes)
+    return SpawnError{Step::clone, E2BIG, "spawn request for " + spec.name};
+  if (const int err = detail::send_record(sock, request, fds); err != 0) {
+    if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) helper_gone("its socket closed", err);
+    return SpawnError{Step::clone, err, "sending the spawn request for " + spec.name};
+  }
+  return std::nullopt;
+}
+
+Result<Process, SpawnError> SpawnService::spawn_in_helper(const SandboxSpec& spec) {
+  if (auto e = send_request(sock_.get(), spec)) return fail(std::move(*e));
+  detail::Record reply;
+  if (const int err = detail::recv_record(sock_.get(), kMaxAnswerBytes, reply, /*nonblocking=*/false); err != 0) {
+    helper_gone("it did not answer", err);
+    return fail(SpawnError{Step::clone, err, "the spawn helper did not answer for " + spec.name});
+  }
+  return take_answer(reply);
+}
+
+void SpawnService::spawn_async(const SandboxSpec& spec, Done done) {
+  if (!gone_) {
+    const std::optional<SpawnError> e = send_request(async_sock_.get(), spec);
+    if (!e) {
+      pending_.push_back(std::move(done));
+      return;
+    }
+    if (!gone_) return done(fail(*e));
+  }
+  done(fwp::spawn(spec));
+}
+
+void SpawnService::on_answers() {
+  for (;;) {
+    if (gone_ && pending_.empty()) return;
+    detail::Record reply;
+    const int err = detail::recv_record(async_sock_.get(), kMaxAnswerBytes, reply, /*nonblocking=*/true);
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    if (err != 0) {
+      // Every request still unanswered fails; what the helper had cloned for them ends on its own.
+      helper_gone(err == EPIPE || err == ECONNRESET ? "its socket closed" : "it did not answer", err);
+      std::deque<Done> orphans = std::move(pending_);
+      pending_.clear();
+      for (Done& d : orphans) d(fail(SpawnError{Step::clone, err, "the spawn helper died before answering"}));
+      return;
+    }
+    if (pending_.empty()) {  // not ours to trust any further: its descriptors close with `reply`
+      helper_gone("it answered a request nobody sent", EPROTO);
+      continue;
+    }
+    Done done = std::move(pending_.front());
+    pending_.pop_front();
+    done(take_answer(reply));  // may call spawn_async again: pending_ is consistent by now
+  }
+}
+
+Result<Process, SpawnError> SpawnService::take_answer(detail::Record& reply) {
+  detail::Answer answer;
+  std::optional<std::string> bad = detail::decode_answer(reply.bytes, answer);
+  const size_t want_fds = (answer.ok ? 3 : 0) + answer.reap;
+  if (!bad && reply.fds.size() != want_fds) bad = "a spawn answer with the wrong descriptors";
+  if (!bad && !answer.ok && answer.step > static_cast<uint8_t>(Step::join_namespaces)) bad = "an unknown step";
+  // Children the helper gave up on, or a joining spawn's first child: ours to reap. They have
+  // exited or been killed, so this does not wait long.
+  const size_t first_reap = answer.ok ? 3 : 0;
+  for (size_t i = first_reap; i < reply.fds.size(); ++i) wait_exited(reply.fds[i].get());
+  if (bad) return fail(SpawnError{Step::clone, EPROTO, "spawn helper: " + *bad});
+  if (!answer.ok)
+    return fail(SpawnError{static_cast<Step>(answer.step), answer.err, std::move(answer.detail)});
+  Process proc;
+  proc.pid = answer.pid;
+  proc.pidfd = std::move(reply.fds[0]);
+  proc.status_fd = std::move(reply.fds[1]);
+  proc.sync_fd = std::move(reply.fds[2]);
+  if (!answer.released) {
+    if (auto e = detail::release_child(proc.sync_fd.get())) {
+      ::syscall(SYS_pidfd_send_signal, proc.pidfd.get(), SIGKILL, nullptr, 0);
+      wait_exited(proc.pidfd.get());
+      return fail(std::move(*e));
+    }
+  }
+  return proc;
+}
+
+Result<Process, SpawnError> spawn_via(SpawnService* service, const SandboxSpec& spec) {
+  return service != nullptr ? service->spawn(spec) : spawn(spec);
+}
+
+}  // namespace plume::fwp

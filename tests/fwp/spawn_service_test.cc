@@ -1,0 +1,257 @@
+// The spawn helper (plume/fwp/spawn_service.h): workers it clones are the caller's children, with
+// the same sandbox and the same error reporting as spawn(); it leaves no zombie behind, holds
+// nothing of the caller's but its socket, does not grow with what the caller maps later, and when
+// it is gone the caller spawns by itself.
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+
+#include "fwp/spawn_fixture.h"
+#include "support/proc_status.h"
+
+namespace plume::fwp::test {
+namespace {
+
+using plume::test::proc_status_field;
+
+int zombie_children() { return plume::test::zombie_children_of(::getpid()); }
+
+size_t line_count(const std::string& path) {
+  std::ifstream in(path);
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+
+std::string limits_line(pid_t pid, const std::string& name) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/limits");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name, 0) == 0) return line;
+  }
+  return "<no " + name + ">";
+}
+
+bool exits_within(int pidfd, int timeout_ms) {
+  pollfd p{pidfd, POLLIN, 0};
+  return ::poll(&p, 1, timeout_ms) == 1;
+}
+
+class SpawnServiceTest : public SpawnTest {
+ protected:
+  void SetUp() override {
+    SpawnTest::SetUp();
+    if (IsSkipped()) return;
+    auto s = SpawnService::start();
+    ASSERT_TRUE(s.ok()) << s.error().message();
+    service_ = std::move(*s);
+  }
+  void TearDown() override {
+    service_.reset();
+    SpawnTest::TearDown();
+  }
+  std::unique_ptr<SpawnService> service_;
+};
+
+TEST_F(SpawnServiceTest, AWorkerItClonesIsTheCallersChildInItsSandbox) {
+  const int zombies = zombie_children();
+  auto w = start(make_spec({"sh", "-c", "read line; exit 7"}), default_limits(), service_.get());
+  ASSERT_TRUE(w.ok()) << w.error().message();
+  EXPECT_EQ(proc_status_field(w->proc.pid, "PPid"), std::to_string(::getpid()));
+  // The helper wrote its id maps and the pipeline ran: the tenant's id from here, pid 1 there.
+  EXPECT_EQ(proc_status_field(w->proc.pid, "Uid"), std::to_string(kHostId));
+  EXPECT_EQ(proc_status_field(w->proc.pid, "NoNewPrivs"), "1");
+  EXPECT_EQ(proc_status_field(w->proc.pid, "Seccomp"), "2");
+  w->in.reset();
+  auto exit = w->wait();
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(exit->exited);
+  EXPECT_EQ(exit->code, 7);
+  EXPECT_EQ(zombie_children(), zombies);
+}
+
+TEST_F(SpawnServiceTest, AStepThatFailsInTheWorkerIsReportedAsBySpawn) {
+  const int zombies = zombie_children();
+  auto w = start(make_spec({"/nonexistent/plume-binary"}), default_limits(), service_.get());
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().step, Step::execve);
+  EXPECT_EQ(w.error().err, ENOENT);
+  EXPECT_NE(w.error().message().find("execve /nonexistent/plume-binary"), std::string::npos)
+      << w.error().message();
+  EXPECT_EQ(zombie_children(), zombies);
+}
+
+TEST_F(SpawnServiceTest, AStepThatFailsInTheHelperIsReportedAndItsChildReapedByTheCaller) {
+  const int zombies = zombie_children();
+  SandboxSpec spec = make_spec({"true"});
+  spec.cgroup_procs_files = {"/nonexistent-plume-cgroup/cgroup.procs"};
+  auto p = service_->spawn(spec);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().step, Step::cgroup_attach);
+  EXPECT_EQ(p.error().err, ENOENT);
+  // The helper killed the child it had cloned, ours by CLONE_PARENT; the service reaped it.
+  EXPECT_EQ(zombie_children(), zombies);
+  EXPECT_TRUE(service_->helper_alive());
+}
+
+TEST_F(SpawnServiceTest, AHardLimitTheCallerMayRaiseIsLentToTheWorker) {
+  rlimit own{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NICE, &own), 0);
+  if (own.rlim_max >= 20) GTEST_SKIP() << "RLIMIT_NICE is already 20 here: nothing to lend";
+  // Raising a hard limit takes CAP_SYS_RESOURCE, which some hosts withhold even from root; the
+  // helper, a fork of ours, has what we have.
+  const rlimit raised{own.rlim_cur, 20};
+  const bool can_raise = ::setrlimit(RLIMIT_NICE, &raised) == 0;
+  if (can_raise) {
+    ASSERT_EQ(::setrlimit(RLIMIT_NICE, &own), 0);
+  }
+  SandboxSpec spec = make_spec({"sh", "-c", "read line"});
+  spec.rlimits.push_back({RLIMIT_NICE, 20, 20});
+  // In a user namespace of its own the worker can only lower its limits: unlent, setrlimit
+  // fails, and the spawn with it, by name.
+  auto w = start(spec, default_limits(), service_.get());
+  if (!can_raise) {
+    ASSERT_FALSE(w.ok());
+    EXPECT_EQ(w.error().step, Step::rlimits);
+    EXPECT_EQ(w.error().err, EPERM);
+    EXPECT_NE(w.error().message().find("RLIMIT_NICE"), std::string::npos) << w.error().message();
+    return;
+  }
+  ASSERT_TRUE(w.ok()) << w.error().message();
+  const std::string line = limits_line(w->proc.pid, "Max nice priority");
+  EXPECT_NE(line.find(" 20 "), std::string::npos) << line;
+  // Lent for the clone only: the helper's own limit is back.
+  const std::string helper_line = limits_line(service_->helper_pid(), "Max nice priority");
+  EXPECT_EQ(helper_line, limits_line(::getpid(), "Max nice priority"));
+  w->in.reset();
+  EXPECT_TRUE(w->wait().has_value());
+}
+
+TEST_F(SpawnServiceTest, TheHelperHoldsNoDescriptorButStdioAndItsSockets) {
+  // Descriptors this process opens: none reaches the helper (it closed all it inherited).
+  UniqueFd mine(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  std::set<std::string> fds;
+  DIR* dir = ::opendir(("/proc/" + std::to_string(service_->helper_pid()) + "/fd").c_str());
+  ASSERT_NE(dir, nullptr);
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] != '.') fds.insert(e->d_name);
+  }
+  ::closedir(dir);
+  EXPECT_EQ(fds.count("3"), 1u);
+  EXPECT_EQ(fds.count("4"), 1u);
+  for (const std::string& fd : fds) EXPECT_TRUE(fd == "0" || fd == "1" || fd == "2" || fd == "3" || fd == "4") << fd;
+}
+
+TEST_F(SpawnServiceTest, WhatTheCallerMapsLaterIsNotCopiedByTheHelper) {
+  const std::string helper_maps = "/proc/" + std::to_string(service_->helper_pid()) + "/maps";
+  const size_t helper_before = line_count(helper_maps);
+  const size_t ours_before = line_count("/proc/self/maps");
+  // 400 mappings that cannot merge (alternating protections), as plumed's channels would be.
+  std::vector<void*> maps;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  void* area = ::mmap(nullptr, page * 800, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(area, MAP_FAILED);
+  for (size_t i = 0; i < 800; i += 2) {
+    ASSERT_EQ(::mprotect(static_cast<char*>(area) + i * page, page, PROT_READ | PROT_WRITE), 0);
+  }
+  EXPECT_GE(line_count("/proc/self/maps"), ours_before + 400);
+  auto w = start(make_spec({"sh", "-c", "exit 0"}), default_limits(), service_.get());
+  ASSERT_TRUE(w.ok()) << w.error().message();
+  // The helper's own allocations may add a mapping or two; never ours.
+  EXPECT_LT(line_count(helper_maps), helper_before + 8);
+  EXPECT_TRUE(w->wait().has_value());
+  ::munmap(area, page * 800);
+}
+
+TEST_F(SpawnServiceTest, AfterTheHelperIsKilledTheCallerSpawnsByItself) {
+  UniqueFd helper(static_cast<int>(::syscall(SYS_pidfd_open, service_->helper_pid(), 0)));
+  ASSERT_TRUE(helper);
+  ASSERT_EQ(::syscall(SYS_pidfd_send_signal, helper.get(), SIGKILL, nullptr, 0), 0);
+  ASSERT_TRUE(exits_within(helper.get(), 5000));
+  auto w = start(make_spec({"sh", "-c", "exit 3"}), default_limits(), service_.get());
+  ASSERT_TRUE(w.ok()) << w.error().message();
+  EXPECT_FALSE(service_->helper_alive());
+  EXPECT_EQ(proc_status_field(w->proc.pid, "PPid"), std::to_string(::getpid()));
+  auto exit = w->wait();
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->code, 3);
+}
+
+// spawn_async: nothing waits; the answers come through answer_fd(), in request order.
+TEST_F(SpawnServiceTest, AsynchronousSpawnsAreAnsweredInOrderThroughTheAnswerFd) {
+  UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(devnull);
+  std::vector<int> answered;
+  std::vector<Process> procs;
+  for (int code : {1, 2, 3}) {
+    SandboxSpec spec = make_spec({"sh", "-c", "exit " + std::to_string(code)});
+    spec.granted_fds = {devnull.get(), devnull.get(), devnull.get()};
+    service_->spawn_async(spec, [&, code](Result<Process, SpawnError> p) {
+      answered.push_back(code);
+      auto ran = wait_for_exec(std::move(p));
+      ASSERT_TRUE(ran.ok()) << ran.error().message();
+      procs.push_back(std::move(*ran));
+    });
+  }
+  EXPECT_EQ(service_->pending(), 3u);
+  EXPECT_TRUE(answered.empty()) << "an answer ran before the loop asked for it";
+  while (service_->pending() > 0) {
+    pollfd p{service_->answer_fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 5000), 1) << "no answer within 5 s";
+    service_->on_answers();
+  }
+  EXPECT_EQ(answered, (std::vector<int>{1, 2, 3}));
+  ASSERT_EQ(procs.size(), 3u);
+  for (size_t i = 0; i < procs.size(); ++i) {
+    auto exit = reap(procs[i].pidfd.get(), /*block=*/true);
+    ASSERT_TRUE(exit.ok()) << exit.error().message();  // ours to reap: our child
+    EXPECT_EQ(exit->code, static_cast<int>(i) + 1);
+  }
+}
+
+TEST_F(SpawnServiceTest, RequestsTheHelperDiesWithFailAndTheNextRunInTheCaller) {
+  UniqueFd helper(static_cast<int>(::syscall(SYS_pidfd_open, service_->helper_pid(), 0)));
+  ASSERT_TRUE(helper);
+  // Stopped, it cannot read the request; killed, it never will.
+  ASSERT_EQ(::syscall(SYS_pidfd_send_signal, helper.get(), SIGSTOP, nullptr, 0), 0);
+  SandboxSpec spec = make_spec({"sh", "-c", "exit 5"});
+  std::optional<Result<Process, SpawnError>> first;
+  service_->spawn_async(spec, [&](Result<Process, SpawnError> p) { first.emplace(std::move(p)); });
+  ASSERT_EQ(service_->pending(), 1u);
+  ASSERT_EQ(::syscall(SYS_pidfd_send_signal, helper.get(), SIGKILL, nullptr, 0), 0);
+  ASSERT_TRUE(exits_within(helper.get(), 5000));
+  pollfd p{service_->answer_fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "the helper's end did not show on answer_fd";
+  service_->on_answers();
+  ASSERT_TRUE(first.has_value());
+  ASSERT_FALSE(first->ok());
+  EXPECT_NE(first->error().message().find("spawn helper"), std::string::npos) << first->error().message();
+  EXPECT_TRUE(service_->gone());
+  EXPECT_EQ(service_->pending(), 0u);
+  // From now on the caller spawns by itself, and says so at once.
+  std::optional<Result<Process, SpawnError>> next;
+  service_->spawn_async(spec, [&](Result<Process, SpawnError> r) { next.emplace(std::move(r)); });
+  ASSERT_TRUE(next.has_value()) << "after the helper's death the answer is immediate";
+  auto ran = wait_for_exec(std::move(*next));
+  ASSERT_TRUE(ran.ok()) << ran.error().message();
+  auto exit = reap(ran->pidfd.get(), /*block=*/true);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->code, 5);
+}
+
+TEST_F(SpawnServiceTest, TheHelperEndsWithTheService) {
+  UniqueFd helper(static_cast<int>(::syscall(SYS_pidfd_open, service_->helper_pid(), 0)));
+  ASSERT_TRUE(helper);
+  service_.reset();
+  EXPECT_TRUE(exits_within(helper.get(), 0)) << "the service returned before its helper had exited";
+}
+
+}  // namespace
+}  // namespace plume::fwp::test
