@@ -25,12 +25,8 @@ constexpr int kSyncSocket = 3;
 constexpr int kAsyncSocket = 4;
 constexpr size_t kMaxAnswerBytes = 4096;
 
-void wait_exited(int pidfd) {
-  siginfo_t info{};
-  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) != 0 &&
-         errno == EINTR) {
-  }
-}
+// Blocks until the child has exited, and reaps it.
+void wait_exited(int pidfd) { (void)reap(pidfd, /*block=*/true); }
 
 // A spec may carry a seccomp program of up to 512 KiB, more than a socket buffer holds by default.
 void widen_send_buffer(int sock) {

@@ -164,8 +164,8 @@ TEST_F(SpawnServiceTest, WhatTheCallerMapsLaterIsNotCopiedByTheHelper) {
   EXPECT_GE(line_count("/proc/self/maps"), ours_before + 400);
   auto w = start(make_spec({"sh", "-c", "exit 0"}), default_limits(), service_.get());
   ASSERT_TRUE(w.ok()) << w.error().message();
-  // The helper's own allocations may add a mapping or two; never ours.
-  EXPECT_LT(line_count(helper_maps), helper_before + 8);
+  // The helper's own allocations may add a few mappings (more under ASan); never our 400.
+  EXPECT_LT(line_count(helper_maps), helper_before + 40);
   EXPECT_TRUE(w->wait().has_value());
   ::munmap(area, page * 800);
 }

@@ -1,5 +1,7 @@
 // Workers end to end through the API: exit codes, logs, signals, OOM, timeouts, spawn failures,
 // max_workers, stats and metrics, tenants (API and CLI) and images (rootfs dir and OCI bundle).
+#include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -86,6 +88,26 @@ TEST_F(ApiWorkers, WorkersAreClonedByTheSpawnHelperYetStayPlumedsChildren) {
   EXPECT_EQ(r.status, 202) << show(r);
   json done = wait_worker(plumed_, token_, w["id"]);
   EXPECT_EQ(exit_of(done).value("signal", 0), 9) << done.dump();
+}
+
+// Without its helper plumed spawns by itself: it says so once, and workers still start.
+TEST_F(ApiWorkers, AfterTheSpawnHelperIsKilledPlumedSpawnsByItself) {
+  pid_t helper = 0;
+  for (const ChildProcess& c : children_of(plumed_.pid())) {
+    if (c.comm == "plume-spawn") helper = c.pid;
+  }
+  ASSERT_GT(helper, 0);
+  ASSERT_EQ(::kill(helper, SIGKILL), 0);
+  // plumed sees its end on the answer socket it watches. (A start that raced the death is
+  // failed, 422 spawn_failed: the helper may have cloned it; docs/fwp.md.)
+  for (int i = 0; i < 250 && plumed_.stderr_text().find("event=fwp.spawn_helper.gone") == std::string::npos; ++i)
+    ::poll(nullptr, 0, 20);  // bounded: 5 s
+  ASSERT_NE(plumed_.stderr_text().find("event=fwp.spawn_helper.gone"), std::string::npos) << plumed_.stderr_text();
+  json done = run_and_wait({{"argv", {"/bin/sh", "-c", "exit 4"}}});
+  EXPECT_EQ(exit_of(done).value("code", -1), 4) << done.dump();
+  json again = run_and_wait({{"argv", {"/bin/sh", "-c", "exit 5"}}});
+  EXPECT_EQ(exit_of(again).value("code", -1), 5) << again.dump();
+  EXPECT_EQ(plumed_.request("GET", "/v1/health", token_).status, 200);
 }
 
 TEST_F(ApiWorkers, KilledBySignal) {
