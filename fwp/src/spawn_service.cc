@@ -208,7 +208,6 @@ void SpawnService::helper_gone(const char* why, int err) {
 }
 
 Result<Process, SpawnError> SpawnService::spawn(const SandboxSpec& spec) {
-  std::lock_guard lock(mu_);
   if (!gone_) {
     auto proc = spawn_in_helper(spec);
     if (!gone_) return proc;

@@ -17,7 +17,6 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 
 #include "plume/base/result.h"
@@ -32,6 +31,7 @@ namespace detail {
 struct Record;
 }
 
+// Not thread-safe: use it from one thread (plumed's loop).
 class SpawnService {
  public:
   // Forks the helper. Call early: the helper keeps the caller's address space as it is now, and
@@ -47,7 +47,7 @@ class SpawnService {
   // the log and spawns in this process from then on.
   Result<Process, SpawnError> spawn(const SandboxSpec& spec);
 
-  // Without waiting, for a caller with an event loop (from its thread only): the request is
+  // Without waiting, for a caller with an event loop: the request is
   // sent now (the spec's descriptors travel with it: close them on return), and `done` runs from
   // on_answers() with the outcome, in request order. Watch answer_fd() for POLLIN and call
   // on_answers(). If the helper is gone, `done` runs before this returns, with spawn()'s outcome
@@ -71,7 +71,6 @@ class SpawnService {
   Result<Process, SpawnError> take_answer(detail::Record& reply);
   void helper_gone(const char* why, int err);
 
-  std::mutex mu_;  // one request on the synchronous socket at a time
   UniqueFd sock_;
   UniqueFd async_sock_;  // spawn_async's requests and answers
   std::deque<Done> pending_;
