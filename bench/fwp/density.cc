@@ -215,8 +215,9 @@ ForkCost supervisor_fork(int rounds) {
 // What the supervisor's loop is blocked for per exec-mode worker, template and namespace holder:
 // one spawn() (clone, id maps, cgroup attach, release) in this process, which copies this process;
 // the same through a spawn helper forked before anything else (as plumed does), waiting for its
-// answer (SpawnService::spawn: plumed's templates and holders); and only sending the request
-// (SpawnService::spawn_async: plumed's exec-mode workers; the answer is an event of the loop).
+// answer (SpawnService::spawn: plumed's namespace holders); and only sending the request
+// (SpawnService::spawn_async: plumed's exec-mode workers and keepers; the answer is an event
+// of the loop).
 // Interleaved, `rounds` each. Each worker's exec and exit are waited for, untimed.
 struct SpawnCost {
   std::vector<double> self_us, helper_us, async_us;

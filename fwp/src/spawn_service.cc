@@ -239,16 +239,27 @@ Result<Process, SpawnError> SpawnService::spawn_in_helper(const SandboxSpec& spe
   return take_answer(reply);
 }
 
-void SpawnService::spawn_async(const SandboxSpec& spec, Done done) {
+SpawnService::Ticket SpawnService::spawn_async(const SandboxSpec& spec, Done done) {
   if (!gone_) {
     const std::optional<SpawnError> e = send_request(async_sock_.get(), spec);
     if (!e) {
-      pending_.push_back(std::move(done));
-      return;
+      const Ticket ticket = next_ticket_++;
+      pending_.push_back(Pending{ticket, std::move(done)});
+      return ticket;
     }
-    if (!gone_) return done(fail(*e));
+    if (!gone_) {
+      done(fail(*e));
+      return 0;
+    }
   }
   done(fwp::spawn(spec));
+  return 0;
+}
+
+void SpawnService::cancel(Ticket ticket) {
+  for (Pending& p : pending_) {
+    if (p.ticket == ticket) p.done = nullptr;
+  }
 }
 
 void SpawnService::on_answers() {
@@ -260,18 +271,37 @@ void SpawnService::on_answers() {
     if (err != 0) {
       // Every request still unanswered fails; what the helper had cloned for them ends on its own.
       helper_gone(err == EPIPE || err == ECONNRESET ? "its socket closed" : "it did not answer", err);
-      std::deque<Done> orphans = std::move(pending_);
+      std::deque<Pending> orphans = std::move(pending_);
       pending_.clear();
-      for (Done& d : orphans) d(fail(SpawnError{Step::clone, err, "the spawn helper died before answering"}));
+      for (Pending& p : orphans) {
+        if (p.done) p.done(fail(SpawnError{Step::clone, err, "the spawn helper died before answering"}));
+      }
       return;
     }
     if (pending_.empty()) {  // not ours to trust any further: its descriptors close with `reply`
       helper_gone("it answered a request nobody sent", EPROTO);
       continue;
     }
-    Done done = std::move(pending_.front());
+    Pending p = std::move(pending_.front());
     pending_.pop_front();
-    done(take_answer(reply));  // may call spawn_async again: pending_ is consistent by now
+    if (!p.done) {  // cancelled: not even released
+      discard_answer(reply);
+      continue;
+    }
+    p.done(take_answer(reply));  // may call spawn_async again: pending_ is consistent by now
+  }
+}
+
+void SpawnService::discard_answer(detail::Record& reply) {
+  detail::Answer answer;
+  const bool ok = !detail::decode_answer(reply.bytes, answer) && answer.ok;
+  for (size_t i = 0; i < reply.fds.size(); ++i) {
+    // The worker's pidfd first (when it was started), then the children to reap; the two pipes
+    // between them just close.
+    const bool child = (ok && i == 0) || i >= (ok ? 3u : 0u);
+    if (!child) continue;
+    if (ok && i == 0) ::syscall(SYS_pidfd_send_signal, reply.fds[i].get(), SIGKILL, nullptr, 0);
+    wait_exited(reply.fds[i].get());
   }
 }
 

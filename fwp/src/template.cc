@@ -130,9 +130,6 @@ SysResult<void> Template::spawn_keeper() {
   const bool lower = (spec_.refill_nice > 0 && spec_.refill_nice < 20) || spec_.spinning_standbys > 0;
   const bool nice_ok = lower && can_lend_hard_limit(RLIMIT_NICE, 20);
   if (nice_ok) sb.rlimits.push_back({RLIMIT_NICE, 20, 20});
-  auto proc = spawn_via(spec_.spawner, sb);
-  if (!proc) return fail(plain_error("spawn", proc.error().message()));
-  keeper_ = std::move(*proc);
   // A spinning standby at SCHED_IDLE must be brought back to SCHED_OTHER for its handler: by
   // itself (RLIMIT_NICE 20) or by us after the doorbell (CAP_SYS_NICE). Neither: none spins.
   spinning_allowed_ = nice_ok || holds_cap_sys_nice();
@@ -141,7 +138,30 @@ SysResult<void> Template::spawn_keeper() {
                                            {"why", "neither CAP_SYS_NICE nor RLIMIT_NICE 20 to lend: "
                                                    "spinning standbys park asleep"}});
   }
-  pid_ns_ = pid_ns_of(keeper_.pid);
+
+  if (spec_.spawner != nullptr && !spec_.spawner->gone()) {
+    // The helper clones the keeper while the caller's loop goes on (its descriptors travel with
+    // the request). An answer given at once (the helper just died) is taken below, as spawn()'s.
+    sending_keeper_request_ = true;
+    keeper_request_ = spec_.spawner->spawn_async(sb, [this](Result<Process, SpawnError> proc) {
+      if (sending_keeper_request_) {
+        answered_at_once_.emplace(std::move(proc));
+        return;
+      }
+      keeper_request_ = 0;
+      if (proc) return adopt_keeper(std::move(*proc));
+      keeper_spawn_failed(proc.error().message());  // may destroy this Template: last
+    });
+    sending_keeper_request_ = false;
+  } else {
+    answered_at_once_.emplace(spawn(sb));
+  }
+  if (answered_at_once_) {
+    Result<Process, SpawnError> proc = std::move(*answered_at_once_);
+    answered_at_once_.reset();
+    if (!proc) return fail(plain_error("spawn", proc.error().message()));
+    adopt_keeper(std::move(*proc));
+  }
 
   wire::Msg config;
   config.type = wire::Type::config;
@@ -174,16 +194,33 @@ SysResult<void> Template::spawn_keeper() {
     top_up_channels();
     collect();
   });
-  poller_.watch(keeper_.status_fd.get(), [this] { on_exec_status(); });
-  poller_.watch(keeper_.pidfd.get(), [this] { on_keeper_exit(); });
-  poller_.watch(control_.get(), [this] { on_control(); });
   return {};
 }
 
+void Template::adopt_keeper(Process keeper) {
+  keeper_ = std::move(keeper);
+  pid_ns_ = pid_ns_of(keeper_.pid);
+  poller_.watch(keeper_.status_fd.get(), [this] { on_exec_status(); });
+  poller_.watch(keeper_.pidfd.get(), [this] { on_keeper_exit(); });
+  // Only now: the template's hello is checked against the keeper (its parent); until then the
+  // control socket just queues it.
+  poller_.watch(control_.get(), [this] { on_control(); });
+  control_watched_ = true;
+}
+
+void Template::keeper_spawn_failed(const std::string& why) {
+  log::error("fwp.template.spawn_failed", {{"template", spec_.name}, {"error", why}});
+  phase_ = Phase::dead;
+  lose_all("spawn failed: " + why);
+  if (events_.failed) events_.failed("spawn failed: " + why);
+}
+
 Template::~Template() {
+  // Still being cloned: the helper's answer will find nobody, and its keeper is ended then.
+  if (keeper_request_ != 0 && spec_.spawner != nullptr) spec_.spawner->cancel(keeper_request_);
   if (keeper_.status_fd) poller_.unwatch(keeper_.status_fd.get());
   if (keeper_.pidfd) poller_.unwatch(keeper_.pidfd.get());
-  if (control_) poller_.unwatch(control_.get());
+  if (control_watched_) poller_.unwatch(control_.get());
   if (refill_kick_) poller_.unwatch(refill_kick_.get());
   if (template_pidfd_) poller_.unwatch(template_pidfd_.get());
   for (auto& [id, inst] : instances_) {
@@ -192,7 +229,7 @@ Template::~Template() {
   // In namespaces of its own the keeper is pid 1, and its death kills every process in them; in a
   // tenant's shared ones (TemplateSpec::sandbox.join_namespaces_of) the cgroup is what holds
   // the template's processes together.
-  if (keeper_.pidfd && shares_namespaces()) end_processes();
+  if ((keeper_.pidfd || keeper_request_ != 0) && shares_namespaces()) end_processes();
   if (keeper_.pidfd && phase_ != Phase::dead) {
     ::syscall(SYS_pidfd_send_signal, keeper_.pidfd.get(), SIGKILL, nullptr, 0);
     (void)reap(keeper_.pidfd.get(), true);
@@ -222,14 +259,7 @@ void Template::on_exec_status() {
   poller_.unwatch(keeper_.status_fd.get());
   keeper_.status_fd.reset();
   keeper_.sync_fd.reset();
-  if (failed) {
-    log::error("fwp.template.spawn_failed", {{"template", spec_.name}, {"error", failed->message()}});
-    // The keeper's pidfd reports the exit; the cause is this.
-    phase_ = Phase::dead;
-    lose_all("spawn failed: " + failed->message());
-    if (events_.failed) events_.failed("spawn failed: " + failed->message());
-    return;
-  }
+  if (failed) return keeper_spawn_failed(failed->message());  // its pidfd reports the exit; the cause is this
   if (phase_ == Phase::spawning) phase_ = Phase::waiting_hello;
 }
 

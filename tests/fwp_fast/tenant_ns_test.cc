@@ -133,6 +133,8 @@ TEST_F(TenantNamespacesTest, ThroughTheSpawnHelperTheHolderAndKeepersAreStillOur
   const pid_t fixtures_holder = holder_->pid();
   holder_ = std::move(*ns);  // the fixture's own goes: nothing joined it
   spawner_ = service->get();
+  // The keeper's spawn is answered through the loop, as plumed's loop watches it.
+  loop_.watch((*service)->answer_fd(), [&] { (*service)->on_answers(); });
   Template& a = start_joined("a");
   Instance& ia = start_in(a, "ids");
   ASSERT_NE(reply(ia), "<timeout>");
@@ -145,6 +147,8 @@ TEST_F(TenantNamespacesTest, ThroughTheSpawnHelperTheHolderAndKeepersAreStillOur
   EXPECT_TRUE(run_until([&] { return ::kill(fixtures_holder, 0) != 0; }));
   EXPECT_EQ(plume::test::zombie_children_of(::getpid()), 0);
   EXPECT_EQ(ask(ia, "still here"), "still here");
+  loop_.unwatch((*service)->answer_fd());
+  joined_.clear();  // before the service: a keeper still being cloned would cancel its request
 }
 
 class TenantFenceTest : public TenantNamespacesTest,

@@ -14,6 +14,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -52,8 +53,13 @@ class SpawnService {
   // on_answers() with the outcome, in request order. Watch answer_fd() for POLLIN and call
   // on_answers(). If the helper is gone, `done` runs before this returns, with spawn()'s outcome
   // in this process; if it dies with requests unanswered, on_answers() fails them.
+  // Returns the request's ticket for cancel(), or 0 when `done` has run already.
   using Done = std::function<void(Result<Process, SpawnError>)>;
-  void spawn_async(const SandboxSpec& spec, Done done);
+  using Ticket = uint64_t;
+  Ticket spawn_async(const SandboxSpec& spec, Done done);
+  // The request's `done` will not run (its owner is gone): what the helper clones for it is
+  // killed and reaped when the answer comes.
+  void cancel(Ticket ticket);
   int answer_fd() const { return async_sock_.get(); }
   void on_answers();
   // The helper died (or could not be reached): spawns run in this process from now on. Stop
@@ -69,11 +75,17 @@ class SpawnService {
   std::optional<SpawnError> send_request(int sock, const SandboxSpec& spec);
   Result<Process, SpawnError> spawn_in_helper(const SandboxSpec& spec);
   Result<Process, SpawnError> take_answer(detail::Record& reply);
+  void discard_answer(detail::Record& reply);  // a cancelled request's: its children ended
   void helper_gone(const char* why, int err);
 
   UniqueFd sock_;
   UniqueFd async_sock_;  // spawn_async's requests and answers
-  std::deque<Done> pending_;
+  struct Pending {
+    Ticket ticket;
+    Done done;  // empty once cancelled
+  };
+  std::deque<Pending> pending_;
+  Ticket next_ticket_ = 1;
   pid_t helper_pid_ = -1;
   UniqueFd helper_pidfd_;
   bool gone_ = false;

@@ -106,7 +106,9 @@ struct TemplateSpec {
   // (then `cgroups` and `template_cgroup` are required: the template's processes are ended
   // through its cgroup, no longer by the end of a pid namespace of their own); -1: its own.
   SandboxSpec sandbox;
-  // Spawns the keeper (plumed's: see spawn_service.h); null: spawn() in this process.
+  // Clones the keeper without waiting (SpawnService::spawn_async; plumed's helper): the
+  // caller's loop must run the service's on_answers() when its answer_fd() is readable, and a
+  // spawn that fails there reaches Events::failed, not start()'s result. Null: spawn() here.
   SpawnService* spawner = nullptr;
   // The app on the host, exec'd through an fd (it need not be inside the rootfs; needs /proc in
   // the sandbox, which the pipeline mounts). Empty: sandbox.argv[0] is exec'd inside the rootfs.
@@ -348,6 +350,8 @@ class Template {
   enum class Phase : uint8_t { spawning, waiting_hello, ready, restarting, dead };
   Template(TemplateSpec spec, Poller& poller, Events events);
   SysResult<void> spawn_keeper();
+  void adopt_keeper(Process keeper);
+  void keeper_spawn_failed(const std::string& why);  // may destroy this Template (Events::failed)
   void on_exec_status();
   void on_keeper_exit();
   void on_control();
@@ -389,7 +393,11 @@ class Template {
   Events events_;
   Phase phase_ = Phase::spawning;
   Process keeper_;
+  uint64_t keeper_request_ = 0;  // the spawn helper's ticket while it clones the keeper
+  bool sending_keeper_request_ = false;
+  std::optional<Result<Process, SpawnError>> answered_at_once_;  // see spawn_keeper
   UniqueFd control_;         // our end of the control socket
+  bool control_watched_ = false;  // from the keeper's adoption
   UniqueFd refill_kick_;     // timerfd: a refill is due (keeps FORKs off the start call)
   bool refill_armed_ = false;
   UniqueFd template_pidfd_;  // from hello
