@@ -132,6 +132,7 @@ bool serve_one(int sock, HelperBuffers& b) {
     }
   }
 }
+
 }  // namespace
 
 SysResult<std::unique_ptr<SpawnService>> SpawnService::start() {

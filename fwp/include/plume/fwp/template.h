@@ -108,7 +108,8 @@ struct TemplateSpec {
   SandboxSpec sandbox;
   // Clones the keeper without waiting (SpawnService::spawn_async; plumed's helper): the
   // caller's loop must run the service's on_answers() when its answer_fd() is readable, and a
-  // spawn that fails there reaches Events::failed, not start()'s result. Null: spawn() here.
+  // spawn that fails there reaches Events::failed, not start()'s result. It must outlive the
+  // Template. Null: spawn() here.
   SpawnService* spawner = nullptr;
   // The app on the host, exec'd through an fd (it need not be inside the rootfs; needs /proc in
   // the sandbox, which the pipeline mounts). Empty: sandbox.argv[0] is exec'd inside the rootfs.
