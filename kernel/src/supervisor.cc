@@ -254,8 +254,10 @@ void Supervisor::remove_tenant(Tenant& t, bool force, std::shared_ptr<Responder>
   }
   t.removing = true;
   tenant_removals_[t.spec.name] = std::move(responder);
+  // Starting ones too: one whose exec is still pending would otherwise run on and hold the
+  // removal up. (One whose spawn the helper has not answered yet is ended by on_spawned.)
   for (Worker* w : workers(&t))
-    if (w->state == WorkerState::running) (void)signal_worker(*w, SIGKILL);
+    if (alive(*w) && !w->spawn_pending) (void)signal_worker(*w, SIGKILL);
   maybe_finish_tenant_removal(t);
 }
 
