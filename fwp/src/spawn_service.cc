@@ -25,9 +25,6 @@ constexpr int kSyncSocket = 3;
 constexpr int kAsyncSocket = 4;
 constexpr size_t kMaxAnswerBytes = 4096;
 
-// Blocks until the child has exited, and reaps it.
-void wait_exited(int pidfd) { (void)reap(pidfd, /*block=*/true); }
-
 // A spec may carry a seccomp program of up to 512 KiB, more than a socket buffer holds by default.
 void widen_send_buffer(int sock) {
   const int size = static_cast<int>(detail::kMaxRecordBytes) * 2;
@@ -183,7 +180,7 @@ SysResult<std::unique_ptr<SpawnService>> SpawnService::start() {
 SpawnService::~SpawnService() {
   sock_.reset();  // the helper's EOF
   async_sock_.reset();
-  if (helper_pidfd_) wait_exited(helper_pidfd_.get());
+  if (helper_pidfd_) (void)reap(helper_pidfd_.get(), /*block=*/true);
 }
 
 bool SpawnService::helper_alive() const {
@@ -203,7 +200,7 @@ void SpawnService::helper_gone(const char* why, int err) {
   sock_.reset();
   if (helper_pidfd_) {
     ::syscall(SYS_pidfd_send_signal, helper_pidfd_.get(), SIGKILL, nullptr, 0);
-    wait_exited(helper_pidfd_.get());
+    (void)reap(helper_pidfd_.get(), /*block=*/true);
     helper_pidfd_.reset();
   }
 }
@@ -302,7 +299,7 @@ void SpawnService::discard_answer(detail::Record& reply) {
     const bool child = (ok && i == 0) || i >= (ok ? 3u : 0u);
     if (!child) continue;
     if (ok && i == 0) ::syscall(SYS_pidfd_send_signal, reply.fds[i].get(), SIGKILL, nullptr, 0);
-    wait_exited(reply.fds[i].get());
+    (void)reap(reply.fds[i].get(), /*block=*/true);
   }
 }
 
@@ -315,7 +312,7 @@ Result<Process, SpawnError> SpawnService::take_answer(detail::Record& reply) {
   // Children the helper gave up on, or a joining spawn's first child: ours to reap. They have
   // exited or been killed, so this does not wait long.
   const size_t first_reap = answer.ok ? 3 : 0;
-  for (size_t i = first_reap; i < reply.fds.size(); ++i) wait_exited(reply.fds[i].get());
+  for (size_t i = first_reap; i < reply.fds.size(); ++i) (void)reap(reply.fds[i].get(), /*block=*/true);
   if (bad) return fail(SpawnError{Step::clone, EPROTO, "spawn helper: " + *bad});
   if (!answer.ok)
     return fail(SpawnError{static_cast<Step>(answer.step), answer.err, std::move(answer.detail)});
@@ -327,7 +324,7 @@ Result<Process, SpawnError> SpawnService::take_answer(detail::Record& reply) {
   if (!answer.released) {
     if (auto e = detail::release_child(proc.sync_fd.get())) {
       ::syscall(SYS_pidfd_send_signal, proc.pidfd.get(), SIGKILL, nullptr, 0);
-      wait_exited(proc.pidfd.get());
+      (void)reap(proc.pidfd.get(), /*block=*/true);
       return fail(std::move(*e));
     }
   }

@@ -57,19 +57,12 @@ struct Reaping {
   bool siblings() const { return hand_back != nullptr; }
 };
 
-void wait_exited(int pidfd) {
-  siginfo_t info{};
-  while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) != 0 &&
-         errno == EINTR) {
-  }
-}
-
 // A child that is gone or going (reported, exiting, or killed): reaped here, or handed back.
 void settle_child(UniqueFd pidfd, const Reaping& reaping) {
   if (reaping.siblings()) {
     reaping.hand_back->push_back(std::move(pidfd));
   } else {
-    wait_exited(pidfd.get());
+    (void)reap(pidfd.get(), /*block=*/true);
   }
 }
 
