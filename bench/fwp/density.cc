@@ -243,8 +243,9 @@ SysResult<SpawnCost> spawn_cost(const fwp::SandboxSpec& spec, fwp::SpawnService&
 
     std::optional<Result<fwp::Process, fwp::SpawnError>> answer;
     t0 = monotonic_ns();
-    helper.spawn_async(spec, [&](Result<fwp::Process, fwp::SpawnError> a) { answer.emplace(std::move(a)); });
+    auto sent = helper.spawn_async(spec, [&](Result<fwp::Process, fwp::SpawnError> a) { answer.emplace(std::move(a)); });
     c.async_us.push_back(static_cast<double>(monotonic_ns() - t0) / 1e3);
+    if (sent.answered) return fail(plain_error("spawn helper", "gone: the spawn ran in this process"));
     while (!answer) {
       pollfd pfd{helper.answer_fd(), POLLIN, 0};
       if (::poll(&pfd, 1, 10000) != 1) return fail(plain_error("spawn helper", "no answer within 10 s"));

@@ -237,21 +237,22 @@ Result<Process, SpawnError> SpawnService::spawn_in_helper(const SandboxSpec& spe
   return take_answer(reply);
 }
 
-SpawnService::Ticket SpawnService::spawn_async(const SandboxSpec& spec, Done done) {
+SpawnService::Sent SpawnService::spawn_async(const SandboxSpec& spec, Done done) {
+  Sent sent;
   if (!gone_) {
     const std::optional<SpawnError> e = send_request(async_sock_.get(), spec);
     if (!e) {
-      const Ticket ticket = next_ticket_++;
-      pending_.push_back(Pending{ticket, std::move(done)});
-      return ticket;
+      sent.ticket = next_ticket_++;
+      pending_.push_back(Pending{sent.ticket, std::move(done)});
+      return sent;
     }
     if (!gone_) {
-      done(fail(*e));
-      return 0;
+      sent.answered.emplace(fail(*e));
+      return sent;
     }
   }
-  done(fwp::spawn(spec));
-  return 0;
+  sent.answered.emplace(fwp::spawn(spec));
+  return sent;
 }
 
 void SpawnService::cancel(Ticket ticket) {

@@ -139,28 +139,24 @@ SysResult<void> Template::spawn_keeper() {
                                                    "spinning standbys park asleep"}});
   }
 
-  if (spec_.spawner != nullptr && !spec_.spawner->gone()) {
-    // The helper clones the keeper while the caller's loop goes on (its descriptors travel with
-    // the request). An answer given at once (the helper just died) is taken below, as spawn()'s.
-    sending_keeper_request_ = true;
-    keeper_request_ = spec_.spawner->spawn_async(sb, [this](Result<Process, SpawnError> proc) {
-      if (sending_keeper_request_) {
-        answered_at_once_.emplace(std::move(proc));
-        return;
-      }
+  // Through the helper, the keeper is cloned while the caller's loop goes on (its descriptors
+  // travel with the request). An outcome known at once (no helper, or it just died) is taken
+  // here, as spawn()'s.
+  std::optional<Result<Process, SpawnError>> at_once;
+  if (spec_.spawner != nullptr) {
+    auto sent = spec_.spawner->spawn_async(sb, [this](Result<Process, SpawnError> proc) {
       keeper_request_ = 0;
       if (proc) return adopt_keeper(std::move(*proc));
       keeper_spawn_failed(proc.error().message());  // may destroy this Template: last
     });
-    sending_keeper_request_ = false;
+    keeper_request_ = sent.ticket;
+    at_once = std::move(sent.answered);
   } else {
-    answered_at_once_.emplace(spawn(sb));
+    at_once.emplace(spawn(sb));
   }
-  if (answered_at_once_) {
-    Result<Process, SpawnError> proc = std::move(*answered_at_once_);
-    answered_at_once_.reset();
-    if (!proc) return fail(plain_error("spawn", proc.error().message()));
-    adopt_keeper(std::move(*proc));
+  if (at_once) {
+    if (!*at_once) return fail(plain_error("spawn", at_once->error().message()));
+    adopt_keeper(std::move(**at_once));
   }
 
   wire::Msg config;

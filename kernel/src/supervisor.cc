@@ -372,11 +372,14 @@ void Supervisor::run_worker(Tenant& tenant, RunSpec spec, std::shared_ptr<Respon
   if (spawner_ != nullptr) {
     // The helper clones it while the loop goes on; the request carried copies of the stdio ends
     // and the cgroup fd, so ours close on return.
-    worker.spawn_pending = true;
-    spawner_->spawn_async(sb, [this, id, timeout_ms](Result<fwp::Process, fwp::SpawnError> proc) {
+    auto sent = spawner_->spawn_async(sb, [this, id, timeout_ms](Result<fwp::Process, fwp::SpawnError> proc) {
       on_spawned(id, std::move(proc), timeout_ms);
     });
-    return;
+    if (!sent.answered) {
+      worker.spawn_pending = true;
+      return;
+    }
+    return on_spawned(id, std::move(*sent.answered), timeout_ms);
   }
   on_spawned(id, fwp::spawn(sb), timeout_ms);
 }

@@ -193,12 +193,14 @@ TEST_F(SpawnServiceTest, AsynchronousSpawnsAreAnsweredInOrderThroughTheAnswerFd)
   for (int code : {1, 2, 3}) {
     SandboxSpec spec = make_spec({"sh", "-c", "exit " + std::to_string(code)});
     spec.granted_fds = {devnull.get(), devnull.get(), devnull.get()};
-    service_->spawn_async(spec, [&, code](Result<Process, SpawnError> p) {
+    auto sent = service_->spawn_async(spec, [&, code](Result<Process, SpawnError> p) {
       answered.push_back(code);
       auto ran = wait_for_exec(std::move(p));
       ASSERT_TRUE(ran.ok()) << ran.error().message();
       procs.push_back(std::move(*ran));
     });
+    EXPECT_FALSE(sent.answered.has_value()) << "answered without the helper";
+    EXPECT_NE(sent.ticket, 0u);
   }
   EXPECT_EQ(service_->pending(), 3u);
   EXPECT_TRUE(answered.empty()) << "an answer ran before the loop asked for it";
@@ -223,7 +225,8 @@ TEST_F(SpawnServiceTest, RequestsTheHelperDiesWithFailAndTheNextRunInTheCaller) 
   ASSERT_EQ(::syscall(SYS_pidfd_send_signal, helper.get(), SIGSTOP, nullptr, 0), 0);
   SandboxSpec spec = make_spec({"sh", "-c", "exit 5"});
   std::optional<Result<Process, SpawnError>> first;
-  service_->spawn_async(spec, [&](Result<Process, SpawnError> p) { first.emplace(std::move(p)); });
+  auto sent = service_->spawn_async(spec, [&](Result<Process, SpawnError> p) { first.emplace(std::move(p)); });
+  ASSERT_FALSE(sent.answered.has_value());
   ASSERT_EQ(service_->pending(), 1u);
   ASSERT_EQ(::syscall(SYS_pidfd_send_signal, helper.get(), SIGKILL, nullptr, 0), 0);
   ASSERT_TRUE(exits_within(helper.get(), 5000));
@@ -235,11 +238,12 @@ TEST_F(SpawnServiceTest, RequestsTheHelperDiesWithFailAndTheNextRunInTheCaller) 
   EXPECT_NE(first->error().message().find("spawn helper"), std::string::npos) << first->error().message();
   EXPECT_TRUE(service_->gone());
   EXPECT_EQ(service_->pending(), 0u);
-  // From now on the caller spawns by itself, and says so at once.
-  std::optional<Result<Process, SpawnError>> next;
-  service_->spawn_async(spec, [&](Result<Process, SpawnError> r) { next.emplace(std::move(r)); });
-  ASSERT_TRUE(next.has_value()) << "after the helper's death the answer is immediate";
-  auto ran = wait_for_exec(std::move(*next));
+  // From now on the caller spawns by itself, and says so at once (never through `done`).
+  bool done_ran = false;
+  auto next = service_->spawn_async(spec, [&](Result<Process, SpawnError>) { done_ran = true; });
+  ASSERT_TRUE(next.answered.has_value()) << "after the helper's death the answer is immediate";
+  EXPECT_FALSE(done_ran);
+  auto ran = wait_for_exec(std::move(*next.answered));
   ASSERT_TRUE(ran.ok()) << ran.error().message();
   auto exit = reap(ran->pidfd.get(), /*block=*/true);
   ASSERT_TRUE(exit.ok());

@@ -48,15 +48,19 @@ class SpawnService {
   // the log and spawns in this process from then on.
   Result<Process, SpawnError> spawn(const SandboxSpec& spec);
 
-  // Without waiting, for a caller with an event loop: the request is
-  // sent now (the spec's descriptors travel with it: close them on return), and `done` runs from
-  // on_answers() with the outcome, in request order. Watch answer_fd() for POLLIN and call
-  // on_answers(). If the helper is gone, `done` runs before this returns, with spawn()'s outcome
-  // in this process; if it dies with requests unanswered, on_answers() fails them.
-  // Returns the request's ticket for cancel(), or 0 when `done` has run already.
+  // Without waiting, for a caller with an event loop: the request is sent now (the spec's
+  // descriptors travel with it: close them on return), and `done` runs from on_answers() with
+  // the outcome, in request order. Watch answer_fd() for POLLIN and call on_answers(). If the
+  // helper dies with requests unanswered, on_answers() fails them.
+  // `done` never runs before this returns: an outcome known at once (the helper is gone, so
+  // spawn() ran in this process; or the request could not be sent) is returned instead.
   using Done = std::function<void(Result<Process, SpawnError>)>;
   using Ticket = uint64_t;
-  Ticket spawn_async(const SandboxSpec& spec, Done done);
+  struct Sent {
+    Ticket ticket = 0;  // pending: for cancel()
+    std::optional<Result<Process, SpawnError>> answered;  // known at once; `done` will not run
+  };
+  [[nodiscard]] Sent spawn_async(const SandboxSpec& spec, Done done);
   // The request's `done` will not run (its owner is gone): what the helper clones for it is
   // killed and reaped when the answer comes.
   void cancel(Ticket ticket);

@@ -395,8 +395,6 @@ class Template {
   Phase phase_ = Phase::spawning;
   Process keeper_;
   uint64_t keeper_request_ = 0;  // the spawn helper's ticket while it clones the keeper
-  bool sending_keeper_request_ = false;
-  std::optional<Result<Process, SpawnError>> answered_at_once_;  // see spawn_keeper
   UniqueFd control_;         // our end of the control socket
   bool control_watched_ = false;  // from the keeper's adoption
   UniqueFd refill_kick_;     // timerfd: a refill is due (keeps FORKs off the start call)
