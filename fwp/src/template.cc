@@ -34,8 +34,6 @@ bool holds_capability(int cap) {
   return (data[cap / 32].effective >> (cap % 32)) & 1u;
 }
 
-bool holds_cap_sys_nice() { return holds_capability(CAP_SYS_NICE); }
-
 // Whether spawn() can lend a child this hard limit (see RlimitLoan in spawner.cc). The spawn
 // helper, when there is one, is a fork of ours with the same limits and capabilities.
 bool can_lend_hard_limit(int resource, rlim_t hard) {
@@ -132,7 +130,7 @@ SysResult<void> Template::spawn_keeper() {
   if (nice_ok) sb.rlimits.push_back({RLIMIT_NICE, 20, 20});
   // A spinning standby at SCHED_IDLE must be brought back to SCHED_OTHER for its handler: by
   // itself (RLIMIT_NICE 20) or by us after the doorbell (CAP_SYS_NICE). Neither: none spins.
-  spinning_allowed_ = nice_ok || holds_cap_sys_nice();
+  spinning_allowed_ = nice_ok || holds_capability(CAP_SYS_NICE);
   if (spec_.spinning_standbys > 0 && !spinning_allowed_) {
     log::warn("fwp.template.no_spinning", {{"template", spec_.name},
                                            {"why", "neither CAP_SYS_NICE nor RLIMIT_NICE 20 to lend: "
