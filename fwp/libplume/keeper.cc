@@ -27,10 +27,13 @@ using fwp::wire::Type;
 
 
 pid_t fork_template(int argc, char** argv, const plume_app& app, const Msg& config,
-                    uint32_t generation, const sigset_t& old_mask) {
+                    uint32_t generation, const sigset_t& old_mask, int keeper_signalfd) {
   const pid_t pid = ::fork();
   if (pid == 0) {
     sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    // The keeper's, not the template's: the app's init would see it, and every instance would
+    // close it again.
+    ::close(keeper_signalfd);
     // Each stack page an instance writes between fork() and its handler costs it a page fault
     // (copy-on-write). Start the template's frames just below a page boundary, so that the
     // template loop's frame, fork()'s, run_instance's and a small handler's fit in the one page.
@@ -74,7 +77,7 @@ void run_keeper(int argc, char** argv, const plume_app& app) {
     _exit(125);
   }
   uint32_t generation = 1;
-  pid_t tmpl = fork_template(argc, argv, app, config, generation, old_mask);
+  pid_t tmpl = fork_template(argc, argv, app, config, generation, old_mask, sfd);
   if (tmpl < 0) {
     diag("keeper: fork template", errno);
     _exit(125);
@@ -95,7 +98,7 @@ void run_keeper(int argc, char** argv, const plume_app& app) {
       if (err == EPIPE) _exit(0);
       if (err != 0) continue;
       if (m.type == Type::restart) {
-        tmpl = fork_template(argc, argv, app, config, ++generation, old_mask);
+        tmpl = fork_template(argc, argv, app, config, ++generation, old_mask, sfd);
       } else if (m.type == Type::fork) {
         Msg reply;  // a fork that reached no template: the controller retries after hello
         reply.type = Type::forked;

@@ -11,6 +11,7 @@
 #include <climits>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 
@@ -417,6 +418,20 @@ TEST_P(FastIsolationTest, OnlyStdioSurvivesIntoAnInstance) {
   // Nor any mapping of another instance's channel (the template premaps the next one's).
   EXPECT_EQ(ask(pooled, "maps"), "1");
   EXPECT_EQ(ask(forked, "maps"), "1");
+}
+
+// The template is forked by its keeper: it keeps the stdio and control socket they share, and
+// none of the keeper's own descriptors (its signalfd was once left open in every template).
+TEST_F(FastTest, TheTemplateHoldsNoneOfItsKeepersDescriptors) {
+  Template& t = start(make_spec(probe_path()));
+  std::map<std::string, int> kinds;
+  const std::string dir = "/proc/" + std::to_string(t.template_pid()) + "/fd";
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(entry.path(), ec);
+    if (!ec) ++kinds[target.string()];
+  }
+  EXPECT_EQ(kinds["anon_inode:[signalfd]"], 1) << "the template's own only";
 }
 
 INSTANTIATE_TEST_SUITE_P(Fences, FastIsolationTest,
