@@ -4,7 +4,7 @@
 #include <cerrno>
 #include <vector>
 
-#include "plume/fwp/template.h"
+#include "plume/fwp/poller.h"
 
 namespace plume::fwp {
 
