@@ -270,9 +270,11 @@ void SpawnService::on_answers() {
     if (err != 0) {
       // Every request still unanswered fails; what the helper had cloned for them ends on its own.
       helper_gone(err == EPIPE || err == ECONNRESET ? "its socket closed" : "it did not answer", err);
-      std::deque<Pending> orphans = std::move(pending_);
-      pending_.clear();
-      for (Pending& p : orphans) {
+      // One at a time: a `done` may cancel() a request after it (its owner ended). Nothing new
+      // is queued meanwhile: with the helper gone, spawn_async answers at once.
+      while (!pending_.empty()) {
+        Pending p = std::move(pending_.front());
+        pending_.pop_front();
         if (p.done) p.done(fail(SpawnError{Step::clone, err, "the spawn helper died before answering"}));
       }
       return;
