@@ -21,6 +21,7 @@
 #include "pidfd_info.h"
 #include "plume/base/log.h"
 #include "plume/fwp/spawn_service.h"
+#include "plume/fwp/tenant_namespaces.h"
 #include "template_wire.h"
 
 namespace plume::fwp {
@@ -88,11 +89,41 @@ SysResult<std::unique_ptr<Template>> Template::start(TemplateSpec spec, Poller& 
     return fail(plain_error("template", "InstanceCgroups::own needs a CgroupManager"));
   if (spec.sandbox.seccomp == nullptr)
     return fail(plain_error("template", "the sandbox needs the image's compiled seccomp filter"));
-  if (spec.sandbox.join_namespaces_of >= 0 && (spec.cgroups == nullptr || spec.template_cgroup.empty()))
+  const bool joins = spec.sandbox.join_namespaces_of >= 0 || spec.tenant_namespaces != nullptr;
+  if (joins && (spec.cgroups == nullptr || spec.template_cgroup.empty()))
     return fail(plain_error("template", "joining a tenant's namespaces needs the template's cgroup (to end its processes)"));
   std::unique_ptr<Template> t(new Template(std::move(spec), poller, std::move(events)));
-  if (auto r = t->spawn_keeper(); !r) return fail(r.error());
+  if (auto r = t->begin(); !r) return fail(r.error());
   return t;
+}
+
+SysResult<void> Template::begin() {
+  // Before anything can start an instance: a start kicks it.
+  refill_kick_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!refill_kick_) return fail(sys_error("timerfd_create", spec_.name));
+  poller_.watch(refill_kick_.get(), [this] {
+    uint64_t n;
+    (void)!::read(refill_kick_.get(), &n, sizeof n);
+    refill_armed_ = false;
+    refill();
+    top_up_channels();
+    collect();
+  });
+  TenantNamespaces* ns = spec_.tenant_namespaces;
+  if (ns != nullptr && ns->state() == TenantNamespaces::State::starting) {
+    // The keeper must be cloned into the holder's namespaces: not before the holder runs.
+    phase_ = Phase::waiting_namespaces;
+    namespaces_waiter_ = ns->when_settled([this] { namespaces_settled(); });
+    return {};
+  }
+  if (ns != nullptr) spec_.sandbox.join_namespaces_of = ns->pidfd();  // -1 if it failed: our own
+  return spawn_keeper();
+}
+
+void Template::namespaces_settled() {
+  namespaces_waiter_ = 0;
+  spec_.sandbox.join_namespaces_of = spec_.tenant_namespaces->pidfd();  // -1 if it failed: our own
+  if (auto r = spawn_keeper(); !r) keeper_spawn_failed(r.error().message());  // may destroy this: last
 }
 
 SysResult<void> Template::spawn_keeper() {
@@ -177,17 +208,7 @@ SysResult<void> Template::spawn_keeper() {
   if (int err = wire::send_msg(control_.get(), config); err != 0)
     return fail(SysError{"sendmsg", err, spec_.name + " config"});
 
-  refill_kick_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-  if (!refill_kick_) return fail(sys_error("timerfd_create", spec_.name));
   phase_ = Phase::spawning;
-  poller_.watch(refill_kick_.get(), [this] {
-    uint64_t n;
-    (void)!::read(refill_kick_.get(), &n, sizeof n);
-    refill_armed_ = false;
-    refill();
-    top_up_channels();
-    collect();
-  });
   return {};
 }
 
@@ -212,6 +233,7 @@ void Template::keeper_spawn_failed(const std::string& why) {
 Template::~Template() {
   // Still being cloned: the helper's answer will find nobody, and its keeper is ended then.
   if (keeper_request_ != 0 && spec_.spawner != nullptr) spec_.spawner->cancel(keeper_request_);
+  if (namespaces_waiter_ != 0) spec_.tenant_namespaces->forget(namespaces_waiter_);
   if (keeper_.status_fd) poller_.unwatch(keeper_.status_fd.get());
   if (keeper_.pidfd) poller_.unwatch(keeper_.pidfd.get());
   if (control_watched_) poller_.unwatch(control_.get());

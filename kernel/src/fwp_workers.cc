@@ -64,7 +64,9 @@ fwp::TenantNamespaces* Supervisor::namespaces_for(Tenant& tenant) {
   const std::string& name = tenant.spec.name;
   if (auto it = tenant_namespaces_.find(name); it != tenant_namespaces_.end()) {
     if (it->second->alive()) return it->second.get();
-    log::warn("tenant.namespaces_lost", {{"tenant", name}, {"action", "new namespaces"}});
+    // A holder that never ran was logged when it failed; one that ran has died since.
+    if (it->second->state() != fwp::TenantNamespaces::State::failed)
+      log::warn("tenant.namespaces_lost", {{"tenant", name}, {"action", "new namespaces"}});
     tenant_namespaces_.erase(it);
   }
   // Without a holder the tenant's templates get namespaces of their own (per tenant and image).
@@ -89,10 +91,30 @@ fwp::TenantNamespaces* Supervisor::namespaces_for(Tenant& tenant) {
   sb.rootfs.staging_dir = staging_dir_;
   sb.rlimits = {{RLIMIT_CORE, 0, 0}};
   sb.seccomp = &*holder_filter_;
-  auto ns = fwp::TenantNamespaces::create(std::move(sb), holder, spawner_);
+  if (spawner_ == nullptr) {
+    auto ns = fwp::TenantNamespaces::create(std::move(sb), holder, nullptr);
+    if (!ns) return fallback(ns.error().message());
+    log::info("tenant.namespaces", {{"tenant", name}, {"holder_pid", (*ns)->pid()}});
+    return (tenant_namespaces_[name] = std::move(*ns)).get();
+  }
+  // Without blocking this loop: the templates that join wait for the holder (Template's
+  // waiting_namespaces), and so do their starts.
+  auto ns = fwp::TenantNamespaces::start(std::move(sb), holder, *spawner_, poller_);
   if (!ns) return fallback(ns.error().message());
-  log::info("tenant.namespaces", {{"tenant", name}, {"holder_pid", (*ns)->pid()}});
-  return (tenant_namespaces_[name] = std::move(*ns)).get();
+  fwp::TenantNamespaces* raw = ns->get();
+  auto settled = [this, tenant_name = name, raw] {
+    if (raw->state() == fwp::TenantNamespaces::State::ready) {
+      log::info("tenant.namespaces", {{"tenant", tenant_name}, {"holder_pid", raw->pid()}});
+      return;
+    }
+    // Its templates go on in namespaces of their own; the tenant's next template tries again.
+    log::warn("tenant.namespaces", {{"tenant", tenant_name}, {"error", raw->error()}, {"action", "namespaces per template"}});
+    warned_no_holder_ = true;
+  };
+  if (raw->state() == fwp::TenantNamespaces::State::starting) raw->when_settled(settled);
+  else settled();
+  tenant_namespaces_[name] = std::move(*ns);
+  return raw;
 }
 
 fwp::Instance* Supervisor::instance_of(const Worker& w) {
@@ -128,7 +150,7 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   spec.sandbox.seccomp = &image.filter;
   spec.sandbox.cgroup_procs_files = cgroups_.procs_files(tpl_cgroup);
   // The tenant's user, pid, net, ipc and uts namespaces, shared by its images' templates.
-  if (fwp::TenantNamespaces* ns = namespaces_for(tenant)) spec.sandbox.join_namespaces_of = ns->pidfd();
+  spec.tenant_namespaces = namespaces_for(tenant);
   spec.channel = fwp::ChannelGeometry{16, 1024, 0};
   for (const std::string& op : image.spec.fwp.io_uring_ops)
     spec.io_uring_ops.push_back(static_cast<uint8_t>(io_uring_op_from_name(op)));

@@ -151,6 +151,119 @@ TEST_F(TenantNamespacesTest, ThroughTheSpawnHelperTheHolderAndKeepersAreStillOur
   joined_.clear();  // before the service: a keeper still being cloned would cancel its request
 }
 
+// plumed's way since the holder stopped blocking its loop: TenantNamespaces::start returns at
+// once, `starting`; a template given it waits for the holder before its keeper is cloned, and a
+// start made meanwhile is queued, then served in the tenant's namespaces.
+class AsyncHolderTest : public TenantNamespacesTest {
+ protected:
+  void SetUp() override {
+    TenantNamespacesTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    auto service = SpawnService::start();
+    ASSERT_TRUE(service.ok()) << service.error().message();
+    service_ = std::move(*service);
+    spawner_ = service_.get();
+    loop_.watch(service_->answer_fd(), [this] { service_->on_answers(); });
+  }
+  void TearDown() override {
+    joined_.clear();  // the templates first, then the holders they joined, then the helper
+    async_.reset();
+    if (service_) loop_.unwatch(service_->answer_fd());
+    service_.reset();
+    TenantNamespacesTest::TearDown();
+  }
+  std::unique_ptr<TenantNamespaces> start_holder(const std::string& binary = PLUME_NS_HOLDER_PATH) {
+    TemplateSpec base = make_spec(probe_path());
+    base.sandbox.name = "tenant-v";
+    base.sandbox.cgroup_procs_files = {};
+    auto ns = TenantNamespaces::start(base.sandbox, binary, *service_, loop_);
+    EXPECT_TRUE(ns.ok()) << (ns.ok() ? "" : ns.error().message());
+    if (!ns.ok()) fatal();
+    return std::move(*ns);
+  }
+  // A template of the probe app waiting for `ns`, in cgroup t/<name>; not run to its hello.
+  Template& start_waiting(const std::string& name, TenantNamespaces& ns) {
+    TemplateSpec spec = make_spec(probe_path());
+    spec.spawner = spawner_;
+    spec.tenant_namespaces = &ns;
+    spec.sandbox.cgroup_procs_files = cgroups().procs_files("t/" + name);
+    spec.template_cgroup = "t/" + name;
+    spec.isolation = InstanceIsolation::landlock_scope;
+    Template::Events ev;
+    ev.failed = [this, name](const std::string& why) { joined_failed_[name] = why; };
+    auto t = Template::start(std::move(spec), loop_, ev);
+    EXPECT_TRUE(t.ok()) << (t.ok() ? "" : t.error().message());
+    if (!t.ok()) fatal();
+    return *(joined_[name] = std::move(*t));
+  }
+  std::unique_ptr<SpawnService> service_;
+  std::unique_ptr<TenantNamespaces> async_;
+};
+
+TEST_F(AsyncHolderTest, ATemplateWaitsForTheHolderAndItsQueuedStartRunsInTheTenantsNamespaces) {
+  async_ = start_holder();
+  ASSERT_EQ(async_->state(), TenantNamespaces::State::starting) << "answered before the loop ran";
+  EXPECT_EQ(async_->pidfd(), -1);
+  EXPECT_TRUE(async_->alive());
+  Template& a = start_waiting("a", *async_);
+  EXPECT_FALSE(a.ready());
+  EXPECT_EQ(a.keeper_pid(), -1) << "a keeper cloned before the holder runs";
+  Instance& ia = start_in(a, "ids");  // queued, never refused
+  ASSERT_NE(reply(ia, 15s), "<timeout>") << joined_failed_["a"];
+  ASSERT_EQ(async_->state(), TenantNamespaces::State::ready) << async_->error();
+  const pid_t holder = async_->pid();
+  EXPECT_EQ(own_ns_pid(holder), "1");
+  for (const char* shared : kShared) {
+    EXPECT_EQ(ns_of(ia.pid(), shared), ns_of(holder, shared)) << shared;
+    EXPECT_EQ(ns_of(a.keeper_pid(), shared), ns_of(holder, shared)) << shared;
+  }
+  EXPECT_NE(own_ns_pid(a.keeper_pid()), "1");
+  EXPECT_EQ(plume::test::proc_status_field(holder, "PPid"), std::to_string(::getpid()));
+  // A template started once the holder runs joins at once, as with a pidfd.
+  Template& b = start_waiting("b", *async_);
+  ASSERT_TRUE(run_until([&] { return b.ready() || joined_failed_.count("b") > 0; }, 15s)) << "no hello";
+  EXPECT_EQ(ns_of(b.keeper_pid(), "pid"), ns_of(holder, "pid"));
+  EXPECT_EQ(ask(ia, "still here"), "still here");
+}
+
+// A holder that cannot exec (here: /dev/null) fails after its answer, in the loop. The template
+// that waited for it starts with namespaces of its own, and nothing of the holder is left.
+TEST_F(AsyncHolderTest, AHolderThatFailsLeavesItsWaitingTemplateNamespacesOfItsOwn) {
+  async_ = start_holder("/dev/null");
+  Template& a = start_waiting("a", *async_);
+  Instance& ia = start_in(a, "ids");
+  ASSERT_NE(reply(ia, 15s), "<timeout>") << joined_failed_["a"];
+  ASSERT_EQ(async_->state(), TenantNamespaces::State::failed);
+  EXPECT_NE(async_->error().find("namespace holder"), std::string::npos) << async_->error();
+  EXPECT_FALSE(async_->alive());
+  EXPECT_EQ(async_->pidfd(), -1);
+  EXPECT_EQ(own_ns_pid(a.keeper_pid()), "1") << "the keeper should be its own namespaces' init";
+  EXPECT_NE(ns_of(ia.pid(), "pid"), ns_of(holder_->pid(), "pid"));
+  EXPECT_EQ(plume::test::zombie_children_of(::getpid()), 0);
+  EXPECT_TRUE(joined_failed_.empty()) << joined_failed_.begin()->second;
+}
+
+// Either side may go first: a template destroyed while it waits is forgotten by the holder (whose
+// settling then calls nobody), and a holder destroyed while the helper clones it is cancelled:
+// the helper's answer is discarded and its process ended and reaped.
+TEST_F(AsyncHolderTest, AWaitingTemplateOrACancelledHolderCanGoFirst) {
+  async_ = start_holder();
+  start_waiting("a", *async_);
+  joined_.erase("a");
+  ASSERT_TRUE(run_until([&] { return async_->state() != TenantNamespaces::State::starting; }, 15s));
+  EXPECT_EQ(async_->state(), TenantNamespaces::State::ready) << async_->error();
+
+  const size_t children = plume::test::children_of(::getpid()).size();
+  std::unique_ptr<TenantNamespaces> cancelled = start_holder();
+  Template& b = start_waiting("b", *cancelled);
+  joined_.erase("b");
+  (void)b;
+  cancelled.reset();
+  ASSERT_TRUE(run_until([&] { return service_->pending() == 0; }, 15s));
+  EXPECT_EQ(plume::test::children_of(::getpid()).size(), children) << "the cancelled holder is still around";
+  EXPECT_EQ(plume::test::zombie_children_of(::getpid()), 0);
+}
+
 class TenantFenceTest : public TenantNamespacesTest,
                         public ::testing::WithParamInterface<InstanceIsolation> {};
 

@@ -41,6 +41,7 @@
 namespace plume::fwp {
 
 class SpawnService;
+class TenantNamespaces;
 
 // Where an instance is metered and limited.
 enum class InstanceCgroups : uint8_t {
@@ -75,6 +76,11 @@ struct TemplateSpec {
   // (then `cgroups` and `template_cgroup` are required: the template's processes are ended
   // through its cgroup, no longer by the end of a pid namespace of their own); -1: its own.
   SandboxSpec sandbox;
+  // The tenant's namespaces to join, in place of sandbox.join_namespaces_of (the same
+  // requirements). One still `starting` holds the keeper's spawn back until its holder runs;
+  // starts made meanwhile are queued. One that `failed` leaves the template namespaces of its
+  // own. Must outlive the Template.
+  TenantNamespaces* tenant_namespaces = nullptr;
   // Clones the keeper without waiting (SpawnService::spawn_async; plumed's helper): the
   // caller's loop must run the service's on_answers() when its answer_fd() is readable, and a
   // spawn that fails there reaches Events::failed, not start()'s result. It must outlive the
@@ -314,11 +320,14 @@ class Template {
   size_t spare_channel_target() const { return spare_channel_target_; }
 
  private:
-  // spawning: the keeper is being exec'd; waiting_hello: a template runs its init (the first,
-  // or one forked on `restart`); ready; restarting: the template died, its keeper's
-  // `template_exited` is not read yet; dead: the tree is gone for good.
-  enum class Phase : uint8_t { spawning, waiting_hello, ready, restarting, dead };
+  // waiting_namespaces: the tenant's namespace holder is still starting (TemplateSpec::
+  // tenant_namespaces); spawning: the keeper is being exec'd; waiting_hello: a template runs its
+  // init (the first, or one forked on `restart`); ready; restarting: the template died, its
+  // keeper's `template_exited` is not read yet; dead: the tree is gone for good.
+  enum class Phase : uint8_t { waiting_namespaces, spawning, waiting_hello, ready, restarting, dead };
   Template(TemplateSpec spec, Poller& poller, Events events);
+  SysResult<void> begin();  // watches the refill timer; spawns the keeper or waits to
+  void namespaces_settled();  // may destroy this Template (Events::failed)
   SysResult<void> spawn_keeper();
   void adopt_keeper(Process keeper);
   void keeper_spawn_failed(const std::string& why);  // may destroy this Template (Events::failed)
@@ -364,6 +373,7 @@ class Template {
   Phase phase_ = Phase::spawning;
   Process keeper_;
   uint64_t keeper_request_ = 0;  // the spawn helper's ticket while it clones the keeper
+  uint64_t namespaces_waiter_ = 0;  // while waiting_namespaces (TenantNamespaces::when_settled)
   UniqueFd control_;         // our end of the control socket
   bool control_watched_ = false;  // from the keeper's adoption
   UniqueFd refill_kick_;     // timerfd: a refill is due (keeps FORKs off the start call)
