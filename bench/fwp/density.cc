@@ -41,6 +41,7 @@
 #include "fwp_bench.h"
 #include "plume/fwp/spawn_service.h"
 #include "plume/fwp/spawner.h"
+#include "plume/fwp/tenant_namespaces.h"
 #include "rig.h"
 
 namespace plume::bench {
@@ -215,9 +216,9 @@ ForkCost supervisor_fork(int rounds) {
 // What the supervisor's loop is blocked for per exec-mode worker, template and namespace holder:
 // one spawn() (clone, id maps, cgroup attach, release) in this process, which copies this process;
 // the same through a spawn helper forked before anything else (as plumed does), waiting for its
-// answer (SpawnService::spawn: plumed's namespace holders); and only sending the request
-// (SpawnService::spawn_async: plumed's exec-mode workers and keepers; the answer is an event
-// of the loop).
+// answer (SpawnService::spawn); and only sending the request (SpawnService::spawn_async:
+// plumed's exec-mode workers, keepers and namespace holders; the answer is an event of the
+// loop).
 // Interleaved, `rounds` each. Each worker's exec and exit are waited for, untimed.
 struct SpawnCost {
   std::vector<double> self_us, helper_us, async_us;
@@ -255,6 +256,39 @@ SysResult<SpawnCost> spawn_cost(const fwp::SandboxSpec& spec, fwp::SpawnService&
   }
   return c;
 }
+
+// What the supervisor's loop is blocked for by a tenant's namespace holder (once per tenant, on
+// its first featherweight start): TenantNamespaces::create through the helper waits for the
+// holder's answer and its exec; TenantNamespaces::start (plumed's way) only sends the request,
+// and the rest are events of the loop (run here, untimed, until the holder runs). Interleaved,
+// `rounds` each; the holder stays in this process's cgroup, as plumed's stay in plumed's.
+struct HolderCost {
+  std::vector<double> waiting_us, async_us;
+};
+SysResult<HolderCost> holder_cost(fwp::SandboxSpec sb, const std::string& holder, fwp::SpawnService& helper,
+                                  fwp::PollLoop& loop, int rounds) {
+  sb.cgroup_procs_files.clear();
+  HolderCost c;
+  loop.watch(helper.answer_fd(), [&] { helper.on_answers(); });
+  for (int i = 0; i < rounds; ++i) {
+    int64_t t0 = monotonic_ns();
+    auto made = fwp::TenantNamespaces::create(sb, holder, &helper);
+    c.waiting_us.push_back(static_cast<double>(monotonic_ns() - t0) / 1e3);
+    if (!made) return fail(made.error());
+    made->reset();  // ends it; reaped on a thread of its own
+
+    t0 = monotonic_ns();
+    auto started = fwp::TenantNamespaces::start(sb, holder, helper, loop);
+    c.async_us.push_back(static_cast<double>(monotonic_ns() - t0) / 1e3);
+    if (!started) return fail(started.error());
+    fwp::TenantNamespaces& ns = **started;
+    if (!loop.run_until([&] { return ns.state() != fwp::TenantNamespaces::State::starting; }, std::chrono::seconds(10)))
+      return fail(plain_error("namespace holder", "not running within 10 s"));
+    if (ns.state() == fwp::TenantNamespaces::State::failed) return fail(plain_error("namespace holder", ns.error()));
+  }
+  loop.unwatch(helper.answer_fd());
+  return c;
+}
 }  // namespace
 
 int run_density(const FwpOptions& o) {
@@ -270,6 +304,12 @@ int run_density(const FwpOptions& o) {
   if (!exec_spec) return fail_with("density", exec_spec.error());
   auto spawn_empty = spawn_cost(*exec_spec, **helper, 200);
   if (!spawn_empty) return fail_with("density", spawn_empty.error());
+  std::optional<HolderCost> holders;
+  if (!r.ns_holder().empty()) {
+    auto measured = holder_cost(*exec_spec, r.ns_holder(), **helper, r.loop(), 50);
+    if (!measured) return fail_with("density", measured.error());
+    holders = std::move(*measured);
+  }
   const int64_t t0 = monotonic_ns();
   for (int i = 0; i < o.tenants; ++i) {
     auto t = r.start_template(i, "img", static_cast<size_t>(o.per_tenant));
@@ -419,6 +459,17 @@ int run_density(const FwpOptions& o) {
     csv += std::string(key) + "," + fixed(pct(c->self_us, 0.5), 1) + "," + fixed(pct(c->self_us, 0.99), 1) + "," +
            fixed(pct(c->helper_us, 0.5), 1) + "," + fixed(pct(c->helper_us, 0.99), 1) + "," +
            fixed(pct(c->async_us, 0.5), 1) + "," + fixed(pct(c->async_us, 0.99), 1) + "\n";
+  }
+  if (holders) {
+    auto cell = [](const std::vector<double>& v) { return fixed(pct(v, 0.5), 1) + " / " + fixed(pct(v, 0.99), 1) + " µs"; };
+    md += "\n| a tenant's namespace holder (once per tenant): what blocks the supervisor's loop, p50 / p99 | "
+          "through the helper, waiting for its exec (TenantNamespaces::create) | request only (TenantNamespaces::start) |\n"
+          "|---|---:|---:|\n";
+    md += "| before any template, " + std::to_string(holders->async_us.size()) + " each | " + cell(holders->waiting_us) +
+          " | " + cell(holders->async_us) + " |\n";
+    csv += "\nholder_call,waiting_p50_us,waiting_p99_us,async_p50_us,async_p99_us\nbefore_templates," +
+           fixed(pct(holders->waiting_us, 0.5), 1) + "," + fixed(pct(holders->waiting_us, 0.99), 1) + "," +
+           fixed(pct(holders->async_us, 0.5), 1) + "," + fixed(pct(holders->async_us, 0.99), 1) + "\n";
   }
   if (plumed) {
     csv += "\nplumed_parked,plumed_fill_s,plumed_idle_seconds,plumed_cpu_ms,plumed_context_switches\n" +

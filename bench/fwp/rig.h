@@ -68,6 +68,7 @@ class Rig {
   // An exec-mode worker of /bin/true, sandboxed as the templates are (tenant 0's id range, its
   // own cgroup "exec"), stdio on /dev/null (held by the Rig): what plumed's spawner is asked for.
   SysResult<fwp::SandboxSpec> exec_spec();
+  const std::string& ns_holder() const { return ns_holder_; }  // "": namespaces per template
 
  private:
   Rig() = default;
