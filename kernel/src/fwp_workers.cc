@@ -325,13 +325,13 @@ uint32_t Supervisor::spinning_standbys_granted() const {
 
 void Supervisor::drop_template(const std::string& key) { drop_matching([&](const std::string& k) { return k == key; }); }
 
-void Supervisor::drop_templates(const std::string& tenant) {
-  drop_matching([&](const std::string& key) {
-    return tenant.empty() || key.compare(0, tenant.size() + 1, tenant + "/") == 0;
-  });
+void Supervisor::drop_templates(const std::string& tenant, const std::shared_ptr<void>& keep) {
+  drop_matching(
+      [&](const std::string& key) { return tenant.empty() || key.compare(0, tenant.size() + 1, tenant + "/") == 0; },
+      keep);
 }
 
-void Supervisor::drop_matching(const std::function<bool(const std::string&)>& match) {
+void Supervisor::drop_matching(const std::function<bool(const std::string&)>& match, const std::shared_ptr<void>& keep) {
   std::vector<std::pair<std::string, std::unique_ptr<fwp::Template>>> doomed;
   for (auto it = templates_.begin(); it != templates_.end();) {
     if (match(it->first)) {
@@ -356,11 +356,12 @@ void Supervisor::drop_matching(const std::function<bool(const std::string&)>& ma
     // We may be inside one of this template's own callbacks: destroy it from the loop instead.
     std::shared_ptr<fwp::Template> held(std::move(tpl));
     ++template_teardowns_;
-    loop_.after(std::chrono::milliseconds(0), [this, held, cgroup, name = key]() mutable {
+    loop_.after(std::chrono::milliseconds(0), [this, held, keep = keep, cgroup, name = key]() mutable {
       held.reset();
       (void)cgroups_.kill_all(cgroup);
       if (auto r = cgroups_.remove(cgroup); !r.ok())
         log::warn("template.cgroup_remove", {{"template", name}, {"error", r.error().message()}});
+      keep.reset();  // the last teardown of them releases it, before shutdown may finish below
       --template_teardowns_;
       maybe_finish_shutdown();
     });

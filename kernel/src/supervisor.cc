@@ -264,14 +264,23 @@ void Supervisor::remove_tenant(Tenant& t, bool force, std::shared_ptr<Responder>
 void Supervisor::maybe_finish_tenant_removal(Tenant& t) {
   if (!t.removing || t.running > 0) return;
   std::string name = t.spec.name;
-  drop_templates(name);
-  tenant_namespaces_.erase(name);  // SIGKILLs the holder; reaped once the keepers are
+  // After its templates, which are torn down from the loop: its namespace holder (SIGKILL,
+  // reaped once the keepers are) and its cgroup (removing it kills what is left in it). Either
+  // kills the templates' keepers, which a template still alive would report as its failure.
+  std::shared_ptr<fwp::TenantNamespaces> holder;
+  if (auto it = tenant_namespaces_.find(name); it != tenant_namespaces_.end()) {
+    holder = std::move(it->second);
+    tenant_namespaces_.erase(it);
+  }
+  drop_templates(name, std::shared_ptr<void>(nullptr, [this, name, holder](void*) mutable {
+                   holder.reset();
+                   if (auto r = cgroups_.remove(name); !r.ok())
+                     log::warn("tenant.cgroup_remove", {{"tenant", name}, {"error", r.error().message()}});
+                 }));
   for (auto it = workers_.begin(); it != workers_.end();) {
     if (it->second->tenant == name && it->second->state != WorkerState::starting) it = workers_.erase(it);
     else ++it;
   }
-  if (auto r = cgroups_.remove(name); !r.ok())
-    log::warn("tenant.cgroup_remove", {{"tenant", name}, {"error", r.error().message()}});
   auto responder = std::move(tenant_removals_[name]);
   tenant_removals_.erase(name);
   tenants_.remove(name);

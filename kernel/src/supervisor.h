@@ -166,9 +166,12 @@ class Supervisor {
   fwp::Instance* instance_of(const Worker& w);
   void on_instance_exited(const std::string& key, fwp::Instance& inst);
   void collect_instance_output(Worker& w);
-  void drop_templates(const std::string& tenant);  // "" = all
+  // Templates are torn down from the loop (we may be inside one's callback). `keep` (what a
+  // removed tenant leaves: its namespace holder and cgroup) is released only after the last of
+  // them: its end kills their keepers, which a template still alive would report as its failure.
+  void drop_templates(const std::string& tenant, const std::shared_ptr<void>& keep = nullptr);  // "" = all
   void drop_template(const std::string& key);
-  void drop_matching(const std::function<bool(const std::string&)>& match);
+  void drop_matching(const std::function<bool(const std::string&)>& match, const std::shared_ptr<void>& keep = nullptr);
   uint32_t spinning_standbys_granted() const;  // over all live templates
 
   EventLoop& loop_;

@@ -14,6 +14,7 @@
 #include "e2e.h"
 #include "pidfd_info.h"
 #include "plume/fwp/process_usage.h"
+#include "support/proc_status.h"
 
 namespace plume::test {
 namespace {
@@ -385,6 +386,35 @@ TEST_F(ApiFwp, ATenantsImagesShareItsNamespacesButNotTheirRoots) {
   EXPECT_EQ(processes_in(alpha_pids), 0) << "processes left in tenant alpha's pid namespace";
   EXPECT_EQ(json_of(plumed_.request("GET", "/v1/workers/" + b1.value("id", ""), beta)).value("state", ""), "running")
       << "tenant beta's instance went with alpha";
+}
+
+// A tenant's first featherweight start answers before its namespace holder runs (plumed does not
+// wait for it; the template does). Removing the tenant at once, while the holder may still be
+// starting and the instance still queued, leaves plumed with only its spawn helper as a child,
+// no zombie, and serving.
+TEST_F(ApiFwp, ATenantRemovedAsItsFirstInstanceStartsLeavesNothingBehind) {
+  json w = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", "stay"}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  ASSERT_EQ(plumed_.admin("DELETE", "/v1/tenants/alpha?force=true").status, 204);
+  auto others = [&] {
+    std::vector<std::string> left;
+    for (const ChildProcess& c : children_of(plumed_.pid()))
+      if (c.comm != "plume-spawn") left.push_back(c.comm + "/" + std::to_string(c.pid) + "/" + c.state);
+    return left;
+  };
+  for (int i = 0; i < 250 && !others().empty(); ++i) ::poll(nullptr, 0, 20);  // bounded: 5 s
+  EXPECT_EQ(others(), std::vector<std::string>{}) << plumed_.stderr_text();
+  EXPECT_EQ(zombie_children_of(plumed_.pid()), 0);
+  EXPECT_EQ(plumed_.admin("GET", "/v1/health").status, 200);
+  // A new tenant of the same name starts from scratch: a new holder, a new template.
+  const std::string again = add_tenant(plumed_, "alpha");
+  json done = run_worker(plumed_, again, {{"fwp", true}, {"image", "echo"}, {"input", {"hello", ""}}});
+  ASSERT_TRUE(done.contains("id")) << done.dump();
+  json ended = wait_worker(plumed_, again, done["id"]);
+  EXPECT_EQ(ended.value("state", ""), "exited") << ended.dump();
+  // The removal ended the template first, then the holder: no template reported its keeper's
+  // death (which the holder's end causes) as a failure.
+  EXPECT_EQ(plumed_.stderr_text().find("event=template.failed"), std::string::npos) << plumed_.stderr_text();
 }
 
 TEST_F(ApiFwp, ShutdownStopsTemplatesAndLeavesNothing) {
