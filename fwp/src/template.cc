@@ -6,6 +6,7 @@
 #include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -108,6 +109,13 @@ SysResult<void> Template::begin() {
     refill();
     top_up_channels();
     collect();
+  });
+  kills_due_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!kills_due_) return fail(sys_error("eventfd", spec_.name));
+  poller_.watch(kills_due_.get(), [this] {
+    uint64_t n;
+    (void)!::read(kills_due_.get(), &n, sizeof n);
+    end_killed_before_fork();
   });
   TenantNamespaces* ns = spec_.tenant_namespaces;
   if (ns != nullptr && ns->state() == TenantNamespaces::State::starting) {
@@ -238,6 +246,7 @@ Template::~Template() {
   if (keeper_.pidfd) poller_.unwatch(keeper_.pidfd.get());
   if (control_watched_) poller_.unwatch(control_.get());
   if (refill_kick_) poller_.unwatch(refill_kick_.get());
+  if (kills_due_) poller_.unwatch(kills_due_.get());
   if (template_pidfd_) poller_.unwatch(template_pidfd_.get());
   for (auto& [id, inst] : instances_) {
     if (inst->pidfd_) poller_.unwatch(inst->pidfd_.get());
@@ -645,11 +654,28 @@ SysResult<void> Template::kill(uint64_t id, int sig) {
   if (sig == SIGKILL || sig == SIGXCPU) inst->killed_ = true;
   if (!inst->pidfd_) {  // still being forked: delivered as soon as its pidfd arrives
     inst->pending_signal_ = sig;
+    // Or never forked at all, if its FORK is still queued by then.
+    if (sig == SIGKILL && !inst->fork_sent_) {
+      killed_before_fork_.push_back(id);
+      const uint64_t one = 1;
+      (void)!::write(kills_due_.get(), &one, sizeof one);
+    }
     return {};
   }
   if (::syscall(SYS_pidfd_send_signal, inst->pidfd_.get(), sig, nullptr, 0) != 0)
     return fail(sys_error("pidfd_send_signal", inst->name_));
   return {};
+}
+
+void Template::end_killed_before_fork() {
+  const std::vector<uint64_t> due = std::exchange(killed_before_fork_, {});
+  for (uint64_t id : due) {
+    Instance* inst = instance(id);
+    // Its FORK went out meanwhile: the signal follows its pidfd, as for any instance in flight.
+    if (inst == nullptr || inst->state_ == InstanceState::exited || inst->fork_sent_ || inst->pidfd_) continue;
+    finish(*inst, InstanceExit{ExitCause::limit, 128 + SIGKILL, SIGKILL, 0, 0, 0, 0});
+  }
+  collect();
 }
 
 Instance* Template::instance(uint64_t id) {

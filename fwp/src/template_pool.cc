@@ -3,6 +3,7 @@
 // a time so that starts never queue behind more than max_refills_in_flight pool forks.
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -217,7 +218,9 @@ SysResult<void> Template::send_fork(Instance& inst) {
 void Template::pump_queued_forks() {
   while (phase_ == Phase::ready && !queued_forks_.empty()) {
     Instance* inst = instance(queued_forks_.front());
-    if (inst == nullptr || inst->state_ != InstanceState::forking || inst->fork_sent_) {
+    // One SIGKILLed while queued is not forked at all: end_killed_before_fork ends it.
+    if (inst == nullptr || inst->state_ != InstanceState::forking || inst->fork_sent_ ||
+        inst->pending_signal_ == SIGKILL) {
       queued_forks_.pop_front();
       continue;
     }

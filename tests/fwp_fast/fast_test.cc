@@ -420,6 +420,35 @@ TEST_P(FastIsolationTest, OnlyStdioSurvivesIntoAnInstance) {
   EXPECT_EQ(ask(forked, "maps"), "1");
 }
 
+// A start queued while the template starts (before its hello) and SIGKILLed there is ended from
+// the loop, not inside kill(), and never forked: a tenant's removal or a worker's deletion need
+// not wait for the template's init to kill it.
+TEST_F(FastTest, AnInstanceKilledBeforeItsForkIsEndedWithoutOne) {
+  Template::Events ev;
+  ev.instance_exited = [this](Instance& i) { exited_.push_back(i.id()); };
+  ev.failed = [this](const std::string& why) { failed_ = why; };
+  auto t = Template::start(make_spec(probe_path()), loop_, ev);
+  ASSERT_TRUE(t.ok()) << t.error().message();
+  tmpl_ = std::move(*t);
+  ASSERT_FALSE(tmpl_->ready());
+  const std::string first = "ids";
+  auto queued = tmpl_->start_instance(std::as_bytes(std::span(first.data(), first.size())));
+  ASSERT_TRUE(queued.ok()) << queued.error().message();
+  const uint64_t id = (*queued)->id();
+  ASSERT_TRUE(tmpl_->kill(id, SIGKILL).ok());
+  EXPECT_TRUE(exited_.empty()) << "ended inside kill()";
+  ASSERT_TRUE(run_until([&] { return !exited_.empty(); }));
+  ASSERT_EQ(exited_, std::vector<uint64_t>{id});
+  ASSERT_TRUE(tmpl_->instance(id)->exit().has_value());
+  EXPECT_EQ(tmpl_->instance(id)->exit()->cause, ExitCause::limit);
+  EXPECT_EQ(tmpl_->instance(id)->exit()->signal, SIGKILL);
+  ASSERT_TRUE(run_until([&] { return tmpl_->ready() || !failed_.empty(); }, 15s)) << "no hello";
+  EXPECT_EQ(tmpl_->stats().forks, 0u) << "the killed start was forked after all";
+  Instance& next = start_instance("ids");
+  EXPECT_NE(reply(next), "<timeout>");
+  EXPECT_EQ(tmpl_->stats().forks, 1u);
+}
+
 // The template is forked by its keeper: it keeps the stdio and control socket they share, and
 // none of the keeper's own descriptors (its signalfd was once left open in every template).
 TEST_F(FastTest, TheTemplateHoldsNoneOfItsKeepersDescriptors) {

@@ -282,6 +282,8 @@ class Template {
   SysResult<Instance*> start_instance(std::span<const std::byte> first_message);
 
   // Sends `sig` through the instance's pidfd. SIGKILL/SIGXCPU from here count as cause `limit`.
+  // One not forked yet gets it once it is; but SIGKILL ends an instance whose FORK is still
+  // queued (the template is starting or restarting) without a fork, from the loop.
   SysResult<void> kill(uint64_t id, int sig);
   Instance* instance(uint64_t id);
   // Drops an exited instance's record (at the controller's next safe point; the pointer stays
@@ -378,6 +380,11 @@ class Template {
   bool control_watched_ = false;  // from the keeper's adoption
   UniqueFd refill_kick_;     // timerfd: a refill is due (keeps FORKs off the start call)
   bool refill_armed_ = false;
+  // SIGKILLed before its FORK was sent (queued while the template starts): ended from the loop
+  // (kill() may be called from inside a callback of the caller's), through this eventfd.
+  UniqueFd kills_due_;
+  std::vector<uint64_t> killed_before_fork_;
+  void end_killed_before_fork();
   UniqueFd template_pidfd_;  // from hello
   pid_t template_pid_ = -1;
   ino_t pid_ns_ = 0;         // the keeper's pid namespace, to check pidfds against
