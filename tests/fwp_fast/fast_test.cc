@@ -453,6 +453,9 @@ TEST_F(FastTest, AnInstanceKilledBeforeItsForkIsEndedWithoutOne) {
 // none of the keeper's own descriptors (its signalfd was once left open in every template).
 TEST_F(FastTest, TheTemplateHoldsNoneOfItsKeepersDescriptors) {
   Template& t = start(make_spec(probe_path()));
+  // One instance served: the template is in its loop, its own signalfd made (after its hello).
+  Instance& served = start_instance("ids");
+  ASSERT_NE(reply(served), "<timeout>");
   std::map<std::string, int> kinds;
   const std::string dir = "/proc/" + std::to_string(t.template_pid()) + "/fd";
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {

@@ -328,7 +328,7 @@ class Template {
   // keeper's `template_exited` is not read yet; dead: the tree is gone for good.
   enum class Phase : uint8_t { waiting_namespaces, spawning, waiting_hello, ready, restarting, dead };
   Template(TemplateSpec spec, Poller& poller, Events events);
-  SysResult<void> begin();  // watches the refill timer; spawns the keeper or waits to
+  SysResult<void> begin();  // watches its timer and eventfd; spawns the keeper, or waits to
   void namespaces_settled();  // may destroy this Template (Events::failed)
   SysResult<void> spawn_keeper();
   void adopt_keeper(Process keeper);
