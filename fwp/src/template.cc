@@ -4,7 +4,6 @@
 
 #include <fcntl.h>
 #include <linux/capability.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
@@ -42,12 +41,6 @@ bool can_lend_hard_limit(int resource, rlim_t hard) {
   rlimit own{};
   if (::getrlimit(resource, &own) != 0) return false;
   return own.rlim_max >= hard || holds_capability(CAP_SYS_RESOURCE);
-}
-
-// Also for pipes: readable or hung up, now.
-bool pidfd_readable(int fd) {
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, 0) == 1;
 }
 
 ino_t pid_ns_of(pid_t pid) {

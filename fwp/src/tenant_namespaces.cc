@@ -1,7 +1,6 @@
 #include "plume/fwp/tenant_namespaces.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -10,18 +9,11 @@
 #include <cerrno>
 #include <thread>
 
+#include "pidfd_info.h"
 #include "plume/fwp/poller.h"
 #include "plume/fwp/spawn_service.h"
 
 namespace plume::fwp {
-namespace {
-
-bool readable_now(int fd) {
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, 0) == 1;
-}
-
-}  // namespace
 
 struct TenantNamespaces::Request {
   SandboxSpec sandbox;
@@ -92,18 +84,13 @@ void TenantNamespaces::adopt(Result<Process, SpawnError> holder) {
 }
 
 void TenantNamespaces::on_exec_status() {
-  if (!readable_now(status_fd_.get())) return;  // spurious: never block the loop
+  if (!pidfd_readable(status_fd_.get())) return;  // spurious: never block the loop
   poller_->unwatch(status_fd_.get());
-  auto failed = read_exec_status(status_fd_.get());
-  status_fd_.reset();
-  sync_fd_.reset();
-  if (!failed) return settle(State::ready, "");
-  // It exits after reporting; kill it anyway and reap it here, as nobody else will.
-  ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
-  (void)reap(pidfd_.get(), true);
-  pidfd_.reset();
-  release_.reset();
-  settle(State::failed, "namespace holder: " + failed->message());
+  // Readable: this reads the outcome without waiting, and a holder that failed is reaped.
+  auto ran = wait_for_exec(Process{pid_, std::move(pidfd_), std::move(status_fd_), std::move(sync_fd_)});
+  if (!ran) return settle(State::failed, "namespace holder: " + ran.error().message());
+  pidfd_ = std::move(ran->pidfd);
+  settle(State::ready, "");
 }
 
 void TenantNamespaces::settle(State state, std::string error) {
@@ -146,7 +133,7 @@ TenantNamespaces::~TenantNamespaces() {
 bool TenantNamespaces::alive() const {
   if (state_ == State::starting) return true;
   if (state_ == State::failed || !pidfd_) return false;
-  return !readable_now(pidfd_.get());
+  return !pidfd_readable(pidfd_.get());
 }
 
 }  // namespace plume::fwp
