@@ -278,7 +278,7 @@ SysResult<HolderCost> holder_cost(fwp::SandboxSpec sb, const std::string& holder
     made->reset();  // ends it; reaped on a thread of its own
 
     t0 = monotonic_ns();
-    auto started = fwp::TenantNamespaces::start(sb, holder, helper, loop);
+    auto started = fwp::TenantNamespaces::start(sb, holder, &helper, loop);
     c.async_us.push_back(static_cast<double>(monotonic_ns() - t0) / 1e3);
     if (!started) return fail(started.error());
     fwp::TenantNamespaces& ns = **started;

@@ -56,15 +56,19 @@ SysResult<std::unique_ptr<TenantNamespaces>> TenantNamespaces::create(SandboxSpe
 
 SysResult<std::unique_ptr<TenantNamespaces>> TenantNamespaces::start(SandboxSpec sandbox,
                                                                      const std::string& holder_binary,
-                                                                     SpawnService& spawner, Poller& poller) {
+                                                                     SpawnService* spawner, Poller& poller) {
   std::unique_ptr<TenantNamespaces> ns(new TenantNamespaces());
   auto request = make_request(std::move(sandbox), holder_binary, *ns);
   if (!request) return fail(request.error());
   ns->state_ = State::starting;
-  ns->spawner_ = &spawner;
+  ns->spawner_ = spawner;
   ns->poller_ = &poller;
+  if (spawner == nullptr) {
+    ns->adopt(spawn(request->sandbox));  // no waiter yet: nobody is called
+    return ns;
+  }
   TenantNamespaces* self = ns.get();
-  auto sent = spawner.spawn_async(request->sandbox, [self](Result<Process, SpawnError> holder) {
+  auto sent = spawner->spawn_async(request->sandbox, [self](Result<Process, SpawnError> holder) {
     self->request_ = 0;
     self->adopt(std::move(holder));
   });

@@ -91,15 +91,9 @@ fwp::TenantNamespaces* Supervisor::namespaces_for(Tenant& tenant) {
   sb.rootfs.staging_dir = staging_dir_;
   sb.rlimits = {{RLIMIT_CORE, 0, 0}};
   sb.seccomp = &*holder_filter_;
-  if (spawner_ == nullptr) {
-    auto ns = fwp::TenantNamespaces::create(std::move(sb), holder, nullptr);
-    if (!ns) return fallback(ns.error().message());
-    log::info("tenant.namespaces", {{"tenant", name}, {"holder_pid", (*ns)->pid()}});
-    return (tenant_namespaces_[name] = std::move(*ns)).get();
-  }
-  // Without blocking this loop: the templates that join wait for the holder (Template's
+  // Without waiting for it in this loop: the templates that join wait for the holder (Template's
   // waiting_namespaces), and so do their starts.
-  auto ns = fwp::TenantNamespaces::start(std::move(sb), holder, *spawner_, poller_);
+  auto ns = fwp::TenantNamespaces::start(std::move(sb), holder, spawner_, poller_);
   if (!ns) return fallback(ns.error().message());
   fwp::TenantNamespaces* raw = ns->get();
   auto settled = [this, tenant_name = name, raw] {

@@ -176,7 +176,7 @@ class AsyncHolderTest : public TenantNamespacesTest {
     TemplateSpec base = make_spec(probe_path());
     base.sandbox.name = "tenant-v";
     base.sandbox.cgroup_procs_files = {};
-    auto ns = TenantNamespaces::start(base.sandbox, binary, *service_, loop_);
+    auto ns = TenantNamespaces::start(base.sandbox, binary, service_.get(), loop_);
     EXPECT_TRUE(ns.ok()) << (ns.ok() ? "" : ns.error().message());
     if (!ns.ok()) fatal();
     return std::move(*ns);

@@ -37,13 +37,13 @@ class TenantNamespaces {
                                                              const std::string& holder_binary,
                                                              SpawnService* spawner = nullptr);
   // The same without waiting, for a caller with an event loop (plumed): the holder is cloned by
-  // `spawner`'s helper (spawn_async) and its exec is watched in `poller`, so the caller's loop
-  // goes on meanwhile. The result is `starting` until then; when_settled() says when it is
-  // `ready` or `failed`. Fails here only where the request cannot be put together (an fd). The
-  // SpawnService and the Poller must outlive it.
+  // `spawner`'s helper (spawn_async; null: spawn() here) and its exec is watched in `poller`, so
+  // the caller's loop goes on meanwhile. The result is `starting` until then; when_settled()
+  // says when it is `ready` or `failed`. Fails here only where the request cannot be put
+  // together (an fd). The SpawnService and the Poller must outlive it.
   static SysResult<std::unique_ptr<TenantNamespaces>> start(SandboxSpec sandbox,
                                                             const std::string& holder_binary,
-                                                            SpawnService& spawner, Poller& poller);
+                                                            SpawnService* spawner, Poller& poller);
   // Ends the holder (SIGKILL), and with it everything in the namespaces; does not wait. The holder
   // is reaped on a thread of its own: its exit completes only once the templates' keepers (the
   // caller's children) are reaped, which the caller's loop does when it sees them exit. A holder
