@@ -649,7 +649,6 @@ SysResult<void> Template::kill(uint64_t id, int sig) {
     inst->pending_signal_ = sig;
     // Or never forked at all, if its FORK is still queued by then.
     if (sig == SIGKILL && !inst->fork_sent_) {
-      killed_before_fork_.push_back(id);
       const uint64_t one = 1;
       (void)!::write(kills_due_.get(), &one, sizeof one);
     }
@@ -661,13 +660,14 @@ SysResult<void> Template::kill(uint64_t id, int sig) {
 }
 
 void Template::end_killed_before_fork() {
-  const std::vector<uint64_t> due = std::exchange(killed_before_fork_, {});
-  for (uint64_t id : due) {
-    Instance* inst = instance(id);
-    // Its FORK went out meanwhile: the signal follows its pidfd, as for any instance in flight.
-    if (inst == nullptr || inst->state_ == InstanceState::exited || inst->fork_sent_ || inst->pidfd_) continue;
-    finish(*inst, InstanceExit{ExitCause::limit, 128 + SIGKILL, SIGKILL, 0, 0, 0, 0});
+  // Found first, ended after: finish() calls the caller back, which may start instances.
+  std::vector<Instance*> due;
+  for (auto& [id, inst] : instances_) {
+    // One whose FORK went out meanwhile gets the signal with its pidfd, as any instance in flight.
+    if (inst->state_ != InstanceState::exited && inst->pending_signal_ == SIGKILL && !inst->fork_sent_ && !inst->pidfd_)
+      due.push_back(inst.get());
   }
+  for (Instance* inst : due) finish(*inst, InstanceExit{ExitCause::limit, 128 + SIGKILL, SIGKILL, 0, 0, 0, 0});
   collect();
 }
 

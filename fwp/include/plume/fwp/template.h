@@ -380,10 +380,10 @@ class Template {
   bool control_watched_ = false;  // from the keeper's adoption
   UniqueFd refill_kick_;     // timerfd: a refill is due (keeps FORKs off the start call)
   bool refill_armed_ = false;
-  // SIGKILLed before its FORK was sent (queued while the template starts): ended from the loop
-  // (kill() may be called from inside a callback of the caller's), through this eventfd.
+  // An instance SIGKILLed before its FORK was sent (queued while the template starts) is ended
+  // from the loop (kill() may be called from inside a callback of the caller's): kill() rings
+  // this eventfd, and end_killed_before_fork() looks for such instances.
   UniqueFd kills_due_;
-  std::vector<uint64_t> killed_before_fork_;
   void end_killed_before_fork();
   UniqueFd template_pidfd_;  // from hello
   pid_t template_pid_ = -1;
