@@ -11,8 +11,9 @@
 //   fork      fork() of this process (the supervisor), before any template and with everything
 //             resident: what a spawn in the supervisor itself pays to copy it
 //   spawn     one exec-mode spawn, before any template and with everything resident: in this
-//             process, through a spawn helper forked first thing (waiting for it), and only
-//             sending the request (spawn_async): what plumed's loop is blocked for
+//             process, through a spawn helper forked first thing and through plume-spawn, exec'd
+//             as plumed does (waiting for each), and only sending the request to plume-spawn
+//             (spawn_async): what plumed's loop is blocked for
 // With --plume-socket, plumed itself the same way: as many instances parked in a plumed (fresh
 // tenants, an fwp image of the same handler), then plumed's CPU time and context switches over
 // --idle-seconds in which nobody asks it anything (plumed_idle.cc);
@@ -215,15 +216,16 @@ ForkCost supervisor_fork(int rounds) {
 
 // What the supervisor's loop is blocked for per exec-mode worker, template and namespace holder:
 // one spawn() (clone, id maps, cgroup attach, release) in this process, which copies this process;
-// the same through a spawn helper forked before anything else (as plumed does), waiting for its
-// answer (SpawnService::spawn); and only sending the request (SpawnService::spawn_async:
-// plumed's exec-mode workers, keepers and namespace holders; the answer is an event of the
-// loop).
+// the same through a spawn helper forked before anything else, and through plume-spawn (exec'd,
+// as plumed's is), waiting for the answer (SpawnService::spawn); and only sending the request to
+// plume-spawn (SpawnService::spawn_async: plumed's exec-mode workers, keepers and namespace
+// holders; the answer is an event of the loop).
 // Interleaved, `rounds` each. Each worker's exec and exit are waited for, untimed.
 struct SpawnCost {
-  std::vector<double> self_us, helper_us, async_us;
+  std::vector<double> self_us, forked_us, execed_us, async_us;
 };
-SysResult<SpawnCost> spawn_cost(const fwp::SandboxSpec& spec, fwp::SpawnService& helper, int rounds) {
+SysResult<SpawnCost> spawn_cost(const fwp::SandboxSpec& spec, fwp::SpawnService& forked, fwp::SpawnService& execed,
+                                int rounds) {
   SpawnCost c;
   auto settle = [](Result<fwp::Process, fwp::SpawnError> p, const char* how) -> SysResult<void> {
     auto ran = fwp::wait_for_exec(std::move(p));
@@ -237,20 +239,22 @@ SysResult<SpawnCost> spawn_cost(const fwp::SandboxSpec& spec, fwp::SpawnService&
     c.self_us.push_back(static_cast<double>(monotonic_ns() - t0) / 1e3);
     if (auto r = settle(std::move(p), "spawn"); !r) return fail(r.error());
 
-    t0 = monotonic_ns();
-    p = helper.spawn(spec);
-    c.helper_us.push_back(static_cast<double>(monotonic_ns() - t0) / 1e3);
-    if (auto r = settle(std::move(p), "spawn helper"); !r) return fail(r.error());
+    for (auto [helper, series] : {std::pair{&forked, &c.forked_us}, std::pair{&execed, &c.execed_us}}) {
+      t0 = monotonic_ns();
+      p = helper->spawn(spec);
+      series->push_back(static_cast<double>(monotonic_ns() - t0) / 1e3);
+      if (auto r = settle(std::move(p), "spawn helper"); !r) return fail(r.error());
+    }
 
     std::optional<Result<fwp::Process, fwp::SpawnError>> answer;
     t0 = monotonic_ns();
-    auto sent = helper.spawn_async(spec, [&](Result<fwp::Process, fwp::SpawnError> a) { answer.emplace(std::move(a)); });
+    auto sent = execed.spawn_async(spec, [&](Result<fwp::Process, fwp::SpawnError> a) { answer.emplace(std::move(a)); });
     c.async_us.push_back(static_cast<double>(monotonic_ns() - t0) / 1e3);
     if (sent.answered) return fail(plain_error("spawn helper", "gone: the spawn ran in this process"));
     while (!answer) {
-      pollfd pfd{helper.answer_fd(), POLLIN, 0};
+      pollfd pfd{execed.answer_fd(), POLLIN, 0};
       if (::poll(&pfd, 1, 10000) != 1) return fail(plain_error("spawn helper", "no answer within 10 s"));
-      helper.on_answers();
+      execed.on_answers();
     }
     if (auto r = settle(std::move(*answer), "spawn helper (async)"); !r) return fail(r.error());
   }
@@ -292,8 +296,10 @@ SysResult<HolderCost> holder_cost(fwp::SandboxSpec sb, const std::string& holder
 }  // namespace
 
 int run_density(const FwpOptions& o) {
-  // First, while this process is small, as plumed starts its own.
-  auto helper = fwp::SpawnService::start();
+  // The forked one first, while this process is small, as plumed did before plume-spawn.
+  auto forked_helper = fwp::SpawnService::start();
+  if (!forked_helper) return fail_with("density", forked_helper.error());
+  auto helper = fwp::SpawnService::start(o.spawn_helper);
   if (!helper) return fail_with("density", helper.error());
   if (o.bwraps > 0 && o.bwrap.empty()) return skip_without("density", "bwrap", "bubblewrap");
   auto rig = Rig::create(o.handler, o.ns_holder);
@@ -302,7 +308,7 @@ int run_density(const FwpOptions& o) {
   const ForkCost fork_empty = supervisor_fork(200);
   auto exec_spec = r.exec_spec();
   if (!exec_spec) return fail_with("density", exec_spec.error());
-  auto spawn_empty = spawn_cost(*exec_spec, **helper, 200);
+  auto spawn_empty = spawn_cost(*exec_spec, **forked_helper, **helper, 200);
   if (!spawn_empty) return fail_with("density", spawn_empty.error());
   std::optional<HolderCost> holders;
   if (!r.ns_holder().empty()) {
@@ -377,7 +383,7 @@ int run_density(const FwpOptions& o) {
   }
   if (!r.fill_pools(30s)) return fail_with("density", plain_error("pools", "not refilled within 30 s"));
   const ForkCost fork_full = supervisor_fork(200);
-  auto spawn_full = spawn_cost(*exec_spec, **helper, 200);
+  auto spawn_full = spawn_cost(*exec_spec, **forked_helper, **helper, 200);
   if (!spawn_full) return fail_with("density", spawn_full.error());
   const size_t lost = r.lost();
   rig->reset();
@@ -448,17 +454,22 @@ int run_density(const FwpOptions& o) {
   csv += "\nsupervisor_fork,mappings,p50_us,p99_us\nbefore_templates," + std::to_string(fork_empty.mappings) + "," +
          fixed(fork_empty.p50_us, 1) + "," + fixed(fork_empty.p99_us, 1) + "\nall_parked," +
          std::to_string(fork_full.mappings) + "," + fixed(fork_full.p50_us, 1) + "," + fixed(fork_full.p99_us, 1) + "\n";
-  md += "\n| spawning an exec-mode worker (`/bin/true`): what blocks the supervisor's loop, p50 / p99 | spawn() in this process | through the spawn helper, waiting for it | through the helper, request only (spawn_async) |\n"
-        "|---|---:|---:|---:|\n";
-  csv += "\nspawn_call,self_p50_us,self_p99_us,helper_p50_us,helper_p99_us,async_p50_us,async_p99_us\n";
+  md += "\n| spawning an exec-mode worker (`/bin/true`): what blocks the supervisor's loop, p50 / p99 | spawn() in this "
+        "process | through a spawn helper forked first, waiting for it | through plume-spawn (exec'd, plumed's), waiting "
+        "for it | through plume-spawn, request only (spawn_async, plumed's way) |\n"
+        "|---|---:|---:|---:|---:|\n";
+  csv += "\nspawn_call,self_p50_us,self_p99_us,forked_helper_p50_us,forked_helper_p99_us,execed_helper_p50_us,"
+         "execed_helper_p99_us,async_p50_us,async_p99_us\n";
   for (const auto& [label, key, c] : {std::tuple{std::string("before any template"), "before_templates", &*spawn_empty},
                                       std::tuple{"with all " + std::to_string(fwp.count) + " instances parked",
                                                  "all_parked", &*spawn_full}}) {
     auto cell = [](const std::vector<double>& v) { return fixed(pct(v, 0.5), 1) + " / " + fixed(pct(v, 0.99), 1) + " µs"; };
-    md += "| " + label + " | " + cell(c->self_us) + " | " + cell(c->helper_us) + " | " + cell(c->async_us) + " |\n";
-    csv += std::string(key) + "," + fixed(pct(c->self_us, 0.5), 1) + "," + fixed(pct(c->self_us, 0.99), 1) + "," +
-           fixed(pct(c->helper_us, 0.5), 1) + "," + fixed(pct(c->helper_us, 0.99), 1) + "," +
-           fixed(pct(c->async_us, 0.5), 1) + "," + fixed(pct(c->async_us, 0.99), 1) + "\n";
+    md += "| " + label + " | " + cell(c->self_us) + " | " + cell(c->forked_us) + " | " + cell(c->execed_us) + " | " +
+          cell(c->async_us) + " |\n";
+    csv += std::string(key);
+    for (const std::vector<double>* v : {&c->self_us, &c->forked_us, &c->execed_us, &c->async_us})
+      csv += "," + fixed(pct(*v, 0.5), 1) + "," + fixed(pct(*v, 0.99), 1);
+    csv += "\n";
   }
   if (holders) {
     auto cell = [](const std::vector<double>& v) { return fixed(pct(v, 0.5), 1) + " / " + fixed(pct(v, 0.99), 1) + " µs"; };

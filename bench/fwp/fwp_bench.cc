@@ -53,6 +53,7 @@ const char* kUsage = R"(usage: fwp_bench start|churn|density --handler PATH [opt
   --binary PATH            apps/first_instruction (start: the local peers' program)
   --ns-holder PATH         fwp/plume-ns-holder: each tenant's templates share its namespaces,
                            as in plumed (default: the build's; "": namespaces per template)
+  --spawn-helper PATH      fwp/plume-spawn, the spawn helper plumed execs (default: the build's)
   --out DIR                output directory (default bench/results/fwp); each subcommand writes
                            DIR/start/, DIR/churn/ or DIR/density/
   --command TEXT           the command recorded in the reports
@@ -107,6 +108,7 @@ int main(int argc, char** argv) {
     if (a == "--handler") o.handler = v;
     else if (a == "--binary") o.binary = v;
     else if (a == "--ns-holder") o.ns_holder = v;
+    else if (a == "--spawn-helper") o.spawn_helper = v;
     else if (a == "--out") o.out = v;
     else if (a == "--command") o.command = v;
     else if (a == "--iterations") count(o.iterations);

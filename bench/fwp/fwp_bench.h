@@ -14,6 +14,7 @@ struct FwpOptions {
   std::string binary;   // apps/first_instruction (local peers' program)
   std::string handler;  // bench/fwp/first_handler (the libplume app)
   std::string ns_holder = PLUME_NS_HOLDER_PATH;  // fwp/plume-ns-holder: a tenant's namespaces
+  std::string spawn_helper = PLUME_SPAWN_PATH;   // fwp/plume-spawn: plumed's spawn helper
   std::string out = "bench/results/fwp";
   std::string command;  // recorded in the reports
   // start

@@ -4,26 +4,35 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 
 #include "plume/base/log.h"
+#include "spawn_helper.h"
 #include "spawn_wire.h"
 
 namespace plume::fwp {
 namespace {
 
-// The helper's only descriptors besides stdio: the socket for spawn(), and the one for
-// spawn_async() (answered out of band of spawn(), so a synchronous caller never has to run
-// another's callback).
-constexpr int kSyncSocket = 3;
-constexpr int kAsyncSocket = 4;
+using detail::kHelperAsyncSocket;
+using detail::kHelperSyncSocket;
 constexpr size_t kMaxAnswerBytes = 4096;
+// How long an exec'd helper has to say it is ready (it loads its libraries first).
+constexpr int kHelloTimeoutMs = 5000;
+
+int64_t monotonic_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
 
 // A spec may carry a seccomp program of up to 512 KiB, more than a socket buffer holds by default.
 void widen_send_buffer(int sock) {
@@ -98,27 +107,31 @@ bool serve_one(int sock, HelperBuffers& b) {
   return sent == 0;
 }
 
+}  // namespace
+
+namespace detail {
+
 // The helper: one request at a time from either socket (the synchronous one first), until
-// either closes. It allocates (it is a fork of a possibly multi-threaded caller, which glibc's
-// fork makes safe for malloc) but logs nothing: the caller's logger and its locks are not the
-// helper's to use.
-[[noreturn]] void run_helper(int sync_sock, int async_sock, pid_t caller) {
+// either closes. It allocates (a fork of a possibly multi-threaded caller, which glibc's fork
+// makes safe for malloc, or plume-spawn) but logs nothing: a forked one's logger and its locks
+// are the caller's.
+[[noreturn]] void run_spawn_helper(int sync_sock, int async_sock, pid_t caller) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != caller) ::_exit(1);
   // Onto fds 3 and 4 (whatever numbers they had: dup first, then close everything above 4).
-  const int sync_tmp = ::fcntl(sync_sock, F_DUPFD_CLOEXEC, kAsyncSocket + 1);
-  const int async_tmp = ::fcntl(async_sock, F_DUPFD_CLOEXEC, kAsyncSocket + 1);
+  const int sync_tmp = ::fcntl(sync_sock, F_DUPFD_CLOEXEC, kHelperAsyncSocket + 1);
+  const int async_tmp = ::fcntl(async_sock, F_DUPFD_CLOEXEC, kHelperAsyncSocket + 1);
   if (sync_tmp < 0 || async_tmp < 0) ::_exit(1);
-  if (::dup3(sync_tmp, kSyncSocket, O_CLOEXEC) < 0 || ::dup3(async_tmp, kAsyncSocket, O_CLOEXEC) < 0) ::_exit(1);
-  ::close_range(kAsyncSocket + 1, ~0U, 0);
+  if (::dup3(sync_tmp, kHelperSyncSocket, O_CLOEXEC) < 0 || ::dup3(async_tmp, kHelperAsyncSocket, O_CLOEXEC) < 0) ::_exit(1);
+  ::close_range(kHelperAsyncSocket + 1, ~0U, 0);
   (void)::prctl(PR_SET_NAME, "plume-spawn", 0, 0, 0);
   detail::Answer ready;
   ready.ok = true;
   ready.pid = ::getpid();
   HelperBuffers buffers;
   detail::encode_answer(ready, buffers.answer);
-  if (detail::send_record(kSyncSocket, buffers.answer, {}) != 0) ::_exit(1);
+  if (detail::send_record(kHelperSyncSocket, buffers.answer, {}) != 0) ::_exit(1);
   for (;;) {
-    pollfd p[2] = {{kSyncSocket, POLLIN, 0}, {kAsyncSocket, POLLIN, 0}};
+    pollfd p[2] = {{kHelperSyncSocket, POLLIN, 0}, {kHelperAsyncSocket, POLLIN, 0}};
     if (::poll(p, 2, -1) < 0) {
       if (errno == EINTR) continue;
       ::_exit(1);
@@ -130,9 +143,65 @@ bool serve_one(int sock, HelperBuffers& b) {
   }
 }
 
+}  // namespace detail
+
+namespace {
+
+// A descriptor numbered above the helper's two, for posix_spawn's dup2s: one of them might
+// otherwise already sit on the number the other is moved to.
+SysResult<UniqueFd> above_helper_numbers(UniqueFd fd) {
+  if (fd.get() > kHelperAsyncSocket) return fd;
+  UniqueFd moved(::fcntl(fd.get(), F_DUPFD_CLOEXEC, kHelperAsyncSocket + 1));
+  if (!moved) return fail(sys_error("fcntl", "F_DUPFD_CLOEXEC for the spawn helper"));
+  return moved;
+}
+
+// plume-spawn, with `sync_sock` and `async_sock` on its fds 3 and 4 and nothing else of ours
+// (everything else is close-on-exec, and the helper closes anything above 4 anyway). The
+// caller's blocked signals and ignored ones are not the helper's.
+SysResult<pid_t> exec_helper(const std::string& binary, UniqueFd sync_sock, UniqueFd async_sock) {
+  auto sync_high = above_helper_numbers(std::move(sync_sock));
+  if (!sync_high) return fail(sync_high.error());
+  auto async_high = above_helper_numbers(std::move(async_sock));
+  if (!async_high) return fail(async_high.error());
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attr;
+  ::posix_spawn_file_actions_init(&actions);
+  ::posix_spawnattr_init(&attr);
+  ::posix_spawn_file_actions_adddup2(&actions, sync_high->get(), kHelperSyncSocket);
+  ::posix_spawn_file_actions_adddup2(&actions, async_high->get(), kHelperAsyncSocket);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  ::posix_spawnattr_setsigmask(&attr, &none);
+  ::posix_spawnattr_setsigdefault(&attr, &all);
+  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  const std::string caller = std::to_string(::getpid());
+  char* argv[] = {const_cast<char*>("plume-spawn"), const_cast<char*>(caller.c_str()), nullptr};
+  pid_t pid = -1;
+  const int err = ::posix_spawn(&pid, binary.c_str(), &actions, &attr, argv, environ);
+  ::posix_spawn_file_actions_destroy(&actions);
+  ::posix_spawnattr_destroy(&attr);
+  if (err != 0) return fail(SysError{"posix_spawn", err, binary});
+  return pid;
+}
+
 }  // namespace
 
 SysResult<std::unique_ptr<SpawnService>> SpawnService::start() {
+  std::unique_ptr<SpawnService> service(new SpawnService());
+  if (auto ok = service->launch(); !ok) return fail(ok.error());
+  return service;
+}
+
+SysResult<std::unique_ptr<SpawnService>> SpawnService::start(std::string helper_binary) {
+  std::unique_ptr<SpawnService> service(new SpawnService());
+  service->helper_binary_ = std::move(helper_binary);
+  if (auto ok = service->launch(); !ok) return fail(ok.error());
+  return service;
+}
+
+SysResult<void> SpawnService::launch() {
   int sync_pair[2], async_pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sync_pair) != 0)
     return fail(sys_error("socketpair", "spawn helper"));
@@ -144,37 +213,54 @@ SysResult<std::unique_ptr<SpawnService>> SpawnService::start() {
   // Both ends block on send: a burst of requests the helper cannot keep up with holds the caller
   // back (about 200 of a few KiB fit in the buffer) instead of failing. Answers are read with
   // MSG_DONTWAIT when the caller's loop says they are there.
-  const pid_t caller = ::getpid();
-  // glibc's fork, not a raw clone: it leaves malloc usable in the child of a threaded caller.
-  const pid_t pid = ::fork();
-  if (pid < 0) return fail(sys_error("fork", "spawn helper"));
-  if (pid == 0) {
-    (void)ours.release();
-    (void)ours_async.release();
-    run_helper(theirs.get(), theirs_async.get(), caller);
+  pid_t pid = -1;
+  if (!helper_binary_.empty()) {
+    auto spawned = exec_helper(helper_binary_, std::move(theirs), std::move(theirs_async));
+    if (!spawned) return fail(spawned.error());
+    pid = *spawned;
+  } else {
+    const pid_t caller = ::getpid();
+    // glibc's fork, not a raw clone: it leaves malloc usable in the child of a threaded caller.
+    pid = ::fork();
+    if (pid < 0) return fail(sys_error("fork", "spawn helper"));
+    if (pid == 0) {
+      (void)ours.release();
+      (void)ours_async.release();
+      detail::run_spawn_helper(theirs.get(), theirs_async.get(), caller);
+    }
+    theirs.reset();
+    theirs_async.reset();
   }
-  std::unique_ptr<SpawnService> service(new SpawnService());
-  service->helper_pid_ = pid;
-  service->helper_pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!service->helper_pidfd_) {
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) {
     const SysError e = sys_error("pidfd_open", "spawn helper");
     ::kill(pid, SIGKILL);
     int status;
     (void)::waitpid(pid, &status, 0);
     return fail(e);
   }
-  service->sock_ = std::move(ours);
-  service->async_sock_ = std::move(ours_async);
   // Its first record says it is set up (holding no descriptor of ours): a spawn never races that.
+  // A helper that dies first closes its end; one that hangs is given up on.
+  auto give_up = [&](SysError e) -> SysResult<void> {
+    ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+    (void)reap(pidfd.get(), /*block=*/true);
+    return fail(std::move(e));
+  };
+  pollfd hello_ready{ours.get(), POLLIN, 0};
+  const int polled = ::poll(&hello_ready, 1, kHelloTimeoutMs);
+  if (polled <= 0) return give_up(SysError{"poll", polled < 0 ? errno : ETIMEDOUT, "the spawn helper's first record"});
   detail::Record hello;
   detail::Answer ready;
-  int err = detail::recv_record(service->sock_.get(), kMaxAnswerBytes, hello, /*nonblocking=*/false);
+  int err = detail::recv_record(ours.get(), kMaxAnswerBytes, hello, /*nonblocking=*/false);
   if (err == 0 && (detail::decode_answer(hello.bytes, ready) || !ready.ok || ready.pid != pid)) err = EPROTO;
-  if (err != 0) {
-    ::syscall(SYS_pidfd_send_signal, service->helper_pidfd_.get(), SIGKILL, nullptr, 0);
-    return fail(SysError{"recvmsg", err, "the spawn helper's first record"});
-  }
-  return service;
+  if (err != 0) return give_up(SysError{"recvmsg", err, "the spawn helper's first record"});
+  sock_ = std::move(ours);
+  async_sock_ = std::move(ours_async);
+  helper_pid_ = pid;
+  helper_pidfd_ = std::move(pidfd);
+  launched_at_ms_ = monotonic_ms();
+  gone_ = false;
+  return {};
 }
 
 SpawnService::~SpawnService() {
@@ -192,16 +278,51 @@ bool SpawnService::helper_alive() const {
 void SpawnService::helper_gone(const char* why, int err) {
   if (gone_) return;
   gone_ = true;
+  gone_errno_ = err;
   log::error("fwp.spawn_helper.gone",
              {{"pid", helper_pid_}, {"why", why}, {"errno", err},
-              {"then", "spawning in this process, which copies its address space per worker"}});
+              {"then", helper_binary_.empty() ? "spawning in this process, which copies its address space per worker"
+                                              : "starting a new one"}});
   // The asynchronous socket stays open, at end of file now: the caller's loop, still watching
-  // it, calls on_answers(), which fails what was pending; see gone().
+  // it, calls on_answers(), which fails what was pending and replaces the helper; see gone().
   sock_.reset();
   if (helper_pidfd_) {
     ::syscall(SYS_pidfd_send_signal, helper_pidfd_.get(), SIGKILL, nullptr, 0);
     (void)reap(helper_pidfd_.get(), /*block=*/true);
     helper_pidfd_.reset();
+  }
+}
+
+void SpawnService::replace_dead_helper() {
+  // The dead helper's requests leave pending_ before a new helper can be asked anything: answers
+  // are matched to requests by order.
+  for (Pending& p : pending_) dying_.push_back(std::move(p));
+  pending_.clear();
+  if (!helper_binary_.empty() && quick_deaths_ < kMaxQuickDeaths) {
+    // Counted per death, not per restart: a helper that lived long enough clears the count.
+    quick_deaths_ = monotonic_ms() - launched_at_ms_ < kQuickDeathMs ? quick_deaths_ + 1 : 1;
+    const pid_t dead = helper_pid_;
+    if (quick_deaths_ >= kMaxQuickDeaths) {
+      log::error("fwp.spawn_helper.restart",
+                 {{"dead", dead}, {"error", std::to_string(quick_deaths_) + " helpers in a row died within " +
+                                                std::to_string(kQuickDeathMs) + " ms of their start"},
+                  {"then", "spawning in this process, which copies its address space per worker"}});
+    } else if (auto ok = launch(); !ok) {
+      quick_deaths_ = kMaxQuickDeaths;  // a binary that cannot start will not start next time either
+      log::error("fwp.spawn_helper.restart",
+                 {{"dead", dead}, {"error", ok.error().message()},
+                  {"then", "spawning in this process, which copies its address space per worker"}});
+    } else {
+      ++restarts_;
+      log::warn("fwp.spawn_helper.restarted", {{"pid", helper_pid_}, {"dead", dead}, {"restarts", restarts_}});
+    }
+  }
+  // One at a time: a `done` may cancel() a request after it (its owner ended), or ask again (the
+  // new helper, or this process, answers).
+  while (!dying_.empty()) {
+    Pending p = std::move(dying_.front());
+    dying_.pop_front();
+    if (p.done) p.done(fail(SpawnError{Step::clone, gone_errno_, "the spawn helper died before answering"}));
   }
 }
 
@@ -256,28 +377,29 @@ SpawnService::Sent SpawnService::spawn_async(const SandboxSpec& spec, Done done)
 }
 
 void SpawnService::cancel(Ticket ticket) {
-  for (Pending& p : pending_) {
-    if (p.ticket == ticket) p.done = nullptr;
+  for (std::deque<Pending>* list : {&pending_, &dying_}) {
+    for (Pending& p : *list) {
+      if (p.ticket == ticket) p.done = nullptr;
+    }
   }
 }
 
 void SpawnService::on_answers() {
   for (;;) {
-    if (gone_ && pending_.empty()) return;
+    if (gone_) {
+      // Learnt here or elsewhere (a request that could not be sent); either way the old socket,
+      // at end of file, is what woke the caller. Once only: a new helper's socket, or a service
+      // left without one, has nothing more to say.
+      if (!pending_.empty() || !helper_binary_.empty()) replace_dead_helper();
+      return;
+    }
     detail::Record reply;
     const int err = detail::recv_record(async_sock_.get(), kMaxAnswerBytes, reply, /*nonblocking=*/true);
     if (err == EAGAIN || err == EWOULDBLOCK) return;
     if (err != 0) {
       // Every request still unanswered fails; what the helper had cloned for them ends on its own.
       helper_gone(err == EPIPE || err == ECONNRESET ? "its socket closed" : "it did not answer", err);
-      // One at a time: a `done` may cancel() a request after it (its owner ended). Nothing new
-      // is queued meanwhile: with the helper gone, spawn_async answers at once.
-      while (!pending_.empty()) {
-        Pending p = std::move(pending_.front());
-        pending_.pop_front();
-        if (p.done) p.done(fail(SpawnError{Step::clone, err, "the spawn helper died before answering"}));
-      }
-      return;
+      continue;
     }
     if (pending_.empty()) {  // not ours to trust any further: its descriptors close with `reply`
       helper_gone("it answered a request nobody sent", EPROTO);

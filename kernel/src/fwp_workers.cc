@@ -14,6 +14,7 @@
 
 #include "plume/base/log.h"
 #include "json_response.h"
+#include "plume_binaries.h"
 #include "supervisor.h"
 
 namespace plume::kernel {
@@ -41,23 +42,6 @@ ExitInfo exit_info_of(const fwp::InstanceExit& e) {
   return info;
 }
 
-// plume-ns-holder: next to plumed (an install), in the build tree's fwp/ (plumed in kernel/),
-// or under /usr/libexec/plume. Empty if none is there.
-std::string ns_holder_path() {
-  char exe[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  std::vector<std::string> candidates;
-  if (n > 0) {
-    const std::string self(exe, static_cast<size_t>(n));
-    const std::string dir = self.substr(0, self.rfind('/'));
-    candidates = {dir + "/plume-ns-holder", dir + "/../fwp/plume-ns-holder"};
-  }
-  candidates.push_back("/usr/libexec/plume/plume-ns-holder");
-  for (const std::string& c : candidates)
-    if (::access(c.c_str(), X_OK) == 0) return c;
-  return "";
-}
-
 }  // namespace
 
 fwp::TenantNamespaces* Supervisor::namespaces_for(Tenant& tenant) {
@@ -75,7 +59,7 @@ fwp::TenantNamespaces* Supervisor::namespaces_for(Tenant& tenant) {
     warned_no_holder_ = true;
     return nullptr;
   };
-  const std::string holder = ns_holder_path();
+  const std::string holder = plume_binary_path("plume-ns-holder");
   if (holder.empty()) return fallback("plume-ns-holder not found");
   if (!holder_filter_) {
     auto f = fwp::compile_default_profile(fwp::SeccompOptions{});

@@ -21,6 +21,7 @@
 #include "plume/base/log.h"
 #include "plume/fwp/cgroup.h"
 #include "plume/fwp/spawn_service.h"
+#include "plume_binaries.h"
 #include "supervisor.h"
 
 using namespace plume;
@@ -154,11 +155,15 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   if (!write_private_file(token_path, config.daemon.admin_token + "\n", 0600))
     return die("plumed.start", "write " + token_path + ": " + std::strerror(errno));
 
-  // The spawn helper first, while plumed is small: it clones every exec-mode worker, template and
-  // namespace holder, so what plumed maps later (rings, channels) is never copied per start.
-  auto spawner = fwp::SpawnService::start();
+  // The spawn helper clones every exec-mode worker, template and namespace holder, so what plumed
+  // maps later (rings, channels) is never copied per start. plume-spawn, exec'd, can be replaced
+  // if it dies; without it plumed forks itself a helper now, while it is small.
+  const std::string spawn_helper = plume_binary_path("plume-spawn");
+  auto spawner = spawn_helper.empty() ? fwp::SpawnService::start() : fwp::SpawnService::start(spawn_helper);
   if (!spawner.ok()) log::error("plumed.spawn_helper", {{"error", spawner.error().message()}, {"then", "spawning in plumed"}});
-  else log::info("plumed.spawn_helper", {{"pid", spawner.value()->helper_pid()}});
+  else
+    log::info("plumed.spawn_helper", {{"pid", spawner.value()->helper_pid()},
+                                      {"binary", spawn_helper.empty() ? "(a fork of plumed)" : spawn_helper}});
 
   auto cgroups = fwp::CgroupManager::open(config.cgroup.root, config.cgroup.parent);
   if (!cgroups.ok()) return die("plumed.cgroup", cgroups.error().message());

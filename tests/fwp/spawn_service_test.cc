@@ -44,12 +44,18 @@ bool exits_within(int pidfd, int timeout_ms) {
   return ::poll(&p, 1, timeout_ms) == 1;
 }
 
-class SpawnServiceTest : public SpawnTest {
+// The helper as a fork of this process (SpawnService::start()), or as plume-spawn, exec'd
+// (start(binary)), which is what plumed runs and what can be replaced.
+enum class HelperKind { fork, exec };
+void PrintTo(HelperKind kind, std::ostream* os) { *os << (kind == HelperKind::fork ? "forked" : "exec'd"); }
+
+class SpawnServiceFixture : public SpawnTest {
  protected:
+  virtual HelperKind kind() const = 0;
   void SetUp() override {
     SpawnTest::SetUp();
     if (IsSkipped()) return;
-    auto s = SpawnService::start();
+    auto s = kind() == HelperKind::fork ? SpawnService::start() : SpawnService::start(PLUME_SPAWN_PATH);
     ASSERT_TRUE(s.ok()) << s.error().message();
     service_ = std::move(*s);
   }
@@ -57,10 +63,32 @@ class SpawnServiceTest : public SpawnTest {
     service_.reset();
     SpawnTest::TearDown();
   }
+  // Waits (5 s at most) for answer_fd(), then lets the service read it.
+  void answers() {
+    pollfd p{service_->answer_fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 5000), 1) << "nothing on answer_fd within 5 s";
+    service_->on_answers();
+  }
   std::unique_ptr<SpawnService> service_;
 };
 
-TEST_F(SpawnServiceTest, AWorkerItClonesIsTheCallersChildInItsSandbox) {
+// What holds for both kinds of helper.
+class SpawnServiceTest : public SpawnServiceFixture, public ::testing::WithParamInterface<HelperKind> {
+ protected:
+  HelperKind kind() const override { return GetParam(); }
+};
+
+class ForkedHelperTest : public SpawnServiceFixture {
+ protected:
+  HelperKind kind() const override { return HelperKind::fork; }
+};
+
+class ExecedHelperTest : public SpawnServiceFixture {
+ protected:
+  HelperKind kind() const override { return HelperKind::exec; }
+};
+
+TEST_P(SpawnServiceTest, AWorkerItClonesIsTheCallersChildInItsSandbox) {
   const int zombies = zombie_children();
   auto w = start(make_spec({"sh", "-c", "read line; exit 7"}), default_limits(), service_.get());
   ASSERT_TRUE(w.ok()) << w.error().message();
@@ -77,7 +105,7 @@ TEST_F(SpawnServiceTest, AWorkerItClonesIsTheCallersChildInItsSandbox) {
   EXPECT_EQ(zombie_children(), zombies);
 }
 
-TEST_F(SpawnServiceTest, AStepThatFailsInTheWorkerIsReportedAsBySpawn) {
+TEST_P(SpawnServiceTest, AStepThatFailsInTheWorkerIsReportedAsBySpawn) {
   const int zombies = zombie_children();
   auto w = start(make_spec({"/nonexistent/plume-binary"}), default_limits(), service_.get());
   ASSERT_FALSE(w.ok());
@@ -88,7 +116,7 @@ TEST_F(SpawnServiceTest, AStepThatFailsInTheWorkerIsReportedAsBySpawn) {
   EXPECT_EQ(zombie_children(), zombies);
 }
 
-TEST_F(SpawnServiceTest, AStepThatFailsInTheHelperIsReportedAndItsChildReapedByTheCaller) {
+TEST_P(SpawnServiceTest, AStepThatFailsInTheHelperIsReportedAndItsChildReapedByTheCaller) {
   const int zombies = zombie_children();
   SandboxSpec spec = make_spec({"true"});
   spec.cgroup_procs_files = {"/nonexistent-plume-cgroup/cgroup.procs"};
@@ -101,7 +129,7 @@ TEST_F(SpawnServiceTest, AStepThatFailsInTheHelperIsReportedAndItsChildReapedByT
   EXPECT_TRUE(service_->helper_alive());
 }
 
-TEST_F(SpawnServiceTest, AHardLimitTheCallerMayRaiseIsLentToTheWorker) {
+TEST_P(SpawnServiceTest, AHardLimitTheCallerMayRaiseIsLentToTheWorker) {
   rlimit own{};
   ASSERT_EQ(::getrlimit(RLIMIT_NICE, &own), 0);
   if (own.rlim_max >= 20) GTEST_SKIP() << "RLIMIT_NICE is already 20 here: nothing to lend";
@@ -134,7 +162,7 @@ TEST_F(SpawnServiceTest, AHardLimitTheCallerMayRaiseIsLentToTheWorker) {
   EXPECT_TRUE(w->wait().has_value());
 }
 
-TEST_F(SpawnServiceTest, TheHelperHoldsNoDescriptorButStdioAndItsSockets) {
+TEST_P(SpawnServiceTest, TheHelperHoldsNoDescriptorButStdioAndItsSockets) {
   // Descriptors this process opens: none reaches the helper (it closed all it inherited).
   UniqueFd mine(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   std::set<std::string> fds;
@@ -149,7 +177,7 @@ TEST_F(SpawnServiceTest, TheHelperHoldsNoDescriptorButStdioAndItsSockets) {
   for (const std::string& fd : fds) EXPECT_TRUE(fd == "0" || fd == "1" || fd == "2" || fd == "3" || fd == "4") << fd;
 }
 
-TEST_F(SpawnServiceTest, WhatTheCallerMapsLaterIsNotCopiedByTheHelper) {
+TEST_P(SpawnServiceTest, WhatTheCallerMapsLaterIsNotCopiedByTheHelper) {
   const std::string helper_maps = "/proc/" + std::to_string(service_->helper_pid()) + "/maps";
   const size_t helper_before = line_count(helper_maps);
   const size_t ours_before = line_count("/proc/self/maps");
@@ -170,7 +198,7 @@ TEST_F(SpawnServiceTest, WhatTheCallerMapsLaterIsNotCopiedByTheHelper) {
   ::munmap(area, page * 800);
 }
 
-TEST_F(SpawnServiceTest, AfterTheHelperIsKilledTheCallerSpawnsByItself) {
+TEST_P(SpawnServiceTest, AfterTheHelperIsKilledTheCallerSpawnsByItself) {
   UniqueFd helper(static_cast<int>(::syscall(SYS_pidfd_open, service_->helper_pid(), 0)));
   ASSERT_TRUE(helper);
   ASSERT_EQ(::syscall(SYS_pidfd_send_signal, helper.get(), SIGKILL, nullptr, 0), 0);
@@ -185,7 +213,7 @@ TEST_F(SpawnServiceTest, AfterTheHelperIsKilledTheCallerSpawnsByItself) {
 }
 
 // spawn_async: nothing waits; the answers come through answer_fd(), in request order.
-TEST_F(SpawnServiceTest, AsynchronousSpawnsAreAnsweredInOrderThroughTheAnswerFd) {
+TEST_P(SpawnServiceTest, AsynchronousSpawnsAreAnsweredInOrderThroughTheAnswerFd) {
   UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
   ASSERT_TRUE(devnull);
   std::vector<int> answered;
@@ -218,7 +246,7 @@ TEST_F(SpawnServiceTest, AsynchronousSpawnsAreAnsweredInOrderThroughTheAnswerFd)
   }
 }
 
-TEST_F(SpawnServiceTest, RequestsTheHelperDiesWithFailAndTheNextRunInTheCaller) {
+TEST_F(ForkedHelperTest, RequestsTheHelperDiesWithFailAndTheNextRunInTheCaller) {
   UniqueFd helper(static_cast<int>(::syscall(SYS_pidfd_open, service_->helper_pid(), 0)));
   ASSERT_TRUE(helper);
   // Stopped, it cannot read the request; killed, it never will.
@@ -250,11 +278,95 @@ TEST_F(SpawnServiceTest, RequestsTheHelperDiesWithFailAndTheNextRunInTheCaller) 
   EXPECT_EQ(exit->code, 5);
 }
 
-TEST_F(SpawnServiceTest, TheHelperEndsWithTheService) {
+TEST_P(SpawnServiceTest, TheHelperEndsWithTheService) {
   UniqueFd helper(static_cast<int>(::syscall(SYS_pidfd_open, service_->helper_pid(), 0)));
   ASSERT_TRUE(helper);
   service_.reset();
   EXPECT_TRUE(exits_within(helper.get(), 0)) << "the service returned before its helper had exited";
+}
+
+INSTANTIATE_TEST_SUITE_P(Helpers, SpawnServiceTest, ::testing::Values(HelperKind::fork, HelperKind::exec),
+                         [](const auto& p) { return p.param == HelperKind::fork ? "Forked" : "Execed"; });
+
+// Kills the helper, stopped first so that a request sent meanwhile stays unanswered.
+void kill_helper(pid_t pid) {
+  UniqueFd helper(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  ASSERT_TRUE(helper);
+  ASSERT_EQ(::syscall(SYS_pidfd_send_signal, helper.get(), SIGKILL, nullptr, 0), 0);
+  ASSERT_TRUE(exits_within(helper.get(), 5000));
+}
+
+// An exec'd helper that dies is replaced from on_answers(): the requests it died with fail, a
+// `done` that asks again reaches the new helper, and so does everything after.
+TEST_F(ExecedHelperTest, ADeadHelperIsReplacedAndItsUnansweredRequestsFail) {
+  const pid_t first_helper = service_->helper_pid();
+  UniqueFd helper(static_cast<int>(::syscall(SYS_pidfd_open, first_helper, 0)));
+  ASSERT_TRUE(helper);
+  ASSERT_EQ(::syscall(SYS_pidfd_send_signal, helper.get(), SIGSTOP, nullptr, 0), 0);
+  std::optional<Result<Process, SpawnError>> first, retried;
+  std::optional<SpawnService::Sent> retry;
+  const SandboxSpec spec = make_spec({"sh", "-c", "exit 6"});
+  auto sent = service_->spawn_async(spec, [&](Result<Process, SpawnError> p) {
+    first.emplace(std::move(p));
+    retry = service_->spawn_async(spec, [&](Result<Process, SpawnError> q) { retried.emplace(std::move(q)); });
+  });
+  ASSERT_FALSE(sent.answered.has_value());
+  ASSERT_EQ(::syscall(SYS_pidfd_send_signal, helper.get(), SIGKILL, nullptr, 0), 0);
+  ASSERT_TRUE(exits_within(helper.get(), 5000));
+  answers();
+  ASSERT_TRUE(first.has_value());
+  ASSERT_FALSE(first->ok());
+  EXPECT_NE(first->error().message().find("spawn helper died"), std::string::npos) << first->error().message();
+  EXPECT_FALSE(service_->gone());
+  EXPECT_EQ(service_->restarts(), 1);
+  EXPECT_NE(service_->helper_pid(), first_helper);
+  EXPECT_TRUE(service_->helper_alive());
+  EXPECT_EQ(proc_status_field(service_->helper_pid(), "PPid"), std::to_string(::getpid()));
+  // The retry went to the new helper: it waits for its answer.
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_FALSE(retry->answered.has_value()) << "the retry did not reach the new helper";
+  EXPECT_EQ(service_->pending(), 1u);
+  answers();
+  ASSERT_TRUE(retried.has_value());
+  auto ran = wait_for_exec(std::move(*retried));
+  ASSERT_TRUE(ran.ok()) << ran.error().message();
+  auto exit = reap(ran->pidfd.get(), /*block=*/true);  // ours: the new helper clones with CLONE_PARENT
+  ASSERT_TRUE(exit.ok()) << exit.error().message();
+  EXPECT_EQ(exit->code, 6);
+}
+
+// A helper that dies soon after each start is not started for ever: after kMaxQuickDeaths in a
+// row the caller spawns by itself, as with a forked helper.
+TEST_F(ExecedHelperTest, HelpersThatKeepDyingAreGivenUpOn) {
+  for (int death = 1; death <= SpawnService::kMaxQuickDeaths; ++death) {
+    ASSERT_FALSE(service_->gone());
+    kill_helper(service_->helper_pid());
+    if (HasFatalFailure()) return;
+    answers();
+    EXPECT_EQ(service_->restarts(), std::min(death, SpawnService::kMaxQuickDeaths - 1));
+  }
+  EXPECT_TRUE(service_->gone());
+  EXPECT_FALSE(service_->helper_alive());
+  const SandboxSpec spec = make_spec({"sh", "-c", "exit 2"});
+  auto next = service_->spawn_async(spec, [](Result<Process, SpawnError>) { FAIL() << "answered later"; });
+  ASSERT_TRUE(next.answered.has_value()) << "with no helper the answer is immediate";
+  auto ran = wait_for_exec(std::move(*next.answered));
+  ASSERT_TRUE(ran.ok()) << ran.error().message();
+  auto exit = reap(ran->pidfd.get(), /*block=*/true);
+  ASSERT_TRUE(exit.ok());
+  EXPECT_EQ(exit->code, 2);
+}
+
+// A binary that is not a helper never says it is ready: refused by name, nothing left behind.
+TEST_F(ExecedHelperTest, ABinaryThatIsNotAHelperIsRefused) {
+  const int zombies = zombie_children();
+  auto s = SpawnService::start("/bin/true");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.error().message().find("the spawn helper's first record"), std::string::npos) << s.error().message();
+  auto missing = SpawnService::start("/nonexistent/plume-spawn");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().err, ENOENT) << missing.error().message();
+  EXPECT_EQ(zombie_children(), zombies);
 }
 
 }  // namespace

@@ -90,23 +90,34 @@ TEST_F(ApiWorkers, WorkersAreClonedByTheSpawnHelperYetStayPlumedsChildren) {
   EXPECT_EQ(exit_of(done).value("signal", 0), 9) << done.dump();
 }
 
-// Without its helper plumed spawns by itself: it says so once, and workers still start.
-TEST_F(ApiWorkers, AfterTheSpawnHelperIsKilledPlumedSpawnsByItself) {
-  pid_t helper = 0;
-  for (const ChildProcess& c : children_of(plumed_.pid())) {
-    if (c.comm == "plume-spawn") helper = c.pid;
-  }
+// plumed execs its helper (fwp/plume-spawn): one that is killed is replaced, and workers still
+// start, cloned by the new one.
+TEST_F(ApiWorkers, AKilledSpawnHelperIsReplaced) {
+  auto helper_now = [&] {
+    for (const ChildProcess& c : children_of(plumed_.pid())) {
+      if (c.comm == "plume-spawn") return c.pid;
+    }
+    return 0;
+  };
+  const pid_t helper = helper_now();
   ASSERT_GT(helper, 0);
   ASSERT_EQ(::kill(helper, SIGKILL), 0);
   // plumed sees its end on the answer socket it watches. (A start that raced the death is
   // failed, 422 spawn_failed: the helper may have cloned it; docs/fwp.md.)
-  for (int i = 0; i < 250 && plumed_.stderr_text().find("event=fwp.spawn_helper.gone") == std::string::npos; ++i)
+  for (int i = 0; i < 250 && plumed_.stderr_text().find("event=fwp.spawn_helper.restarted") == std::string::npos; ++i)
     ::poll(nullptr, 0, 20);  // bounded: 5 s
-  ASSERT_NE(plumed_.stderr_text().find("event=fwp.spawn_helper.gone"), std::string::npos) << plumed_.stderr_text();
+  const std::string log = plumed_.stderr_text();
+  ASSERT_NE(log.find("event=fwp.spawn_helper.gone pid=" + std::to_string(helper)), std::string::npos) << log;
+  ASSERT_NE(log.find("event=fwp.spawn_helper.restarted"), std::string::npos) << log;
+  const pid_t replacement = helper_now();
+  EXPECT_GT(replacement, 0);
+  EXPECT_NE(replacement, helper);
+  EXPECT_NE(log.find("pid=" + std::to_string(replacement) + " dead=" + std::to_string(helper)), std::string::npos) << log;
   json done = run_and_wait({{"argv", {"/bin/sh", "-c", "exit 4"}}});
   EXPECT_EQ(exit_of(done).value("code", -1), 4) << done.dump();
   json again = run_and_wait({{"argv", {"/bin/sh", "-c", "exit 5"}}});
   EXPECT_EQ(exit_of(again).value("code", -1), 5) << again.dump();
+  EXPECT_EQ(helper_now(), replacement);
   EXPECT_EQ(plumed_.request("GET", "/v1/health", token_).status, 200);
 }
 

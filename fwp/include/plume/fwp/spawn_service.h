@@ -10,6 +10,10 @@
 // pins it with the pidfd it is handed, reaps it, and the worker's parent-death signal follows the
 // caller's thread that started the service. The helper holds nothing of the caller's but the
 // socket: it exits when the socket closes (or the caller dies).
+//
+// The helper is either a fork of the caller (start()) or the plume-spawn binary, exec'd from a
+// posix_spawn that copies nothing of the caller (start(binary)). Only the second can be replaced
+// when it dies: a fork of the caller by then would carry all the caller holds.
 #pragma once
 
 #include <sys/types.h>
@@ -19,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "plume/base/result.h"
 #include "plume/base/sys_error.h"
@@ -38,6 +43,12 @@ class SpawnService {
   // Forks the helper. Call early: the helper keeps the caller's address space as it is now, and
   // every spawn copies that (plumed starts it before its event loop, templates and channels).
   static SysResult<std::unique_ptr<SpawnService>> start();
+  // Execs `helper_binary` (fwp/plume-spawn) as the helper, whatever the caller's size. If it dies,
+  // on_answers() fails what it had pending and starts a new one, unless kMaxQuickDeaths helpers
+  // in a row died within kQuickDeathMs of their start.
+  static SysResult<std::unique_ptr<SpawnService>> start(std::string helper_binary);
+  static constexpr int kMaxQuickDeaths = 3;
+  static constexpr int64_t kQuickDeathMs = 10'000;
   // Closes the socket (the helper exits on its EOF) and reaps the helper.
   ~SpawnService();
   SpawnService(const SpawnService&) = delete;
@@ -45,13 +56,14 @@ class SpawnService {
 
   // As fwp::spawn(spec), cloned by the helper. Blocks for the helper's parent-side steps (clone,
   // id maps, cgroup attach, release), as spawn() does. If the helper has died, says so once in
-  // the log and spawns in this process from then on.
+  // the log and spawns in this process until on_answers() has replaced it.
   Result<Process, SpawnError> spawn(const SandboxSpec& spec);
 
   // Without waiting, for a caller with an event loop: the request is sent now (the spec's
   // descriptors travel with it: close them on return), and `done` runs from on_answers() with
   // the outcome, in request order. Watch answer_fd() for POLLIN and call on_answers(). If the
-  // helper dies with requests unanswered, on_answers() fails them.
+  // helper dies with requests unanswered, on_answers() fails them, after starting the next
+  // helper where it can (so a `done` that tries again reaches it).
   // `done` never runs before this returns: an outcome known at once (the helper is gone, so
   // spawn() ran in this process; or the request could not be sent) is returned instead.
   using Done = std::function<void(Result<Process, SpawnError>)>;
@@ -64,18 +76,26 @@ class SpawnService {
   // The request's `done` will not run (its owner is gone): what the helper clones for it is
   // killed and reaped when the answer comes.
   void cancel(Ticket ticket);
+  // A new descriptor once on_answers() has replaced a dead helper: read it again after each call.
   int answer_fd() const { return async_sock_.get(); }
   void on_answers();
-  // The helper died (or could not be reached): spawns run in this process from now on. Stop
-  // watching answer_fd() once this is true and nothing is pending: it stays at end of file.
+  // No helper: spawns run in this process. Stop watching answer_fd() once this is true and
+  // nothing is pending: it stays at end of file. Watched, it is where on_answers() learns of a
+  // death and replaces the helper (this turns false again).
   bool gone() const { return gone_; }
-  size_t pending() const { return pending_.size(); }
+  size_t pending() const { return pending_.size() + dying_.size(); }
 
   pid_t helper_pid() const { return helper_pid_; }
   bool helper_alive() const;
+  int restarts() const { return restarts_; }
 
  private:
   SpawnService() = default;
+  // Starts a helper (fork, or exec of helper_binary_) and takes its first record.
+  SysResult<void> launch();
+  // on_answers() once the helper is gone: a new one where allowed, then the old one's requests
+  // fail.
+  void replace_dead_helper();
   std::optional<SpawnError> send_request(int sock, const SandboxSpec& spec);
   Result<Process, SpawnError> spawn_in_helper(const SandboxSpec& spec);
   Result<Process, SpawnError> take_answer(detail::Record& reply);
@@ -89,10 +109,16 @@ class SpawnService {
     Done done;  // empty once cancelled
   };
   std::deque<Pending> pending_;
+  std::deque<Pending> dying_;  // a dead helper's, being failed by replace_dead_helper()
   Ticket next_ticket_ = 1;
   pid_t helper_pid_ = -1;
   UniqueFd helper_pidfd_;
   bool gone_ = false;
+  int gone_errno_ = 0;
+  std::string helper_binary_;  // empty: a forked helper, never replaced
+  int64_t launched_at_ms_ = 0;
+  int quick_deaths_ = 0;
+  int restarts_ = 0;
 };
 
 // Through `service` where there is one, in this process otherwise (tests, tools).
