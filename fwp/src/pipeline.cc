@@ -133,6 +133,7 @@ void join_and_fork(ChildPlan& plan) {
   if (pid < 0) report_and_exit(plan.status_fd, Step::join_namespaces, step_errno("clone3", "CLONE_PARENT"));
   if (pid > 0) {
     const pid_t worker = static_cast<pid_t>(pid);
+    if (plan.worker_pid_slot != nullptr) __atomic_store_n(plan.worker_pid_slot, worker, __ATOMIC_RELEASE);
     // Four bytes into an empty pipe. Were they lost, spawn() fails, and the worker, left with
     // a control socket nobody reads, ends on its EOF.
     const bool sent = ::write(plan.pid_report_fd, &worker, sizeof worker) == sizeof worker;

@@ -25,6 +25,9 @@ struct ChildPlan {
   int join_pidfd = -1;
   int pid_report_fd = -1;       // write end
   int pid_report_read_fd = -1;  // parent's end, closed in the child
+  // In the spawn helper: where the first child also writes the worker's pid, at once, so that the
+  // helper's caller can find the worker should the helper die before answering (spawn_helper.h).
+  int* worker_pid_slot = nullptr;
 
   uint32_t uid = 0;
   uint32_t gid = 0;

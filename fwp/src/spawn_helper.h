@@ -4,17 +4,35 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
+#include "plume/fwp/spawner.h"
+
 namespace plume::fwp::detail {
 
 // The helper's only descriptors besides stdio: the socket for spawn(), and the one for
 // spawn_async() (answered out of band of spawn(), so a synchronous caller never has to run
-// another's callback).
+// another's callback). An exec'd helper also finds its ledger's memfd on kHelperLedger, which
+// it maps and closes.
 constexpr int kHelperSyncSocket = 3;
 constexpr int kHelperAsyncSocket = 4;
+constexpr int kHelperLedger = 5;
 
-// Moves the sockets onto their numbers, closes every other descriptor above stdio, says it is
-// ready, then answers requests until either socket closes. Exits if `caller` is not (or is no
-// longer) its parent.
-[[noreturn]] void run_spawn_helper(int sync_sock, int async_sock, pid_t caller);
+// What the helper is doing, in one shared page it and its caller map: the children of a request
+// it dies in the middle of are the caller's (CLONE_PARENT), and without their pids the caller
+// could never reap them. Written by the helper (and a joining spawn's first child) with __atomic
+// stores; read by the caller once the helper is dead. A request is unanswered while
+// `answering` != `begun`; `answering` is written before the answer is sent, so a child whose
+// answer may still arrive is never taken for an orphan (dying between the two leaves one).
+struct SpawnLedger {
+  uint64_t begun = 0;
+  uint64_t answering = 0;
+  SiblingPids pids;  // what request `begun` has cloned so far
+};
+
+// Maps the ledger, moves the sockets onto their numbers, closes every other descriptor above
+// stdio, says it is ready, then answers requests until either socket closes. Exits if `caller`
+// is not (or is no longer) its parent.
+[[noreturn]] void run_spawn_helper(int sync_sock, int async_sock, int ledger_fd, pid_t caller);
 
 }  // namespace plume::fwp::detail

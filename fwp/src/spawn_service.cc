@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -67,7 +68,7 @@ struct HelperBuffers {
 };
 
 // Returns false when the socket is closed (or can no longer be answered on).
-bool serve_one(int sock, HelperBuffers& b) {
+bool serve_one(int sock, HelperBuffers& b, detail::SpawnLedger& ledger) {
   const int err = detail::recv_record(sock, detail::kMaxRecordBytes, b.request, /*nonblocking=*/false);
   if (err == EPIPE || err == ECONNRESET) return false;
   detail::Answer answer;
@@ -83,8 +84,14 @@ bool serve_one(int sock, HelperBuffers& b) {
     answer.err = EINVAL;
     answer.detail = "spawn helper: " + *bad;
   } else {
+    // What this request clones is recorded from here on (spawn_helper.h).
+    const uint64_t request = __atomic_load_n(&ledger.begun, __ATOMIC_RELAXED) + 1;
+    __atomic_store_n(&ledger.pids.child, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&ledger.pids.worker, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&ledger.begun, request, __ATOMIC_RELEASE);
     bool released = true;
-    auto started = detail::spawn_as_sibling(spec, b.to_reap, released);
+    auto started = detail::spawn_as_sibling(spec, b.to_reap, released, &ledger.pids);
+    __atomic_store_n(&ledger.answering, request, __ATOMIC_RELEASE);
     if (started) {
       proc.emplace(std::move(*started));
       answer.ok = true;
@@ -102,8 +109,8 @@ bool serve_one(int sock, HelperBuffers& b) {
   const int sent = detail::send_record(sock, b.answer, b.fds);
   b.request.fds.clear();  // the spec's descriptors: the child has its copies
   b.to_reap.clear();
-  // Unanswered, the caller sees the socket close. The worker, its release pipe gone with this
-  // Process, reports the parent gone and exits, a zombie of the caller's it has no pidfd for.
+  // Unanswered, the caller sees the socket close, and reaps the child from the ledger. (Its
+  // release pipe gone with this Process, the child would report the parent gone and exit.)
   return sent == 0;
 }
 
@@ -115,8 +122,11 @@ namespace detail {
 // either closes. It allocates (a fork of a possibly multi-threaded caller, which glibc's fork
 // makes safe for malloc, or plume-spawn) but logs nothing: a forked one's logger and its locks
 // are the caller's.
-[[noreturn]] void run_spawn_helper(int sync_sock, int async_sock, pid_t caller) {
+[[noreturn]] void run_spawn_helper(int sync_sock, int async_sock, int ledger_fd, pid_t caller) {
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || ::getppid() != caller) ::_exit(1);
+  void* page = ::mmap(nullptr, sizeof(SpawnLedger), PROT_READ | PROT_WRITE, MAP_SHARED, ledger_fd, 0);
+  if (page == MAP_FAILED) ::_exit(1);
+  auto* ledger = static_cast<SpawnLedger*>(page);
   // Onto fds 3 and 4 (whatever numbers they had: dup first, then close everything above 4).
   const int sync_tmp = ::fcntl(sync_sock, F_DUPFD_CLOEXEC, kHelperAsyncSocket + 1);
   const int async_tmp = ::fcntl(async_sock, F_DUPFD_CLOEXEC, kHelperAsyncSocket + 1);
@@ -138,7 +148,7 @@ namespace detail {
     }
     for (const pollfd& s : p) {
       if (s.revents == 0) continue;
-      if (!serve_one(s.fd, buffers)) ::_exit(0);
+      if (!serve_one(s.fd, buffers, *ledger)) ::_exit(0);
     }
   }
 }
@@ -147,11 +157,11 @@ namespace detail {
 
 namespace {
 
-// A descriptor numbered above the helper's two, for posix_spawn's dup2s: one of them might
+// A descriptor numbered above the helper's three, for posix_spawn's dup2s: one of them might
 // otherwise already sit on the number the other is moved to.
 SysResult<UniqueFd> above_helper_numbers(UniqueFd fd) {
-  if (fd.get() > kHelperAsyncSocket) return fd;
-  UniqueFd moved(::fcntl(fd.get(), F_DUPFD_CLOEXEC, kHelperAsyncSocket + 1));
+  if (fd.get() > detail::kHelperLedger) return fd;
+  UniqueFd moved(::fcntl(fd.get(), F_DUPFD_CLOEXEC, detail::kHelperLedger + 1));
   if (!moved) return fail(sys_error("fcntl", "F_DUPFD_CLOEXEC for the spawn helper"));
   return moved;
 }
@@ -159,17 +169,20 @@ SysResult<UniqueFd> above_helper_numbers(UniqueFd fd) {
 // plume-spawn, with `sync_sock` and `async_sock` on its fds 3 and 4 and nothing else of ours
 // (everything else is close-on-exec, and the helper closes anything above 4 anyway). The
 // caller's blocked signals and ignored ones are not the helper's.
-SysResult<pid_t> exec_helper(const std::string& binary, UniqueFd sync_sock, UniqueFd async_sock) {
+SysResult<pid_t> exec_helper(const std::string& binary, UniqueFd sync_sock, UniqueFd async_sock, UniqueFd ledger) {
   auto sync_high = above_helper_numbers(std::move(sync_sock));
   if (!sync_high) return fail(sync_high.error());
   auto async_high = above_helper_numbers(std::move(async_sock));
   if (!async_high) return fail(async_high.error());
+  auto ledger_high = above_helper_numbers(std::move(ledger));
+  if (!ledger_high) return fail(ledger_high.error());
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attr;
   ::posix_spawn_file_actions_init(&actions);
   ::posix_spawnattr_init(&attr);
   ::posix_spawn_file_actions_adddup2(&actions, sync_high->get(), kHelperSyncSocket);
   ::posix_spawn_file_actions_adddup2(&actions, async_high->get(), kHelperAsyncSocket);
+  ::posix_spawn_file_actions_adddup2(&actions, ledger_high->get(), detail::kHelperLedger);
   sigset_t none, all;
   sigemptyset(&none);
   sigfillset(&all);
@@ -213,9 +226,15 @@ SysResult<void> SpawnService::launch() {
   // Both ends block on send: a burst of requests the helper cannot keep up with holds the caller
   // back (about 200 of a few KiB fit in the buffer) instead of failing. Answers are read with
   // MSG_DONTWAIT when the caller's loop says they are there.
+  UniqueFd ledger_fd(::memfd_create("plume-spawn-ledger", MFD_CLOEXEC));
+  if (!ledger_fd) return fail(sys_error("memfd_create", "spawn ledger"));
+  if (::ftruncate(ledger_fd.get(), sizeof(detail::SpawnLedger)) != 0) return fail(sys_error("ftruncate", "spawn ledger"));
+  void* page = ::mmap(nullptr, sizeof(detail::SpawnLedger), PROT_READ | PROT_WRITE, MAP_SHARED, ledger_fd.get(), 0);
+  if (page == MAP_FAILED) return fail(sys_error("mmap", "spawn ledger"));
+  std::unique_ptr<void, void (*)(void*)> ledger(page, [](void* p) { ::munmap(p, sizeof(detail::SpawnLedger)); });
   pid_t pid = -1;
   if (!helper_binary_.empty()) {
-    auto spawned = exec_helper(helper_binary_, std::move(theirs), std::move(theirs_async));
+    auto spawned = exec_helper(helper_binary_, std::move(theirs), std::move(theirs_async), std::move(ledger_fd));
     if (!spawned) return fail(spawned.error());
     pid = *spawned;
   } else {
@@ -226,10 +245,11 @@ SysResult<void> SpawnService::launch() {
     if (pid == 0) {
       (void)ours.release();
       (void)ours_async.release();
-      detail::run_spawn_helper(theirs.get(), theirs_async.get(), caller);
+      detail::run_spawn_helper(theirs.get(), theirs_async.get(), ledger_fd.get(), caller);
     }
     theirs.reset();
     theirs_async.reset();
+    ledger_fd.reset();
   }
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd) {
@@ -258,6 +278,8 @@ SysResult<void> SpawnService::launch() {
   async_sock_ = std::move(ours_async);
   helper_pid_ = pid;
   helper_pidfd_ = std::move(pidfd);
+  if (ledger_ != nullptr) ::munmap(ledger_, sizeof(detail::SpawnLedger));
+  ledger_ = static_cast<detail::SpawnLedger*>(ledger.release());
   launched_at_ms_ = monotonic_ms();
   gone_ = false;
   return {};
@@ -267,6 +289,7 @@ SpawnService::~SpawnService() {
   sock_.reset();  // the helper's EOF
   async_sock_.reset();
   if (helper_pidfd_) (void)reap(helper_pidfd_.get(), /*block=*/true);
+  if (ledger_ != nullptr) ::munmap(ledger_, sizeof(detail::SpawnLedger));
 }
 
 bool SpawnService::helper_alive() const {
@@ -291,6 +314,38 @@ void SpawnService::helper_gone(const char* why, int err) {
     (void)reap(helper_pidfd_.get(), /*block=*/true);
     helper_pidfd_.reset();
   }
+  reap_orphans();
+}
+
+namespace {
+
+// Kills and reaps `pid` if it is this process's child (waitid refuses any other with ECHILD, so
+// nobody else's process is ever signalled). Returns whether it was.
+bool kill_and_reap_child(pid_t pid) {
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return false;
+  siginfo_t info{};
+  if (::syscall(SYS_waitid, P_PIDFD, pidfd.get(), &info, WEXITED | WNOHANG | WNOWAIT, nullptr) != 0) return false;
+  ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+  return reap(pidfd.get(), /*block=*/true).ok();
+}
+
+}  // namespace
+
+void SpawnService::reap_orphans() {
+  if (ledger_ == nullptr) return;
+  const uint64_t begun = __atomic_load_n(&ledger_->begun, __ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&ledger_->answering, __ATOMIC_ACQUIRE) == begun) return;
+  // The child first: a joining spawn's first child writes the worker's pid, and once it is gone
+  // nothing writes any more.
+  int reaped = 0;
+  const pid_t child = __atomic_load_n(&ledger_->pids.child, __ATOMIC_ACQUIRE);
+  if (child > 0 && kill_and_reap_child(child)) ++reaped;
+  const pid_t worker = __atomic_load_n(&ledger_->pids.worker, __ATOMIC_ACQUIRE);
+  if (worker > 0 && kill_and_reap_child(worker)) ++reaped;
+  __atomic_store_n(&ledger_->answering, begun, __ATOMIC_RELAXED);  // settled: never twice
+  orphans_reaped_ += reaped;
+  if (reaped > 0) log::warn("fwp.spawn_helper.orphans", {{"reaped", reaped}, {"request", begun}});
 }
 
 void SpawnService::replace_dead_helper() {

@@ -54,6 +54,7 @@ struct Reaping {
   // is only known after it), so the child starts its steps once the caller has its answer,
   // instead of competing with the answer's delivery for the CPUs.
   bool* released = nullptr;
+  detail::SiblingPids* written = nullptr;  // the helper's record of what it cloned
   bool siblings() const { return hand_back != nullptr; }
 };
 
@@ -240,6 +241,7 @@ Result<Process, SpawnError> spawn_with(const SandboxSpec& spec, const Reaping& r
     plan.join_pidfd = spec.join_namespaces_of;
     plan.pid_report_fd = pid_report_write.get();
     plan.pid_report_read_fd = pid_report_read.get();
+    if (reaping.written != nullptr) plan.worker_pid_slot = &reaping.written->worker;
   }
 
   int pidfd = -1;
@@ -270,6 +272,7 @@ Result<Process, SpawnError> spawn_with(const SandboxSpec& spec, const Reaping& r
   if (ret < 0) return fail(spawn_error(Step::clone, errno, "clone3 " + spec.name));
 
   const auto pid = static_cast<pid_t>(ret);
+  if (reaping.written != nullptr) __atomic_store_n(&reaping.written->child, pid, __ATOMIC_RELEASE);
   UniqueFd pidfd_owner(pidfd);
   status_write.reset();
   sync_read.reset();
@@ -313,8 +316,8 @@ Result<Process, SpawnError> spawn(const SandboxSpec& spec) { return spawn_with(s
 
 namespace detail {
 Result<Process, SpawnError> spawn_as_sibling(const SandboxSpec& spec, std::vector<UniqueFd>& to_reap,
-                                             bool& released) {
-  return spawn_with(spec, Reaping{&to_reap, &released});
+                                             bool& released, SiblingPids* written) {
+  return spawn_with(spec, Reaping{&to_reap, &released, written});
 }
 
 std::optional<SpawnError> release_child(int sync_fd) {

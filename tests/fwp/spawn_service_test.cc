@@ -285,16 +285,50 @@ TEST_P(SpawnServiceTest, TheHelperEndsWithTheService) {
   EXPECT_TRUE(exits_within(helper.get(), 0)) << "the service returned before its helper had exited";
 }
 
-INSTANTIATE_TEST_SUITE_P(Helpers, SpawnServiceTest, ::testing::Values(HelperKind::fork, HelperKind::exec),
-                         [](const auto& p) { return p.param == HelperKind::fork ? "Forked" : "Execed"; });
-
-// Kills the helper, stopped first so that a request sent meanwhile stays unanswered.
+// Kills the helper and waits for its end.
 void kill_helper(pid_t pid) {
   UniqueFd helper(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   ASSERT_TRUE(helper);
   ASSERT_EQ(::syscall(SYS_pidfd_send_signal, helper.get(), SIGKILL, nullptr, 0), 0);
   ASSERT_TRUE(exits_within(helper.get(), 5000));
 }
+
+// A request the helper dies in the middle of: what it had cloned is the caller's child
+// (CLONE_PARENT), which the caller holds no pidfd for. The service finds it in the helper's ledger
+// and reaps it, rather than leave a zombie nobody could wait for.
+TEST_P(SpawnServiceTest, WhatADeadHelperHadClonedIsReaped) {
+  const int zombies = zombie_children();
+  const std::string fifo = "/tmp/plume-spawn-test-" + std::to_string(::getpid()) + ".fifo";
+  ::unlink(fifo.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  SandboxSpec spec = make_spec({"true"});
+  spec.cgroup_procs_files = {fifo};  // opening it for the attach blocks: the child is cloned by then
+  std::optional<Result<Process, SpawnError>> outcome;
+  auto sent = service_->spawn_async(spec, [&](Result<Process, SpawnError> p) { outcome.emplace(std::move(p)); });
+  ASSERT_FALSE(sent.answered.has_value());
+  const pid_t helper = service_->helper_pid();
+  pid_t cloned = 0;
+  for (int i = 0; i < 500 && cloned == 0; ++i) {  // bounded: 5 s
+    for (const plume::test::ChildProcess& c : plume::test::children_of(::getpid())) {
+      if (c.comm == "plume-spawn" && c.pid != helper) cloned = c.pid;
+    }
+    if (cloned == 0) ::poll(nullptr, 0, 10);
+  }
+  ASSERT_GT(cloned, 0) << "the helper's clone never showed";
+  kill_helper(helper);
+  if (HasFatalFailure()) return;
+  answers();
+  ::unlink(fifo.c_str());
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_FALSE(outcome->ok());
+  EXPECT_EQ(service_->orphans_reaped(), 1);
+  for (const plume::test::ChildProcess& c : plume::test::children_of(::getpid()))
+    EXPECT_NE(c.pid, cloned) << "still there, state " << c.state;
+  EXPECT_EQ(zombie_children(), zombies);
+}
+
+INSTANTIATE_TEST_SUITE_P(Helpers, SpawnServiceTest, ::testing::Values(HelperKind::fork, HelperKind::exec),
+                         [](const auto& p) { return p.param == HelperKind::fork ? "Forked" : "Execed"; });
 
 // An exec'd helper that dies is replaced from on_answers(): the requests it died with fail, a
 // `done` that asks again reaches the new helper, and so does everything after.

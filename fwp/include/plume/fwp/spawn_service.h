@@ -35,6 +35,7 @@ namespace plume::fwp {
 
 namespace detail {
 struct Record;
+struct SpawnLedger;
 }
 
 // Not thread-safe: use it from one thread (plumed's loop).
@@ -88,6 +89,8 @@ class SpawnService {
   pid_t helper_pid() const { return helper_pid_; }
   bool helper_alive() const;
   int restarts() const { return restarts_; }
+  // Children of a dead helper's unanswered request that this service reaped (spawn_helper.h).
+  int orphans_reaped() const { return orphans_reaped_; }
 
  private:
   SpawnService() = default;
@@ -101,6 +104,8 @@ class SpawnService {
   Result<Process, SpawnError> take_answer(detail::Record& reply);
   void discard_answer(detail::Record& reply);  // a cancelled request's: its children ended
   void helper_gone(const char* why, int err);
+  // Once the helper is dead: kills and reaps what it had cloned for a request it never answered.
+  void reap_orphans();
 
   UniqueFd sock_;
   UniqueFd async_sock_;  // spawn_async's requests and answers
@@ -113,12 +118,14 @@ class SpawnService {
   Ticket next_ticket_ = 1;
   pid_t helper_pid_ = -1;
   UniqueFd helper_pidfd_;
+  detail::SpawnLedger* ledger_ = nullptr;  // shared with the helper (spawn_helper.h)
   bool gone_ = false;
   int gone_errno_ = 0;
   std::string helper_binary_;  // empty: a forked helper, never replaced
   int64_t launched_at_ms_ = 0;
   int quick_deaths_ = 0;
   int restarts_ = 0;
+  int orphans_reaped_ = 0;
 };
 
 // Through `service` where there is one, in this process otherwise (tests, tools).

@@ -87,12 +87,19 @@ Result<Process, SpawnError> spawn_and_wait_exec(const SandboxSpec& spec);
 Result<Process, SpawnError> wait_for_exec(Result<Process, SpawnError> proc);
 
 namespace detail {
+// Where spawn_as_sibling writes each pid as soon as there is one (the child it clones, then a
+// joining spawn's worker, written by that child), with __atomic stores: shared memory its parent
+// reads should the helper die before answering (spawn_helper.h).
+struct SiblingPids {
+  int child = 0;
+  int worker = 0;
+};
 // spawn(), for the spawn helper (spawn_service.h): the worker is the caller's parent's child
 // (CLONE_PARENT), and so is every child it had to give up on, or a joining spawn's first child:
 // their pidfds go to `to_reap`, for that parent to wait for. `released` says whether the child
 // was released; if not, whoever ends up holding sync_fd releases it (release_child).
 Result<Process, SpawnError> spawn_as_sibling(const SandboxSpec& spec, std::vector<UniqueFd>& to_reap,
-                                             bool& released);
+                                             bool& released, SiblingPids* written);
 // Lets a spawned child past its wait for the parent-side steps (one byte on the release pipe).
 std::optional<SpawnError> release_child(int sync_fd);
 }  // namespace detail
