@@ -138,6 +138,7 @@ SysResult<Mem> bwrap_sandboxes(const std::string& bwrap, int n) {
   std::vector<std::string> argv = {bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
                                    "--proc", "/proc", "--dev", "/dev", "--", "sleep", "100000"};
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
   char env0[] = "PATH=/usr/bin:/bin";

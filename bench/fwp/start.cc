@@ -367,6 +367,7 @@ int run_start(const FwpOptions& o) {
   // an order of magnitude slower, in every stride-th round only.
   const int stride = o.crun_iterations > 0 ? std::max(1, o.iterations / o.crun_iterations) : 0;
   std::vector<PeerSamples> results;
+  results.reserve(peers.size());
   for (const auto& p : peers) results.push_back({p->name(), {}});
   for (int round = 0; round < o.warmup + o.iterations; ++round) {
     const bool measured = round >= o.warmup;

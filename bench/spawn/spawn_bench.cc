@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -175,6 +176,7 @@ int run(int argc, char** argv) {
   // crun is an order of magnitude slower: it runs in every stride-th round only.
   const int stride = o.crun_iterations > 0 ? std::max(1, o.iterations / o.crun_iterations) : 0;
   std::vector<PeerSamples> results;
+  results.reserve(peers.size());
   for (const auto& p : peers) results.push_back({p->name(), {}});
   const int rounds = o.warmup + o.iterations;
   for (int round = 0; round < rounds; ++round) {
@@ -219,4 +221,11 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return run(argc, argv); }
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // an allocation, say: reported, not a bare abort
+    std::fprintf(stderr, "spawn_bench: %s\n", e.what());
+    return 1;
+  }
+}
