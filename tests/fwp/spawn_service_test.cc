@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -389,6 +390,27 @@ TEST_F(ExecedHelperTest, HelpersThatKeepDyingAreGivenUpOn) {
   auto exit = reap(ran->pidfd.get(), /*block=*/true);
   ASSERT_TRUE(exit.ok());
   EXPECT_EQ(exit->code, 2);
+}
+
+// A helper whose binary is gone by the time it dies cannot be replaced: the service says so and
+// spawns in its caller from then on.
+TEST_F(ExecedHelperTest, AHelperThatCannotBeReplacedLeavesTheCallerSpawningByItself) {
+  const std::string copy = "/tmp/plume-spawn-test-" + std::to_string(::getpid());
+  std::filesystem::copy_file(PLUME_SPAWN_PATH, copy, std::filesystem::copy_options::overwrite_existing);
+  auto s = SpawnService::start(copy);
+  ASSERT_TRUE(s.ok()) << s.error().message();
+  service_ = std::move(*s);
+  ASSERT_EQ(::unlink(copy.c_str()), 0);
+  kill_helper(service_->helper_pid());
+  if (HasFatalFailure()) return;
+  answers();
+  EXPECT_TRUE(service_->gone());
+  EXPECT_EQ(service_->restarts(), 0);
+  auto w = start(make_spec({"sh", "-c", "exit 8"}), default_limits(), service_.get());
+  ASSERT_TRUE(w.ok()) << w.error().message();
+  auto exit = w->wait();
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->code, 8);
 }
 
 // A binary that is not a helper never says it is ready: refused by name, nothing left behind.
