@@ -1,5 +1,7 @@
 #include "plume_binaries.h"
 
+#include <limits.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <vector>
@@ -16,8 +18,11 @@ std::string plume_binary_path(const std::string& name) {
     candidates = {dir + "/" + name, dir + "/../fwp/" + name};
   }
   candidates.push_back("/usr/libexec/plume/" + name);
-  for (const std::string& c : candidates)
-    if (::access(c.c_str(), X_OK) == 0) return c;
+  for (const std::string& c : candidates) {
+    if (::access(c.c_str(), X_OK) != 0) continue;
+    char real[PATH_MAX];
+    return ::realpath(c.c_str(), real) != nullptr ? std::string(real) : c;  // for the logs: no "/../"
+  }
   return "";
 }
 
