@@ -78,6 +78,16 @@ std::string render_metrics(Supervisor& sup, const HttpCounters& http) {
     os << "plume_fwp_channels_made_on_demand_total{" << tl(v) << "} " << v.stats.channels_made_on_demand << '\n';
   header(os, "plume_fwp_template_restarts_total", "counter", "Templates restarted after they died.");
   for (auto& v : templates) os << "plume_fwp_template_restarts_total{" << tl(v) << "} " << v.stats.template_restarts << '\n';
+  // The spawn helper: whether one serves, and how often it had to be replaced.
+  const fwp::SpawnService* helper = sup.spawner();
+  header(os, "plume_spawn_helper_up", "gauge",
+         "1 while a spawn helper clones plumed's workers; 0 when plumed spawns in itself.");
+  os << "plume_spawn_helper_up " << (helper != nullptr && !helper->gone() ? 1 : 0) << '\n';
+  header(os, "plume_spawn_helper_restarts_total", "counter", "Spawn helpers started to replace one that died.");
+  os << "plume_spawn_helper_restarts_total " << (helper != nullptr ? helper->restarts() : 0) << '\n';
+  header(os, "plume_spawn_helper_orphans_reaped_total", "counter",
+         "Processes a dead spawn helper had cloned for a request it never answered, killed and reaped.");
+  os << "plume_spawn_helper_orphans_reaped_total " << (helper != nullptr ? helper->orphans_reaped() : 0) << '\n';
   header(os, "plume_http_requests_total", "counter", "Control API responses, by status code.");
   for (auto& [code, n] : http.by_status) os << "plume_http_requests_total{code=\"" << code << "\"} " << n << '\n';
   return os.str();

@@ -138,6 +138,8 @@ class Supervisor {
     fwp::TemplateStats stats;
   };
   std::vector<TemplateView> template_views();
+  // The spawn helper, for /metrics; null where plumed spawns in itself from the start.
+  const fwp::SpawnService* spawner() const { return spawner_; }
 
   // SIGTERM to every worker, SIGKILL after the grace period, then `done` once all have exited
   // and every cgroup, socket and runtime file is removed.

@@ -119,6 +119,9 @@ TEST_F(ApiWorkers, AKilledSpawnHelperIsReplaced) {
   EXPECT_EQ(exit_of(again).value("code", -1), 5) << again.dump();
   EXPECT_EQ(helper_now(), replacement);
   EXPECT_EQ(plumed_.request("GET", "/v1/health", token_).status, 200);
+  const std::string metrics = plumed_.admin("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("\nplume_spawn_helper_up 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nplume_spawn_helper_restarts_total 1\n"), std::string::npos) << metrics;
 }
 
 TEST_F(ApiWorkers, KilledBySignal) {
