@@ -15,7 +15,7 @@ std::string plume_binary_path(const std::string& name) {
   if (n > 0) {
     const std::string self(exe, static_cast<size_t>(n));
     const std::string dir = self.substr(0, self.rfind('/'));
-    candidates = {dir + "/" + name, dir + "/../fwp/" + name};
+    candidates = {dir + "/" + name, dir + "/../libexec/plume/" + name, dir + "/../fwp/" + name};
   }
   candidates.push_back("/usr/libexec/plume/" + name);
   for (const std::string& c : candidates) {

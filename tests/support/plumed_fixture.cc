@@ -167,7 +167,8 @@ Plumed::~Plumed() {
 
 std::string Plumed::spawn() {
   if (root_.path().empty()) return "mkdtemp failed";
-  std::vector<std::string> args = {plumed_binary(), "--runtime-dir", runtime_dir_, "--socket", socket(),
+  const std::string binary = options_.binary.empty() ? plumed_binary() : options_.binary;
+  std::vector<std::string> args = {binary, "--runtime-dir", runtime_dir_, "--socket", socket(),
                                    "--cgroup-parent", cgroup_parent_, "--admin-token", admin_token_};
   if (!options_.config_toml.empty()) {
     std::string path = root_.path() + "/plumed.toml";
@@ -207,8 +208,8 @@ std::string Plumed::spawn() {
 
 testing::AssertionResult Plumed::start() {
   if (running()) return testing::AssertionFailure() << "plumed already running";
-  if (::access(plumed_binary().c_str(), X_OK) != 0)
-    return testing::AssertionFailure() << "no plumed binary at " << plumed_binary();
+  const std::string binary = options_.binary.empty() ? plumed_binary() : options_.binary;
+  if (::access(binary.c_str(), X_OK) != 0) return testing::AssertionFailure() << "no plumed binary at " << binary;
   if (auto err = spawn(); !err.empty()) return testing::AssertionFailure() << err;
   auto deadline = Clock::now() + options_.ready_timeout;
   cli::UnixHttpClient client(socket());

@@ -42,6 +42,7 @@ void remove_cgroup_tree(const std::string& parent);
 // TempDir (a private /tmp directory, removed with its mounts detached) comes from support/temp_dir.h.
 
 struct PlumedOptions {
+  std::string binary;                   // default: plumed_binary() (an installed one, say)
   std::string config_toml;              // when set: written to <root>/plumed.toml and passed via --config
   std::vector<std::string> extra_args;  // appended to the command line
   std::string runtime_dir;              // default: <root>/run (reuse one for restart tests)

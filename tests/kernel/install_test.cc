@@ -1,0 +1,62 @@
+// `cmake --install`: an installed plumed starts the binaries it needs from ../libexec/plume, and a
+// tenant's app builds from the installed libplume alone (plume/plume.h and libplume.a) and serves
+// as a featherweight image.
+#include <stdio.h>
+#include <sys/wait.h>
+
+#include <string>
+
+#include "e2e.h"
+#include "support/temp_dir.h"
+
+namespace plume::test {
+namespace {
+
+// Runs `command` with /bin/sh: its exit status, and what it printed (stderr too) in `out`.
+int run_shell(const std::string& command, std::string& out) {
+  out.clear();
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = ::pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST(Install, AnInstalledPlumedServesAnAppBuiltFromTheInstalledLibplume) {
+  PLUME_SKIP_UNLESS_ROOT();
+  TempDir dir("install");
+  const std::string prefix = dir.path() + "/usr";
+  std::string out;
+  ASSERT_EQ(run_shell("cmake --install '" PLUME_BINARY_DIR "' --prefix '" + prefix + "'", out), 0) << out;
+  // echo's source against the installed header and library only (static, as Plume's apps are).
+  const std::string app = dir.path() + "/echo";
+  ASSERT_EQ(run_shell("'" PLUME_CXX "' -std=c++20 -O2 -static -I'" + prefix + "/include' '" PLUME_SOURCE_DIR
+                      "/apps/echo/echo.cc' '" + prefix + "/lib/libplume.a' -luring -o '" + app + "'",
+                      out),
+            0)
+      << out;
+
+  PlumedOptions options;
+  options.binary = prefix + "/bin/plumed";
+  Plumed plumed(options);
+  ASSERT_TRUE(plumed.start());
+  EXPECT_NE(plumed.stderr_text().find("binary=" + prefix + "/libexec/plume/plume-spawn"), std::string::npos)
+      << plumed.stderr_text();
+  const std::string token = add_tenant(plumed, "alpha");
+  json image = {{"name", "echo"}, {"fwp", {{"binary", app}, {"pool_size", 1}}}};
+  auto r = plumed.admin("POST", "/v1/images", image.dump());
+  ASSERT_EQ(r.status, 201) << show(r);
+  json w = run_worker(plumed, token, {{"fwp", true}, {"image", "echo"}, {"input", {"installed", ""}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  json done = wait_worker(plumed, token, w["id"]);
+  EXPECT_EQ(done["exit"].value("cause", std::string()), "exit") << done.dump();
+  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
+  auto logs = plumed.request("GET", "/v1/workers/" + w["id"].get<std::string>() + "/logs?stream=stdout", token);
+  EXPECT_EQ(logs.body, "installed\n");
+  // The tenant's namespace holder came from libexec too: no fallback to namespaces per template.
+  EXPECT_EQ(plumed.stderr_text().find("plume-ns-holder not found"), std::string::npos) << plumed.stderr_text();
+}
+
+}  // namespace
+}  // namespace plume::test
