@@ -127,7 +127,8 @@ namespace detail {
   void* page = ::mmap(nullptr, sizeof(SpawnLedger), PROT_READ | PROT_WRITE, MAP_SHARED, ledger_fd, 0);
   if (page == MAP_FAILED) ::_exit(1);
   auto* ledger = static_cast<SpawnLedger*>(page);
-  // Onto fds 3 and 4 (whatever numbers they had: dup first, then close everything above 4).
+  // Onto fds 3 and 4 (whatever numbers they had: dup first, then close everything above 4, the
+  // ledger's descriptor too: its mapping stays).
   const int sync_tmp = ::fcntl(sync_sock, F_DUPFD_CLOEXEC, kHelperAsyncSocket + 1);
   const int async_tmp = ::fcntl(async_sock, F_DUPFD_CLOEXEC, kHelperAsyncSocket + 1);
   if (sync_tmp < 0 || async_tmp < 0) ::_exit(1);
@@ -166,9 +167,10 @@ SysResult<UniqueFd> above_helper_numbers(UniqueFd fd) {
   return moved;
 }
 
-// plume-spawn, with `sync_sock` and `async_sock` on its fds 3 and 4 and nothing else of ours
-// (everything else is close-on-exec, and the helper closes anything above 4 anyway). The
-// caller's blocked signals and ignored ones are not the helper's.
+// plume-spawn, with `sync_sock`, `async_sock` and the ledger's memfd on its fds 3, 4 and 5 and
+// nothing else of ours (everything else is close-on-exec, and the helper closes anything above 4
+// once it has mapped the ledger). The caller's blocked signals and ignored ones are not the
+// helper's.
 SysResult<pid_t> exec_helper(const std::string& binary, UniqueFd sync_sock, UniqueFd async_sock, UniqueFd ledger) {
   auto sync_high = above_helper_numbers(std::move(sync_sock));
   if (!sync_high) return fail(sync_high.error());
