@@ -2,7 +2,6 @@
 #include "pidfd_info.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -42,11 +41,6 @@ SysResult<PidfdInfo> parse_pidfd_info(const char* text) {
 pid_t parent_pid(pid_t pid) {
   const auto stat = process_stat(pid);
   return stat ? stat->parent : -1;
-}
-
-bool pidfd_readable(int fd) {
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, 0) == 1;
 }
 
 SysResult<PidfdInfo> pidfd_info(int fd) {

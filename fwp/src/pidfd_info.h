@@ -25,11 +25,6 @@ SysResult<PidfdInfo> pidfd_info(int fd);
 // shared pid namespace, other images' processes are just as "of the namespace".
 pid_t parent_pid(pid_t pid);
 
-// Whether `fd` is readable or hung up now, without waiting: a pidfd once its process has exited,
-// and also a pipe (an exec-status pipe's record or end of file). For callbacks of a level-triggered
-// loop, which must not block on a spurious wake-up.
-bool pidfd_readable(int fd);
-
 // Parses an fdinfo text (for tests).
 SysResult<PidfdInfo> parse_pidfd_info(const char* text);
 

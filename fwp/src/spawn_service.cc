@@ -295,9 +295,7 @@ SpawnService::~SpawnService() {
 }
 
 bool SpawnService::helper_alive() const {
-  if (!helper_pidfd_) return false;
-  pollfd p{helper_pidfd_.get(), POLLIN, 0};
-  return ::poll(&p, 1, 0) == 0;
+  return helper_pidfd_ && !pidfd_readable(helper_pidfd_.get());
 }
 
 void SpawnService::helper_gone(const char* why, int err) {

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -348,6 +349,11 @@ Result<Process, SpawnError> wait_for_exec(Result<Process, SpawnError> proc) {
   proc->status_fd.reset();
   proc->sync_fd.reset();
   return proc;
+}
+
+bool pidfd_readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1;
 }
 
 Result<ExitStatus, SysError> reap(int pidfd, bool block) {

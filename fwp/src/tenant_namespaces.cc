@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <thread>
 
-#include "pidfd_info.h"
 #include "plume/fwp/poller.h"
 #include "plume/fwp/spawn_service.h"
 

@@ -115,5 +115,9 @@ struct ExitStatus {
 // Reaps an exited process through its pidfd (waitid P_PIDFD). Call once pidfd is readable;
 // with `block` it waits.
 Result<ExitStatus, SysError> reap(int pidfd, bool block = false);
+// Whether `fd` is readable or hung up now, without waiting: a pidfd once its process has exited,
+// and also a pipe (an exec-status pipe's record or end of file). For callbacks of a level-triggered
+// loop, which must not block on a spurious wake-up.
+bool pidfd_readable(int fd);
 
 }  // namespace plume::fwp
