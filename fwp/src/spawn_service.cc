@@ -35,6 +35,12 @@ int64_t monotonic_ms() {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
 }
 
+// A child of ours given up on: SIGKILL, then its end waited for. Whether it was reaped.
+bool kill_and_reap(int pidfd) {
+  ::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  return reap(pidfd, /*block=*/true).ok();
+}
+
 // A spec may carry a seccomp program of up to 512 KiB, more than a socket buffer holds by default.
 void widen_send_buffer(int sock) {
   const int size = static_cast<int>(detail::kMaxRecordBytes) * 2;
@@ -264,8 +270,7 @@ SysResult<void> SpawnService::launch() {
   // Its first record says it is set up (holding no descriptor of ours): a spawn never races that.
   // A helper that dies first closes its end; one that hangs is given up on.
   auto give_up = [&](SysError e) -> SysResult<void> {
-    ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
-    (void)reap(pidfd.get(), /*block=*/true);
+    (void)kill_and_reap(pidfd.get());
     return fail(std::move(e));
   };
   pollfd hello_ready{ours.get(), POLLIN, 0};
@@ -310,8 +315,7 @@ void SpawnService::helper_gone(const char* why, int err) {
   // it, calls on_answers(), which fails what was pending and replaces the helper; see gone().
   sock_.reset();
   if (helper_pidfd_) {
-    ::syscall(SYS_pidfd_send_signal, helper_pidfd_.get(), SIGKILL, nullptr, 0);
-    (void)reap(helper_pidfd_.get(), /*block=*/true);
+    (void)kill_and_reap(helper_pidfd_.get());
     helper_pidfd_.reset();
   }
   reap_orphans();
@@ -326,8 +330,7 @@ bool kill_and_reap_child(pid_t pid) {
   if (!pidfd) return false;
   siginfo_t info{};
   if (::syscall(SYS_waitid, P_PIDFD, pidfd.get(), &info, WEXITED | WNOHANG | WNOWAIT, nullptr) != 0) return false;
-  ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
-  return reap(pidfd.get(), /*block=*/true).ok();
+  return kill_and_reap(pidfd.get());
 }
 
 }  // namespace
@@ -503,8 +506,7 @@ Result<Process, SpawnError> SpawnService::take_answer(detail::Record& reply) {
   proc.sync_fd = std::move(reply.fds[2]);
   if (!answer.released) {
     if (auto e = detail::release_child(proc.sync_fd.get())) {
-      ::syscall(SYS_pidfd_send_signal, proc.pidfd.get(), SIGKILL, nullptr, 0);
-      (void)reap(proc.pidfd.get(), /*block=*/true);
+      (void)kill_and_reap(proc.pidfd.get());
       return fail(std::move(*e));
     }
   }
