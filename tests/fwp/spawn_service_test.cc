@@ -316,6 +316,15 @@ TEST_P(SpawnServiceTest, WhatADeadHelperHadClonedIsReaped) {
     if (cloned == 0) ::poll(nullptr, 0, 10);
   }
   ASSERT_GT(cloned, 0) << "the helper's clone never showed";
+  // The clone shows before the helper has noted its pid: wait until it blocks opening the FIFO.
+  auto in_openat = [&] {
+    std::ifstream in("/proc/" + std::to_string(helper) + "/syscall");
+    long nr = -1;
+    in >> nr;
+    return nr == SYS_openat;
+  };
+  for (int i = 0; i < 500 && !in_openat(); ++i) ::poll(nullptr, 0, 10);  // bounded: 5 s
+  ASSERT_TRUE(in_openat()) << "the helper never blocked opening the FIFO";
   kill_helper(helper);
   if (HasFatalFailure()) return;
   answers();
