@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "api.h"
@@ -22,6 +23,7 @@
 #include "plume/fwp/cgroup.h"
 #include "plume/fwp/spawn_service.h"
 #include "plume_binaries.h"
+#include "service_manager.h"
 #include "supervisor.h"
 
 using namespace plume;
@@ -83,6 +85,8 @@ bool write_private_file(const std::string& path, const std::string& content, mod
 
 // An exception that escapes main (bad_alloc at start-up) ends plumed with a core: what it should.
 int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
+  // First, so that no child plumed starts inherits the manager's socket or watchdog.
+  const ServiceManager service_manager = ServiceManager::from_environment();
   CLI::App app{"plumed: the Plume supervisor (control API on a Unix socket; see `plume --help`)"};
   std::string config_path, socket, runtime_dir, cgroup_parent, admin_token, log_level;
   bool print_default = false;
@@ -205,6 +209,10 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   write_private_file(pid_path, std::to_string(::getpid()) + "\n", 0644);
 
   EventLoop& lp = *loop.value();
+  auto tell_service_manager = [&service_manager](const std::string& state) {
+    if (std::string err = service_manager.notify(state); !err.empty())
+      log::warn("plumed.notify", {{"state", state.substr(0, state.find('\n'))}, {"error", err}});
+  };
   int signals_seen = 0;
   std::function<void()> arm_signals = [&]() {
     lp.poll(sfd, POLLIN, [&](int) {
@@ -217,6 +225,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
         ++signals_seen;
         log::info("plumed.signal", {{"signal", signal_name(static_cast<int>(si.ssi_signo))}, {"count", signals_seen}});
         if (signals_seen == 1) {
+          tell_service_manager(std::string("STOPPING=1\nSTATUS=stopping on SIG") + signal_name(static_cast<int>(si.ssi_signo)));
           server.stop_accepting();
           sup.shutdown([&]() {
             server.close_all();
@@ -237,6 +246,16 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
                              {"cgroup", sup.cgroups().version() == fwp::CgroupVersion::v2 ? "v2" : "v1"},
                              {"cgroup_parent", config.cgroup.parent}, {"tenants", sup.tenants().list().size()},
                              {"admin_token_file", token_path}, {"admin_token_generated", generated_token}});
+  // Type=notify: the socket listens and the pid file is written, so clients can connect now.
+  tell_service_manager("READY=1\nMAINPID=" + std::to_string(::getpid()) + "\nSTATUS=serving on " +
+                       config.daemon.socket);
+  // WatchdogSec=: a timer of the loop pets it, so a loop that stops turning is restarted. Only
+  // where the manager armed one: otherwise an idle plumed never wakes.
+  std::function<void()> pet_watchdog = [&]() {
+    tell_service_manager("WATCHDOG=1");
+    lp.after(service_manager.watchdog_interval(), pet_watchdog);
+  };
+  if (service_manager.watchdog_interval().count() > 0) pet_watchdog();
   auto ran = lp.run();
   if (!ran.ok()) log::error("plumed.loop", {{"error", ran.error().message()}});
 

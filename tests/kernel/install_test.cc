@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <sys/wait.h>
 
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "e2e.h"
@@ -56,6 +58,51 @@ TEST(Install, AnInstalledPlumedServesAnAppBuiltFromTheInstalledLibplume) {
   EXPECT_EQ(logs.body, "installed\n");
   // The tenant's namespace holder came from libexec too: no fallback to namespaces per template.
   EXPECT_EQ(plumed.stderr_text().find("plume-ns-holder not found"), std::string::npos) << plumed.stderr_text();
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The systemd unit runs the plumed installed beside it on the installed configuration, which
+// serves with no tenant (no well-known token is live) and which a later install leaves alone.
+TEST(Install, TheSystemdUnitRunsTheInstalledPlumedOnTheInstalledConfig) {
+  PLUME_SKIP_UNLESS_ROOT();
+  TempDir dir("install");
+  const std::string prefix = dir.path() + "/usr";
+  const std::string install = "cmake --install '" PLUME_BINARY_DIR "' --prefix '" + prefix + "'";
+  std::string out;
+  ASSERT_EQ(run_shell(install, out), 0) << out;
+  const std::string unit_path = prefix + "/lib/systemd/system/plumed.service";
+  const std::string config = prefix + "/etc/plume/plumed.toml";
+  const std::string unit = read_text(unit_path);
+  ASSERT_FALSE(unit.empty()) << "no unit at " << unit_path << "; install said:\n" << out;
+  EXPECT_NE(unit.find("\nType=notify\n"), std::string::npos) << unit;
+  EXPECT_NE(unit.find("\nExecStart=" + prefix + "/bin/plumed --config " + config + "\n"), std::string::npos) << unit;
+  // systemd's own check, where the host has it: unknown keys, bad values, a missing binary.
+  if (run_shell("command -v systemd-analyze", out) == 0) {
+    EXPECT_EQ(run_shell("systemd-analyze verify '" + unit_path + "'", out), 0) << out;
+    EXPECT_EQ(out, "") << out;
+  }
+
+  // What ExecStart runs, under a stand-in runtime dir and cgroup parent.
+  PlumedOptions options;
+  options.binary = prefix + "/bin/plumed";
+  options.extra_args = {"--config", config};
+  Plumed plumed(options);
+  ASSERT_TRUE(plumed.start());
+  auto tenants = plumed.admin("GET", "/v1/tenants");
+  ASSERT_EQ(tenants.status, 200) << show(tenants);
+  const json listed = json_of(tenants);
+  ASSERT_TRUE(listed.contains("tenants") && listed["tenants"].is_array()) << tenants.body;
+  EXPECT_TRUE(listed["tenants"].empty()) << tenants.body;
+  EXPECT_EQ(plumed.stop(SIGTERM), 0) << plumed.stderr_text();
+
+  // The operator's edit survives a second install.
+  { std::ofstream(config, std::ios::app) << "# edited by the operator\n"; }
+  ASSERT_EQ(run_shell(install, out), 0) << out;
+  EXPECT_NE(read_text(config).find("# edited by the operator\n"), std::string::npos);
 }
 
 }  // namespace

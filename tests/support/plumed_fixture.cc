@@ -178,6 +178,10 @@ std::string Plumed::spawn() {
   }
   for (const auto& a : options_.extra_args) args.push_back(a);
   auto argv = c_strings(args);
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e) env.emplace_back(*e);
+  env.insert(env.end(), options_.extra_env.begin(), options_.extra_env.end());
+  auto envp = c_strings(env);
   int err_fd = ::open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (err_fd < 0) return "open " + stderr_path_ + ": " + std::strerror(errno);
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -195,7 +199,7 @@ std::string Plumed::spawn() {
     ::dup2(null_fd, 0);
     ::dup2(err_fd, 1);
     ::dup2(err_fd, 2);
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   ::close(err_fd);
@@ -228,6 +232,12 @@ testing::AssertionResult Plumed::start() {
   kill9();
   return testing::AssertionFailure() << "plumed not ready within " << options_.ready_timeout.count()
                                      << "ms (last: " << last << "); stderr:\n" << stderr_text();
+}
+
+testing::AssertionResult Plumed::launch() {
+  if (running()) return testing::AssertionFailure() << "plumed already running";
+  if (auto err = spawn(); !err.empty()) return testing::AssertionFailure() << err;
+  return testing::AssertionSuccess();
 }
 
 std::optional<int> Plumed::start_expect_exit(std::chrono::milliseconds timeout) {

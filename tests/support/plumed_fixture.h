@@ -45,6 +45,7 @@ struct PlumedOptions {
   std::string binary;                   // default: plumed_binary() (an installed one, say)
   std::string config_toml;              // when set: written to <root>/plumed.toml and passed via --config
   std::vector<std::string> extra_args;  // appended to the command line
+  std::vector<std::string> extra_env;   // "NAME=value", added to the test's environment
   std::string runtime_dir;              // default: <root>/run (reuse one for restart tests)
   std::string cgroup_parent;            // default: unique_cgroup_parent()
   std::string admin_token;              // default: random_token()
@@ -60,6 +61,8 @@ class Plumed {
 
   // Starts plumed and waits (bounded) until GET /v1/health answers 200.
   testing::AssertionResult start();
+  // Starts plumed and returns at once, for a test that waits on plumed in its own way.
+  testing::AssertionResult launch();
   // Starts plumed expecting it to exit by itself; returns its exit code (nullopt: still running at
   // the deadline, it is then killed).
   std::optional<int> start_expect_exit(std::chrono::milliseconds timeout = 10s);
