@@ -66,7 +66,8 @@ std::string read_text(const std::string& path) {
 }
 
 // The systemd unit runs the plumed installed beside it on the installed configuration, which
-// serves with no tenant (no well-known token is live) and which a later install leaves alone.
+// starts with no tenant (no well-known token is live) and which a later install leaves alone; a
+// tenant added then runs the installed example app.
 TEST(Install, TheSystemdUnitRunsTheInstalledPlumedOnTheInstalledConfig) {
   PLUME_SKIP_UNLESS_ROOT();
   TempDir dir("install");
@@ -97,6 +98,18 @@ TEST(Install, TheSystemdUnitRunsTheInstalledPlumedOnTheInstalledConfig) {
   const json listed = json_of(tenants);
   ASSERT_TRUE(listed.contains("tenants") && listed["tenants"].is_array()) << tenants.body;
   EXPECT_TRUE(listed["tenants"].empty()) << tenants.body;
+  // A tenant added at run time serves the installed example app.
+  const std::string token = add_tenant(plumed, "beta");
+  json image = {{"name", "kv"}, {"fwp", {{"binary", prefix + "/libexec/plume/examples/plume_kvindex"}}}};
+  auto r = plumed.admin("POST", "/v1/images", image.dump());
+  ASSERT_EQ(r.status, 201) << show(r);
+  json w = run_worker(plumed, token, {{"fwp", true}, {"image", "kv"}, {"input", {"stats", ""}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  json done = wait_worker(plumed, token, w["id"]);
+  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
+  auto logs = plumed.request("GET", "/v1/workers/" + w["id"].get<std::string>() + "/logs?stream=stdout", token);
+  EXPECT_NE(logs.body.find("init_count=1 "), std::string::npos) << logs.body;
+  EXPECT_NE(logs.body.find("keys=200000"), std::string::npos) << logs.body;
   EXPECT_EQ(plumed.stop(SIGTERM), 0) << plumed.stderr_text();
 
   // The operator's edit survives a second install.
