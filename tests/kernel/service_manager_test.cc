@@ -7,11 +7,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <optional>
-#include <regex>
+#include <vector>
 
 #include "e2e.h"
 
@@ -60,9 +62,9 @@ bool has_line(const std::string& message, const std::string& line) {
 
 // The spawn helper's pid, from plumed's `plumed.spawn_helper pid=…` line; -1 if none.
 pid_t spawn_helper_pid(const std::string& plumed_stderr) {
-  std::smatch m;
-  static const std::regex re("event=plumed\\.spawn_helper pid=([0-9]+)");
-  return std::regex_search(plumed_stderr, m, re) ? static_cast<pid_t>(std::stoi(m[1])) : -1;
+  const std::string key = "event=plumed.spawn_helper pid=";
+  const size_t at = plumed_stderr.find(key);
+  return at == std::string::npos ? -1 : static_cast<pid_t>(std::atoi(plumed_stderr.c_str() + at + key.size()));
 }
 
 std::string environ_of(pid_t pid) {
@@ -73,79 +75,76 @@ std::string environ_of(pid_t pid) {
   return env;
 }
 
-TEST(ServiceManager, ReadyComesOnceTheSocketAnswersAndStoppingOnSigterm) {
-  PLUME_SKIP_UNLESS_ROOT();
-  TempDir dir("notify");
-  NotifySocket manager(dir.path() + "/notify.sock");
-  ASSERT_TRUE(manager.ok()) << std::strerror(errno);
-  PlumedOptions options;
-  options.extra_env = {manager.env()};
-  Plumed plumed(options);
-  ASSERT_TRUE(plumed.launch());
+// Each test starts plumed with NOTIFY_SOCKET naming a socket of the test's (launch(): the extra
+// environment; it returns the first notification, nullopt if none came within 15 s).
+class ServiceManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root: plumed creates cgroups and workers";
+    ASSERT_TRUE(manager_.ok()) << std::strerror(errno);
+  }
+  std::optional<std::string> launch(std::vector<std::string> env) {
+    PlumedOptions options;
+    options.extra_env = std::move(env);
+    options.extra_env.push_back(manager_.env());
+    plumed_ = std::make_unique<Plumed>(options);
+    if (!plumed_->launch()) return std::nullopt;
+    return manager_.next(15s);
+  }
 
-  auto ready = manager.next(15s);
-  ASSERT_TRUE(ready.has_value()) << "no READY=1 within 15 s; stderr:\n" << plumed.stderr_text();
+  TempDir dir_{"notify"};
+  NotifySocket manager_{dir_.path() + "/notify.sock"};
+  std::unique_ptr<Plumed> plumed_;
+};
+
+TEST_F(ServiceManagerTest, ReadyComesOnceTheSocketAnswersAndStoppingOnSigterm) {
+  auto ready = launch({});
+  ASSERT_TRUE(ready.has_value()) << "no READY=1 within 15 s; stderr:\n" << plumed_->stderr_text();
   EXPECT_TRUE(has_line(*ready, "READY=1")) << *ready;
-  EXPECT_TRUE(has_line(*ready, "MAINPID=" + std::to_string(plumed.pid()))) << *ready;
+  EXPECT_TRUE(has_line(*ready, "MAINPID=" + std::to_string(plumed_->pid()))) << *ready;
   // A unit ordered after plumed connects as soon as READY=1 arrives: one try, no retry.
-  auto health = plumed.request("GET", "/v1/health", "");
+  auto health = plumed_->request("GET", "/v1/health", "");
   EXPECT_EQ(health.status, 200) << show(health);
 
   // The spawn helper (and every worker it clones) must not speak for plumed to the manager.
-  const pid_t helper = spawn_helper_pid(plumed.stderr_text());
-  ASSERT_GT(helper, 0) << plumed.stderr_text();
+  const pid_t helper = spawn_helper_pid(plumed_->stderr_text());
+  ASSERT_GT(helper, 0) << plumed_->stderr_text();
   const std::string helper_env = environ_of(helper);
   EXPECT_FALSE(helper_env.empty()) << "cannot read /proc/" << helper << "/environ";
   EXPECT_EQ(helper_env.find("NOTIFY_SOCKET="), std::string::npos) << helper_env;
 
-  ASSERT_EQ(plumed.stop(SIGTERM), 0) << plumed.stderr_text();
-  auto stopping = manager.next(1s);
-  ASSERT_TRUE(stopping.has_value()) << plumed.stderr_text();
+  ASSERT_EQ(plumed_->stop(SIGTERM), 0) << plumed_->stderr_text();
+  auto stopping = manager_.next(1s);
+  ASSERT_TRUE(stopping.has_value()) << plumed_->stderr_text();
   EXPECT_TRUE(has_line(*stopping, "STOPPING=1")) << *stopping;
   // No watchdog was armed, so plumed sent nothing else: an idle plumed does not wake for it.
-  auto extra = manager.next(0ms);
+  auto extra = manager_.next(0ms);
   EXPECT_FALSE(extra.has_value()) << *extra;
 }
 
-TEST(ServiceManager, PlumedPetsTheWatchdogItIsGiven) {
-  PLUME_SKIP_UNLESS_ROOT();
-  TempDir dir("notify");
-  NotifySocket manager(dir.path() + "/notify.sock");
-  ASSERT_TRUE(manager.ok()) << std::strerror(errno);
-  PlumedOptions options;
-  options.extra_env = {manager.env(), "WATCHDOG_USEC=100000"};  // pets every 50 ms
-  Plumed plumed(options);
-  ASSERT_TRUE(plumed.launch());
-  auto ready = manager.next(15s);
-  ASSERT_TRUE(ready.has_value()) << plumed.stderr_text();
+TEST_F(ServiceManagerTest, PlumedPetsTheWatchdogItIsGiven) {
+  auto ready = launch({"WATCHDOG_USEC=100000"});  // pets every 50 ms
+  ASSERT_TRUE(ready.has_value()) << plumed_->stderr_text();
   int pets = 0;
   while (pets < 3) {
-    auto message = manager.next(5s);
+    auto message = manager_.next(5s);
     ASSERT_TRUE(message.has_value()) << "only " << pets << " WATCHDOG=1 within 5 s of the last";
     ASSERT_EQ(*message, "WATCHDOG=1");
     ++pets;
   }
-  EXPECT_EQ(plumed.stop(SIGTERM), 0);
+  EXPECT_EQ(plumed_->stop(SIGTERM), 0);
 }
 
-TEST(ServiceManager, AWatchdogMeantForAnotherProcessIsLeftAlone) {
-  PLUME_SKIP_UNLESS_ROOT();
-  TempDir dir("notify");
-  NotifySocket manager(dir.path() + "/notify.sock");
-  ASSERT_TRUE(manager.ok()) << std::strerror(errno);
-  PlumedOptions options;
+TEST_F(ServiceManagerTest, AWatchdogMeantForAnotherProcessIsLeftAlone) {
   // systemd names the unit's main process; here that is pid 1, never plumed.
-  options.extra_env = {manager.env(), "WATCHDOG_USEC=20000", "WATCHDOG_PID=1"};
-  Plumed plumed(options);
-  ASSERT_TRUE(plumed.launch());
-  auto ready = manager.next(15s);
-  ASSERT_TRUE(ready.has_value()) << plumed.stderr_text();
+  auto ready = launch({"WATCHDOG_USEC=20000", "WATCHDOG_PID=1"});
+  ASSERT_TRUE(ready.has_value()) << plumed_->stderr_text();
   EXPECT_TRUE(has_line(*ready, "READY=1")) << *ready;
   // Twenty of the intervals plumed would have pet at (10 ms), then the stop: STOPPING=1 comes next.
-  auto during = manager.next(200ms);
+  auto during = manager_.next(200ms);
   EXPECT_FALSE(during.has_value()) << *during;
-  ASSERT_EQ(plumed.stop(SIGTERM), 0);
-  auto stopping = manager.next(1s);
+  ASSERT_EQ(plumed_->stop(SIGTERM), 0);
+  auto stopping = manager_.next(1s);
   ASSERT_TRUE(stopping.has_value());
   EXPECT_TRUE(has_line(*stopping, "STOPPING=1")) << *stopping;
 }
