@@ -8,17 +8,20 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
 
 #include "api.h"
 #include "config.h"
+#include "config_reload.h"
 #include "plume/base/log.h"
 #include "plume/fwp/cgroup.h"
 #include "plume/fwp/spawn_service.h"
@@ -104,19 +107,33 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     return 0;
   }
 
-  auto loaded = config_path.empty() ? parse_config_toml(default_config_toml(), "<built-in config>")
-                                    : load_config_file(config_path);
+  // Absolute, so that a reload reads the same file whatever the working directory is by then.
+  if (!config_path.empty()) {
+    if (char* absolute = ::realpath(config_path.c_str(), nullptr)) {
+      config_path = absolute;
+      std::free(absolute);
+    }
+  }
+  if (!admin_token.empty() && admin_token.size() < 8)
+    return die("plumed.config", "--admin-token must be at least 8 characters");
+  // The file (or the built-in configuration) with the flags over it; a reload applies them again.
+  auto load = [&]() -> ConfigResult<Config> {
+    auto loaded = config_path.empty() ? parse_config_toml(default_config_toml(), "<built-in config>")
+                                      : load_config_file(config_path);
+    if (!loaded.ok()) return loaded;
+    Config c = std::move(loaded.value());
+    if (!runtime_dir.empty()) c.daemon.runtime_dir = runtime_dir;
+    if (!socket.empty()) c.daemon.socket = socket;
+    if (!cgroup_parent.empty()) c.cgroup.parent = cgroup_parent;
+    if (!admin_token.empty()) c.daemon.admin_token = admin_token;
+    if (!log_level.empty()) c.daemon.log_level = log_level;
+    if (c.daemon.socket.empty()) c.daemon.socket = c.daemon.runtime_dir + "/plumed.sock";
+    return c;
+  };
+  auto loaded = load();
   if (!loaded.ok()) return die("plumed.config", loaded.error().message);
   Config config = std::move(loaded.value());
-  if (!runtime_dir.empty()) config.daemon.runtime_dir = runtime_dir;
-  if (!socket.empty()) config.daemon.socket = socket;
-  if (!cgroup_parent.empty()) config.cgroup.parent = cgroup_parent;
-  if (!admin_token.empty()) {
-    if (admin_token.size() < 8) return die("plumed.config", "--admin-token must be at least 8 characters");
-    config.daemon.admin_token = admin_token;
-  }
-  if (!log_level.empty()) config.daemon.log_level = log_level;
-  if (config.daemon.socket.empty()) config.daemon.socket = config.daemon.runtime_dir + "/plumed.sock";
+  Config last_loaded = config;  // what a reload compares with (before a generated admin token)
   log::Level level = log::Level::info;
   if (!log::parse_level(config.daemon.log_level, level))
     return die("plumed.config", "log_level must be debug, info, warn or error");
@@ -213,13 +230,50 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     if (std::string err = service_manager.notify(state); !err.empty())
       log::warn("plumed.notify", {{"state", state.substr(0, state.find('\n'))}, {"error", err}});
   };
+  // SIGHUP (`systemctl reload plumed`): what the file adds takes effect; the rest is reported
+  // (config_reload.h).
+  auto reload = [&]() {
+    if (config_path.empty()) {
+      log::info("plumed.reload", {{"skipped", "no --config: the built-in configuration has nothing to reload"}});
+      return;
+    }
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    tell_service_manager("RELOADING=1\nMONOTONIC_USEC=" +
+                         std::to_string(static_cast<uint64_t>(now.tv_sec) * 1000000 + now.tv_nsec / 1000));
+    auto next = load();
+    if (!next.ok()) {
+      log::error("plumed.reload", {{"file", config_path}, {"error", next.error().message}, {"then", "nothing changed"}});
+      tell_service_manager("READY=1\nSTATUS=reload failed: " + next.error().message);
+      return;
+    }
+    const ReloadReport report = reload_config(sup, last_loaded, next.value());
+    last_loaded = std::move(next.value());
+    auto joined = [](const std::vector<std::string>& v) {
+      std::string out;
+      for (const std::string& s : v) out += (out.empty() ? "" : ", ") + s;
+      return out;
+    };
+    // Every key, empty where nothing is in it, so that a log search finds them all the same way.
+    const auto severity = report.failed.empty() ? log::Level::info : log::Level::error;
+    log::emit(severity, "plumed.reload",
+              {{"file", config_path},
+               {"added", joined(report.added)},
+               {"log_level", report.log_level_set ? last_loaded.daemon.log_level : std::string()},
+               {"kept_as_running", joined(report.differ)},
+               {"not_in_file_kept", joined(report.dropped)},
+               {"needs_restart", joined(report.need_restart)},
+               {"failed", joined(report.failed)}});
+    tell_service_manager("READY=1\nSTATUS=serving on " + config.daemon.socket + "; reloaded " + config_path);
+  };
   int signals_seen = 0;
   std::function<void()> arm_signals = [&]() {
     lp.poll(sfd, POLLIN, [&](int) {
       signalfd_siginfo si{};
       while (::read(sfd, &si, sizeof si) == sizeof si) {
         if (si.ssi_signo == SIGHUP) {
-          log::info("plumed.sighup", {{"action", "ignored; restart plumed to reload its config"}});
+          if (signals_seen == 0) reload();
+          else log::info("plumed.reload", {{"skipped", "plumed is stopping"}});
           continue;
         }
         ++signals_seen;

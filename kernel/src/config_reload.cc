@@ -1,0 +1,100 @@
+#include "config_reload.h"
+
+#include <algorithm>
+
+#include "plume/base/log.h"
+#include "supervisor.h"
+
+namespace plume::kernel {
+namespace {
+
+bool same_limits(const TenantLimits& a, const TenantLimits& b) {
+  return a.memory_bytes == b.memory_bytes && a.pids_max == b.pids_max && a.cpu_percent == b.cpu_percent &&
+         a.cpu_weight == b.cpu_weight && a.max_workers == b.max_workers;
+}
+
+// Whether the running tenant is the one `wanted` describes. A file's uid_base of 0 asks plumed to
+// pick the range, so any base it picked matches.
+bool same_tenant(const TenantSpec& running, const TenantSpec& wanted) {
+  return tokens_equal(running.token, wanted.token) && running.uid_count == wanted.uid_count &&
+         (wanted.uid_base == 0 || running.uid_base == wanted.uid_base) && same_limits(running.limits, wanted.limits);
+}
+
+bool same_image(const ImageSpec& a, const ImageSpec& b) {
+  return a.rootfs == b.rootfs && a.bundle == b.bundle && a.seccomp_profile == b.seccomp_profile &&
+         a.io_uring == b.io_uring && a.fwp.enabled == b.fwp.enabled && a.fwp.binary == b.fwp.binary &&
+         a.fwp.pool_size == b.fwp.pool_size && a.fwp.spinning_standbys == b.fwp.spinning_standbys &&
+         a.fwp.io_uring_ops == b.fwp.io_uring_ops && a.fwp.instance_cgroups == b.fwp.instance_cgroups &&
+         a.fwp.huge_text == b.fwp.huge_text;
+}
+
+// The registry's error, naming what it is about once.
+std::string failure(const std::string& what, const std::string& message) {
+  return message.rfind(what, 0) == 0 ? message : what + ": " + message;
+}
+
+template <typename Spec>
+bool lists(const std::vector<Spec>& specs, const std::string& name) {
+  return std::any_of(specs.begin(), specs.end(), [&](const Spec& s) { return s.name == name; });
+}
+
+// The settings only a restart applies, by their key in the file.
+void settings_needing_restart(const Config& a, const Config& b, std::vector<std::string>& out) {
+  const DaemonConfig& x = a.daemon;
+  const DaemonConfig& y = b.daemon;
+  if (x.runtime_dir != y.runtime_dir) out.emplace_back("daemon.runtime_dir");
+  if (x.socket != y.socket) out.emplace_back("daemon.socket");
+  if (x.admin_token != y.admin_token) out.emplace_back("daemon.admin_token");
+  if (x.shutdown_grace_ms != y.shutdown_grace_ms) out.emplace_back("daemon.shutdown_grace_ms");
+  if (x.max_body_bytes != y.max_body_bytes) out.emplace_back("daemon.max_body_bytes");
+  if (x.log_buffer_bytes != y.log_buffer_bytes) out.emplace_back("daemon.log_buffer_bytes");
+  if (x.max_exited_workers != y.max_exited_workers) out.emplace_back("daemon.max_exited_workers");
+  if (x.spinning_standby_budget != y.spinning_standby_budget) out.emplace_back("daemon.spinning_standby_budget");
+  if (a.cgroup.root != b.cgroup.root) out.emplace_back("cgroup.root");
+  if (a.cgroup.parent != b.cgroup.parent) out.emplace_back("cgroup.parent");
+}
+
+}  // namespace
+
+ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& after) {
+  ReloadReport report;
+  for (const TenantSpec& wanted : after.tenants) {
+    const std::string what = "tenant " + wanted.name;
+    if (Tenant* running = sup.tenants().find(wanted.name)) {
+      if (!same_tenant(running->spec, wanted)) report.differ.push_back(what);
+      continue;
+    }
+    auto added = sup.add_tenant(wanted);
+    if (added.ok()) report.added.push_back(what);
+    else report.failed.push_back(failure(what, added.error().message));
+  }
+  for (const TenantSpec& old : before.tenants)
+    if (!lists(after.tenants, old.name) && sup.tenants().find(old.name) != nullptr)
+      report.dropped.push_back("tenant " + old.name);
+
+  for (const ImageSpec& wanted : after.images) {
+    const std::string what = "image " + wanted.name;
+    if (Image* running = sup.images().find(wanted.name)) {
+      if (!same_image(running->spec, wanted)) report.differ.push_back(what);
+      continue;
+    }
+    auto added = sup.images().add(wanted);
+    if (added.ok()) report.added.push_back(what);
+    else report.failed.push_back(failure(what, added.error().message));
+  }
+  for (const ImageSpec& old : before.images)
+    if (!lists(after.images, old.name) && sup.images().find(old.name) != nullptr)
+      report.dropped.push_back("image " + old.name);
+
+  settings_needing_restart(before, after, report.need_restart);
+  if (after.daemon.log_level != before.daemon.log_level) {
+    log::Level level = log::Level::info;
+    if (log::parse_level(after.daemon.log_level, level)) {
+      log::set_level(level);
+      report.log_level_set = true;
+    }
+  }
+  return report;
+}
+
+}  // namespace plume::kernel

@@ -1,0 +1,33 @@
+// plumed's SIGHUP: what of a new load of its config file can take effect without a restart.
+//
+// Tenants and images new to plumed are added, as the API would add them, and the log level is
+// set. Everything else is left as it is and reported, because changing it in place would touch
+// running work: a tenant or image the file now describes differently (its workers, cgroups and
+// templates were made from the old spec: remove and re-add it through the API), one the file no
+// longer lists (removing it would stop its workers: `plume tenant rm`), and the daemon and cgroup
+// settings, which only a restart changes. A file that does not load changes nothing.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config.h"
+
+namespace plume::kernel {
+
+class Supervisor;
+
+struct ReloadReport {
+  std::vector<std::string> added;         // "tenant alpha", "image kv"
+  std::vector<std::string> differ;        // described differently by the file; left as running
+  std::vector<std::string> dropped;       // in the previous file, not in this one; still there
+  std::vector<std::string> failed;        // "tenant beta: <why it could not be added>"
+  std::vector<std::string> need_restart;  // "daemon.shutdown_grace_ms"
+  bool log_level_set = false;
+};
+
+// `before`: the configuration plumed last loaded (flags applied); `after`: the new load, with the
+// same flags applied. Adds to `sup` what `after` has new.
+ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& after);
+
+}  // namespace plume::kernel

@@ -1,0 +1,127 @@
+// SIGHUP (`systemctl reload plumed`): plumed loads its config file again, adds the tenants and
+// images new to it, leaves running work and everything else as it was and says so, and changes
+// nothing when the file does not load. Each reload ends with READY=1 to the service manager,
+// which is what the tests wait for (a notification socket of their own).
+#include <signal.h>
+
+#include <cstdint>
+#include <fstream>
+#include <memory>
+
+#include "e2e.h"
+#include "support/notify_socket.h"
+
+namespace plume::test {
+namespace {
+
+constexpr const char* kStayToken = "stay-token-0123456789";
+constexpr const char* kNewToken = "newcomer-token-0123456789";
+
+std::string tenant_toml(const std::string& name, const std::string& token, uint32_t uid_base,
+                        const std::string& memory) {
+  return "[[tenant]]\nname = \"" + name + "\"\ntoken = \"" + token + "\"\nuid_base = " + std::to_string(uid_base) +
+         "\nuid_count = 65536\n[tenant.limits]\nmemory = \"" + memory +
+         "\"\npids_max = 64\ncpu_percent = 100\ncpu_weight = 100\nmax_workers = 8\n\n";
+}
+
+class ReloadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root: plumed creates cgroups and workers";
+    ASSERT_TRUE(manager_.ok()) << std::strerror(errno);
+    PlumedOptions options;
+    options.config_toml = "[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("stay", kStayToken, 400000, "128M");
+    options.extra_env = {manager_.env()};
+    plumed_ = std::make_unique<Plumed>(options);
+    ASSERT_TRUE(plumed_->launch());
+    auto ready = manager_.next(15s);
+    ASSERT_TRUE(ready.has_value() && has_line(*ready, "READY=1")) << plumed_->stderr_text();
+  }
+  // The file plumed was started with (PlumedOptions::config_toml).
+  std::string config_path() const { return plumed_->root() + "/plumed.toml"; }
+  void rewrite_config(const std::string& toml) const { std::ofstream(config_path(), std::ios::trunc) << toml; }
+  // SIGHUP, then the reload's notifications: RELOADING=1, and READY=1 once it is done (returned).
+  std::string reload() {
+    EXPECT_EQ(::kill(plumed_->pid(), SIGHUP), 0);
+    auto reloading = manager_.next(10s);
+    EXPECT_TRUE(reloading.has_value() && has_line(*reloading, "RELOADING=1")) << reloading.value_or("(nothing)");
+    auto ready = manager_.next(10s);
+    EXPECT_TRUE(ready.has_value() && has_line(*ready, "READY=1")) << ready.value_or("(nothing)");
+    return ready.value_or("");
+  }
+  // The last `event=plumed.reload` line plumed logged.
+  std::string reload_line() const {
+    const std::string text = plumed_->stderr_text();
+    const size_t at = text.rfind("event=plumed.reload");
+    if (at == std::string::npos) return "";
+    const size_t begin = text.rfind('\n', at) + 1;  // npos + 1 == 0: the first line
+    return text.substr(begin, text.find('\n', at) - begin);
+  }
+
+  TempDir dir_{"reload"};
+  NotifySocket manager_{dir_.path() + "/notify.sock"};
+  std::unique_ptr<Plumed> plumed_;
+};
+
+TEST_F(ReloadTest, WhatTheFileAddsTakesEffectAndRunningWorkKeepsGoing) {
+  json sleeper = run_worker(*plumed_, kStayToken, {{"argv", {"/bin/sleep", "60"}}});
+  ASSERT_TRUE(sleeper.contains("id")) << sleeper.dump();
+
+  // A new tenant and a new image; the old tenant's memory limit and the grace period changed.
+  rewrite_config("[daemon]\nshutdown_grace_ms = 900\n\n" + tenant_toml("stay", kStayToken, 400000, "64M") +
+                 tenant_toml("newcomer", kNewToken, 500000, "128M") + "[[image]]\nname = \"kv\"\n[image.fwp]\nbinary = \"" +
+                 PLUME_KVINDEX_APP + "\"\n");
+  const std::string ready = reload();
+  EXPECT_NE(ready.find("reloaded"), std::string::npos) << ready;
+  const std::string line = reload_line();
+  EXPECT_NE(line.find("added=\"tenant newcomer, image kv\""), std::string::npos) << line;
+  EXPECT_NE(line.find("kept_as_running=\"tenant stay\""), std::string::npos) << line;
+  EXPECT_NE(line.find("needs_restart=daemon.shutdown_grace_ms"), std::string::npos) << line;
+  EXPECT_NE(line.find("failed=\"\""), std::string::npos) << line;
+
+  // The newcomer's token works, and its first worker is an instance of the image added with it.
+  json w = run_worker(*plumed_, kNewToken, {{"fwp", true}, {"image", "kv"}, {"input", {"stats", ""}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  json done = wait_worker(*plumed_, kNewToken, w["id"]);
+  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
+  auto logs = plumed_->request("GET", "/v1/workers/" + w["id"].get<std::string>() + "/logs?stream=stdout", kNewToken);
+  EXPECT_NE(logs.body.find("init_count=1 "), std::string::npos) << logs.body;
+
+  // The running tenant keeps its limit and its worker.
+  auto tenants = json_of(plumed_->admin("GET", "/v1/tenants"));
+  bool seen = false;
+  for (const json& t : tenants.value("tenants", json::array())) {
+    if (t.value("name", "") != "stay") continue;
+    seen = true;
+    EXPECT_EQ(t["limits"].value("memory_bytes", uint64_t{0}), uint64_t{128} << 20) << t.dump();
+  }
+  EXPECT_TRUE(seen) << tenants.dump();
+  auto still = json_of(plumed_->request("GET", "/v1/workers/" + sleeper["id"].get<std::string>(), kStayToken));
+  EXPECT_EQ(still.value("state", ""), "running") << still.dump();
+}
+
+TEST_F(ReloadTest, AFileThatDoesNotLoadChangesNothing) {
+  rewrite_config("[daemon\nthis is not toml\n" + tenant_toml("newcomer", kNewToken, 500000, "128M"));
+  const std::string ready = reload();
+  EXPECT_NE(ready.find("STATUS=reload failed: "), std::string::npos) << ready;
+  const std::string line = reload_line();
+  EXPECT_NE(line.find("level=error"), std::string::npos) << plumed_->stderr_text();
+  EXPECT_NE(line.find("then=\"nothing changed\""), std::string::npos) << line;
+  EXPECT_EQ(plumed_->request("GET", "/v1/health", "").status, 200);
+  auto tenants = json_of(plumed_->admin("GET", "/v1/tenants"));
+  ASSERT_TRUE(tenants.contains("tenants")) << tenants.dump();
+  ASSERT_EQ(tenants["tenants"].size(), 1u) << tenants.dump();
+  EXPECT_EQ(tenants["tenants"][0].value("name", ""), "stay");
+}
+
+TEST_F(ReloadTest, ATenantLeftOutOfTheFileIsKeptAndNamed) {
+  rewrite_config("[daemon]\nshutdown_grace_ms = 500\n");
+  reload();
+  const std::string line = reload_line();
+  EXPECT_NE(line.find("not_in_file_kept=\"tenant stay\""), std::string::npos) << line;
+  json w = run_worker(*plumed_, kStayToken, {{"argv", {"/bin/true"}}});
+  EXPECT_TRUE(w.contains("id")) << w.dump();
+}
+
+}  // namespace
+}  // namespace plume::test
