@@ -290,6 +290,12 @@ SysResult<void> CgroupManager::create(const std::string& relative, const CgroupL
   return apply_limits(relative, limits);
 }
 
+SysResult<void> CgroupManager::set_limits(const std::string& relative, const CgroupLimits& limits) const {
+  if (relative.empty()) return fail(plain_error("cgroup limits", "empty group name under " + parent_));
+  if (auto r = check("cgroup limits", relative); !r) return r;
+  return apply_limits(relative, limits);
+}
+
 SysResult<void> CgroupManager::apply_limits(const std::string& relative,
                                             const CgroupLimits& limits) const {
   const bool v2 = version_ == CgroupVersion::v2;

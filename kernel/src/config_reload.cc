@@ -13,11 +13,17 @@ bool same_limits(const TenantLimits& a, const TenantLimits& b) {
          a.cpu_weight == b.cpu_weight && a.max_workers == b.max_workers;
 }
 
-// Whether the running tenant is the one `wanted` describes. A file's uid_base of 0 asks plumed to
-// pick the range, so any base it picked matches.
-bool same_tenant(const TenantSpec& running, const TenantSpec& wanted) {
-  return tokens_equal(running.token, wanted.token) && running.uid_count == wanted.uid_count &&
-         (wanted.uid_base == 0 || running.uid_base == wanted.uid_base) && same_limits(running.limits, wanted.limits);
+// What a reload can do with a running tenant the file still names.
+enum class TenantChange { none, in_place, needs_readding };
+
+// A file's uid_base of 0 asks plumed to pick the range, so any base it picked matches.
+TenantChange tenant_change(const TenantSpec& running, const TenantSpec& wanted) {
+  const bool same_range = running.uid_count == wanted.uid_count &&
+                          (wanted.uid_base == 0 || running.uid_base == wanted.uid_base);
+  if (!same_range) return TenantChange::needs_readding;  // its workers run mapped to the old range
+  if (tokens_equal(running.token, wanted.token) && same_limits(running.limits, wanted.limits))
+    return TenantChange::none;
+  return TenantChange::in_place;
 }
 
 bool same_image(const ImageSpec& a, const ImageSpec& b) {
@@ -61,7 +67,25 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
   for (const TenantSpec& wanted : after.tenants) {
     const std::string what = "tenant " + wanted.name;
     if (Tenant* running = sup.tenants().find(wanted.name)) {
-      if (!same_tenant(running->spec, wanted)) report.differ.push_back(what);
+      switch (tenant_change(running->spec, wanted)) {
+        case TenantChange::none:
+          break;
+        case TenantChange::needs_readding:
+          report.differ.push_back(what);
+          break;
+        case TenantChange::in_place:
+          // The limits first: if the cgroup refuses them (v1 refuses a memory limit below what
+          // the group uses), the token is left as well, and the next reload tries again.
+          if (!same_limits(running->spec.limits, wanted.limits)) {
+            if (auto set = sup.set_tenant_limits(*running, wanted.limits); !set.ok()) {
+              report.failed.push_back(failure(what, set.error().message));
+              break;
+            }
+          }
+          running->spec.token = wanted.token;
+          report.updated.push_back(what);
+          break;
+      }
       continue;
     }
     auto added = sup.add_tenant(wanted);

@@ -246,6 +246,19 @@ ConfigResult<Tenant*> Supervisor::add_tenant(TenantSpec spec) {
   return t;
 }
 
+ConfigResult<bool> Supervisor::set_tenant_limits(Tenant& t, const TenantLimits& limits) {
+  if (limits.memory_bytes == 0 || limits.pids_max == 0 || limits.cpu_percent == 0 || limits.cpu_weight == 0)
+    return fail(ConfigError{"tenant " + t.spec.name + ": a limit of 0 cannot be set on a running tenant"});
+  const fwp::CgroupLimits cg{limits.memory_bytes, limits.pids_max, limits.cpu_percent, limits.cpu_weight};
+  if (auto r = cgroups_.set_limits(t.spec.name, cg); !r.ok())
+    return fail(ConfigError{"tenant " + t.spec.name + ": cgroup: " + r.error().message()});
+  t.spec.limits = limits;
+  log::info("tenant.limits", {{"tenant", t.spec.name}, {"memory_bytes", limits.memory_bytes},
+                              {"pids_max", limits.pids_max}, {"cpu_percent", limits.cpu_percent},
+                              {"cpu_weight", limits.cpu_weight}, {"max_workers", limits.max_workers}});
+  return true;
+}
+
 void Supervisor::remove_tenant(Tenant& t, bool force, std::shared_ptr<Responder> responder) {
   if (t.running > 0 && !force) {
     responder->send(HttpResponse::error(409, "conflict", "tenant " + t.spec.name + " has " +

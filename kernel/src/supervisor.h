@@ -104,6 +104,10 @@ class Supervisor {
   std::chrono::steady_clock::time_point started_at() const { return started_at_; }
 
   ConfigResult<Tenant*> add_tenant(TenantSpec spec);
+  // Writes new limits to a running tenant's cgroup (its workers' cgroups sit below it, so they
+  // are held to them at once) and keeps them in its spec. Zeros are refused: lifting a limit
+  // would need each controller's "no limit" value written, which create() never does either.
+  ConfigResult<bool> set_tenant_limits(Tenant& tenant, const TenantLimits& limits);
   // Removes a tenant with no running workers; with force, kills them first and answers once the
   // last one has exited.
   void remove_tenant(Tenant& tenant, bool force, std::shared_ptr<Responder> responder);

@@ -1,6 +1,6 @@
 // SIGHUP (`systemctl reload plumed`): plumed loads its config file again, adds the tenants and
-// images new to it, leaves running work and everything else as it was and says so, and changes
-// nothing when the file does not load. Each reload ends with READY=1 to the service manager,
+// images new to it, gives a running tenant its new token and limits, leaves running work and
+// everything else as it was and says so, and changes nothing when the file does not load. Each reload ends with READY=1 to the service manager,
 // which is what the tests wait for (a notification socket of their own).
 #include <signal.h>
 
@@ -15,6 +15,7 @@ namespace plume::test {
 namespace {
 
 constexpr const char* kStayToken = "stay-token-0123456789";
+constexpr const char* kRotatedToken = "stay-token-rotated-0123456789";
 constexpr const char* kNewToken = "newcomer-token-0123456789";
 
 std::string tenant_toml(const std::string& name, const std::string& token, uint32_t uid_base,
@@ -58,6 +59,18 @@ class ReloadTest : public ::testing::Test {
     return text.substr(begin, text.find('\n', at) - begin);
   }
 
+  // The tenant's memory limit as its cgroup holds it (v2 memory.max, v1 memory.limit_in_bytes).
+  std::string memory_limit_of(const std::string& tenant) const {
+    for (const std::string& dir : cgroup_parent_dirs(plumed_->cgroup_parent())) {
+      for (const char* file : {"/memory.max", "/memory.limit_in_bytes"}) {
+        std::ifstream in(dir + "/" + tenant + file);
+        std::string value;
+        if (in >> value) return value;
+      }
+    }
+    return "(no memory limit file)";
+  }
+
   TempDir dir_{"reload"};
   NotifySocket manager_{dir_.path() + "/notify.sock"};
   std::unique_ptr<Plumed> plumed_;
@@ -67,15 +80,17 @@ TEST_F(ReloadTest, WhatTheFileAddsTakesEffectAndRunningWorkKeepsGoing) {
   json sleeper = run_worker(*plumed_, kStayToken, {{"argv", {"/bin/sleep", "60"}}});
   ASSERT_TRUE(sleeper.contains("id")) << sleeper.dump();
 
-  // A new tenant and a new image; the old tenant's memory limit and the grace period changed.
-  rewrite_config("[daemon]\nshutdown_grace_ms = 900\n\n" + tenant_toml("stay", kStayToken, 400000, "64M") +
+  // A new tenant and a new image; the running tenant's token rotated and its memory limit
+  // lowered; the grace period changed.
+  rewrite_config("[daemon]\nshutdown_grace_ms = 900\n\n" + tenant_toml("stay", kRotatedToken, 400000, "64M") +
                  tenant_toml("newcomer", kNewToken, 500000, "128M") + "[[image]]\nname = \"kv\"\n[image.fwp]\nbinary = \"" +
                  PLUME_KVINDEX_APP + "\"\n");
   const std::string ready = reload();
   EXPECT_NE(ready.find("reloaded"), std::string::npos) << ready;
   const std::string line = reload_line();
   EXPECT_NE(line.find("added=\"tenant newcomer, image kv\""), std::string::npos) << line;
-  EXPECT_NE(line.find("kept_as_running=\"tenant stay\""), std::string::npos) << line;
+  EXPECT_NE(line.find("updated=\"tenant stay\""), std::string::npos) << line;
+  EXPECT_NE(line.find("kept_as_running=\"\""), std::string::npos) << line;
   EXPECT_NE(line.find("needs_restart=daemon.shutdown_grace_ms"), std::string::npos) << line;
   EXPECT_NE(line.find("failed=\"\""), std::string::npos) << line;
 
@@ -87,17 +102,33 @@ TEST_F(ReloadTest, WhatTheFileAddsTakesEffectAndRunningWorkKeepsGoing) {
   auto logs = plumed_->request("GET", "/v1/workers/" + w["id"].get<std::string>() + "/logs?stream=stdout", kNewToken);
   EXPECT_NE(logs.body.find("init_count=1 "), std::string::npos) << logs.body;
 
-  // The running tenant keeps its limit and its worker.
+  // The running tenant: the old token is refused, the new one sees its worker still running.
+  const std::string sleeper_path = "/v1/workers/" + sleeper["id"].get<std::string>();
+  EXPECT_EQ(plumed_->request("GET", sleeper_path, kStayToken).status, 401);
+  auto still = json_of(plumed_->request("GET", sleeper_path, kRotatedToken));
+  EXPECT_EQ(still.value("state", ""), "running") << still.dump();
+  // Its new memory limit, in the API and in its cgroup, which holds the running worker too.
   auto tenants = json_of(plumed_->admin("GET", "/v1/tenants"));
   bool seen = false;
   for (const json& t : tenants.value("tenants", json::array())) {
     if (t.value("name", "") != "stay") continue;
     seen = true;
-    EXPECT_EQ(t["limits"].value("memory_bytes", uint64_t{0}), uint64_t{128} << 20) << t.dump();
+    EXPECT_EQ(t["limits"].value("memory_bytes", uint64_t{0}), uint64_t{64} << 20) << t.dump();
   }
   EXPECT_TRUE(seen) << tenants.dump();
-  auto still = json_of(plumed_->request("GET", "/v1/workers/" + sleeper["id"].get<std::string>(), kStayToken));
-  EXPECT_EQ(still.value("state", ""), "running") << still.dump();
+  EXPECT_EQ(memory_limit_of("stay"), std::to_string(uint64_t{64} << 20));
+}
+
+TEST_F(ReloadTest, AUidRangeChangeIsLeftForTheApi) {
+  rewrite_config("[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("stay", kRotatedToken, 600000, "64M"));
+  reload();
+  const std::string line = reload_line();
+  EXPECT_NE(line.find("kept_as_running=\"tenant stay\""), std::string::npos) << line;
+  EXPECT_NE(line.find("updated=\"\""), std::string::npos) << line;
+  // Nothing of it changed: not the token, not the limit.
+  EXPECT_EQ(plumed_->request("GET", "/v1/workers", kStayToken).status, 200);
+  EXPECT_EQ(plumed_->request("GET", "/v1/workers", kRotatedToken).status, 401);
+  EXPECT_EQ(memory_limit_of("stay"), std::to_string(uint64_t{128} << 20));
 }
 
 TEST_F(ReloadTest, AFileThatDoesNotLoadChangesNothing) {

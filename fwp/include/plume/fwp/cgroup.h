@@ -41,6 +41,8 @@ class CgroupManager {
   SysResult<void> create_root();
   // Creates <parent>/<relative> with the given limits; relative is "tenant" or "tenant/worker".
   SysResult<void> create(const std::string& relative, const CgroupLimits& limits);
+  // Writes `limits` to the existing group <parent>/<relative> (a zero leaves that limit as it is).
+  SysResult<void> set_limits(const std::string& relative, const CgroupLimits& limits) const;
   // The files a child's pid must be written to (cgroup.procs, one per v1 hierarchy).
   std::vector<std::string> procs_files(const std::string& relative) const;
   // v2: an O_PATH directory fd for clone3's CLONE_INTO_CGROUP. v1: an invalid fd.
