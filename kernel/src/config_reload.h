@@ -4,11 +4,11 @@
 // its new token (the old one stops working) and its new limits, written to its cgroup, which its
 // workers' cgroups sit below. The log level is set. Everything else is left as it is and
 // reported, because changing it in place would touch running work: a tenant whose uid range
-// changed (its workers run mapped to the old one) or whose limit goes to 0, an image the file
-// describes differently (its templates were made from the old spec: remove and re-add it through
-// the API), a tenant or image the file no longer lists (removing it would stop its workers:
-// `plume tenant rm`), and the daemon and cgroup settings, which only a restart changes. A file
-// that does not load changes nothing.
+// changed (its workers run mapped to the old one), an image the file describes differently (its
+// templates were made from the old spec: remove and re-add it through the API), a tenant or image
+// the file no longer lists (removing it would stop its workers: `plume tenant rm`), and the
+// daemon and cgroup settings, which only a restart changes. A file that does not load changes
+// nothing.
 #pragma once
 
 #include <string>
