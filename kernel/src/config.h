@@ -27,6 +27,7 @@ struct TenantLimits {
   uint32_t cpu_percent = 100;  // of one CPU
   uint32_t cpu_weight = 100;
   uint32_t max_workers = 16;   // concurrently running
+  bool operator==(const TenantLimits&) const = default;
 };
 
 struct TenantSpec {
@@ -47,6 +48,7 @@ struct FwpImageSpec {
   std::vector<std::string> io_uring_ops;  // opcodes an instance's ring may carry ("nop", "read")
   std::string instance_cgroups = "shared";  // "own": a cgroup per instance; "shared": the template's
   bool huge_text = false;  // the template's code on a 2 MiB transparent huge page (TemplateSpec::huge_text)
+  bool operator==(const FwpImageSpec&) const = default;
 };
 
 struct ImageSpec {
@@ -56,6 +58,7 @@ struct ImageSpec {
   std::string seccomp_profile;  // OCI seccomp JSON file; empty = the built-in default
   bool io_uring = false;
   FwpImageSpec fwp;
+  bool operator==(const ImageSpec&) const = default;
 };
 
 // IORING_OP_* by name ("read" → IORING_OP_READ); -1 when unknown.

@@ -8,11 +8,6 @@
 namespace plume::kernel {
 namespace {
 
-bool same_limits(const TenantLimits& a, const TenantLimits& b) {
-  return a.memory_bytes == b.memory_bytes && a.pids_max == b.pids_max && a.cpu_percent == b.cpu_percent &&
-         a.cpu_weight == b.cpu_weight && a.max_workers == b.max_workers;
-}
-
 // What a reload can do with a running tenant the file still names.
 enum class TenantChange { none, in_place, needs_readding };
 
@@ -21,17 +16,9 @@ TenantChange tenant_change(const TenantSpec& running, const TenantSpec& wanted) 
   const bool same_range = running.uid_count == wanted.uid_count &&
                           (wanted.uid_base == 0 || running.uid_base == wanted.uid_base);
   if (!same_range) return TenantChange::needs_readding;  // its workers run mapped to the old range
-  if (tokens_equal(running.token, wanted.token) && same_limits(running.limits, wanted.limits))
+  if (tokens_equal(running.token, wanted.token) && running.limits == wanted.limits)
     return TenantChange::none;
   return TenantChange::in_place;
-}
-
-bool same_image(const ImageSpec& a, const ImageSpec& b) {
-  return a.rootfs == b.rootfs && a.bundle == b.bundle && a.seccomp_profile == b.seccomp_profile &&
-         a.io_uring == b.io_uring && a.fwp.enabled == b.fwp.enabled && a.fwp.binary == b.fwp.binary &&
-         a.fwp.pool_size == b.fwp.pool_size && a.fwp.spinning_standbys == b.fwp.spinning_standbys &&
-         a.fwp.io_uring_ops == b.fwp.io_uring_ops && a.fwp.instance_cgroups == b.fwp.instance_cgroups &&
-         a.fwp.huge_text == b.fwp.huge_text;
 }
 
 // The registry's error, naming what it is about once.
@@ -76,7 +63,7 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
         case TenantChange::in_place:
           // The limits first: if the cgroup refuses them (v1 refuses a memory limit below what
           // the group uses), the token is left as well, and the next reload tries again.
-          if (!same_limits(running->spec.limits, wanted.limits)) {
+          if (running->spec.limits != wanted.limits) {
             if (auto set = sup.set_tenant_limits(*running, wanted.limits); !set.ok()) {
               report.failed.push_back(failure(what, set.error().message));
               break;
@@ -99,7 +86,7 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
   for (const ImageSpec& wanted : after.images) {
     const std::string what = "image " + wanted.name;
     if (Image* running = sup.images().find(wanted.name)) {
-      if (!same_image(running->spec, wanted)) report.differ.push_back(what);
+      if (running->spec != wanted) report.differ.push_back(what);
       continue;
     }
     auto added = sup.images().add(wanted);

@@ -231,13 +231,20 @@ ConfigResult<bool> Supervisor::init() {
   return true;
 }
 
+namespace {
+
+// What of a tenant's limits its cgroup holds (max_workers is counted by plumed).
+fwp::CgroupLimits tenant_cgroup_limits(const TenantLimits& l) {
+  return {l.memory_bytes, l.pids_max, l.cpu_percent, l.cpu_weight};
+}
+
+}  // namespace
+
 ConfigResult<Tenant*> Supervisor::add_tenant(TenantSpec spec) {
   auto added = tenants_.add(std::move(spec));
   if (!added.ok()) return added;
   Tenant* t = added.value();
-  fwp::CgroupLimits limits{t->spec.limits.memory_bytes, t->spec.limits.pids_max, t->spec.limits.cpu_percent,
-                           t->spec.limits.cpu_weight};
-  if (auto r = cgroups_.create(t->spec.name, limits); !r.ok()) {
+  if (auto r = cgroups_.create(t->spec.name, tenant_cgroup_limits(t->spec.limits)); !r.ok()) {
     std::string name = t->spec.name;
     tenants_.remove(name);
     return fail(ConfigError{"tenant " + name + ": cgroup: " + r.error().message()});
@@ -249,8 +256,7 @@ ConfigResult<Tenant*> Supervisor::add_tenant(TenantSpec spec) {
 ConfigResult<bool> Supervisor::set_tenant_limits(Tenant& t, const TenantLimits& limits) {
   if (limits.memory_bytes == 0 || limits.pids_max == 0 || limits.cpu_percent == 0 || limits.cpu_weight == 0)
     return fail(ConfigError{"tenant " + t.spec.name + ": a limit of 0 cannot be set on a running tenant"});
-  const fwp::CgroupLimits cg{limits.memory_bytes, limits.pids_max, limits.cpu_percent, limits.cpu_weight};
-  if (auto r = cgroups_.set_limits(t.spec.name, cg); !r.ok())
+  if (auto r = cgroups_.set_limits(t.spec.name, tenant_cgroup_limits(limits)); !r.ok())
     return fail(ConfigError{"tenant " + t.spec.name + ": cgroup: " + r.error().message()});
   t.spec.limits = limits;
   log::info("tenant.limits", {{"tenant", t.spec.name}, {"memory_bytes", limits.memory_bytes},
