@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <string_view>
 #include <vector>
 
@@ -44,6 +45,36 @@ class CountingResponder : public Responder {
   HttpCounters& counters_;
   std::string method_, path_;
 };
+
+// Runs `then` before passing on a 2xx response: a tenant's removal answers only once it is done.
+class OnSuccess : public Responder {
+ public:
+  OnSuccess(std::shared_ptr<Responder> inner, std::function<void()> then)
+      : inner_(std::move(inner)), then_(std::move(then)) {}
+  void send(HttpResponse r) override {
+    if (r.status >= 200 && r.status < 300 && then_) then_();
+    inner_->send(std::move(r));
+  }
+  bool connected() const override { return inner_->connected(); }
+
+ private:
+  std::shared_ptr<Responder> inner_;
+  std::function<void()> then_;
+};
+
+// For a removal nobody waits on.
+class NoResponse : public Responder {
+ public:
+  void send(HttpResponse) override {}
+  bool connected() const override { return false; }
+};
+
+// A removal that the state file could not take: the thing is gone now but comes back at the next
+// start, and the log says from where.
+void log_not_forgotten(const std::string& what, const std::string& error, const ApiState& state) {
+  log::error("api_state.save", {{"removed", what}, {"error", error},
+                                {"then", "it comes back when plumed restarts, unless removed from " + state.path()}});
+}
 
 // Parses a JSON body; an empty body is an empty object.
 bool parse_body(const HttpRequest& req, json& out, std::string& error) {
@@ -178,14 +209,27 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       if (sup_.tenants().find(spec->name)) return reply(err(409, "conflict", "tenant " + spec->name + " already exists"));
       auto added = sup_.add_tenant(spec.value());
       if (!added.ok()) return reply(err(400, "bad_request", added.error().message));
-      return reply(json_response(201, sup_.tenant_json(*added.value())));
+      Tenant* t = added.value();
+      // Kept, or not added: a tenant that vanished at plumed's next start would surprise its
+      // clients much later. A tenant just added has no workers, so it goes at once.
+      if (std::string not_saved = state_.record_tenant(t->spec); !not_saved.empty()) {
+        const std::string name = t->spec.name;
+        sup_.remove_tenant(*t, /*force=*/false, std::make_shared<NoResponse>());
+        log::error("api_state.save", {{"tenant", name}, {"error", not_saved}, {"then", "not added"}});
+        return reply(err(500, "state_not_saved", "tenant " + name + " was not added: " + not_saved));
+      }
+      return reply(json_response(201, sup_.tenant_json(*t)));
     }
     case Route::tenant: {
       if (!admin_only()) return;
       Tenant* t = sup_.tenants().find(p[2]);
       if (!t) return reply(err(404, "not_found", "no tenant " + p[2]));
       if (t->removing) return reply(err(409, "conflict", "tenant " + p[2] + " is being removed"));
-      return sup_.remove_tenant(*t, query_flag(req, "force"), responder);
+      const std::string name = t->spec.name;
+      auto forget = [this, name]() {
+        if (std::string e = state_.forget_tenant(name); !e.empty()) log_not_forgotten("tenant " + name, e, state_);
+      };
+      return sup_.remove_tenant(*t, query_flag(req, "force"), std::make_shared<OnSuccess>(responder, forget));
     }
     case Route::images: {
       if (m == "GET") {
@@ -204,6 +248,12 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       auto added = sup_.images().add(spec.value());
       if (!added.ok()) return reply(err(400, "bad_request", added.error().message));
       Image* i = added.value();
+      if (std::string not_saved = state_.record_image(i->spec); !not_saved.empty()) {
+        const std::string name = i->spec.name;
+        (void)sup_.images().remove(name);
+        log::error("api_state.save", {{"image", name}, {"error", not_saved}, {"then", "not added"}});
+        return reply(err(500, "state_not_saved", "image " + name + " was not added: " + not_saved));
+      }
       log::info("image.add", {{"image", i->spec.name}, {"rootfs", i->rootfs_path}, {"seccomp", i->filter.source}});
       return reply(json_response(201, image_json(*i)));
     }
@@ -212,6 +262,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       auto removed = sup_.images().remove(p[2]);
       if (!removed.ok()) return reply(err(409, "conflict", removed.error().message));
       if (!removed.value()) return reply(err(404, "not_found", "no image " + p[2]));
+      if (std::string e = state_.forget_image(p[2]); !e.empty()) log_not_forgotten("image " + p[2], e, state_);
       return reply(no_content());
     }
     case Route::workers: {

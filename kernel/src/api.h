@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "api_state.h"
 #include "metrics.h"
 #include "plume/kernel/http_server.h"
 
@@ -14,7 +15,8 @@ struct Tenant;
 
 class Api {
  public:
-  explicit Api(Supervisor& sup) : sup_(sup) {}
+  // What the API adds and removes is recorded in `state` (a no-op one without a state_dir).
+  Api(Supervisor& sup, ApiState& state) : sup_(sup), state_(state) {}
   void handle(HttpRequest request, std::shared_ptr<Responder> responder);
   const HttpCounters& counters() const { return counters_; }
 
@@ -24,6 +26,7 @@ class Api {
     Tenant* tenant = nullptr;
   };
   Supervisor& sup_;
+  ApiState& state_;
   HttpCounters counters_;
 };
 

@@ -75,6 +75,10 @@ ConfigResult<bool> only_keys(const json& j, std::initializer_list<const char*> k
 
 }  // namespace
 
+std::string naming(const std::string& what, const std::string& message) {
+  return message.rfind(what, 0) == 0 ? message : what + ": " + message;
+}
+
 bool valid_name(const std::string& name) {  // [a-z0-9][a-z0-9_-]{0,31}
   auto lower_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
   if (name.empty() || name.size() > 32 || !lower_digit(name[0])) return false;
@@ -137,6 +141,11 @@ ConfigResult<TenantLimits> limits_from_json(const json& j, TenantLimits base, co
 json limits_to_json(const TenantLimits& l) {
   return {{"memory_bytes", l.memory_bytes}, {"pids_max", l.pids_max}, {"cpu_percent", l.cpu_percent},
           {"cpu_weight", l.cpu_weight}, {"max_workers", l.max_workers}};
+}
+
+json tenant_to_json(const TenantSpec& t) {
+  return {{"name", t.name}, {"token", t.token}, {"uid_base", t.uid_base}, {"uid_count", t.uid_count},
+          {"limits", limits_to_json(t.limits)}};
 }
 
 ConfigResult<TenantSpec> tenant_from_json(const json& j) {
@@ -245,17 +254,32 @@ ConfigResult<ImageSpec> image_from_json(const json& j) {
   return im;
 }
 
+json image_to_json(const ImageSpec& i) {
+  json j = {{"name", i.name}, {"io_uring", i.io_uring}};
+  if (!i.rootfs.empty()) j["rootfs"] = i.rootfs;
+  if (!i.bundle.empty()) j["bundle"] = i.bundle;
+  if (!i.seccomp_profile.empty()) j["seccomp_profile"] = i.seccomp_profile;
+  if (i.fwp.enabled)
+    j["fwp"] = {{"binary", i.fwp.binary}, {"pool_size", i.fwp.pool_size}, {"spinning_standbys", i.fwp.spinning_standbys},
+                {"io_uring_ops", i.fwp.io_uring_ops}, {"instance_cgroups", i.fwp.instance_cgroups},
+                {"huge_text", i.fwp.huge_text}};
+  return j;
+}
+
 ConfigResult<Config> config_from_json(const json& j) {
   PLUME_TRY(ok, only_keys(j, {"daemon", "cgroup", "tenant", "image"}, "config"));
   (void)ok;
   Config c;
   if (j.contains("daemon")) {
     const json& d = j.at("daemon");
-    PLUME_TRY(dk, only_keys(d, {"runtime_dir", "socket", "admin_token", "log_level", "shutdown_grace_ms",
+    PLUME_TRY(dk, only_keys(d, {"runtime_dir", "state_dir", "socket", "admin_token", "log_level", "shutdown_grace_ms",
                                 "max_body_bytes", "log_buffer_bytes", "max_exited_workers",
                                 "spinning_standby_budget"}, "daemon"));
     (void)dk;
     PLUME_TRY(rd, get_string(d, "runtime_dir", c.daemon.runtime_dir, "daemon"));
+    PLUME_TRY(state, get_string(d, "state_dir", "", "daemon"));
+    if (!state.empty() && state[0] != '/') return fail(err("daemon.state_dir: must be an absolute path"));
+    c.daemon.state_dir = state;
     PLUME_TRY(sock, get_string(d, "socket", "", "daemon"));
     PLUME_TRY(tok, get_string(d, "admin_token", "", "daemon"));
     PLUME_TRY(lvl, get_string(d, "log_level", c.daemon.log_level, "daemon"));
@@ -332,6 +356,8 @@ const char* default_config_toml() {
   return R"(# plumed's built-in configuration (print it with `plumed --print-default-config`).
 [daemon]
 runtime_dir = "/run/plume"          # socket, admin token, pid file and lock live here
+# state_dir = "/var/lib/plume"      # keeps tenants and images added through the API; unset: they
+#                                   # last until plumed stops
 # socket = "/run/plume/plumed.sock"
 # admin_token = ""                  # empty: generated at start, written to <runtime_dir>/admin.token
 log_level = "info"

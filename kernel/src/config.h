@@ -66,6 +66,9 @@ int io_uring_op_from_name(const std::string& name);
 
 struct DaemonConfig {
   std::string runtime_dir = "/run/plume";
+  // Where tenants and images added through the API are kept (api_state.h); empty: they last
+  // until plumed stops.
+  std::string state_dir;
   std::string socket;  // default <runtime_dir>/plumed.sock
   std::string admin_token;  // empty: generate one and write <runtime_dir>/admin.token
   std::string log_level = "info";
@@ -91,6 +94,9 @@ struct Config {
   std::vector<ImageSpec> images;
 };
 
+// `message` naming what it is about ("tenant x: …") once: prefixed unless it begins with `what`.
+std::string naming(const std::string& what, const std::string& message);
+
 // Names of tenants, images: [a-z0-9][a-z0-9_-]{0,31}.
 bool valid_name(const std::string& name);
 // "256M", "1G", "4096", or a JSON number → bytes.
@@ -100,6 +106,9 @@ ConfigResult<TenantLimits> limits_from_json(const json& j, TenantLimits base, co
 ConfigResult<TenantSpec> tenant_from_json(const json& j);
 ConfigResult<ImageSpec> image_from_json(const json& j);
 json limits_to_json(const TenantLimits& l);
+// The inverses of tenant_from_json and image_from_json: what they give back reads back the same.
+json tenant_to_json(const TenantSpec& t);
+json image_to_json(const ImageSpec& i);
 
 ConfigResult<Config> config_from_json(const json& j);
 ConfigResult<Config> load_config_file(const std::string& path);

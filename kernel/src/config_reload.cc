@@ -21,11 +21,6 @@ TenantChange tenant_change(const TenantSpec& running, const TenantSpec& wanted) 
   return TenantChange::in_place;
 }
 
-// The registry's error, naming what it is about once.
-std::string failure(const std::string& what, const std::string& message) {
-  return message.rfind(what, 0) == 0 ? message : what + ": " + message;
-}
-
 template <typename Spec>
 bool lists(const std::vector<Spec>& specs, const std::string& name) {
   return std::any_of(specs.begin(), specs.end(), [&](const Spec& s) { return s.name == name; });
@@ -36,6 +31,7 @@ void settings_needing_restart(const Config& a, const Config& b, std::vector<std:
   const DaemonConfig& x = a.daemon;
   const DaemonConfig& y = b.daemon;
   if (x.runtime_dir != y.runtime_dir) out.emplace_back("daemon.runtime_dir");
+  if (x.state_dir != y.state_dir) out.emplace_back("daemon.state_dir");
   if (x.socket != y.socket) out.emplace_back("daemon.socket");
   if (x.admin_token != y.admin_token) out.emplace_back("daemon.admin_token");
   if (x.shutdown_grace_ms != y.shutdown_grace_ms) out.emplace_back("daemon.shutdown_grace_ms");
@@ -65,7 +61,7 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
           // the group uses), the token is left as well, and the next reload tries again.
           if (running->spec.limits != wanted.limits) {
             if (auto set = sup.set_tenant_limits(*running, wanted.limits); !set.ok()) {
-              report.failed.push_back(failure(what, set.error().message));
+              report.failed.push_back(naming(what, set.error().message));
               break;
             }
           }
@@ -77,7 +73,7 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
     }
     auto added = sup.add_tenant(wanted);
     if (added.ok()) report.added.push_back(what);
-    else report.failed.push_back(failure(what, added.error().message));
+    else report.failed.push_back(naming(what, added.error().message));
   }
   for (const TenantSpec& old : before.tenants)
     if (!lists(after.tenants, old.name) && sup.tenants().find(old.name) != nullptr)
@@ -91,7 +87,7 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
     }
     auto added = sup.images().add(wanted);
     if (added.ok()) report.added.push_back(what);
-    else report.failed.push_back(failure(what, added.error().message));
+    else report.failed.push_back(naming(what, added.error().message));
   }
   for (const ImageSpec& old : before.images)
     if (!lists(after.images, old.name) && sup.images().find(old.name) != nullptr)

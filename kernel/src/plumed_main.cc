@@ -18,8 +18,10 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "api.h"
+#include "api_state.h"
 #include "config.h"
 #include "config_reload.h"
 #include "plume/base/log.h"
@@ -66,6 +68,12 @@ std::string first_unsearchable(const std::string& path) {
   return {};
 }
 
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const std::string& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
 std::string random_token() {
   unsigned char bytes[24];
   if (::getrandom(bytes, sizeof bytes, 0) != sizeof bytes) return {};
@@ -91,11 +99,13 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   // First, so that no child plumed starts inherits the manager's socket or watchdog.
   const ServiceManager service_manager = ServiceManager::from_environment();
   CLI::App app{"plumed: the Plume supervisor (control API on a Unix socket; see `plume --help`)"};
-  std::string config_path, socket, runtime_dir, cgroup_parent, admin_token, log_level;
+  std::string config_path, socket, runtime_dir, state_dir, cgroup_parent, admin_token, log_level;
   bool print_default = false;
   app.add_option("-c,--config", config_path, "TOML config file (default: the built-in configuration)")->check(CLI::ExistingFile);
   app.add_option("--socket", socket, "control socket path (default <runtime-dir>/plumed.sock)");
   app.add_option("--runtime-dir", runtime_dir, "directory for the socket, lock, pid and token files (default /run/plume)");
+  app.add_option("--state-dir", state_dir,
+                 "directory that keeps tenants and images added through the API (default: none, they last until plumed stops)");
   app.add_option("--cgroup-parent", cgroup_parent, "name of Plume's cgroup subtree (default plume)");
   app.add_option("--admin-token", admin_token, "admin token (default: generated, written to <runtime-dir>/admin.token)");
   app.add_option("--log-level", log_level, "debug, info, warn or error")->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -123,6 +133,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     if (!loaded.ok()) return loaded;
     Config c = std::move(loaded.value());
     if (!runtime_dir.empty()) c.daemon.runtime_dir = runtime_dir;
+    if (!state_dir.empty()) c.daemon.state_dir = state_dir;
     if (!socket.empty()) c.daemon.socket = socket;
     if (!cgroup_parent.empty()) c.cgroup.parent = cgroup_parent;
     if (!admin_token.empty()) c.daemon.admin_token = admin_token;
@@ -166,6 +177,16 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0)
     return die("plumed.start", "another plumed is running on " + rd + " (" + lock_path + " is locked)");
 
+  // Read before anything is set up: a state file plumed cannot read stops it here, unchanged.
+  ApiState api_state;
+  if (!config.daemon.state_dir.empty()) {
+    if (config.daemon.state_dir[0] != '/') return die("plumed.config", "--state-dir must be an absolute path");
+    auto opened = ApiState::open(config.daemon.state_dir);
+    if (!opened.ok())
+      return die("plumed.state", opened.error().message + " (fix it or move it aside; plumed does not overwrite it)");
+    api_state = std::move(opened.value());
+  }
+
   bool generated_token = false;
   const std::string token_path = rd + "/admin.token";
   if (config.daemon.admin_token.empty()) {
@@ -199,6 +220,18 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   Supervisor sup(*loop.value(), config, std::move(cgroups.value()), spawner.ok() ? spawner.value().get() : nullptr);
   if (auto r = sup.init(); !r.ok()) return die("plumed.start", r.error().message);
 
+  // What the API added before this start, after the file's tenants and images (which win).
+  if (api_state.enabled()) {
+    const RestoreReport restored = restore_api_state(sup, api_state);
+    const auto severity = restored.failed.empty() && restored.save_error.empty() ? log::Level::info : log::Level::error;
+    log::emit(severity, "plumed.state",
+              {{"file", api_state.path()},
+               {"restored", joined(restored.restored)},
+               {"superseded_by_config", joined(restored.superseded)},
+               {"failed", joined(restored.failed)},
+               {"save_error", restored.save_error}});
+  }
+
   // Signals arrive as reads on a signalfd, in the loop like everything else.
   sigset_t mask;
   sigemptyset(&mask);
@@ -215,7 +248,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   auto listen_fd = HttpServer::listen_unix(config.daemon.socket);
   ::umask(old_umask);
   if (!listen_fd.ok()) return die("plumed.start", listen_fd.error().message());
-  Api api(sup);
+  Api api(sup, api_state);
   HttpLimits limits;
   limits.max_body_bytes = config.daemon.max_body_bytes;
   HttpServer server(*loop.value(), std::move(listen_fd.value()), limits,
@@ -249,11 +282,12 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
     }
     const ReloadReport report = reload_config(sup, last_loaded, next.value());
     last_loaded = std::move(next.value());
-    auto joined = [](const std::vector<std::string>& v) {
-      std::string out;
-      for (const std::string& s : v) out += (out.empty() ? "" : ", ") + s;
-      return out;
-    };
+    // What the file names now is the file's: the state file stops bringing it back.
+    std::vector<std::string> taken_over;
+    if (std::string e = api_state.forget_names_in(last_loaded, taken_over); !e.empty())
+      log::error("api_state.save", {{"error", e}, {"then", "the file's version wins at the next start anyway"}});
+    else if (!taken_over.empty())
+      log::info("plumed.state", {{"file", api_state.path()}, {"now_in_config", joined(taken_over)}});
     // Every key, empty where nothing is in it, so that a log search finds them all the same way.
     const auto severity = report.failed.empty() ? log::Level::info : log::Level::error;
     log::emit(severity, "plumed.reload",

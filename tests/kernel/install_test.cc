@@ -67,7 +67,7 @@ std::string read_text(const std::string& path) {
 
 // The systemd unit runs the plumed installed beside it on the installed configuration, which
 // starts with no tenant (no well-known token is live) and which a later install leaves alone; a
-// tenant added then runs the installed example app.
+// tenant added then runs the installed example app, and is still there after a restart.
 TEST(Install, TheSystemdUnitRunsTheInstalledPlumedOnTheInstalledConfig) {
   PLUME_SKIP_UNLESS_ROOT();
   TempDir dir("install");
@@ -110,6 +110,16 @@ TEST(Install, TheSystemdUnitRunsTheInstalledPlumedOnTheInstalledConfig) {
   auto logs = plumed.request("GET", "/v1/workers/" + w["id"].get<std::string>() + "/logs?stream=stdout", token);
   EXPECT_NE(logs.body.find("init_count=1 "), std::string::npos) << logs.body;
   EXPECT_NE(logs.body.find("keys=200000"), std::string::npos) << logs.body;
+  EXPECT_EQ(plumed.stop(SIGTERM), 0) << plumed.stderr_text();
+
+  // The installed config keeps what the API added under the prefix's var/lib/plume: a restart
+  // (`systemctl restart`, or Restart=on-failure) brings the tenant and its image back.
+  EXPECT_NE(read_text(config).find("\nstate_dir = \"" + prefix + "/var/lib/plume\""), std::string::npos)
+      << read_text(config);
+  EXPECT_NE(read_text(prefix + "/var/lib/plume/api-state.json").find("\"beta\""), std::string::npos);
+  ASSERT_TRUE(plumed.start()) << plumed.stderr_text();
+  EXPECT_EQ(plumed.request("GET", "/v1/workers", token).status, 200);
+  EXPECT_NE(plumed.admin("GET", "/v1/images").body.find("\"kv\""), std::string::npos);
   EXPECT_EQ(plumed.stop(SIGTERM), 0) << plumed.stderr_text();
 
   // The operator's edit survives a second install.
