@@ -1,4 +1,4 @@
-// Tenant verbs: tenant add, tenant ls, tenant rm (admin token).
+// Tenant verbs: tenant add, tenant set, tenant ls, tenant rm (admin token).
 #include <iostream>
 #include <memory>
 
@@ -40,16 +40,14 @@ struct AddOpts {
   int64_t uid_base = -1, uid_count = -1, pids = -1, cpu = -1, cpu_weight = -1, max_workers = -1;
 };
 
-int add_cmd(const Context& ctx, const AddOpts& o) {
-  json spec = {{"name", o.name}, {"token", o.token}};
-  if (o.uid_base >= 0) spec["uid_base"] = o.uid_base;
-  if (o.uid_count >= 0) spec["uid_count"] = o.uid_count;
-  json limits = json::object();
+// The limits given on the command line; false (after saying why) when one is malformed.
+bool limits_from_opts(const AddOpts& o, json& limits) {
+  limits = json::object();
   if (!o.memory.empty()) {
     auto bytes = parse_size(o.memory);
     if (!bytes) {
       std::cerr << "plume: --memory: not a size: " << o.memory << " (try 256M)\n";
-      return kExitUsage;
+      return false;
     }
     limits["memory_bytes"] = *bytes;
   }
@@ -57,9 +55,37 @@ int add_cmd(const Context& ctx, const AddOpts& o) {
   if (o.cpu >= 0) limits["cpu_percent"] = o.cpu;
   if (o.cpu_weight >= 0) limits["cpu_weight"] = o.cpu_weight;
   if (o.max_workers >= 0) limits["max_workers"] = o.max_workers;
+  return true;
+}
+
+int add_cmd(const Context& ctx, const AddOpts& o) {
+  json spec = {{"name", o.name}, {"token", o.token}};
+  if (o.uid_base >= 0) spec["uid_base"] = o.uid_base;
+  if (o.uid_count >= 0) spec["uid_count"] = o.uid_count;
+  json limits;
+  if (!limits_from_opts(o, limits)) return kExitUsage;
   if (!limits.empty()) spec["limits"] = limits;
   int rc = kExitOk;
   auto j = call_json(ctx, "POST", "/v1/tenants", &spec, rc);
+  if (!j) return rc;
+  if (ctx.json) print_json(*j);
+  else print_tenants(json::array({*j}));
+  return kExitOk;
+}
+
+// Only what is given changes; the tenant's workers keep running.
+int set_cmd(const Context& ctx, const AddOpts& o) {
+  json change = json::object();
+  if (!o.token.empty()) change["token"] = o.token;
+  json limits;
+  if (!limits_from_opts(o, limits)) return kExitUsage;
+  if (!limits.empty()) change["limits"] = limits;
+  if (change.empty()) {
+    std::cerr << "plume: tenant set: nothing to change (give --token or a limit)\n";
+    return kExitUsage;
+  }
+  int rc = kExitOk;
+  auto j = call_json(ctx, "PATCH", "/v1/tenants/" + url_encode(o.name), &change, rc);
   if (!j) return rc;
   if (ctx.json) print_json(*j);
   else print_tenants(json::array({*j}));
@@ -105,6 +131,19 @@ void add_tenant_commands(CLI::App& app, Context& ctx, Actions& actions) {
     sub->add_option("--max-workers", o->max_workers, "Maximum number of running workers");
     sub->footer(kExitCodesFooter);
     actions[sub] = [&ctx, o] { return add_cmd(ctx, *o); };
+  }
+  {
+    auto o = std::make_shared<AddOpts>();
+    auto* sub = group->add_subcommand("set", "Give a tenant a new token or limits; its workers keep running");
+    sub->add_option("name", o->name, "Tenant name")->required();
+    sub->add_option("--token", o->token, "A new API token (>= 8 characters); the old one stops working");
+    sub->add_option("--memory", o->memory, "Memory limit, e.g. 512M");
+    sub->add_option("--pids", o->pids, "Maximum number of processes");
+    sub->add_option("--cpu", o->cpu, "CPU limit in percent of one core");
+    sub->add_option("--cpu-weight", o->cpu_weight, "CPU weight relative to other tenants");
+    sub->add_option("--max-workers", o->max_workers, "Maximum number of running workers");
+    sub->footer(kExitCodesFooter);
+    actions[sub] = [&ctx, o] { return set_cmd(ctx, *o); };
   }
   {
     auto* sub = group->add_subcommand("ls", "List tenants");

@@ -109,6 +109,48 @@ bool query_flag(const HttpRequest& req, const char* key) {
 
 }  // namespace
 
+// PATCH /v1/tenants/<name>: a new token, limits, or both, for a running tenant; its workers keep
+// running and are held to the new limits at once. What is not in the body stays as it is.
+HttpResponse Api::update_tenant(Tenant& t, const json& body) {
+  if (!body.is_object()) return err(400, "bad_request", "expected a JSON object with token and/or limits");
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "token" || key == "limits") continue;
+    if (key == "name" || key == "uid_base" || key == "uid_count")
+      return err(400, "bad_request", key + ": cannot change on a tenant; remove it and add it again");
+    return err(400, "bad_request", "tenant " + t.spec.name + ": unknown field \"" + key + "\"");
+  }
+  // The checks of an addition: the tenant as it is, the new token over it.
+  json wanted = tenant_to_json(t.spec);
+  wanted.erase("limits");
+  if (body.contains("token")) wanted["token"] = body["token"];
+  auto spec = tenant_from_json(wanted);
+  if (!spec.ok()) return err(400, "bad_request", spec.error().message);
+  TenantLimits limits = t.spec.limits;
+  if (body.contains("limits")) {
+    auto merged = limits_from_json(body["limits"], t.spec.limits, "tenant " + t.spec.name + ".limits");
+    if (!merged.ok()) return err(400, "bad_request", merged.error().message);
+    limits = merged.value();
+  }
+  if (limits.memory_bytes == 0 || limits.pids_max == 0 || limits.cpu_percent == 0 || limits.cpu_weight == 0)
+    return err(400, "bad_request", "tenant " + t.spec.name + ": a limit of 0 cannot be set on a running tenant");
+  const TenantSpec before = t.spec;
+  if (auto updated = sup_.update_tenant(t, spec->token, limits); !updated.ok())
+    return err(409, "conflict", updated.error().message);
+  // A tenant the API added is kept as it now is; one the config file names keeps the file's
+  // values from its next reload or start on.
+  if (state_.tenants().count(t.spec.name) != 0) {
+    if (std::string not_saved = state_.record_tenant(t.spec); !not_saved.empty()) {
+      // Put back as it was, so that what runs is what the next start brings back.
+      auto back = sup_.update_tenant(t, before.token, before.limits);
+      const std::string outcome = back.ok() ? "was not changed" : "was changed but is not kept (" + back.error().message + ")";
+      log::error("api_state.save", {{"tenant", t.spec.name}, {"error", not_saved}, {"then", outcome}});
+      return err(500, "state_not_saved", "tenant " + t.spec.name + " " + outcome + ": " + not_saved);
+    }
+  }
+  return json_response(200, sup_.tenant_json(t));
+}
+
 void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
   auto responder = std::make_shared<CountingResponder>(std::move(raw), counters_, req.method, req.path);
   auto reply = [&](HttpResponse r) { responder->send(std::move(r)); };
@@ -131,7 +173,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
   if (is({"v1", "health"})) route = Route::health, methods = {"GET"};
   else if (is({"metrics"})) route = Route::metrics, methods = {"GET"};
   else if (is({"v1", "tenants"})) route = Route::tenants, methods = {"GET", "POST"};
-  else if (is({"v1", "tenants", "*"})) route = Route::tenant, methods = {"DELETE"};
+  else if (is({"v1", "tenants", "*"})) route = Route::tenant, methods = {"PATCH", "DELETE"};
   else if (is({"v1", "images"})) route = Route::images, methods = {"GET", "POST"};
   else if (is({"v1", "images", "*"})) route = Route::image, methods = {"DELETE"};
   else if (is({"v1", "workers"})) route = Route::workers, methods = {"GET", "POST"};
@@ -225,6 +267,12 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       Tenant* t = sup_.tenants().find(p[2]);
       if (!t) return reply(err(404, "not_found", "no tenant " + p[2]));
       if (t->removing) return reply(err(409, "conflict", "tenant " + p[2] + " is being removed"));
+      if (m == "PATCH") {
+        json body;
+        std::string e;
+        if (!parse_body(req, body, e)) return reply(err(400, "bad_request", e));
+        return reply(update_tenant(*t, body));
+      }
       const std::string name = t->spec.name;
       auto forget = [this, name]() {
         if (std::string e = state_.forget_tenant(name); !e.empty()) log_not_forgotten("tenant " + name, e, state_);

@@ -25,6 +25,8 @@ class Api {
     bool admin = false;
     Tenant* tenant = nullptr;
   };
+  HttpResponse update_tenant(Tenant& t, const json& body);
+
   Supervisor& sup_;
   ApiState& state_;
   HttpCounters counters_;

@@ -57,16 +57,10 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
           report.differ.push_back(what);
           break;
         case TenantChange::in_place:
-          // The limits first: if the cgroup refuses them (v1 refuses a memory limit below what
-          // the group uses), the token is left as well, and the next reload tries again.
-          if (running->spec.limits != wanted.limits) {
-            if (auto set = sup.set_tenant_limits(*running, wanted.limits); !set.ok()) {
-              report.failed.push_back(naming(what, set.error().message));
-              break;
-            }
-          }
-          running->spec.token = wanted.token;
-          report.updated.push_back(what);
+          if (auto set = sup.update_tenant(*running, wanted.token, wanted.limits); set.ok())
+            report.updated.push_back(what);
+          else
+            report.failed.push_back(naming(what, set.error().message));
           break;
       }
       continue;

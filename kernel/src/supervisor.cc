@@ -253,15 +253,22 @@ ConfigResult<Tenant*> Supervisor::add_tenant(TenantSpec spec) {
   return t;
 }
 
-ConfigResult<bool> Supervisor::set_tenant_limits(Tenant& t, const TenantLimits& limits) {
-  if (limits.memory_bytes == 0 || limits.pids_max == 0 || limits.cpu_percent == 0 || limits.cpu_weight == 0)
-    return fail(ConfigError{"tenant " + t.spec.name + ": a limit of 0 cannot be set on a running tenant"});
-  if (auto r = cgroups_.set_limits(t.spec.name, tenant_cgroup_limits(limits)); !r.ok())
-    return fail(ConfigError{"tenant " + t.spec.name + ": cgroup: " + r.error().message()});
-  t.spec.limits = limits;
-  log::info("tenant.limits", {{"tenant", t.spec.name}, {"memory_bytes", limits.memory_bytes},
-                              {"pids_max", limits.pids_max}, {"cpu_percent", limits.cpu_percent},
-                              {"cpu_weight", limits.cpu_weight}, {"max_workers", limits.max_workers}});
+ConfigResult<bool> Supervisor::update_tenant(Tenant& t, const std::string& token, const TenantLimits& limits) {
+  if (auto free = tenants_.token_free_for(t, token); !free.ok()) return free;
+  if (limits != t.spec.limits) {
+    if (limits.memory_bytes == 0 || limits.pids_max == 0 || limits.cpu_percent == 0 || limits.cpu_weight == 0)
+      return fail(ConfigError{"tenant " + t.spec.name + ": a limit of 0 cannot be set on a running tenant"});
+    if (auto r = cgroups_.set_limits(t.spec.name, tenant_cgroup_limits(limits)); !r.ok())
+      return fail(ConfigError{"tenant " + t.spec.name + ": cgroup: " + r.error().message()});
+    t.spec.limits = limits;
+    log::info("tenant.limits", {{"tenant", t.spec.name}, {"memory_bytes", limits.memory_bytes},
+                                {"pids_max", limits.pids_max}, {"cpu_percent", limits.cpu_percent},
+                                {"cpu_weight", limits.cpu_weight}, {"max_workers", limits.max_workers}});
+  }
+  if (!tokens_equal(token, t.spec.token)) {
+    t.spec.token = token;
+    log::info("tenant.token", {{"tenant", t.spec.name}, {"action", "replaced"}});
+  }
   return true;
 }
 

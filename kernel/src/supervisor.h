@@ -104,10 +104,12 @@ class Supervisor {
   std::chrono::steady_clock::time_point started_at() const { return started_at_; }
 
   ConfigResult<Tenant*> add_tenant(TenantSpec spec);
-  // Writes new limits to a running tenant's cgroup (its workers' cgroups sit below it, so they
-  // are held to them at once) and keeps them in its spec. Zeros are refused: lifting a limit
-  // would need each controller's "no limit" value written, which create() never does either.
-  ConfigResult<bool> set_tenant_limits(Tenant& tenant, const TenantLimits& limits);
+  // Gives a running tenant a new token and limits (a reload, PATCH /v1/tenants/<name>). The
+  // limits go to its cgroup (its workers' cgroups sit below it, so they are held to them at once).
+  // All or nothing: a token another tenant holds, a limit of 0 (lifting a limit would need each
+  // controller's "no limit" value written, which create() never does either), or limits the
+  // cgroup refuses (v1 refuses a memory limit below what the group uses) change nothing.
+  ConfigResult<bool> update_tenant(Tenant& tenant, const std::string& token, const TenantLimits& limits);
   // Removes a tenant with no running workers; with force, kills them first and answers once the
   // last one has exited.
   void remove_tenant(Tenant& tenant, bool force, std::shared_ptr<Responder> responder);

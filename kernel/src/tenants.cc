@@ -61,6 +61,13 @@ ConfigResult<Tenant*> TenantRegistry::add(TenantSpec spec) {
 
 void TenantRegistry::remove(const std::string& name) { tenants_.erase(name); }
 
+ConfigResult<bool> TenantRegistry::token_free_for(const Tenant& t, const std::string& token) {
+  bool taken = false;  // every tenant compared, as by_token does
+  for (auto& [name, other] : tenants_) taken = (other.get() != &t && tokens_equal(other->spec.token, token)) || taken;
+  if (taken) return fail(ConfigError{"tenant " + t.spec.name + ": token already used by another tenant"});
+  return true;
+}
+
 Tenant* TenantRegistry::find(const std::string& name) {
   auto it = tenants_.find(name);
   return it == tenants_.end() ? nullptr : it->second.get();

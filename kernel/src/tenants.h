@@ -38,6 +38,9 @@ class TenantRegistry {
   // host's own users) and allocates one when spec.uid_base is 0.
   ConfigResult<Tenant*> add(TenantSpec spec);
   void remove(const std::string& name);
+  // Whether `t` may take `token`: not while another tenant holds it, since two tenants on one
+  // token would each act as the other.
+  ConfigResult<bool> token_free_for(const Tenant& t, const std::string& token);
   Tenant* find(const std::string& name);
   // Constant-time over every tenant's token, so timing does not tell which prefix matched.
   Tenant* by_token(const std::string& token);

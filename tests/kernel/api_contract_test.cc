@@ -115,6 +115,7 @@ TEST_F(ApiContract, EveryDocumentedOperationIsRoutedAndAnswersPerSchema) {
     return path;
   };
   auto body_for = [&](const std::string& path, const std::string& method) -> json {
+    if (method == "patch" && path == "/v1/tenants/{name}") return {{"limits", {{"max_workers", 8}}}};
     if (method != "post") return nullptr;
     if (path == "/v1/tenants") return {{"name", "fresh"}, {"token", "fresh-token-123456"}};
     if (path == "/v1/images") return {{"name", "fresh-img"}, {"rootfs", rootfs}};

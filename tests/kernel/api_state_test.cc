@@ -102,6 +102,21 @@ TEST_F(ApiStateTest, WhatTheApiAddedComesBackAfterARestartAndGoesOnceRemoved) {
   EXPECT_TRUE(find_named(*plumed, "/v1/images", "images", "echo").is_null());
 }
 
+TEST_F(ApiStateTest, AChangedTenantComesBackAsChanged) {
+  auto plumed = make_plumed();
+  ASSERT_TRUE(plumed->start());
+  const std::string old_token = add_tenant(*plumed, "moved");
+  const std::string new_token = "moved-new-token-0123456789";
+  auto r = plumed->admin("PATCH", "/v1/tenants/moved", json{{"token", new_token}, {"limits", {{"memory", "96M"}}}}.dump());
+  ASSERT_EQ(r.status, 200) << show(r);
+  ASSERT_EQ(plumed->stop(), 0);
+  ASSERT_TRUE(plumed->start());
+  EXPECT_EQ(plumed->request("GET", "/v1/workers", new_token).status, 200);
+  EXPECT_EQ(plumed->request("GET", "/v1/workers", old_token).status, 401);
+  EXPECT_EQ(find_named(*plumed, "/v1/tenants", "tenants", "moved")["limits"].value("memory_bytes", uint64_t{0}),
+            uint64_t{96} << 20);
+}
+
 TEST_F(ApiStateTest, TheConfigFileWinsANameItShares) {
   std::string api_token;
   {
@@ -213,6 +228,14 @@ TEST_F(ApiStateTest, WhatCannotBeSavedIsNotAdded) {
   auto image = plumed->admin("POST", "/v1/images", json{{"name", "unsaved"}, {"fwp", {{"binary", PLUME_ECHO_APP}}}}.dump());
   EXPECT_EQ(image.status, 500) << show(image);
   EXPECT_TRUE(find_named(*plumed, "/v1/images", "images", "unsaved").is_null());
+
+  // A change that cannot be kept is put back.
+  auto changed = plumed->admin("PATCH", "/v1/tenants/kept", json{{"token", token}, {"limits", {{"memory", "32M"}}}}.dump());
+  EXPECT_EQ(changed.status, 500) << show(changed);
+  EXPECT_NE(changed.body.find("tenant kept was not changed"), std::string::npos) << changed.body;
+  EXPECT_EQ(plumed->request("GET", "/v1/workers", kept_token).status, 200);
+  EXPECT_EQ(plumed->request("GET", "/v1/workers", token).status, 401);
+  EXPECT_EQ(tenant_memory_limit(*plumed, "kept"), std::to_string(uint64_t{256} << 20));
 
   // A removal goes ahead; the log says it will come back and where from.
   EXPECT_EQ(plumed->admin("DELETE", "/v1/tenants/kept").status, 204);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
 #include <string>
 
 #include "support/plumed_fixture.h"
@@ -54,6 +55,18 @@ inline json wait_worker(Plumed& p, const std::string& token, const std::string& 
   EXPECT_EQ(r.status, 200) << show(r);
   auto j = json_of(r);
   return j.is_object() ? j : json::object();
+}
+
+// The tenant's memory limit as its cgroup holds it (v2 memory.max, v1 memory.limit_in_bytes).
+inline std::string tenant_memory_limit(const Plumed& p, const std::string& tenant) {
+  for (const std::string& dir : cgroup_parent_dirs(p.cgroup_parent())) {
+    for (const char* file : {"/memory.max", "/memory.limit_in_bytes"}) {
+      std::ifstream in(dir + "/" + tenant + file);
+      std::string value;
+      if (in >> value) return value;
+    }
+  }
+  return "(no memory limit file)";
 }
 
 // True when process `pid` has ended (or never existed) within `timeout`: the pidfd becomes readable.

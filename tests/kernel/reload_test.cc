@@ -59,17 +59,7 @@ class ReloadTest : public ::testing::Test {
     return text.substr(begin, text.find('\n', at) - begin);
   }
 
-  // The tenant's memory limit as its cgroup holds it (v2 memory.max, v1 memory.limit_in_bytes).
-  std::string memory_limit_of(const std::string& tenant) const {
-    for (const std::string& dir : cgroup_parent_dirs(plumed_->cgroup_parent())) {
-      for (const char* file : {"/memory.max", "/memory.limit_in_bytes"}) {
-        std::ifstream in(dir + "/" + tenant + file);
-        std::string value;
-        if (in >> value) return value;
-      }
-    }
-    return "(no memory limit file)";
-  }
+  std::string memory_limit_of(const std::string& tenant) const { return tenant_memory_limit(*plumed_, tenant); }
 
   TempDir dir_{"reload"};
   NotifySocket manager_{dir_.path() + "/notify.sock"};
@@ -129,6 +119,23 @@ TEST_F(ReloadTest, AUidRangeChangeIsLeftForTheApi) {
   EXPECT_EQ(plumed_->request("GET", "/v1/workers", kStayToken).status, 200);
   EXPECT_EQ(plumed_->request("GET", "/v1/workers", kRotatedToken).status, 401);
   EXPECT_EQ(memory_limit_of("stay"), std::to_string(uint64_t{128} << 20));
+}
+
+TEST_F(ReloadTest, ATokenAnotherTenantHoldsIsRefused) {
+  // The newcomer is added with a token that the file then also gives the running tenant.
+  rewrite_config("[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("newcomer", kNewToken, 500000, "128M") +
+                 tenant_toml("stay", kNewToken, 400000, "64M"));
+  reload();
+  const std::string line = reload_line();
+  EXPECT_NE(line.find("added=\"tenant newcomer\""), std::string::npos) << line;
+  EXPECT_NE(line.find("failed=\"tenant stay: token already used by another tenant\""), std::string::npos) << line;
+  // All or nothing: the running tenant keeps its token and its limit, and the shared token is
+  // the newcomer's alone.
+  EXPECT_EQ(plumed_->request("GET", "/v1/workers", kStayToken).status, 200);
+  EXPECT_EQ(memory_limit_of("stay"), std::to_string(uint64_t{128} << 20));
+  json sleeper = run_worker(*plumed_, kNewToken, {{"argv", {"/bin/sleep", "30"}}});
+  ASSERT_TRUE(sleeper.contains("id")) << sleeper.dump();
+  EXPECT_EQ(sleeper.value("tenant", ""), "newcomer") << sleeper.dump();
 }
 
 TEST_F(ReloadTest, AFileThatDoesNotLoadChangesNothing) {
