@@ -241,6 +241,8 @@ fwp::CgroupLimits tenant_cgroup_limits(const TenantLimits& l) {
 }  // namespace
 
 ConfigResult<Tenant*> Supervisor::add_tenant(TenantSpec spec) {
+  if (tokens_equal(spec.token, config_.daemon.admin_token))
+    return fail(ConfigError{"tenant " + spec.name + ": token is the admin token"});
   auto added = tenants_.add(std::move(spec));
   if (!added.ok()) return added;
   Tenant* t = added.value();
@@ -254,6 +256,8 @@ ConfigResult<Tenant*> Supervisor::add_tenant(TenantSpec spec) {
 }
 
 ConfigResult<bool> Supervisor::update_tenant(Tenant& t, const std::string& token, const TenantLimits& limits) {
+  if (tokens_equal(token, config_.daemon.admin_token))
+    return fail(ConfigError{"tenant " + t.spec.name + ": token is the admin token"});
   if (auto free = tenants_.token_free_for(t, token); !free.ok()) return free;
   if (limits != t.spec.limits) {
     if (limits.memory_bytes == 0 || limits.pids_max == 0 || limits.cpu_percent == 0 || limits.cpu_weight == 0)

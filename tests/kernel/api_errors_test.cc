@@ -52,6 +52,10 @@ TEST_F(ApiErrors, MalformedJsonIs400) {
   expect_error(plumed_.admin("POST", "/v1/tenants", R"({"name":"Bad Name!","token":"long-enough-token"})"), 400,
                "bad_request");
   expect_error(plumed_.admin("POST", "/v1/tenants", R"({"name":"shorttoken","token":"x"})"), 400, "bad_request");
+  // A tenant on the admin token would be the admin.
+  auto sneaky = plumed_.admin("POST", "/v1/tenants", nlohmann::json{{"name", "sneaky"}, {"token", plumed_.admin_token()}}.dump());
+  expect_error(sneaky, 400, "bad_request");
+  EXPECT_NE(sneaky.body.find("token is the admin token"), std::string::npos) << sneaky.body;
   expect_error(plumed_.admin("POST", "/v1/workers", R"({"tenant":"demo","argv":[]})"), 400, "bad_request");
   expect_error(plumed_.admin("POST", "/v1/images", R"({"name":"nodir","rootfs":"/does/not/exist"})"), 400,
                "bad_request");

@@ -77,6 +77,7 @@ TEST_F(TenantUpdate, WhatCannotChangeIsRefusedAndChangesNothing) {
       {R"([1, 2])", 400, "JSON object"},
       {"{", 400, "not valid JSON"},
       {json{{"token", other_token}}.dump(), 409, "token already used by another tenant"},
+      {json{{"token", plumed_.admin_token()}}.dump(), 409, "token is the admin token"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.body);
