@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test.sh: installs what is missing, builds Plume twice (warnings as errors; then with ASan+UBSan),
-# runs clang-tidy, fuzzes the HTTP request parser and the channel briefly, and runs every test in
-# both builds.
+# runs clang-tidy, fuzzes the HTTP request parser, the channel and the config/API objects
+# briefly, and runs every test in both builds.
 # Tests that need root skip with a message when not run as root; CI runs as root.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,10 +22,11 @@ bash scripts/lint.sh "$root/build"
 
 if [ -f fuzz/CMakeLists.txt ]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DPLUME_FUZZ=ON -DPLUME_WERROR=OFF -DPLUME_BENCH=OFF >/dev/null
-  cmake --build build-fuzz -j"$JOBS" --target http_request_fuzz channel_fuzz
-  # The HTTP request parser (what any API client sends), then a channel's supervisor side
-  # against a worker that writes anything into the shared mapping.
-  for target in http_request:http channel:channel; do
+  cmake --build build-fuzz -j"$JOBS" --target http_request_fuzz channel_fuzz spec_fuzz
+  # The HTTP request parser (what any API client sends), a channel's supervisor side against a
+  # worker that writes anything into the shared mapping, then the config file and the API's JSON
+  # objects.
+  for target in http_request:http channel:channel spec:spec; do
     fuzzer="${target%%:*}_fuzz" corpus="${target##*:}"
     echo "== fuzz $fuzzer for ${FUZZ_SECONDS}s (libFuzzer, ASan+UBSan)"
     mkdir -p "build-fuzz/corpus/$corpus"

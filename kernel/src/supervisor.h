@@ -24,23 +24,11 @@
 #include "plume/fwp/tenant_namespaces.h"
 #include "plume/kernel/event_loop.h"
 #include "plume/kernel/http_server.h"
+#include "run_spec.h"
 #include "tenants.h"
 
 namespace plume::kernel {
 
-struct RunSpec {
-  std::string tenant;
-  std::string image = "host";
-  std::vector<std::string> argv;
-  std::vector<std::string> env;
-  std::string cwd = "/";
-  TenantLimits limits;  // per worker; capped by the tenant's (max_workers unused here)
-  bool has_memory = false, has_pids = false, has_cpu = false;
-  uint64_t timeout_ms = 0;
-  bool fwp = false;   // start a featherweight instance of the image's app
-  std::vector<std::string> input;  // its messages, in order: the first starts it
-};
-ConfigResult<RunSpec> run_spec_from_json(const json& j);
 
 enum class WorkerState { starting, running, exited, failed };
 const char* worker_state_name(WorkerState s);

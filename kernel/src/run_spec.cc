@@ -1,0 +1,75 @@
+#include "run_spec.h"
+
+namespace plume::kernel {
+
+ConfigResult<RunSpec> run_spec_from_json(const json& j) {
+  if (!j.is_object()) return fail(ConfigError{"body: expected a JSON object"});
+  RunSpec r;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    if (k != "tenant" && k != "image" && k != "argv" && k != "env" && k != "cwd" && k != "limits" && k != "timeout_ms" &&
+        k != "fwp" && k != "input")
+      return fail(ConfigError{"unknown field \"" + k + "\""});
+  }
+  auto str = [&](const char* key, std::string& out) -> bool {
+    if (!j.contains(key)) return true;
+    if (!j[key].is_string()) return false;
+    out = j[key].get<std::string>();
+    return true;
+  };
+  if (!str("tenant", r.tenant)) return fail(ConfigError{"tenant: expected a string"});
+  if (!str("image", r.image)) return fail(ConfigError{"image: expected a string"});
+  if (!str("cwd", r.cwd)) return fail(ConfigError{"cwd: expected a string"});
+  if (r.cwd.empty() || r.cwd[0] != '/') return fail(ConfigError{"cwd: must be an absolute path"});
+  auto strings = [&](const char* key, std::vector<std::string>& out) -> std::string {
+    if (!j.contains(key)) return {};
+    if (!j[key].is_array()) return std::string(key) + ": expected an array of strings";
+    if (j[key].size() > 4096) return std::string(key) + ": too many entries (max 4096)";
+    for (const json& v : j[key]) {
+      if (!v.is_string()) return std::string(key) + ": expected an array of strings";
+      std::string s = v.get<std::string>();
+      if (s.find('\0') != std::string::npos) return std::string(key) + ": NUL byte in a string";
+      out.push_back(std::move(s));
+    }
+    return {};
+  };
+  if (auto e = strings("argv", r.argv); !e.empty()) return fail(ConfigError{e});
+  if (auto e = strings("env", r.env); !e.empty()) return fail(ConfigError{e});
+  if (j.contains("fwp")) {
+    if (!j["fwp"].is_boolean()) return fail(ConfigError{"fwp: expected true or false"});
+    r.fwp = j["fwp"].get<bool>();
+  }
+  if (j.contains("input") && j["input"].is_string()) {
+    r.input.push_back(j["input"].get<std::string>());
+  } else if (auto e = strings("input", r.input); !e.empty()) {
+    return fail(ConfigError{"input: expected a string or an array of strings"});
+  }
+  if (!r.fwp && !r.input.empty()) return fail(ConfigError{"input: only for fwp instances (\"fwp\": true)"});
+  // An instance runs the image's app: argv is the image's, not the request's.
+  if (!r.fwp && (r.argv.empty() || r.argv[0].empty())) return fail(ConfigError{"argv: required, with a non-empty program"});
+  for (const std::string& e : r.env)
+    if (e.find('=') == std::string::npos || e[0] == '=') return fail(ConfigError{"env: \"" + e + "\" is not KEY=value"});
+  if (r.env.empty()) r.env.push_back("PATH=/usr/local/bin:/usr/bin:/bin");
+  if (j.contains("limits")) {
+    const json& l = j["limits"];
+    if (!l.is_object()) return fail(ConfigError{"limits: expected an object"});
+    for (auto it = l.begin(); it != l.end(); ++it)
+      if (it.key() == "max_workers" || it.key() == "cpu_weight")
+        return fail(ConfigError{"limits." + it.key() + ": is a tenant limit, not a worker limit"});
+    auto lim = limits_from_json(l, TenantLimits{0, 0, 0, 0, 0}, "limits");
+    if (!lim.ok()) return fail(lim.error());
+    r.limits = lim.value();
+    r.has_memory = l.contains("memory_bytes") || l.contains("memory");
+    r.has_pids = l.contains("pids_max") || l.contains("pids");
+    r.has_cpu = l.contains("cpu_percent");
+  }
+  if (j.contains("timeout_ms")) {
+    const json& t = j["timeout_ms"];
+    if (!t.is_number_integer() || (!t.is_number_unsigned() && t.get<int64_t>() < 0)) return fail(ConfigError{"timeout_ms: expected a non-negative integer"});
+    r.timeout_ms = j["timeout_ms"].get<uint64_t>();
+    if (r.timeout_ms > 365ull * 24 * 3600 * 1000) return fail(ConfigError{"timeout_ms: too large"});
+  }
+  return r;
+}
+
+}  // namespace plume::kernel

@@ -1,0 +1,27 @@
+// What POST /v1/workers asks for, read and checked from the request body (a tenant's input: every
+// field is checked before anything is started).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config.h"
+
+namespace plume::kernel {
+
+struct RunSpec {
+  std::string tenant;
+  std::string image = "host";
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string cwd = "/";
+  TenantLimits limits;  // per worker; capped by the tenant's (max_workers unused here)
+  bool has_memory = false, has_pids = false, has_cpu = false;
+  uint64_t timeout_ms = 0;
+  bool fwp = false;   // start a featherweight instance of the image's app
+  std::vector<std::string> input;  // its messages, in order: the first starts it
+};
+ConfigResult<RunSpec> run_spec_from_json(const json& j);
+
+}  // namespace plume::kernel
