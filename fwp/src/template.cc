@@ -520,6 +520,17 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
   refill();
 }
 
+SysResult<void> Template::set_instance_limits(const CgroupLimits& limits) {
+  spec_.instance_limits = limits;
+  SysResult<void> first{};
+  if (spec_.cgroup_mode != InstanceCgroups::own || spec_.cgroups == nullptr) return first;
+  for (auto& [id, inst] : instances_) {
+    if (inst->cgroup_.empty() || inst->dead_) continue;
+    if (auto r = spec_.cgroups->set_limits(inst->cgroup_, limits); !r && first) first = r;
+  }
+  return first;
+}
+
 std::optional<ProcessUsage> Instance::usage_now() const {
   if (pid_ <= 0 || !pidfd_ || dead_) return std::nullopt;  // finish() marks an exited one dead
   auto usage = process_usage(pid_);

@@ -195,6 +195,7 @@ ConfigResult<bool> Supervisor::update_tenant(Tenant& t, const std::string& token
     if (auto r = cgroups_.set_limits(t.spec.name, tenant_cgroup_limits(limits)); !r.ok())
       return fail(ConfigError{"tenant " + t.spec.name + ": cgroup: " + r.error().message()});
     t.spec.limits = limits;
+    follow_tenant_limits(t);
     log::info("tenant.limits", {{"tenant", t.spec.name}, {"memory_bytes", limits.memory_bytes},
                                 {"pids_max", limits.pids_max}, {"cpu_percent", limits.cpu_percent},
                                 {"cpu_weight", limits.cpu_weight}, {"max_workers", limits.max_workers}});
@@ -204,6 +205,24 @@ ConfigResult<bool> Supervisor::update_tenant(Tenant& t, const std::string& token
     log::info("tenant.token", {{"tenant", t.spec.name}, {"action", "replaced"}});
   }
   return true;
+}
+
+// A tenant's templates' groups, and their instances' own groups, took the tenant's limits when they
+// were made. Below the tenant's group, a lower limit holds them anyway; a higher one would never
+// reach a featherweight instance unless written here too. Best effort: the tenant's own group
+// already took the limits, so what fails here only keeps instances at the old, lower ones.
+void Supervisor::follow_tenant_limits(const Tenant& t) {
+  const TenantLimits& l = t.spec.limits;
+  const fwp::CgroupLimits per_template{l.memory_bytes, l.pids_max, l.cpu_percent, 0};
+  const std::string prefix = t.spec.name + "/";
+  for (auto& [key, tpl] : templates_) {
+    if (key.rfind(prefix, 0) != 0) continue;
+    auto written = cgroups_.set_limits(tpl->spec().template_cgroup, per_template);
+    if (written) written = tpl->set_instance_limits(per_template);
+    if (!written)
+      log::warn("tenant.limits", {{"tenant", t.spec.name}, {"template", key}, {"error", written.error().message()},
+                                  {"then", "its instances keep their limits"}});
+  }
 }
 
 void Supervisor::remove_tenant(Tenant& t, bool force, std::shared_ptr<Responder> responder) {

@@ -167,6 +167,7 @@ class Supervisor {
   // them: its end kills their keepers, which a template still alive would report as its failure.
   void drop_templates(const std::string& tenant, const std::shared_ptr<void>& keep = nullptr);  // "" = all
   void drop_template(const std::string& key);
+  void follow_tenant_limits(const Tenant& t);  // its templates' and instances' groups (update_tenant)
   void drop_matching(const std::function<bool(const std::string&)>& match, const std::shared_ptr<void>& keep = nullptr);
   uint32_t spinning_standbys_granted() const;  // over all live templates
 

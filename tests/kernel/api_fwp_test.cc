@@ -102,26 +102,6 @@ TEST_F(ApiFwp, ManyStartsComeFromTheTemplateAndPoolAndAreMetered) {
   EXPECT_EQ(stats["tenants"][0].value("workers_running", -1), 0);
 }
 
-// The value of one /metrics sample line ("name{labels} value"), or -1 when absent.
-long metric(Plumed& plumed, const std::string& series) {
-  auto m = plumed.admin("GET", "/metrics");
-  const size_t at = m.body.find("\n" + series + " ");
-  if (m.status != 200 || at == std::string::npos) return -1;
-  return std::stol(m.body.substr(at + series.size() + 2));
-}
-
-// Polls /metrics (not a guess at how long a refill takes) until `series` reads `value`, for at
-// most 20 s; returns the last value read.
-long await_metric(Plumed& plumed, const std::string& series, long value) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  long seen = metric(plumed, series);
-  while (seen != value && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    seen = metric(plumed, series);
-  }
-  return seen;
-}
-
 TEST_F(ApiFwp, WarmPoolServesStartsOnceFilledAndMetricsCountThem) {
   // The first start starts the template: nothing parked yet, so it forks.
   json first = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"a", ""}}});

@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "support/plumed_fixture.h"
 
@@ -67,6 +69,26 @@ inline std::string tenant_memory_limit(const Plumed& p, const std::string& tenan
     }
   }
   return "(no memory limit file)";
+}
+
+// The value of one /metrics sample line ("name{labels} value"), or -1 when absent.
+inline long metric(Plumed& plumed, const std::string& series) {
+  auto m = plumed.admin("GET", "/metrics");
+  const size_t at = m.body.find("\n" + series + " ");
+  if (m.status != 200 || at == std::string::npos) return -1;
+  return std::stol(m.body.substr(at + series.size() + 2));
+}
+
+// Polls /metrics (not a guess at how long a refill takes) until `series` reads `value`, for at
+// most 20 s; returns the last value read.
+inline long await_metric(Plumed& plumed, const std::string& series, long value) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  long seen = metric(plumed, series);
+  while (seen != value && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    seen = metric(plumed, series);
+  }
+  return seen;
 }
 
 // True when process `pid` has ended (or never existed) within `timeout`: the pidfd becomes readable.

@@ -1,6 +1,8 @@
 // PATCH /v1/tenants/<name> (`plume tenant set`): a running tenant takes a new token and new limits
 // while its workers keep running; what cannot change, or cannot be set, is refused and changes
 // nothing.
+#include <dirent.h>
+
 #include <cstdint>
 
 #include "e2e.h"
@@ -54,6 +56,44 @@ TEST_F(TenantUpdate, ANewTokenAndLimitsTakeEffectWhileItsWorkerRuns) {
   auto nothing = run_cli({"tenant", "set", "acme"}, {"PLUME_SOCKET=" + plumed_.socket(), "PLUME_TOKEN=" + plumed_.admin_token()});
   EXPECT_NE(nothing.exit_code, 0);
   EXPECT_NE(nothing.err.find("nothing to change"), std::string::npos) << nothing.err;
+}
+
+// The groups of the tenant's featherweight template and of its instances were made with the
+// tenant's limits: they follow a change, a raise included (below the tenant's group, only a lower
+// limit would hold them anyway).
+TEST_F(TenantUpdate, ATemplateAndItsInstancesFollowTheirTenantsLimits) {
+  const json image = {{"name", "echo"}, {"fwp", {{"binary", PLUME_ECHO_APP}, {"pool_size", 2}, {"instance_cgroups", "own"}}}};
+  ASSERT_EQ(plumed_.admin("POST", "/v1/images", image.dump()).status, 201);
+  json w = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"hi", ""}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  EXPECT_EQ(wait_worker(plumed_, token_, w["id"])["exit"].value("code", -1), 0);
+  ASSERT_EQ(await_metric(plumed_, "plume_fwp_pool_ready{tenant=\"acme\",image=\"echo\"}", 2), 2);
+  // The instances' own groups: acme/i<N>, those of the parked pool at least.
+  auto instance_groups = [&]() {
+    std::vector<std::string> out;
+    for (const std::string& dir : cgroup_parent_dirs(plumed_.cgroup_parent())) {
+      DIR* d = ::opendir((dir + "/acme").c_str());
+      if (d == nullptr) continue;
+      while (dirent* e = ::readdir(d))
+        if (e->d_name[0] == 'i' && e->d_type == DT_DIR) out.push_back(std::string("acme/") + e->d_name);
+      ::closedir(d);
+      if (!out.empty()) break;  // one hierarchy is enough: v1 makes the same group in each
+    }
+    return out;
+  };
+  ASSERT_EQ(tenant_memory_limit(plumed_, "acme/tpl-echo"), std::to_string(uint64_t{256} << 20));
+
+  for (const char* memory : {"512M", "128M"}) {
+    SCOPED_TRACE(memory);
+    const uint64_t bytes = (memory[0] == '5' ? uint64_t{512} : uint64_t{128}) << 20;
+    auto r = patch(json{{"limits", {{"memory", memory}}}}.dump());
+    ASSERT_EQ(r.status, 200) << show(r);
+    EXPECT_EQ(tenant_memory_limit(plumed_, "acme"), std::to_string(bytes));
+    EXPECT_EQ(tenant_memory_limit(plumed_, "acme/tpl-echo"), std::to_string(bytes));
+    const auto groups = instance_groups();
+    EXPECT_FALSE(groups.empty()) << "no instance group under acme";
+    for (const std::string& g : groups) EXPECT_EQ(tenant_memory_limit(plumed_, g), std::to_string(bytes)) << g;
+  }
 }
 
 TEST_F(TenantUpdate, WhatCannotChangeIsRefusedAndChangesNothing) {

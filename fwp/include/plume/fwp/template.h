@@ -286,6 +286,10 @@ class Template {
   // queued (the template is starting or restarting) without a fork, from the loop.
   SysResult<void> kill(uint64_t id, int sig);
   Instance* instance(uint64_t id);
+  // InstanceCgroups::own: the limits of each instance's group from now on, written also to the
+  // groups of the instances that have one (parked or running). The first error is returned; the
+  // other groups are still written.
+  SysResult<void> set_instance_limits(const CgroupLimits& limits);
   // Drops an exited instance's record (at the controller's next safe point; the pointer stays
   // valid until the current callback returns).
   void forget(uint64_t id);
