@@ -512,6 +512,7 @@ void Template::on_forked(uint64_t id, int err, pid_t ns_pid, int fd) {
   } else {
     inst.state_ = InstanceState::parked;
     pool_.push_back(id);
+    trim_pool();  // a refill sent before the pool was made smaller
   }
   if (inst.pending_signal_ != 0) {  // kill() came while it was being forked
     int sig = std::exchange(inst.pending_signal_, 0);

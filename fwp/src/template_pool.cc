@@ -374,4 +374,22 @@ void Template::refill() {
   }
 }
 
+void Template::set_pool_size(size_t pool_size) {
+  spec_.spinning_standbys = std::min(spec_.spinning_standbys, pool_size);
+  spec_.pool_size = pool_size;
+  trim_pool();
+  refill();
+}
+
+void Template::trim_pool() {
+  while (pool_.size() > spec_.pool_size) {
+    const uint64_t id = pool_.front();
+    pool_.pop_front();  // no start can take it from now on
+    Instance& inst = *instances_.at(id);
+    // Never started, so its exit is the pool's own business (finish() forgets it).
+    if (auto killed = kill(id, SIGKILL); !killed)
+      log::warn("fwp.pool.trim", {{"instance", inst.name_}, {"error", killed.error().message()}});
+  }
+}
+
 }  // namespace plume::fwp

@@ -1,4 +1,4 @@
-// Image verbs: image add, image ls, image rm.
+// Image verbs: image add, image set, image ls, image rm.
 #include <climits>
 #include <cstdlib>
 #include <iostream>
@@ -89,6 +89,17 @@ int rm_cmd(const Context& ctx, const std::string& name) {
   return kExitOk;
 }
 
+// A featherweight image's warm pool, resized in every template of it.
+int set_cmd(const Context& ctx, const std::string& name, int64_t pool) {
+  json change = {{"fwp", {{"pool_size", pool}}}};
+  int rc = kExitOk;
+  auto j = call_json(ctx, "PATCH", "/v1/images/" + url_encode(name), &change, rc);
+  if (!j) return rc;
+  if (ctx.json) print_json(*j);
+  else print_images(json::array({*j}));
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_image_commands(CLI::App& app, Context& ctx, Actions& actions) {
@@ -127,6 +138,15 @@ void add_image_commands(CLI::App& app, Context& ctx, Actions& actions) {
       }
       return add_cmd(ctx, *o);
     };
+  }
+  {
+    auto name = std::make_shared<std::string>();
+    auto pool = std::make_shared<int64_t>(-1);
+    auto* sub = group->add_subcommand("set", "Resize a featherweight image's warm pool in every tenant's template (admin)");
+    sub->add_option("name", *name, "Image name")->required();
+    sub->add_option("--pool", *pool, "Parked instances kept ready per tenant")->required()->check(CLI::NonNegativeNumber);
+    sub->footer(kExitCodesFooter);
+    actions[sub] = [&ctx, name, pool] { return set_cmd(ctx, *name, *pool); };
   }
   {
     auto* sub = group->add_subcommand("ls", "List images");

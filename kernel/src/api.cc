@@ -151,6 +151,38 @@ HttpResponse Api::update_tenant(Tenant& t, const json& body) {
   return json_response(200, sup_.tenant_json(t));
 }
 
+// PATCH /v1/images/<name>: a featherweight image's warm pool, resized in every template of it at
+// once. The rest of an image is what its templates were made from: remove and add it to change it.
+HttpResponse Api::update_image(const std::string& name, const json& body) {
+  Image* image = sup_.images().find(name);
+  if (image == nullptr) return err(404, "not_found", "no image " + name);
+  if (!body.is_object()) return err(400, "bad_request", "expected a JSON object: {\"fwp\": {\"pool_size\": N}}");
+  for (auto it = body.begin(); it != body.end(); ++it)
+    if (it.key() != "fwp")
+      return err(400, "bad_request", it.key() + ": cannot change on an image; remove it and add it again");
+  if (!image->spec.fwp.enabled) return err(400, "bad_request", "image " + name + " has no fwp app: it has no pool");
+  const json& fwp = body.contains("fwp") ? body["fwp"] : json::object();
+  if (!fwp.is_object()) return err(400, "bad_request", "fwp: expected an object");
+  for (auto it = fwp.begin(); it != fwp.end(); ++it)
+    if (it.key() != "pool_size")
+      return err(400, "bad_request", "fwp." + it.key() + ": cannot change on an image; remove it and add it again");
+  // The checks of an addition (at most 1024; spinning_standbys at most the pool), over the image.
+  json wanted = image_to_json(image->spec);
+  if (fwp.contains("pool_size")) wanted["fwp"]["pool_size"] = fwp["pool_size"];
+  auto spec = image_from_json(wanted);
+  if (!spec.ok()) return err(400, "bad_request", spec.error().message);
+  const uint32_t before = image->spec.fwp.pool_size;
+  sup_.set_pool_size(*image, spec->fwp.pool_size);
+  if (state_.images().count(name) != 0) {
+    if (std::string not_saved = state_.record_image(image->spec); !not_saved.empty()) {
+      sup_.set_pool_size(*image, before);
+      log::error("api_state.save", {{"image", name}, {"error", not_saved}, {"then", "was not changed"}});
+      return err(500, "state_not_saved", "image " + name + " was not changed: " + not_saved);
+    }
+  }
+  return json_response(200, image_json(*image));
+}
+
 void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
   auto responder = std::make_shared<CountingResponder>(std::move(raw), counters_, req.method, req.path);
   auto reply = [&](HttpResponse r) { responder->send(std::move(r)); };
@@ -175,7 +207,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
   else if (is({"v1", "tenants"})) route = Route::tenants, methods = {"GET", "POST"};
   else if (is({"v1", "tenants", "*"})) route = Route::tenant, methods = {"PATCH", "DELETE"};
   else if (is({"v1", "images"})) route = Route::images, methods = {"GET", "POST"};
-  else if (is({"v1", "images", "*"})) route = Route::image, methods = {"DELETE"};
+  else if (is({"v1", "images", "*"})) route = Route::image, methods = {"PATCH", "DELETE"};
   else if (is({"v1", "workers"})) route = Route::workers, methods = {"GET", "POST"};
   else if (is({"v1", "workers", "*"})) route = Route::worker, methods = {"GET", "DELETE"};
   else if (is({"v1", "workers", "*", "signal"})) route = Route::signal, methods = {"POST"};
@@ -307,6 +339,12 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
     }
     case Route::image: {
       if (!admin_only()) return;
+      if (m == "PATCH") {
+        json body;
+        std::string e;
+        if (!parse_body(req, body, e)) return reply(err(400, "bad_request", e));
+        return reply(update_image(p[2], body));
+      }
       auto removed = sup_.images().remove(p[2]);
       if (!removed.ok()) return reply(err(409, "conflict", removed.error().message));
       if (!removed.value()) return reply(err(404, "not_found", "no image " + p[2]));

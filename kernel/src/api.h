@@ -26,6 +26,7 @@ class Api {
     Tenant* tenant = nullptr;
   };
   HttpResponse update_tenant(Tenant& t, const json& body);
+  HttpResponse update_image(const std::string& name, const json& body);
 
   Supervisor& sup_;
   ApiState& state_;

@@ -76,7 +76,16 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
   for (const ImageSpec& wanted : after.images) {
     const std::string what = "image " + wanted.name;
     if (Image* running = sup.images().find(wanted.name)) {
-      if (running->spec != wanted) report.differ.push_back(what);
+      if (running->spec == wanted) continue;
+      // Only the pool's size can change under running templates (PATCH /v1/images does the same).
+      ImageSpec resized = running->spec;
+      resized.fwp.pool_size = wanted.fwp.pool_size;
+      if (resized == wanted) {
+        sup.set_pool_size(*running, wanted.fwp.pool_size);
+        report.updated.push_back(what);
+      } else {
+        report.differ.push_back(what);
+      }
       continue;
     }
     auto added = sup.images().add(wanted);

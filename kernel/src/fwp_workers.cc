@@ -192,6 +192,18 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   return raw;
 }
 
+void Supervisor::set_pool_size(Image& image, uint32_t pool_size) {
+  image.spec.fwp.pool_size = pool_size;
+  const std::string suffix = "/" + image.spec.name;
+  size_t resized = 0;
+  for (auto& [key, tpl] : templates_) {
+    if (key.size() <= suffix.size() || key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    tpl->set_pool_size(pool_size);
+    ++resized;
+  }
+  log::info("image.pool", {{"image", image.spec.name}, {"pool_size", pool_size}, {"templates", resized}});
+}
+
 void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec,
                          const std::shared_ptr<Responder>& responder) {
   if (!image.spec.fwp.enabled)

@@ -98,6 +98,10 @@ class Supervisor {
   // controller's "no limit" value written, which create() never does either), or limits the
   // cgroup refuses (v1 refuses a memory limit below what the group uses) change nothing.
   ConfigResult<bool> update_tenant(Tenant& tenant, const std::string& token, const TenantLimits& limits);
+  // Resizes a featherweight image's warm pool, in its spec and in every template made from it
+  // (fwp::Template::set_pool_size): a larger pool refills in the background, parked instances
+  // beyond a smaller one are killed. Running instances are not touched.
+  void set_pool_size(Image& image, uint32_t pool_size);
   // Removes a tenant with no running workers; with force, kills them first and answers once the
   // last one has exited.
   void remove_tenant(Tenant& tenant, bool force, std::shared_ptr<Responder> responder);

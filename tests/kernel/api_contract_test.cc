@@ -99,7 +99,7 @@ TEST_F(ApiContract, EveryDocumentedOperationIsRoutedAndAnswersPerSchema) {
   TempDir images;
   std::string rootfs = images.path() + "/rootfs";
   ASSERT_EQ(make_busybox_rootfs(rootfs), "");
-  json img = {{"name", "doomed-img"}, {"rootfs", rootfs}};
+  json img = {{"name", "doomed-img"}, {"fwp", {{"binary", PLUME_ECHO_APP}}}};  // a pool to resize
   ASSERT_EQ(plumed_.admin("POST", "/v1/images", img.dump()).status, 201);
   json worker = run_worker(plumed_, tenant_token, {{"argv", {"/bin/sleep", "30"}}});
   ASSERT_TRUE(worker.contains("id"));
@@ -116,6 +116,7 @@ TEST_F(ApiContract, EveryDocumentedOperationIsRoutedAndAnswersPerSchema) {
   };
   auto body_for = [&](const std::string& path, const std::string& method) -> json {
     if (method == "patch" && path == "/v1/tenants/{name}") return {{"limits", {{"max_workers", 8}}}};
+    if (method == "patch" && path == "/v1/images/{name}") return {{"fwp", {{"pool_size", 1}}}};
     if (method != "post") return nullptr;
     if (path == "/v1/tenants") return {{"name", "fresh"}, {"token", "fresh-token-123456"}};
     if (path == "/v1/images") return {{"name", "fresh-img"}, {"rootfs", rootfs}};

@@ -122,6 +122,74 @@ TEST_F(ApiFwp, WarmPoolServesStartsOnceFilledAndMetricsCountThem) {
   EXPECT_EQ(metric(plumed_, "plume_fwp_template_restarts_total" + labels), 0);
 }
 
+// PATCH /v1/images/<name> (`plume image set --pool`): the pool of a running template grows in the
+// background and shrinks by killing what it parks beyond its new size; 0 sends starts to forks.
+TEST_F(ApiFwp, AWarmPoolIsResizedWhileItsTemplateRuns) {
+  json first = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"a", ""}}});
+  ASSERT_TRUE(first.contains("id")) << first.dump();
+  wait_worker(plumed_, token_, first["id"]);
+  const std::string labels = "{tenant=\"alpha\",image=\"echo\"}";
+  ASSERT_EQ(await_metric(plumed_, "plume_fwp_pool_ready" + labels, 2), 2);
+  // The template's group holds the template and what it parks: its process count shows the
+  // instances a smaller pool killed are gone, not just out of the count.
+  auto processes = [&]() {
+    for (const std::string& dir : cgroup_parent_dirs(plumed_.cgroup_parent())) {
+      std::ifstream in(dir + "/alpha/tpl-echo/cgroup.procs");
+      if (!in) continue;
+      long n = 0;
+      for (std::string line; std::getline(in, line);) n += line.empty() ? 0 : 1;
+      return n;
+    }
+    return -1L;
+  };
+  auto await_processes = [&](long want) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    long seen = processes();
+    while (seen != want && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      seen = processes();
+    }
+    return seen;
+  };
+  const long with_two = processes();
+  ASSERT_GT(with_two, 2);
+
+  auto r = plumed_.admin("PATCH", "/v1/images/echo", R"({"fwp": {"pool_size": 4}})");
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(json_of(r)["fwp"].value("pool_size", -1), 4) << r.body;
+  EXPECT_EQ(metric(plumed_, "plume_fwp_pool_size" + labels), 4);
+  EXPECT_EQ(await_metric(plumed_, "plume_fwp_pool_ready" + labels, 4), 4);
+  EXPECT_EQ(await_processes(with_two + 2), with_two + 2);
+
+  auto cli = run_cli({"image", "set", "echo", "--pool", "1"},
+                     {"PLUME_SOCKET=" + plumed_.socket(), "PLUME_TOKEN=" + plumed_.admin_token()});
+  EXPECT_EQ(cli.exit_code, 0) << cli.out << cli.err;
+  EXPECT_EQ(await_metric(plumed_, "plume_fwp_pool_ready" + labels, 1), 1);
+  EXPECT_EQ(await_processes(with_two - 1), with_two - 1);
+  json pooled = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"b", ""}}});
+  EXPECT_EQ(pooled.value("start_path", std::string()), "pool") << pooled.dump();
+  EXPECT_EQ(wait_worker(plumed_, token_, pooled["id"])["exit"].value("code", -1), 0);
+  EXPECT_EQ(log(pooled["id"]), "b\n");
+
+  ASSERT_EQ(plumed_.admin("PATCH", "/v1/images/echo", R"({"fwp": {"pool_size": 0}})").status, 200);
+  EXPECT_EQ(await_metric(plumed_, "plume_fwp_pool_ready" + labels, 0), 0);
+  json forked = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"c", ""}}});
+  EXPECT_EQ(forked.value("start_path", std::string()), "fork") << forked.dump();
+  EXPECT_EQ(wait_worker(plumed_, token_, forked["id"])["exit"].value("code", -1), 0);
+
+  // The rest of an image is what its templates were made from.
+  for (const char* body : {R"({"fwp": {"binary": "/bin/true"}})", R"({"rootfs": "/"})", R"({"fwp": {"pool_size": -1}})",
+                           R"({"fwp": {"pool_size": 5000}})", R"({"fwp": 3})"}) {
+    auto bad = plumed_.admin("PATCH", "/v1/images/echo", body);
+    EXPECT_EQ(bad.status, 400) << body << ": " << show(bad);
+  }
+  auto host = plumed_.admin("PATCH", "/v1/images/host", R"({"fwp": {"pool_size": 1}})");
+  EXPECT_EQ(host.status, 400) << show(host);
+  EXPECT_NE(host.body.find("has no fwp app"), std::string::npos) << host.body;
+  EXPECT_EQ(plumed_.admin("PATCH", "/v1/images/nothing", R"({"fwp": {"pool_size": 1}})").status, 404);
+  EXPECT_EQ(plumed_.request("PATCH", "/v1/images/echo", token_, R"({"fwp": {"pool_size": 1}})").status, 403);
+}
+
 TEST_F(ApiFwp, ASpinningStandbyIsConfiguredPerImageAndServesAStart) {
   // At most pool_size of them.
   auto r = plumed_.admin("POST", "/v1/images",

@@ -102,19 +102,23 @@ TEST_F(ApiStateTest, WhatTheApiAddedComesBackAfterARestartAndGoesOnceRemoved) {
   EXPECT_TRUE(find_named(*plumed, "/v1/images", "images", "echo").is_null());
 }
 
-TEST_F(ApiStateTest, AChangedTenantComesBackAsChanged) {
+TEST_F(ApiStateTest, AChangedTenantAndImageComeBackAsChanged) {
   auto plumed = make_plumed();
   ASSERT_TRUE(plumed->start());
   const std::string old_token = add_tenant(*plumed, "moved");
   const std::string new_token = "moved-new-token-0123456789";
   auto r = plumed->admin("PATCH", "/v1/tenants/moved", json{{"token", new_token}, {"limits", {{"memory", "96M"}}}}.dump());
   ASSERT_EQ(r.status, 200) << show(r);
+  const json image = {{"name", "echo"}, {"fwp", {{"binary", PLUME_ECHO_APP}, {"pool_size", 1}}}};
+  ASSERT_EQ(plumed->admin("POST", "/v1/images", image.dump()).status, 201);
+  ASSERT_EQ(plumed->admin("PATCH", "/v1/images/echo", R"({"fwp": {"pool_size": 3}})").status, 200);
   ASSERT_EQ(plumed->stop(), 0);
   ASSERT_TRUE(plumed->start());
   EXPECT_EQ(plumed->request("GET", "/v1/workers", new_token).status, 200);
   EXPECT_EQ(plumed->request("GET", "/v1/workers", old_token).status, 401);
   EXPECT_EQ(find_named(*plumed, "/v1/tenants", "tenants", "moved")["limits"].value("memory_bytes", uint64_t{0}),
             uint64_t{96} << 20);
+  EXPECT_EQ(find_named(*plumed, "/v1/images", "images", "echo")["fwp"].value("pool_size", -1), 3);
 }
 
 TEST_F(ApiStateTest, TheConfigFileWinsANameItShares) {

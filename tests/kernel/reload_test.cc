@@ -138,6 +138,31 @@ TEST_F(ReloadTest, ATokenAnotherTenantHoldsIsRefused) {
   EXPECT_EQ(sleeper.value("tenant", ""), "newcomer") << sleeper.dump();
 }
 
+TEST_F(ReloadTest, AnImagesPoolIsResizedInPlaceAndTheRestIsLeft) {
+  const std::string base = "[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("stay", kStayToken, 400000, "128M");
+  auto image = [](int pool, bool huge_text) {
+    return std::string("[[image]]\nname = \"kv\"\n[image.fwp]\nbinary = \"") + PLUME_KVINDEX_APP +
+           "\"\npool_size = " + std::to_string(pool) + "\nhuge_text = " + (huge_text ? "true" : "false") + "\n";
+  };
+  auto pool_of_kv = [&]() {
+    for (const json& i : json_of(plumed_->admin("GET", "/v1/images")).value("images", json::array()))
+      if (i.value("name", "") == "kv") return i["fwp"].value("pool_size", -1);
+    return -1;
+  };
+  rewrite_config(base + image(1, false));
+  reload();
+  ASSERT_NE(reload_line().find("added=\"image kv\""), std::string::npos) << reload_line();
+  rewrite_config(base + image(3, false));
+  reload();
+  EXPECT_NE(reload_line().find("updated=\"image kv\""), std::string::npos) << reload_line();
+  EXPECT_EQ(pool_of_kv(), 3);
+  // Anything else is what running templates were made from: left, and said so.
+  rewrite_config(base + image(2, true));
+  reload();
+  EXPECT_NE(reload_line().find("kept_as_running=\"image kv\""), std::string::npos) << reload_line();
+  EXPECT_EQ(pool_of_kv(), 3);
+}
+
 TEST_F(ReloadTest, AFileThatDoesNotLoadChangesNothing) {
   rewrite_config("[daemon\nthis is not toml\n" + tenant_toml("newcomer", kNewToken, 500000, "128M"));
   const std::string ready = reload();

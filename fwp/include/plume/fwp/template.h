@@ -286,6 +286,11 @@ class Template {
   // queued (the template is starting or restarting) without a fork, from the loop.
   SysResult<void> kill(uint64_t id, int sig);
   Instance* instance(uint64_t id);
+  // Resizes the warm pool: a larger one refills from the loop, as after a start; parked instances
+  // beyond a smaller one are killed (the oldest first: the coldest), and so is a refill that
+  // lands beyond it. Spinning standbys never outnumber the pool, and a pool shrunk below them
+  // keeps that many for good (they come from a host-wide budget, settled at start()).
+  void set_pool_size(size_t pool_size);
   // InstanceCgroups::own: the limits of each instance's group from now on, written also to the
   // groups of the instances that have one (parked or running). The first error is returned; the
   // other groups are still written.
@@ -363,6 +368,7 @@ class Template {
   size_t spinning_standbys_parked_or_forking() const;
   bool spinning_allowed_ = false;  // see start(): a spinner can be brought back to SCHED_OTHER
   void refill();
+  void trim_pool();  // kills parked instances beyond spec_.pool_size, the oldest first
   void kick_refill();  // refill from the loop, refill_delay after the start, not inside it
   void top_up_channels();  // keeps spare_channel_target_ made ahead: a start does not create one
   void pump_queued_forks();
