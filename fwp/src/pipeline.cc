@@ -129,6 +129,12 @@ void join_and_fork(ChildPlan& plan) {
   if (!joined.ok()) report_and_exit(plan.status_fd, Step::join_namespaces, joined);
   clone_args args{};
   args.flags = CLONE_PARENT;  // exit signal: the first child's (SIGCHLD); clone3 wants 0 here
+  // The helper's ledger gets the worker's pid from the kernel, inside clone3: a first child killed
+  // as clone3 returns still leaves it there for the supervisor to reap (spawn_helper.h).
+  if (plan.worker_pid_slot != nullptr) {
+    args.flags |= CLONE_PARENT_SETTID;
+    args.parent_tid = reinterpret_cast<uint64_t>(plan.worker_pid_slot);
+  }
   const long pid = ::syscall(SYS_clone3, &args, sizeof args);
   if (pid < 0) report_and_exit(plan.status_fd, Step::join_namespaces, step_errno("clone3", "CLONE_PARENT"));
   if (pid > 0) {

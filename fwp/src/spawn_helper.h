@@ -21,9 +21,11 @@ constexpr int kHelperLedger = 5;
 // What the helper is doing, in one shared page it and its caller map: the children of a request
 // it dies in the middle of are the caller's (CLONE_PARENT), and without their pids the caller
 // could never reap them. Written by the helper (and a joining spawn's first child) with __atomic
-// stores; read by the caller once the helper is dead. A request is unanswered while
-// `answering` != `begun`; `answering` is written before the answer is sent, so a child whose
-// answer may still arrive is never taken for an orphan (dying between the two leaves one).
+// stores, the children's pids by the kernel itself (clone3's CLONE_PARENT_SETTID), so that no
+// moment between a clone and its record is left; read by the caller once the helper is dead. A
+// request is unanswered while `answering` != `begun`; `answering` is written before the answer
+// is sent, so a child whose answer may still arrive is never taken for an orphan (dying between
+// the two leaves one).
 struct SpawnLedger {
   uint64_t begun = 0;
   uint64_t answering = 0;

@@ -263,6 +263,13 @@ Result<Process, SpawnError> spawn_with(const SandboxSpec& spec, const Reaping& r
     args.flags |= CLONE_PARENT;
     args.exit_signal = 0;
   }
+  // The helper's ledger (a page it shares with its caller) gets the child's pid from the kernel,
+  // before clone3 returns: a helper killed as it returns still leaves the pid there for its
+  // caller to reap.
+  if (reaping.written != nullptr) {
+    args.flags |= CLONE_PARENT_SETTID;
+    args.parent_tid = reinterpret_cast<uint64_t>(&reaping.written->child);
+  }
   long ret;
   {
     const RlimitLoan loan(spec.rlimits);
@@ -272,8 +279,7 @@ Result<Process, SpawnError> spawn_with(const SandboxSpec& spec, const Reaping& r
   }
   if (ret < 0) return fail(spawn_error(Step::clone, errno, "clone3 " + spec.name));
 
-  const auto pid = static_cast<pid_t>(ret);
-  if (reaping.written != nullptr) __atomic_store_n(&reaping.written->child, pid, __ATOMIC_RELEASE);
+  const auto pid = static_cast<pid_t>(ret);  // the ledger has it already (CLONE_PARENT_SETTID)
   UniqueFd pidfd_owner(pidfd);
   status_write.reset();
   sync_read.reset();
