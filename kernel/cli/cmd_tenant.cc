@@ -40,6 +40,15 @@ struct AddOpts {
   int64_t uid_base = -1, uid_count = -1, pids = -1, cpu = -1, cpu_weight = -1, max_workers = -1;
 };
 
+// A tenant's limits as options, for `tenant add` and `tenant set`.
+void add_limit_options(CLI::App& sub, AddOpts& o) {
+  sub.add_option("--memory", o.memory, "Memory limit, e.g. 256M");
+  sub.add_option("--pids", o.pids, "Maximum number of processes");
+  sub.add_option("--cpu", o.cpu, "CPU limit in percent of one core");
+  sub.add_option("--cpu-weight", o.cpu_weight, "CPU weight relative to other tenants");
+  sub.add_option("--max-workers", o.max_workers, "Maximum number of running workers");
+}
+
 // The limits given on the command line; false (after saying why) when one is malformed.
 bool limits_from_opts(const AddOpts& o, json& limits) {
   limits = json::object();
@@ -124,11 +133,7 @@ void add_tenant_commands(CLI::App& app, Context& ctx, Actions& actions) {
     sub->add_option("--token", o->token, "The tenant's API token (>= 8 characters)")->required();
     sub->add_option("--uid-base", o->uid_base, "First host uid of the tenant's range (default: next free)");
     sub->add_option("--uid-count", o->uid_count, "Size of the uid range (default 65536)");
-    sub->add_option("--memory", o->memory, "Memory limit, e.g. 256M");
-    sub->add_option("--pids", o->pids, "Maximum number of processes");
-    sub->add_option("--cpu", o->cpu, "CPU limit in percent of one core");
-    sub->add_option("--cpu-weight", o->cpu_weight, "CPU weight relative to other tenants");
-    sub->add_option("--max-workers", o->max_workers, "Maximum number of running workers");
+    add_limit_options(*sub, *o);
     sub->footer(kExitCodesFooter);
     actions[sub] = [&ctx, o] { return add_cmd(ctx, *o); };
   }
@@ -137,11 +142,7 @@ void add_tenant_commands(CLI::App& app, Context& ctx, Actions& actions) {
     auto* sub = group->add_subcommand("set", "Give a tenant a new token or limits; its workers keep running");
     sub->add_option("name", o->name, "Tenant name")->required();
     sub->add_option("--token", o->token, "A new API token (>= 8 characters); the old one stops working");
-    sub->add_option("--memory", o->memory, "Memory limit, e.g. 512M");
-    sub->add_option("--pids", o->pids, "Maximum number of processes");
-    sub->add_option("--cpu", o->cpu, "CPU limit in percent of one core");
-    sub->add_option("--cpu-weight", o->cpu_weight, "CPU weight relative to other tenants");
-    sub->add_option("--max-workers", o->max_workers, "Maximum number of running workers");
+    add_limit_options(*sub, *o);
     sub->footer(kExitCodesFooter);
     actions[sub] = [&ctx, o] { return set_cmd(ctx, *o); };
   }
