@@ -29,10 +29,12 @@ std::string field(const json& j, const char* key) {
 }
 
 void print_images(const json& images) {
-  Table t({"NAME", "SOURCE", "ROOTFS", "SECCOMP", "IO-URING"});
-  for (const auto& im : images)
-    t.add_row({field(im, "name"), field(im, "source"), field(im, "rootfs"), field(im, "seccomp"),
-               field(im, "io_uring")});
+  Table t({"NAME", "ORIGIN", "SOURCE", "ROOTFS", "SECCOMP", "IO-URING", "POOL"});
+  for (const auto& im : images) {
+    const bool fwp = im.contains("fwp") && im["fwp"].is_object();
+    t.add_row({field(im, "name"), field(im, "origin"), field(im, "source"), field(im, "rootfs"), field(im, "seccomp"),
+               field(im, "io_uring"), fwp ? field(im["fwp"], "pool_size") : "-"});
+  }
   std::cout << t.render();
 }
 

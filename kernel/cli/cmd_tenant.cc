@@ -25,10 +25,10 @@ std::string memory_field(const json& limits) {
 }
 
 void print_tenants(const json& tenants) {
-  Table t({"NAME", "UID-BASE", "UID-COUNT", "MEMORY", "PIDS", "CPU%", "CPU-WEIGHT", "MAX-WORKERS", "RUNNING"});
+  Table t({"NAME", "ORIGIN", "UID-BASE", "UID-COUNT", "MEMORY", "PIDS", "CPU%", "CPU-WEIGHT", "MAX-WORKERS", "RUNNING"});
   for (const auto& tn : tenants) {
     const json limits = tn.contains("limits") && tn["limits"].is_object() ? tn["limits"] : json::object();
-    t.add_row({field(tn, "name"), field(tn, "uid_base"), field(tn, "uid_count"), memory_field(limits),
+    t.add_row({field(tn, "name"), field(tn, "origin"), field(tn, "uid_base"), field(tn, "uid_count"), memory_field(limits),
                field(limits, "pids_max"), field(limits, "cpu_percent"), field(limits, "cpu_weight"),
                field(limits, "max_workers"), field(tn, "workers_running")});
   }

@@ -90,8 +90,18 @@ bool parse_body(const HttpRequest& req, json& out, std::string& error) {
   return true;
 }
 
-json image_json(const Image& i) {
-  json j = {{"name", i.spec.name}, {"source", i.source}, {"rootfs", i.rootfs_path},
+// A tenant or image the configuration names is changed through it: the API changing it would
+// be undone at the next reload or start (a rotated token coming back, say).
+HttpResponse owned_by_config(const std::string& what) {
+  return HttpResponse::error(409, "conflict",
+                             what + " is named in plumed's configuration: change it there and reload (SIGHUP); "
+                                    "once the file no longer names it, the API can remove it");
+}
+
+// origin: "built-in" (host), "config" (the configuration names it) or "api".
+json image_json(const Image& i, const Supervisor& sup) {
+  const char* origin = i.spec.name == "host" ? "built-in" : sup.config_names_image(i.spec.name) ? "config" : "api";
+  json j = {{"name", i.spec.name}, {"origin", origin}, {"source", i.source}, {"rootfs", i.rootfs_path},
             {"seccomp", i.spec.seccomp_profile.empty() ? "default" : i.spec.seccomp_profile},
             {"io_uring", i.spec.io_uring}};
   if (i.spec.fwp.enabled)
@@ -112,6 +122,7 @@ bool query_flag(const HttpRequest& req, const char* key) {
 // PATCH /v1/tenants/<name>: a new token, limits, or both, for a running tenant; its workers keep
 // running and are held to the new limits at once. What is not in the body stays as it is.
 HttpResponse Api::update_tenant(Tenant& t, const json& body) {
+  if (sup_.config_names_tenant(t.spec.name)) return owned_by_config("tenant " + t.spec.name);
   if (!body.is_object()) return err(400, "bad_request", "expected a JSON object with token and/or limits");
   for (auto it = body.begin(); it != body.end(); ++it) {
     const std::string& key = it.key();
@@ -156,6 +167,7 @@ HttpResponse Api::update_tenant(Tenant& t, const json& body) {
 HttpResponse Api::update_image(const std::string& name, const json& body) {
   Image* image = sup_.images().find(name);
   if (image == nullptr) return err(404, "not_found", "no image " + name);
+  if (sup_.config_names_image(name)) return owned_by_config("image " + name);
   if (!body.is_object()) return err(400, "bad_request", "expected a JSON object: {\"fwp\": {\"pool_size\": N}}");
   for (auto it = body.begin(); it != body.end(); ++it)
     if (it.key() != "fwp")
@@ -180,7 +192,7 @@ HttpResponse Api::update_image(const std::string& name, const json& body) {
       return err(500, "state_not_saved", "image " + name + " was not changed: " + not_saved);
     }
   }
-  return json_response(200, image_json(*image));
+  return json_response(200, image_json(*image, sup_));
 }
 
 void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
@@ -306,6 +318,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
         return reply(update_tenant(*t, body));
       }
       const std::string name = t->spec.name;
+      if (sup_.config_names_tenant(name)) return reply(owned_by_config("tenant " + name));
       auto forget = [this, name]() {
         if (std::string e = state_.forget_tenant(name); !e.empty()) log_not_forgotten("tenant " + name, e, state_);
       };
@@ -315,7 +328,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       if (m == "GET") {
         json list = json::array();
         for (Image* i : sup_.images().list())
-          list.push_back(image_json(*i));
+          list.push_back(image_json(*i, sup_));
         return reply(json_response(200, {{"images", list}}));
       }
       if (!admin_only()) return;
@@ -335,7 +348,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
         return reply(err(500, "state_not_saved", "image " + name + " was not added: " + not_saved));
       }
       log::info("image.add", {{"image", i->spec.name}, {"rootfs", i->rootfs_path}, {"seccomp", i->filter.source}});
-      return reply(json_response(201, image_json(*i)));
+      return reply(json_response(201, image_json(*i, sup_)));
     }
     case Route::image: {
       if (!admin_only()) return;
@@ -345,6 +358,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
         if (!parse_body(req, body, e)) return reply(err(400, "bad_request", e));
         return reply(update_image(p[2], body));
       }
+      if (sup_.config_names_image(p[2])) return reply(owned_by_config("image " + p[2]));
       auto removed = sup_.images().remove(p[2]);
       if (!removed.ok()) return reply(err(409, "conflict", removed.error().message));
       if (!removed.value()) return reply(err(404, "not_found", "no image " + p[2]));

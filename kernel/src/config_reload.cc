@@ -96,6 +96,8 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
     if (!lists(after.images, old.name) && sup.images().find(old.name) != nullptr)
       report.dropped.push_back("image " + old.name);
 
+  // What the file names now is changed through it; what it dropped, through the API.
+  sup.owned_by_config(after);
   settings_needing_restart(before, after, report.need_restart);
   if (after.daemon.log_level != before.daemon.log_level) {
     log::Level level = log::Level::info;

@@ -150,6 +150,7 @@ ConfigResult<bool> Supervisor::init() {
   staging_dir_ = config_.daemon.runtime_dir + "/root";
   if (::mkdir(staging_dir_.c_str(), 0755) != 0 && errno != EEXIST)
     return fail(ConfigError{"mkdir " + staging_dir_ + ": " + std::strerror(errno)});
+  owned_by_config(config_);
   for (const TenantSpec& t : config_.tenants) {
     auto r = add_tenant(t);
     if (!r.ok()) return fail(r.error());
@@ -711,8 +712,16 @@ json Supervisor::worker_json(Worker& w) {
   return j;
 }
 
+void Supervisor::owned_by_config(const Config& c) {
+  config_tenants_.clear();
+  config_images_.clear();
+  for (const TenantSpec& t : c.tenants) config_tenants_.insert(t.name);
+  for (const ImageSpec& i : c.images) config_images_.insert(i.name);
+}
+
 json Supervisor::tenant_json(Tenant& t) {
   return {{"name", t.spec.name},
+          {"origin", config_names_tenant(t.spec.name) ? "config" : "api"},
           {"uid_base", t.spec.uid_base},
           {"uid_count", t.spec.uid_count},
           {"limits", limits_to_json(t.spec.limits)},

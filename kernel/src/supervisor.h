@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,12 @@ class Supervisor {
   ConfigResult<bool> init();
 
   const Config& config() const { return config_; }
+  // Whether the configuration plumed runs on (the file, or the built-in one) names this tenant or
+  // image: the file's, changed through it and a reload, not through the API. Set from config() at
+  // init() and by each reload (owned_by_config).
+  bool config_names_tenant(const std::string& name) const { return config_tenants_.count(name) != 0; }
+  bool config_names_image(const std::string& name) const { return config_images_.count(name) != 0; }
+  void owned_by_config(const Config& c);
   TenantRegistry& tenants() { return tenants_; }
   ImageRegistry& images() { return images_; }
   fwp::CgroupManager& cgroups() { return cgroups_; }
@@ -177,6 +184,7 @@ class Supervisor {
 
   EventLoop& loop_;
   Config config_;
+  std::set<std::string> config_tenants_, config_images_;  // what the loaded configuration names
   fwp::CgroupManager cgroups_;
   fwp::SpawnService* spawner_;
   EventLoop::OpId spawn_answers_op_ = 0;  // the helper's answers to spawn_async

@@ -156,6 +156,10 @@ TEST_F(ReloadTest, AnImagesPoolIsResizedInPlaceAndTheRestIsLeft) {
   reload();
   EXPECT_NE(reload_line().find("updated=\"image kv\""), std::string::npos) << reload_line();
   EXPECT_EQ(pool_of_kv(), 3);
+  // The file's image changes through the file only.
+  auto patched = plumed_->admin("PATCH", "/v1/images/kv", R"({"fwp": {"pool_size": 5}})");
+  EXPECT_EQ(patched.status, 409) << show(patched);
+  EXPECT_EQ(pool_of_kv(), 3);
   // Anything else is what running templates were made from: left, and said so.
   rewrite_config(base + image(2, true));
   reload();
@@ -177,13 +181,23 @@ TEST_F(ReloadTest, AFileThatDoesNotLoadChangesNothing) {
   EXPECT_EQ(tenants["tenants"][0].value("name", ""), "stay");
 }
 
+// ... and only then can the API remove it: while the file names it, the file is where it changes.
 TEST_F(ReloadTest, ATenantLeftOutOfTheFileIsKeptAndNamed) {
+  auto refused = plumed_->admin("DELETE", "/v1/tenants/stay");
+  EXPECT_EQ(refused.status, 409) << show(refused);
+  EXPECT_NE(refused.body.find("named in plumed's configuration"), std::string::npos) << refused.body;
   rewrite_config("[daemon]\nshutdown_grace_ms = 500\n");
   reload();
   const std::string line = reload_line();
   EXPECT_NE(line.find("not_in_file_kept=\"tenant stay\""), std::string::npos) << line;
   json w = run_worker(*plumed_, kStayToken, {{"argv", {"/bin/true"}}});
   EXPECT_TRUE(w.contains("id")) << w.dump();
+  wait_worker(*plumed_, kStayToken, w["id"]);
+  auto tenants = json_of(plumed_->admin("GET", "/v1/tenants"));
+  ASSERT_EQ(tenants["tenants"].size(), 1u) << tenants.dump();
+  EXPECT_EQ(tenants["tenants"][0].value("origin", ""), "api") << tenants.dump();
+  EXPECT_EQ(plumed_->admin("DELETE", "/v1/tenants/stay").status, 204);
+  EXPECT_EQ(plumed_->request("GET", "/v1/workers", kStayToken).status, 401);
 }
 
 }  // namespace

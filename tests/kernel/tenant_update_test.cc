@@ -4,6 +4,9 @@
 #include <dirent.h>
 
 #include <cstdint>
+#include <map>
+#include <tuple>
+#include <vector>
 
 #include "e2e.h"
 
@@ -94,6 +97,34 @@ TEST_F(TenantUpdate, ATemplateAndItsInstancesFollowTheirTenantsLimits) {
     EXPECT_FALSE(groups.empty()) << "no instance group under acme";
     for (const std::string& g : groups) EXPECT_EQ(tenant_memory_limit(plumed_, g), std::to_string(bytes)) << g;
   }
+}
+
+// What plumed's configuration names (here the built-in one's tenant "demo") is changed there and
+// applied with a reload: changed through the API, the next reload or start would undo it.
+TEST_F(TenantUpdate, WhatTheConfigurationNamesIsChangedThere) {
+  for (const auto& [method, path, body] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"PATCH", "/v1/tenants/demo", R"({"token": "demo-rotated-token-0123456789"})"},
+           {"DELETE", "/v1/tenants/demo", ""}}) {
+    auto r = plumed_.admin(method, path, body);
+    EXPECT_EQ(r.status, 409) << method << " " << path << ": " << show(r);
+    EXPECT_NE(r.body.find("tenant demo is named in plumed's configuration"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(plumed_.request("GET", "/v1/workers", "demo-token-change-me").status, 200);
+  // Where each comes from, in the API and the CLI.
+  std::map<std::string, std::string> origin;
+  for (const json& t : json_of(plumed_.admin("GET", "/v1/tenants")).value("tenants", json::array()))
+    origin[t.value("name", "")] = t.value("origin", "");
+  EXPECT_EQ(origin["demo"], "config");
+  EXPECT_EQ(origin["acme"], "api");
+  for (const json& i : json_of(plumed_.admin("GET", "/v1/images")).value("images", json::array())) {
+    if (i.value("name", "") == "host") {
+      EXPECT_EQ(i.value("origin", ""), "built-in") << i.dump();
+    }
+  }
+  auto ls = run_cli({"tenant", "ls"}, {"PLUME_SOCKET=" + plumed_.socket(), "PLUME_TOKEN=" + plumed_.admin_token()});
+  EXPECT_EQ(ls.exit_code, 0) << ls.err;
+  EXPECT_NE(ls.out.find("ORIGIN"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("config"), std::string::npos) << ls.out;
 }
 
 TEST_F(TenantUpdate, WhatCannotChangeIsRefusedAndChangesNothing) {
