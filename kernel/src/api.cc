@@ -143,7 +143,7 @@ HttpResponse Api::update_tenant(Tenant& t, const json& body) {
     if (!merged.ok()) return err(400, "bad_request", merged.error().message);
     limits = merged.value();
   }
-  if (limits.memory_bytes == 0 || limits.pids_max == 0 || limits.cpu_percent == 0 || limits.cpu_weight == 0)
+  if (Supervisor::lifts_a_limit(limits))  // refused by update_tenant too; here it is the caller's 400
     return err(400, "bad_request", "tenant " + t.spec.name + ": a limit of 0 cannot be set on a running tenant");
   const TenantSpec before = t.spec;
   if (auto updated = sup_.update_tenant(t, spec->token, limits); !updated.ok())

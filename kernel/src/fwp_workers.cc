@@ -42,6 +42,20 @@ ExitInfo exit_info_of(const fwp::InstanceExit& e) {
   return info;
 }
 
+// A template's key is "<tenant>/<image>" (neither name has a slash).
+bool template_of_tenant(const std::string& key, const std::string& tenant) {
+  return key.compare(0, tenant.size() + 1, tenant + "/") == 0;
+}
+bool template_of_image(const std::string& key, const std::string& image) {
+  return key.size() > image.size() && key.compare(key.size() - image.size() - 1, image.size() + 1, "/" + image) == 0;
+}
+
+// A template's group, and its instances' own groups, hold the tenant's limits but its CPU weight
+// (0: left as the group's parent has it).
+fwp::CgroupLimits template_cgroup_limits(const TenantLimits& tl) {
+  return {tl.memory_bytes, tl.pids_max, tl.cpu_percent, 0};
+}
+
 }  // namespace
 
 fwp::TenantNamespaces* Supervisor::namespaces_for(Tenant& tenant) {
@@ -106,8 +120,7 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
 
   // The template (and, in "shared" mode, its instances) live in one cgroup under the tenant's.
   const std::string tpl_cgroup = tenant.spec.name + "/tpl-" + image.spec.name;
-  const TenantLimits& tl = tenant.spec.limits;
-  fwp::CgroupLimits limits{tl.memory_bytes, tl.pids_max, tl.cpu_percent, 0};
+  const fwp::CgroupLimits limits = template_cgroup_limits(tenant.spec.limits);
   if (auto r = cgroups_.create(tpl_cgroup, limits); !r.ok()) {
     error = "template cgroup: " + r.error().message();
     return nullptr;
@@ -192,12 +205,27 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   return raw;
 }
 
+// A tenant's templates' groups, and their instances' own groups, took the tenant's limits when they
+// were made. Below the tenant's group, a lower limit holds them anyway; a higher one would never
+// reach a featherweight instance unless written here too. Best effort: the tenant's own group
+// already took the limits, so what fails here only keeps instances at the old, lower ones.
+void Supervisor::follow_tenant_limits(const Tenant& t) {
+  const fwp::CgroupLimits per_template = template_cgroup_limits(t.spec.limits);
+  for (auto& [key, tpl] : templates_) {
+    if (!template_of_tenant(key, t.spec.name)) continue;
+    auto written = cgroups_.set_limits(tpl->spec().template_cgroup, per_template);
+    if (written) written = tpl->set_instance_limits(per_template);
+    if (!written)
+      log::warn("tenant.limits", {{"tenant", t.spec.name}, {"template", key}, {"error", written.error().message()},
+                                  {"then", "its instances keep their limits"}});
+  }
+}
+
 void Supervisor::set_pool_size(Image& image, uint32_t pool_size) {
   image.spec.fwp.pool_size = pool_size;
-  const std::string suffix = "/" + image.spec.name;
   size_t resized = 0;
   for (auto& [key, tpl] : templates_) {
-    if (key.size() <= suffix.size() || key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    if (!template_of_image(key, image.spec.name)) continue;
     tpl->set_pool_size(pool_size);
     ++resized;
   }
@@ -317,7 +345,7 @@ void Supervisor::drop_template(const std::string& key) { drop_matching([&](const
 
 void Supervisor::drop_templates(const std::string& tenant, const std::shared_ptr<void>& keep) {
   drop_matching(
-      [&](const std::string& key) { return tenant.empty() || key.compare(0, tenant.size() + 1, tenant + "/") == 0; },
+      [&](const std::string& key) { return tenant.empty() || template_of_tenant(key, tenant); },
       keep);
 }
 

@@ -171,9 +171,15 @@ fwp::CgroupLimits tenant_cgroup_limits(const TenantLimits& l) {
 
 }  // namespace
 
+// A tenant on the admin token would be the admin (the registry checks the tenants' own tokens).
+ConfigResult<bool> Supervisor::not_the_admin_token(const std::string& tenant, const std::string& token) const {
+  if (tokens_equal(token, config_.daemon.admin_token))
+    return fail(ConfigError{"tenant " + tenant + ": token is the admin token"});
+  return true;
+}
+
 ConfigResult<Tenant*> Supervisor::add_tenant(TenantSpec spec) {
-  if (tokens_equal(spec.token, config_.daemon.admin_token))
-    return fail(ConfigError{"tenant " + spec.name + ": token is the admin token"});
+  if (auto ok = not_the_admin_token(spec.name, spec.token); !ok.ok()) return fail(ok.error());
   auto added = tenants_.add(std::move(spec));
   if (!added.ok()) return added;
   Tenant* t = added.value();
@@ -187,11 +193,10 @@ ConfigResult<Tenant*> Supervisor::add_tenant(TenantSpec spec) {
 }
 
 ConfigResult<bool> Supervisor::update_tenant(Tenant& t, const std::string& token, const TenantLimits& limits) {
-  if (tokens_equal(token, config_.daemon.admin_token))
-    return fail(ConfigError{"tenant " + t.spec.name + ": token is the admin token"});
-  if (auto free = tenants_.token_free_for(t, token); !free.ok()) return free;
+  if (auto ok = not_the_admin_token(t.spec.name, token); !ok.ok()) return ok;
+  if (auto free = tenants_.token_free_for(t.spec.name, token, &t); !free.ok()) return free;
   if (limits != t.spec.limits) {
-    if (limits.memory_bytes == 0 || limits.pids_max == 0 || limits.cpu_percent == 0 || limits.cpu_weight == 0)
+    if (lifts_a_limit(limits))
       return fail(ConfigError{"tenant " + t.spec.name + ": a limit of 0 cannot be set on a running tenant"});
     if (auto r = cgroups_.set_limits(t.spec.name, tenant_cgroup_limits(limits)); !r.ok())
       return fail(ConfigError{"tenant " + t.spec.name + ": cgroup: " + r.error().message()});
@@ -206,24 +211,6 @@ ConfigResult<bool> Supervisor::update_tenant(Tenant& t, const std::string& token
     log::info("tenant.token", {{"tenant", t.spec.name}, {"action", "replaced"}});
   }
   return true;
-}
-
-// A tenant's templates' groups, and their instances' own groups, took the tenant's limits when they
-// were made. Below the tenant's group, a lower limit holds them anyway; a higher one would never
-// reach a featherweight instance unless written here too. Best effort: the tenant's own group
-// already took the limits, so what fails here only keeps instances at the old, lower ones.
-void Supervisor::follow_tenant_limits(const Tenant& t) {
-  const TenantLimits& l = t.spec.limits;
-  const fwp::CgroupLimits per_template{l.memory_bytes, l.pids_max, l.cpu_percent, 0};
-  const std::string prefix = t.spec.name + "/";
-  for (auto& [key, tpl] : templates_) {
-    if (key.rfind(prefix, 0) != 0) continue;
-    auto written = cgroups_.set_limits(tpl->spec().template_cgroup, per_template);
-    if (written) written = tpl->set_instance_limits(per_template);
-    if (!written)
-      log::warn("tenant.limits", {{"tenant", t.spec.name}, {"template", key}, {"error", written.error().message()},
-                                  {"then", "its instances keep their limits"}});
-  }
 }
 
 void Supervisor::remove_tenant(Tenant& t, bool force, std::shared_ptr<Responder> responder) {

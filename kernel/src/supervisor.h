@@ -105,6 +105,10 @@ class Supervisor {
   // controller's "no limit" value written, which create() never does either), or limits the
   // cgroup refuses (v1 refuses a memory limit below what the group uses) change nothing.
   ConfigResult<bool> update_tenant(Tenant& tenant, const std::string& token, const TenantLimits& limits);
+  // A limit of 0 among those a cgroup holds: "no limit", which update_tenant refuses (above).
+  static bool lifts_a_limit(const TenantLimits& l) {
+    return l.memory_bytes == 0 || l.pids_max == 0 || l.cpu_percent == 0 || l.cpu_weight == 0;
+  }
   // Resizes a featherweight image's warm pool, in its spec and in every template made from it
   // (fwp::Template::set_pool_size): a larger pool refills in the background, parked instances
   // beyond a smaller one are killed. Running instances are not touched.
@@ -179,6 +183,7 @@ class Supervisor {
   void drop_templates(const std::string& tenant, const std::shared_ptr<void>& keep = nullptr);  // "" = all
   void drop_template(const std::string& key);
   void follow_tenant_limits(const Tenant& t);  // its templates' and instances' groups (update_tenant)
+  ConfigResult<bool> not_the_admin_token(const std::string& tenant, const std::string& token) const;
   void drop_matching(const std::function<bool(const std::string&)>& match, const std::shared_ptr<void>& keep = nullptr);
   uint32_t spinning_standbys_granted() const;  // over all live templates
 

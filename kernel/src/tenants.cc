@@ -49,9 +49,7 @@ ConfigResult<Tenant*> TenantRegistry::add(TenantSpec spec) {
                             " is below 65536 (reserved for the host's users)"});
   if (const Tenant* t = overlaps(spec.uid_base, spec.uid_count))
     return fail(ConfigError{"tenant " + spec.name + ": uid range overlaps tenant " + t->spec.name});
-  for (auto& [name, t] : tenants_)
-    if (tokens_equal(t->spec.token, spec.token))
-      return fail(ConfigError{"tenant " + spec.name + ": token already used by another tenant"});
+  if (auto free = token_free_for(spec.name, spec.token, nullptr); !free.ok()) return fail(free.error());
   auto tenant = std::make_unique<Tenant>();
   tenant->spec = std::move(spec);
   Tenant* raw = tenant.get();
@@ -61,10 +59,11 @@ ConfigResult<Tenant*> TenantRegistry::add(TenantSpec spec) {
 
 void TenantRegistry::remove(const std::string& name) { tenants_.erase(name); }
 
-ConfigResult<bool> TenantRegistry::token_free_for(const Tenant& t, const std::string& token) {
+ConfigResult<bool> TenantRegistry::token_free_for(const std::string& name, const std::string& token,
+                                                  const Tenant* self) const {
   bool taken = false;  // every tenant compared, as by_token does
-  for (auto& [name, other] : tenants_) taken = (other.get() != &t && tokens_equal(other->spec.token, token)) || taken;
-  if (taken) return fail(ConfigError{"tenant " + t.spec.name + ": token already used by another tenant"});
+  for (auto& [other_name, other] : tenants_) taken = (other.get() != self && tokens_equal(other->spec.token, token)) || taken;
+  if (taken) return fail(ConfigError{"tenant " + name + ": token already used by another tenant"});
   return true;
 }
 

@@ -38,9 +38,10 @@ class TenantRegistry {
   // host's own users) and allocates one when spec.uid_base is 0.
   ConfigResult<Tenant*> add(TenantSpec spec);
   void remove(const std::string& name);
-  // Whether `t` may take `token`: not while another tenant holds it, since two tenants on one
-  // token would each act as the other.
-  ConfigResult<bool> token_free_for(const Tenant& t, const std::string& token);
+  // Whether tenant `name` may take `token`: not while another tenant than `self` (the tenant
+  // itself, or nullptr for one being added) holds it, since two tenants on one token would each
+  // act as the other. add() checks it; so does Supervisor::update_tenant.
+  ConfigResult<bool> token_free_for(const std::string& name, const std::string& token, const Tenant* self) const;
   Tenant* find(const std::string& name);
   // Constant-time over every tenant's token, so timing does not tell which prefix matched.
   Tenant* by_token(const std::string& token);
