@@ -6,9 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
+#include "files.h"
 #include "plume/base/log.h"
 #include "supervisor.h"
 
@@ -59,20 +58,6 @@ std::string write_atomically(const std::string& path, const std::string& content
   return {};
 }
 
-// Like mkdir -p, the last component private: it holds tenants' tokens.
-std::string make_private_dir(const std::string& dir) {
-  for (size_t i = 1; i <= dir.size(); ++i) {
-    if (i != dir.size() && dir[i] != '/') continue;
-    const std::string cur = dir.substr(0, i);
-    if (::mkdir(cur.c_str(), i == dir.size() ? 0700 : 0755) != 0 && errno != EEXIST)
-      return errno_text("mkdir " + cur, errno);
-  }
-  struct stat st{};
-  if (::stat(dir.c_str(), &st) != 0) return errno_text("stat " + dir, errno);
-  if (!S_ISDIR(st.st_mode)) return dir + " is not a directory";
-  return {};
-}
-
 template <typename Spec>
 bool named_in(const std::vector<Spec>& specs, const std::string& name) {
   for (const Spec& s : specs)
@@ -83,8 +68,12 @@ bool named_in(const std::vector<Spec>& specs, const std::string& name) {
 }  // namespace
 
 ConfigResult<ApiState> ApiState::open(const std::string& dir) {
-  if (dir.empty() || dir[0] != '/') return fail(ConfigError{"state_dir must be an absolute path"});
-  if (std::string e = make_private_dir(dir); !e.empty()) return fail(ConfigError{"state_dir: " + e});
+  // The directory private (it holds tenants' tokens), whatever it is below.
+  bool created = false;
+  if (!make_dirs(dir, 0755, 0700, created)) return fail(ConfigError{errno_text("state_dir: mkdir " + dir, errno)});
+  struct stat dir_st{};
+  if (::stat(dir.c_str(), &dir_st) != 0) return fail(ConfigError{errno_text("state_dir: stat " + dir, errno)});
+  if (!S_ISDIR(dir_st.st_mode)) return fail(ConfigError{"state_dir: " + dir + " is not a directory"});
   ApiState state;
   state.path_ = dir + "/" + kFileName;
   struct stat st{};
@@ -92,12 +81,10 @@ ConfigResult<ApiState> ApiState::open(const std::string& dir) {
     if (errno == ENOENT) return state;  // nothing added through the API yet
     return fail(ConfigError{errno_text("stat " + state.path_, errno)});
   }
-  std::ifstream in(state.path_);
-  if (!in) return fail(ConfigError{"cannot read " + state.path_});
-  std::stringstream text;
-  text << in.rdbuf();
+  auto text = read_text_file(state.path_);
+  if (!text.ok()) return fail(text.error());
   const std::string where = state.path_ + ": ";
-  const json j = json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  const json j = json::parse(text.value(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return fail(ConfigError{where + "not a JSON object"});
   const json* version = j.contains("version") ? &j.at("version") : nullptr;
   if (version == nullptr || !version->is_number_integer() || version->get<int64_t>() != kFormatVersion)

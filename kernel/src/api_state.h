@@ -18,7 +18,8 @@ class ApiState {
  public:
   // Records nothing: API additions last until plumed stops (no state_dir configured).
   ApiState() = default;
-  // Reads <dir>/api-state.json, creating dir (0700) where it is missing; an absent file is an
+  // Reads <dir>/api-state.json (dir absolute: the config and plumed's flag check it), creating
+  // dir (0700) where it is missing; an absent file is an
   // empty state. A file that does not parse, or whose entries do not, is an error that names
   // it: plumed then refuses to start rather than overwrite what an operator may still need.
   static ConfigResult<ApiState> open(const std::string& dir);

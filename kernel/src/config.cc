@@ -1,11 +1,12 @@
 #include "config.h"
 
 #include <cctype>
-#include <fstream>
 #include <sstream>
 
 #include <liburing.h>
 #include <toml++/toml.h>
+
+#include "files.h"
 
 namespace plume::kernel {
 namespace {
@@ -345,11 +346,9 @@ ConfigResult<Config> parse_config_toml(const std::string& text, const std::strin
 }
 
 ConfigResult<Config> load_config_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return fail(err("cannot read config file " + path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config_toml(ss.str(), path);
+  auto text = read_text_file(path);
+  if (!text.ok()) return fail(err("cannot read config file " + path));
+  return parse_config_toml(text.value(), path);
 }
 
 const char* default_config_toml() {

@@ -3,8 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
+#include "files.h"
 
 namespace plume::kernel {
 namespace {
@@ -12,14 +11,6 @@ namespace {
 bool is_dir(const std::string& p) {
   struct stat st{};
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-ConfigResult<std::string> read_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return fail(ConfigError{"cannot read " + path});
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -41,7 +32,7 @@ ConfigResult<Image*> ImageRegistry::add(const ImageSpec& spec) {
   const std::string where = "image " + spec.name;
   if (!spec.bundle.empty()) {
     image->source = "bundle";
-    auto text = read_file(spec.bundle + "/config.json");
+    auto text = read_text_file(spec.bundle + "/config.json");
     if (!text.ok()) return fail(ConfigError{where + ": " + text.error().message});
     json cfg = json::parse(text.value(), nullptr, /*allow_exceptions=*/false);
     if (cfg.is_discarded() || !cfg.is_object())
@@ -71,7 +62,7 @@ ConfigResult<Image*> ImageRegistry::add(const ImageSpec& spec) {
     if (!f.ok()) return fail(ConfigError{where + ": default seccomp profile: " + f.error().message()});
     image->filter = std::move(f.value());
   } else {
-    auto text = read_file(spec.seccomp_profile);
+    auto text = read_text_file(spec.seccomp_profile);
     if (!text.ok()) return fail(ConfigError{where + ": " + text.error().message});
     auto f = fwp::compile_oci_profile(text.value(), opts, spec.seccomp_profile);
     if (!f.ok()) return fail(ConfigError{where + ": seccomp profile: " + f.error().message()});

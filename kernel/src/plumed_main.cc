@@ -24,6 +24,7 @@
 #include "api_state.h"
 #include "config.h"
 #include "config_reload.h"
+#include "files.h"
 #include "plume/base/log.h"
 #include "plume/fwp/cgroup.h"
 #include "plume/fwp/spawn_service.h"
@@ -40,19 +41,6 @@ int die(const std::string& event, const std::string& message) {
   log::error(event, {{"error", message}});
   std::fprintf(stderr, "plumed: %s\n", message.c_str());
   return 1;
-}
-
-// Creates path and its missing parents; `created` tells whether the last component was new.
-bool mkdir_p(const std::string& path, mode_t mode, bool& created) {
-  created = false;
-  for (size_t i = 1; i <= path.size(); ++i) {
-    if (i == path.size() || path[i] == '/') {
-      std::string cur = path.substr(0, i);
-      if (::mkdir(cur.c_str(), mode) == 0) created = i == path.size();
-      else if (errno != EEXIST) return false;
-    }
-  }
-  return true;
 }
 
 // Workers assemble their root under <runtime_dir>/root with their tenant's host uid, so every
@@ -167,7 +155,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   const std::string& rd = config.daemon.runtime_dir;
   if (rd.empty() || rd[0] != '/') return die("plumed.config", "runtime_dir must be an absolute path");
   bool created_rd = false;
-  if (!mkdir_p(rd, 0755, created_rd)) return die("plumed.start", "mkdir " + rd + ": " + std::strerror(errno));
+  if (!make_dirs(rd, 0755, 0755, created_rd)) return die("plumed.start", "mkdir " + rd + ": " + std::strerror(errno));
   if (std::string blocked = first_unsearchable(rd); !blocked.empty())
     return die("plumed.start", "workers cannot reach " + rd + ": " + blocked +
                                    " is not searchable by other users (it needs o+x, e.g. mode 0711)");
