@@ -83,9 +83,11 @@ int ls_cmd(const Context& ctx) {
   return kExitOk;
 }
 
-int rm_cmd(const Context& ctx, const std::string& name) {
+int rm_cmd(const Context& ctx, const std::string& name, bool force) {
   int rc = kExitOk;
-  auto reply = call(ctx, "DELETE", "/v1/images/" + url_encode(name), nullptr, rc);
+  std::string target = "/v1/images/" + url_encode(name);
+  if (force) target += "?force=true";
+  auto reply = call(ctx, "DELETE", target, nullptr, rc);
   if (!reply) return rc;
   if (!ctx.json) std::cout << name << "\n";
   return kExitOk;
@@ -157,10 +159,12 @@ void add_image_commands(CLI::App& app, Context& ctx, Actions& actions) {
   }
   {
     auto name = std::make_shared<std::string>();
-    auto* sub = group->add_subcommand("rm", "Remove an image (admin)");
+    auto force = std::make_shared<bool>(false);
+    auto* sub = group->add_subcommand("rm", "Remove an image and its templates and warm pools (admin)");
     sub->add_option("name", *name, "Image name")->required();
+    sub->add_flag("--force", *force, "Stop the image's running featherweight instances first");
     sub->footer(kExitCodesFooter);
-    actions[sub] = [&ctx, name] { return rm_cmd(ctx, *name); };
+    actions[sub] = [&ctx, name, force] { return rm_cmd(ctx, *name, *force); };
   }
 }
 

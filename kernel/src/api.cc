@@ -338,7 +338,9 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       auto spec = image_from_json(body);
       if (!spec.ok()) return reply(err(400, "bad_request", spec.error().message));
       if (sup_.images().find(spec->name)) return reply(err(409, "conflict", "image " + spec->name + " already exists"));
-      auto added = sup_.images().add(spec.value());
+      if (sup_.image_being_removed(spec->name))
+        return reply(err(409, "conflict", "image " + spec->name + " is being removed; add it again once it is gone"));
+      auto added = sup_.add_image(spec.value());
       if (!added.ok()) return reply(err(400, "bad_request", added.error().message));
       Image* i = added.value();
       if (std::string not_saved = state_.record_image(i->spec); !not_saved.empty()) {
@@ -359,11 +361,11 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
         return reply(update_image(p[2], body));
       }
       if (sup_.config_names_image(p[2])) return reply(owned_by_config("image " + p[2]));
-      auto removed = sup_.images().remove(p[2]);
-      if (!removed.ok()) return reply(err(409, "conflict", removed.error().message));
-      if (!removed.value()) return reply(err(404, "not_found", "no image " + p[2]));
-      if (std::string e = state_.forget_image(p[2]); !e.empty()) log_not_forgotten("image " + p[2], e, state_);
-      return reply(no_content());
+      const std::string name = p[2];
+      auto forget = [this, name]() {
+        if (std::string e = state_.forget_image(name); !e.empty()) log_not_forgotten("image " + name, e, state_);
+      };
+      return sup_.remove_image(name, query_flag(req, "force"), std::make_shared<OnSuccess>(responder, forget));
     }
     case Route::workers: {
       if (m == "GET") {

@@ -232,6 +232,37 @@ void Supervisor::set_pool_size(Image& image, uint32_t pool_size) {
   log::info("image.pool", {{"image", image.spec.name}, {"pool_size", pool_size}, {"templates", resized}});
 }
 
+ConfigResult<Image*> Supervisor::add_image(const ImageSpec& spec) {
+  if (image_being_removed(spec.name))
+    return fail(ConfigError{"image " + spec.name + " is being removed; add it again once it is gone"});
+  return images_.add(spec);
+}
+
+void Supervisor::remove_image(const std::string& name, bool force, std::shared_ptr<Responder> responder) {
+  if (image_being_removed(name))
+    return responder->send(HttpResponse::error(409, "conflict", "image " + name + " is being removed"));
+  if (images_.find(name) == nullptr) return responder->send(HttpResponse::error(404, "not_found", "no image " + name));
+  size_t running = 0;
+  for (const auto& [id, w] : workers_)
+    if (w->fwp && alive(*w) && template_of_image(w->template_key, name)) ++running;
+  if (running > 0 && !force)
+    return responder->send(HttpResponse::error(
+        409, "conflict", "image " + name + " has " + std::to_string(running) + " running instances (force stops them)"));
+  if (auto removed = images_.remove(name); !removed.ok())
+    return responder->send(HttpResponse::error(409, "conflict", removed.error().message));
+  // Its templates would otherwise go on parking pools of the old binary, and serve the next image
+  // of that name. Answered once the last of them is torn down (drop_matching releases `done`).
+  size_t templates = 0;
+  for (const auto& [key, tpl] : templates_) templates += template_of_image(key, name);
+  log::info("image.remove", {{"image", name}, {"templates", templates}, {"instances_stopped", running}});
+  images_removing_.insert(name);
+  std::shared_ptr<void> done(nullptr, [this, name, responder](void*) {
+    images_removing_.erase(name);
+    responder->send(no_content());
+  });
+  drop_matching([&](const std::string& key) { return template_of_image(key, name); }, done);
+}
+
 void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec,
                          const std::shared_ptr<Responder>& responder) {
   if (!image.spec.fwp.enabled)

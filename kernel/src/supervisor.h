@@ -91,6 +91,7 @@ class Supervisor {
   // init() and by each reload (owned_by_config).
   bool config_names_tenant(const std::string& name) const { return config_tenants_.count(name) != 0; }
   bool config_names_image(const std::string& name) const { return config_images_.count(name) != 0; }
+  bool image_being_removed(const std::string& name) const { return images_removing_.count(name) != 0; }
   void owned_by_config(const Config& c);
   TenantRegistry& tenants() { return tenants_; }
   ImageRegistry& images() { return images_; }
@@ -113,6 +114,13 @@ class Supervisor {
   // (fwp::Template::set_pool_size): a larger pool refills in the background, parked instances
   // beyond a smaller one are killed. Running instances are not touched.
   void set_pool_size(Image& image, uint32_t pool_size);
+  // Adds an image, unless one of that name is still being removed (its templates' groups, named
+  // after it, are not gone yet).
+  ConfigResult<Image*> add_image(const ImageSpec& spec);
+  // Removes an image. A featherweight image's templates go with it: their warm pools, their
+  // groups, and their running instances, which without force make it 409 instead. Answers 204
+  // once the last template is torn down, so that the name can be added again at once.
+  void remove_image(const std::string& name, bool force, std::shared_ptr<Responder> responder);
   // Removes a tenant with no running workers; with force, kills them first and answers once the
   // last one has exited.
   void remove_tenant(Tenant& tenant, bool force, std::shared_ptr<Responder> responder);
@@ -190,6 +198,7 @@ class Supervisor {
   EventLoop& loop_;
   Config config_;
   std::set<std::string> config_tenants_, config_images_;  // what the loaded configuration names
+  std::set<std::string> images_removing_;  // removed, their templates not torn down yet
   fwp::CgroupManager cgroups_;
   fwp::SpawnService* spawner_;
   EventLoop::OpId spawn_answers_op_ = 0;  // the helper's answers to spawn_async

@@ -190,6 +190,77 @@ TEST_F(ApiFwp, AWarmPoolIsResizedWhileItsTemplateRuns) {
   EXPECT_EQ(plumed_.request("PATCH", "/v1/images/echo", token_, R"({"fwp": {"pool_size": 1}})").status, 403);
 }
 
+// The processes in a tenant's template group (the template, what it parks, and its instances that
+// have no group of their own), from the first hierarchy that has the group; empty where none has.
+std::vector<pid_t> template_group(const Plumed& plumed, const std::string& tenant, const std::string& image) {
+  for (const std::string& dir : cgroup_parent_dirs(plumed.cgroup_parent())) {
+    std::ifstream in(dir + "/" + tenant + "/tpl-" + image + "/cgroup.procs");
+    if (!in) continue;
+    std::vector<pid_t> pids;
+    for (pid_t pid = 0; in >> pid;) pids.push_back(pid);
+    return pids;
+  }
+  return {};
+}
+
+bool template_group_exists(const Plumed& plumed, const std::string& tenant, const std::string& image) {
+  for (const std::string& dir : cgroup_parent_dirs(plumed.cgroup_parent()))
+    if (std::filesystem::exists(dir + "/" + tenant + "/tpl-" + image)) return true;
+  return false;
+}
+
+// DELETE /v1/images/<name> (`plume image rm`): the image's templates go with it, their warm pools
+// and groups too, so that an image added again under the name runs its own app and nothing parks
+// for one that is gone. Its running instances make it 409, unless forced.
+TEST_F(ApiFwp, ARemovedImageTakesItsTemplatesAndWarmPoolsWithIt) {
+  json running = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", "stay"}});
+  ASSERT_TRUE(running.contains("id")) << running.dump();
+  ASSERT_GT(running_pid(running["id"], token_), 0);
+  const std::string pool_ready = "plume_fwp_pool_ready{tenant=\"alpha\",image=\"echo\"}";
+  ASSERT_EQ(await_metric(plumed_, pool_ready, 2), 2);
+  const std::vector<pid_t> group = template_group(plumed_, "alpha", "echo");
+  ASSERT_GE(group.size(), 4u);  // the template, two parked, the running instance
+
+  auto busy = plumed_.admin("DELETE", "/v1/images/echo");
+  EXPECT_EQ(busy.status, 409) << show(busy);
+  EXPECT_NE(busy.body.find("1 running instances"), std::string::npos) << busy.body;
+  EXPECT_EQ(metric(plumed_, pool_ready), 2);  // refused: nothing was torn down
+  auto images_named_echo = [&] {
+    int n = 0;
+    const json list = json_of(plumed_.admin("GET", "/v1/images"));
+    for (const json& i : list["images"]) n += i.value("name", "") == "echo";
+    return n;
+  };
+  EXPECT_EQ(images_named_echo(), 1);
+
+  auto rm = run_cli({"image", "rm", "echo", "--force"},
+                    {"PLUME_SOCKET=" + plumed_.socket(), "PLUME_TOKEN=" + plumed_.admin_token()});
+  ASSERT_EQ(rm.exit_code, 0) << rm.out << rm.err;
+  // Answered once the templates are torn down: their group is gone already, with all it held.
+  EXPECT_FALSE(template_group_exists(plumed_, "alpha", "echo"));
+  for (pid_t pid : group) EXPECT_TRUE(process_gone(pid, 5s)) << pid;
+  EXPECT_EQ(metric(plumed_, pool_ready), -1);
+  json ended = wait_worker(plumed_, token_, running["id"]);
+  EXPECT_EQ(ended["exit"].value("cause", std::string()), "signal") << ended.dump();
+  EXPECT_EQ(ended["exit"].value("signal", 0), SIGKILL) << ended.dump();
+  EXPECT_EQ(images_named_echo(), 0);
+  EXPECT_EQ(plumed_.admin("DELETE", "/v1/images/echo").status, 404);
+
+  // The name again, for another app: a template of its own runs it, not echo's.
+  auto again = plumed_.admin("POST", "/v1/images",
+                             json{{"name", "echo"}, {"fwp", {{"binary", PLUME_KVINDEX_APP}, {"pool_size", 0}}}}.dump());
+  ASSERT_EQ(again.status, 201) << show(again);
+  json kv = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"stats", ""}}});
+  ASSERT_TRUE(kv.contains("id")) << kv.dump();
+  EXPECT_EQ(kv.value("start_path", std::string()), "fork") << kv.dump();
+  EXPECT_EQ(wait_worker(plumed_, token_, kv["id"])["exit"].value("code", -1), 0);
+  EXPECT_EQ(log(kv["id"]).rfind("init_count=1 ", 0), 0u) << log(kv["id"]);
+  // Idle, an image goes without force; a tenant cannot remove one.
+  EXPECT_EQ(plumed_.request("DELETE", "/v1/images/echo", token_).status, 403);
+  EXPECT_EQ(plumed_.admin("DELETE", "/v1/images/echo").status, 204);
+  EXPECT_FALSE(template_group_exists(plumed_, "alpha", "echo"));
+}
+
 TEST_F(ApiFwp, ASpinningStandbyIsConfiguredPerImageAndServesAStart) {
   // At most pool_size of them.
   auto r = plumed_.admin("POST", "/v1/images",
