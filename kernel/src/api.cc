@@ -63,12 +63,6 @@ class OnSuccess : public Responder {
 };
 
 // For a removal nobody waits on.
-class NoResponse : public Responder {
- public:
-  void send(HttpResponse) override {}
-  bool connected() const override { return false; }
-};
-
 // A removal that the state file could not take: the thing is gone now but comes back at the next
 // start, and the log says from where.
 void log_not_forgotten(const std::string& what, const std::string& error, const ApiState& state) {
@@ -338,8 +332,6 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       auto spec = image_from_json(body);
       if (!spec.ok()) return reply(err(400, "bad_request", spec.error().message));
       if (sup_.images().find(spec->name)) return reply(err(409, "conflict", "image " + spec->name + " already exists"));
-      if (sup_.image_being_removed(spec->name))
-        return reply(err(409, "conflict", "image " + spec->name + " is being removed; add it again once it is gone"));
       auto added = sup_.add_image(spec.value());
       if (!added.ok()) return reply(err(400, "bad_request", added.error().message));
       Image* i = added.value();
@@ -361,11 +353,11 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
         return reply(update_image(p[2], body));
       }
       if (sup_.config_names_image(p[2])) return reply(owned_by_config("image " + p[2]));
-      const std::string name = p[2];
-      auto forget = [this, name]() {
-        if (std::string e = state_.forget_image(name); !e.empty()) log_not_forgotten("image " + name, e, state_);
-      };
-      return sup_.remove_image(name, query_flag(req, "force"), std::make_shared<OnSuccess>(responder, forget));
+      auto removed = sup_.remove_image(p[2], query_flag(req, "force"));
+      if (!removed.ok()) return reply(err(409, "conflict", removed.error().message));
+      if (!removed.value()) return reply(err(404, "not_found", "no image " + p[2]));
+      if (std::string e = state_.forget_image(p[2]); !e.empty()) log_not_forgotten("image " + p[2], e, state_);
+      return reply(no_content());
     }
     case Route::workers: {
       if (m == "GET") {

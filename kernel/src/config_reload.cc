@@ -43,10 +43,37 @@ void settings_needing_restart(const Config& a, const Config& b, std::vector<std:
   if (a.cgroup.parent != b.cgroup.parent) out.emplace_back("cgroup.parent");
 }
 
+// What the previous file named and this one does not: removed, unless it is still at work.
+void remove_what_the_file_dropped(Supervisor& sup, const Config& before, const Config& after, ReloadReport& report) {
+  for (const TenantSpec& old : before.tenants) {
+    Tenant* t = sup.tenants().find(old.name);
+    if (lists(after.tenants, old.name) || t == nullptr || t->removing) continue;
+    const std::string what = "tenant " + old.name;
+    if (t->running > 0) {
+      report.dropped.push_back(what);
+      continue;
+    }
+    sup.remove_tenant(*t, /*force=*/false, std::make_shared<NoResponse>());
+    report.removed.push_back(what);
+  }
+  for (const ImageSpec& old : before.images) {
+    if (lists(after.images, old.name) || sup.images().find(old.name) == nullptr) continue;
+    const std::string what = "image " + old.name;
+    if (sup.running_instances_of(old.name) > 0) {
+      report.dropped.push_back(what);
+      continue;
+    }
+    if (auto r = sup.remove_image(old.name, /*force=*/false); r.ok()) report.removed.push_back(what);
+    else report.failed.push_back(naming(what, r.error().message));
+  }
+}
+
 }  // namespace
 
 ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& after) {
   ReloadReport report;
+  // First, so that a name or token the file moves to a new entry is free when that is added.
+  remove_what_the_file_dropped(sup, before, after, report);
   for (const TenantSpec& wanted : after.tenants) {
     const std::string what = "tenant " + wanted.name;
     if (Tenant* running = sup.tenants().find(wanted.name)) {
@@ -69,9 +96,6 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
     if (added.ok()) report.added.push_back(what);
     else report.failed.push_back(naming(what, added.error().message));
   }
-  for (const TenantSpec& old : before.tenants)
-    if (!lists(after.tenants, old.name) && sup.tenants().find(old.name) != nullptr)
-      report.dropped.push_back("tenant " + old.name);
 
   for (const ImageSpec& wanted : after.images) {
     const std::string what = "image " + wanted.name;
@@ -83,8 +107,12 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
       if (resized == wanted) {
         sup.set_pool_size(*running, wanted.fwp.pool_size);
         report.updated.push_back(what);
+      } else if (sup.running_instances_of(wanted.name) > 0) {
+        report.differ.push_back(what);  // its instances run the old app: replaced at a reload once they end
+      } else if (auto r = sup.replace_image(wanted); r.ok()) {
+        report.replaced.push_back(what);
       } else {
-        report.differ.push_back(what);
+        report.failed.push_back(naming(what, r.error().message));
       }
       continue;
     }
@@ -92,9 +120,6 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
     if (added.ok()) report.added.push_back(what);
     else report.failed.push_back(naming(what, added.error().message));
   }
-  for (const ImageSpec& old : before.images)
-    if (!lists(after.images, old.name) && sup.images().find(old.name) != nullptr)
-      report.dropped.push_back("image " + old.name);
 
   // What the file names now is changed through it; what it dropped, through the API.
   sup.owned_by_config(after);

@@ -1,14 +1,18 @@
 // plumed's SIGHUP: what of a new load of its config file can take effect without a restart.
 //
-// Tenants and images new to plumed are added, as the API would add them. A running tenant takes
-// its new token (the old one stops working) and its new limits, written to its cgroup, which its
-// workers' cgroups sit below. The log level is set. Everything else is left as it is and
-// reported, because changing it in place would touch running work: a tenant whose uid range
-// changed (its workers run mapped to the old one), an image the file describes differently (its
-// templates were made from the old spec: remove and re-add it through the API), a tenant or image
-// the file no longer lists (removing it would stop its workers: `plume tenant rm`), and the
-// daemon and cgroup settings, which only a restart changes. A file that does not load changes
-// nothing.
+// Running work is never stopped. Within that:
+// - a tenant or image the file no longer names is removed, as the API would remove it, unless
+//   some of its workers run (then it is kept, and the API can remove it from then on);
+// - tenants and images new to plumed are added, as the API would add them;
+// - a running tenant takes its new token (the old one stops working) and its new limits, written
+//   to its cgroup, which its workers' cgroups sit below;
+// - an image the file describes differently is resized in place if only its pool changed, and
+//   otherwise replaced (its templates go, the next start makes new ones) unless an instance of
+//   it runs;
+// - the log level is set.
+// What is left is reported: a tenant whose uid range changed (its workers run mapped to the old
+// one), an image with running instances, and the daemon and cgroup settings, which only a
+// restart changes. A file that does not load changes nothing.
 #pragma once
 
 #include <string>
@@ -23,8 +27,10 @@ class Supervisor;
 struct ReloadReport {
   std::vector<std::string> added;         // "tenant alpha", "image kv"
   std::vector<std::string> updated;       // a running tenant given its new token and limits
+  std::vector<std::string> replaced;      // an image described differently, no instance running
+  std::vector<std::string> removed;       // in the previous file, not in this one, nothing running
   std::vector<std::string> differ;        // described differently by the file; left as running
-  std::vector<std::string> dropped;       // in the previous file, not in this one; still there
+  std::vector<std::string> dropped;       // in the previous file, not in this one; still running
   std::vector<std::string> failed;        // "tenant beta: <why it could not be added>"
   std::vector<std::string> need_restart;  // "daemon.shutdown_grace_ms"
   bool log_level_set = false;

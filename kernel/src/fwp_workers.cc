@@ -232,35 +232,40 @@ void Supervisor::set_pool_size(Image& image, uint32_t pool_size) {
   log::info("image.pool", {{"image", image.spec.name}, {"pool_size", pool_size}, {"templates", resized}});
 }
 
-ConfigResult<Image*> Supervisor::add_image(const ImageSpec& spec) {
-  if (image_being_removed(spec.name))
-    return fail(ConfigError{"image " + spec.name + " is being removed; add it again once it is gone"});
-  return images_.add(spec);
+size_t Supervisor::running_instances_of(const std::string& image) const {
+  size_t n = 0;
+  for (const auto& [id, w] : workers_) n += w->fwp && alive(*w) && template_of_image(w->template_key, image);
+  return n;
 }
 
-void Supervisor::remove_image(const std::string& name, bool force, std::shared_ptr<Responder> responder) {
-  if (image_being_removed(name))
-    return responder->send(HttpResponse::error(409, "conflict", "image " + name + " is being removed"));
-  if (images_.find(name) == nullptr) return responder->send(HttpResponse::error(404, "not_found", "no image " + name));
-  size_t running = 0;
-  for (const auto& [id, w] : workers_)
-    if (w->fwp && alive(*w) && template_of_image(w->template_key, name)) ++running;
+ConfigResult<bool> Supervisor::remove_image(const std::string& name, bool force) {
+  if (name == "host") return fail(ConfigError{"the built-in image host cannot be removed"});
+  if (images_.find(name) == nullptr) return false;
+  const size_t running = running_instances_of(name);
   if (running > 0 && !force)
-    return responder->send(HttpResponse::error(
-        409, "conflict", "image " + name + " has " + std::to_string(running) + " running instances (force stops them)"));
-  if (auto removed = images_.remove(name); !removed.ok())
-    return responder->send(HttpResponse::error(409, "conflict", removed.error().message));
-  // Its templates would otherwise go on parking pools of the old binary, and serve the next image
-  // of that name. Answered once the last of them is torn down (drop_matching releases `done`).
-  size_t templates = 0;
-  for (const auto& [key, tpl] : templates_) templates += template_of_image(key, name);
-  log::info("image.remove", {{"image", name}, {"templates", templates}, {"instances_stopped", running}});
-  images_removing_.insert(name);
-  std::shared_ptr<void> done(nullptr, [this, name, responder](void*) {
-    images_removing_.erase(name);
-    responder->send(no_content());
-  });
-  drop_matching([&](const std::string& key) { return template_of_image(key, name); }, done);
+    return fail(ConfigError{"image " + name + " has " + std::to_string(running) + " running instances (force stops them)"});
+  // Its templates would otherwise go on parking pools of the old app, and serve the next image of
+  // that name.
+  drop_image_templates(name);
+  (void)images_.remove(name);
+  log::info("image.remove", {{"image", name}, {"instances_stopped", running}});
+  return true;
+}
+
+ConfigResult<bool> Supervisor::replace_image(const ImageSpec& spec) {
+  if (spec.name == "host") return fail(ConfigError{"the built-in image host cannot be replaced"});
+  if (const size_t running = running_instances_of(spec.name); running > 0)
+    return fail(ConfigError{"image " + spec.name + " has " + std::to_string(running) + " running instances"});
+  auto image = ImageRegistry::prepare(spec);
+  if (!image.ok()) return fail(image.error());
+  drop_image_templates(spec.name);
+  images_.insert(std::move(image.value()));
+  log::info("image.replace", {{"image", spec.name}});
+  return true;
+}
+
+void Supervisor::drop_image_templates(const std::string& image) {
+  drop_matching([&](const std::string& key) { return template_of_image(key, image); }, nullptr, Teardown::now);
 }
 
 void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec,
@@ -380,7 +385,8 @@ void Supervisor::drop_templates(const std::string& tenant, const std::shared_ptr
       keep);
 }
 
-void Supervisor::drop_matching(const std::function<bool(const std::string&)>& match, const std::shared_ptr<void>& keep) {
+void Supervisor::drop_matching(const std::function<bool(const std::string&)>& match, const std::shared_ptr<void>& keep,
+                               Teardown when) {
   std::vector<std::pair<std::string, std::unique_ptr<fwp::Template>>> doomed;
   for (auto it = templates_.begin(); it != templates_.end();) {
     if (match(it->first)) {
@@ -402,10 +408,10 @@ void Supervisor::drop_matching(const std::function<bool(const std::string&)>& ma
       }
     }
     std::string cgroup = tpl->spec().template_cgroup;
-    // We may be inside one of this template's own callbacks: destroy it from the loop instead.
-    std::shared_ptr<fwp::Template> held(std::move(tpl));
     ++template_teardowns_;
-    loop_.after(std::chrono::milliseconds(0), [this, held, keep = keep, cgroup, name = key]() mutable {
+    // The lambda holds the template alone: held.reset() destroys it, whenever it runs.
+    auto teardown = [this, held = std::shared_ptr<fwp::Template>(std::move(tpl)), keep = keep, cgroup,
+                     name = key]() mutable {
       held.reset();
       (void)cgroups_.kill_all(cgroup);
       if (auto r = cgroups_.remove(cgroup); !r.ok())
@@ -413,7 +419,10 @@ void Supervisor::drop_matching(const std::function<bool(const std::string&)>& ma
       keep.reset();  // the last teardown of them releases it, before shutdown may finish below
       --template_teardowns_;
       maybe_finish_shutdown();
-    });
+    };
+    // We may be inside one of this template's own callbacks: destroy it from the loop instead.
+    if (when == Teardown::now) teardown();
+    else loop_.after(std::chrono::milliseconds(0), std::move(teardown));
     for (const std::string& id : ended) {
       if (Worker* w = find_worker(id); w && alive(*w)) {
         ExitInfo info;

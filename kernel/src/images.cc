@@ -27,6 +27,18 @@ ImageRegistry::ImageRegistry() {
 
 ConfigResult<Image*> ImageRegistry::add(const ImageSpec& spec) {
   if (images_.count(spec.name)) return fail(ConfigError{"image " + spec.name + " already exists"});
+  auto image = prepare(spec);
+  if (!image.ok()) return fail(image.error());
+  return insert(std::move(image.value()));
+}
+
+Image* ImageRegistry::insert(std::unique_ptr<Image> image) {
+  Image* raw = image.get();
+  images_[raw->spec.name] = std::move(image);
+  return raw;
+}
+
+ConfigResult<std::unique_ptr<Image>> ImageRegistry::prepare(const ImageSpec& spec) {
   auto image = std::make_unique<Image>();
   image->spec = spec;
   const std::string where = "image " + spec.name;
@@ -68,9 +80,7 @@ ConfigResult<Image*> ImageRegistry::add(const ImageSpec& spec) {
     if (!f.ok()) return fail(ConfigError{where + ": seccomp profile: " + f.error().message()});
     image->filter = std::move(f.value());
   }
-  Image* raw = image.get();
-  images_[spec.name] = std::move(image);
-  return raw;
+  return image;
 }
 
 ConfigResult<bool> ImageRegistry::remove(const std::string& name) {

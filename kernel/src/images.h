@@ -26,6 +26,10 @@ class ImageRegistry {
   // Resolves the rootfs (an OCI bundle's config.json root.path), checks it is a directory, and
   // compiles the seccomp profile. Errors name the file and what is wrong.
   ConfigResult<Image*> add(const ImageSpec& spec);
+  // What add() checks and compiles, without adding it: a replacement is made before the image it
+  // replaces goes.
+  static ConfigResult<std::unique_ptr<Image>> prepare(const ImageSpec& spec);
+  Image* insert(std::unique_ptr<Image> image);  // in place of any image of its name
   ConfigResult<bool> remove(const std::string& name);
   Image* find(const std::string& name);
   std::vector<Image*> list();

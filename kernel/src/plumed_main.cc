@@ -282,6 +282,8 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
               {{"file", config_path},
                {"added", joined(report.added)},
                {"updated", joined(report.updated)},
+               {"replaced", joined(report.replaced)},
+               {"removed", joined(report.removed)},
                {"log_level", report.log_level_set ? last_loaded.daemon.log_level : std::string()},
                {"kept_as_running", joined(report.differ)},
                {"not_in_file_kept", joined(report.dropped)},

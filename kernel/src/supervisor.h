@@ -91,7 +91,6 @@ class Supervisor {
   // init() and by each reload (owned_by_config).
   bool config_names_tenant(const std::string& name) const { return config_tenants_.count(name) != 0; }
   bool config_names_image(const std::string& name) const { return config_images_.count(name) != 0; }
-  bool image_being_removed(const std::string& name) const { return images_removing_.count(name) != 0; }
   void owned_by_config(const Config& c);
   TenantRegistry& tenants() { return tenants_; }
   ImageRegistry& images() { return images_; }
@@ -114,13 +113,16 @@ class Supervisor {
   // (fwp::Template::set_pool_size): a larger pool refills in the background, parked instances
   // beyond a smaller one are killed. Running instances are not touched.
   void set_pool_size(Image& image, uint32_t pool_size);
-  // Adds an image, unless one of that name is still being removed (its templates' groups, named
-  // after it, are not gone yet).
-  ConfigResult<Image*> add_image(const ImageSpec& spec);
-  // Removes an image. A featherweight image's templates go with it: their warm pools, their
-  // groups, and their running instances, which without force make it 409 instead. Answers 204
-  // once the last template is torn down, so that the name can be added again at once.
-  void remove_image(const std::string& name, bool force, std::shared_ptr<Responder> responder);
+  ConfigResult<Image*> add_image(const ImageSpec& spec) { return images_.add(spec); }
+  // Featherweight instances of this image running now, in every tenant.
+  size_t running_instances_of(const std::string& image) const;
+  // Removes an image, and with it its templates in every tenant: their warm pools and their
+  // groups, torn down before this returns, so that the name can be added again at once. Refused
+  // while an instance of it runs, unless `force` kills those first; and for the built-in host.
+  ConfigResult<bool> remove_image(const std::string& name, bool force);
+  // A new spec for an image no instance of runs (a reload): checked and compiled first, so that
+  // one that fails leaves the old image as it was; then the old one's templates go, as above.
+  ConfigResult<bool> replace_image(const ImageSpec& spec);
   // Removes a tenant with no running workers; with force, kills them first and answers once the
   // last one has exited.
   void remove_tenant(Tenant& tenant, bool force, std::shared_ptr<Responder> responder);
@@ -190,15 +192,19 @@ class Supervisor {
   // them: its end kills their keepers, which a template still alive would report as its failure.
   void drop_templates(const std::string& tenant, const std::shared_ptr<void>& keep = nullptr);  // "" = all
   void drop_template(const std::string& key);
+  // An image's templates, torn down at once: called from a request or a reload, never from a
+  // template's own callback.
+  void drop_image_templates(const std::string& image);
   void follow_tenant_limits(const Tenant& t);  // its templates' and instances' groups (update_tenant)
   ConfigResult<bool> not_the_admin_token(const std::string& tenant, const std::string& token) const;
-  void drop_matching(const std::function<bool(const std::string&)>& match, const std::shared_ptr<void>& keep = nullptr);
+  enum class Teardown { from_the_loop, now };
+  void drop_matching(const std::function<bool(const std::string&)>& match, const std::shared_ptr<void>& keep = nullptr,
+                     Teardown when = Teardown::from_the_loop);
   uint32_t spinning_standbys_granted() const;  // over all live templates
 
   EventLoop& loop_;
   Config config_;
   std::set<std::string> config_tenants_, config_images_;  // what the loaded configuration names
-  std::set<std::string> images_removing_;  // removed, their templates not torn down yet
   fwp::CgroupManager cgroups_;
   fwp::SpawnService* spawner_;
   EventLoop::OpId spawn_answers_op_ = 0;  // the helper's answers to spawn_async

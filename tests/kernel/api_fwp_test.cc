@@ -35,15 +35,7 @@ class ApiFwp : public ::testing::Test {
     return r.body;
   }
   // The host pid of a running instance: known once its template has forked it.
-  pid_t running_pid(const std::string& id, const std::string& token) {
-    pid_t pid = 0;
-    for (int i = 0; i < 100 && pid <= 0; ++i) {
-      auto cur = json_of(plumed_.request("GET", "/v1/workers/" + id, token));
-      pid = cur.value("pid", 0);
-      if (pid <= 0) ::poll(nullptr, 0, 20);  // bounded: at most 100 looks
-    }
-    return pid;
-  }
+  pid_t running_pid(const std::string& id, const std::string& token) { return test::running_pid(plumed_, id, token); }
   Plumed plumed_;
   std::string token_;
 };
@@ -188,25 +180,6 @@ TEST_F(ApiFwp, AWarmPoolIsResizedWhileItsTemplateRuns) {
   EXPECT_NE(host.body.find("has no fwp app"), std::string::npos) << host.body;
   EXPECT_EQ(plumed_.admin("PATCH", "/v1/images/nothing", R"({"fwp": {"pool_size": 1}})").status, 404);
   EXPECT_EQ(plumed_.request("PATCH", "/v1/images/echo", token_, R"({"fwp": {"pool_size": 1}})").status, 403);
-}
-
-// The processes in a tenant's template group (the template, what it parks, and its instances that
-// have no group of their own), from the first hierarchy that has the group; empty where none has.
-std::vector<pid_t> template_group(const Plumed& plumed, const std::string& tenant, const std::string& image) {
-  for (const std::string& dir : cgroup_parent_dirs(plumed.cgroup_parent())) {
-    std::ifstream in(dir + "/" + tenant + "/tpl-" + image + "/cgroup.procs");
-    if (!in) continue;
-    std::vector<pid_t> pids;
-    for (pid_t pid = 0; in >> pid;) pids.push_back(pid);
-    return pids;
-  }
-  return {};
-}
-
-bool template_group_exists(const Plumed& plumed, const std::string& tenant, const std::string& image) {
-  for (const std::string& dir : cgroup_parent_dirs(plumed.cgroup_parent()))
-    if (std::filesystem::exists(dir + "/" + tenant + "/tpl-" + image)) return true;
-  return false;
 }
 
 // DELETE /v1/images/<name> (`plume image rm`): the image's templates go with it, their warm pools

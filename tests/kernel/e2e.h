@@ -8,9 +8,11 @@
 
 #include <cerrno>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "support/plumed_fixture.h"
 
@@ -69,6 +71,37 @@ inline std::string tenant_memory_limit(const Plumed& p, const std::string& tenan
     }
   }
   return "(no memory limit file)";
+}
+
+// The host pid of a running worker (a featherweight instance's is known once its template has
+// forked it), looked up at most 100 times, 20 ms apart; 0 if it never came.
+inline pid_t running_pid(Plumed& plumed, const std::string& id, const std::string& token) {
+  pid_t pid = 0;
+  for (int i = 0; i < 100 && pid <= 0; ++i) {
+    auto cur = json_of(plumed.request("GET", "/v1/workers/" + id, token));
+    pid = cur.value("pid", 0);
+    if (pid <= 0) ::poll(nullptr, 0, 20);
+  }
+  return pid;
+}
+
+// The processes in a tenant's template group (the template, what it parks, and its instances that
+// have no group of their own), from the first hierarchy that has the group; empty where none has.
+inline std::vector<pid_t> template_group(const Plumed& plumed, const std::string& tenant, const std::string& image) {
+  for (const std::string& dir : cgroup_parent_dirs(plumed.cgroup_parent())) {
+    std::ifstream in(dir + "/" + tenant + "/tpl-" + image + "/cgroup.procs");
+    if (!in) continue;
+    std::vector<pid_t> pids;
+    for (pid_t pid = 0; in >> pid;) pids.push_back(pid);
+    return pids;
+  }
+  return {};
+}
+
+inline bool template_group_exists(const Plumed& plumed, const std::string& tenant, const std::string& image) {
+  for (const std::string& dir : cgroup_parent_dirs(plumed.cgroup_parent()))
+    if (std::filesystem::exists(dir + "/" + tenant + "/tpl-" + image)) return true;
+  return false;
 }
 
 // The value of one /metrics sample line ("name{labels} value"), or -1 when absent.

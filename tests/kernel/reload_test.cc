@@ -1,7 +1,8 @@
-// SIGHUP (`systemctl reload plumed`): plumed loads its config file again, adds the tenants and
-// images new to it, gives a running tenant its new token and limits, leaves running work and
-// everything else as it was and says so, and changes nothing when the file does not load. Each reload ends with READY=1 to the service manager,
-// which is what the tests wait for (a notification socket of their own).
+// SIGHUP (`systemctl reload plumed`): plumed loads its config file again, removes what it no
+// longer names and adds what it names anew, gives a running tenant its new token and limits,
+// resizes or replaces a changed image, never stops running work (what that leaves is said), and
+// changes nothing when the file does not load. Each reload ends with READY=1 to the service
+// manager, which is what the tests wait for (a notification socket of their own).
 #include <signal.h>
 
 #include <cstdint>
@@ -160,11 +161,50 @@ TEST_F(ReloadTest, AnImagesPoolIsResizedInPlaceAndTheRestIsLeft) {
   auto patched = plumed_->admin("PATCH", "/v1/images/kv", R"({"fwp": {"pool_size": 5}})");
   EXPECT_EQ(patched.status, 409) << show(patched);
   EXPECT_EQ(pool_of_kv(), 3);
-  // Anything else is what running templates were made from: left, and said so.
+  // Anything else is what its templates were made from. While an instance of it runs, it is left
+  // and said so; a reload once none does replaces it, templates and all.
+  json running = run_worker(*plumed_, kStayToken, {{"fwp", true}, {"image", "kv"}, {"input", "stats"}});
+  ASSERT_TRUE(running.contains("id")) << running.dump();
+  ASSERT_GT(running_pid(*plumed_, running["id"], kStayToken), 0);
+  const std::vector<pid_t> old_group = template_group(*plumed_, "stay", "kv");
+  ASSERT_FALSE(old_group.empty());
   rewrite_config(base + image(2, true));
   reload();
   EXPECT_NE(reload_line().find("kept_as_running=\"image kv\""), std::string::npos) << reload_line();
   EXPECT_EQ(pool_of_kv(), 3);
+  const std::string id = running["id"];
+  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", kStayToken, R"({"signal":"KILL"})").status, 202);
+  wait_worker(*plumed_, kStayToken, id);
+  reload();
+  EXPECT_NE(reload_line().find("replaced=\"image kv\""), std::string::npos) << reload_line();
+  EXPECT_EQ(pool_of_kv(), 2);
+  for (pid_t pid : old_group) EXPECT_TRUE(process_gone(pid, 5s)) << pid;  // the old template and its pool
+  json fresh = run_worker(*plumed_, kStayToken, {{"fwp", true}, {"image", "kv"}, {"input", {"stats", ""}}});
+  ASSERT_TRUE(fresh.contains("id")) << fresh.dump();
+  EXPECT_EQ(fresh.value("start_path", ""), "fork") << fresh.dump();  // from a new template
+  EXPECT_EQ(wait_worker(*plumed_, kStayToken, fresh["id"])["exit"].value("code", -1), 0);
+  EXPECT_TRUE(plumed_->stderr_text().find("event=template.failed") == std::string::npos) << plumed_->stderr_text();
+}
+
+// An image the file stops naming goes at the next reload, templates and warm pools with it.
+TEST_F(ReloadTest, AnImageLeftOutOfTheFileIsRemovedWithItsTemplates) {
+  const std::string base = "[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("stay", kStayToken, 400000, "128M");
+  rewrite_config(base + "[[image]]\nname = \"kv\"\n[image.fwp]\nbinary = \"" + PLUME_KVINDEX_APP + "\"\npool_size = 2\n");
+  reload();
+  json w = run_worker(*plumed_, kStayToken, {{"fwp", true}, {"image", "kv"}, {"input", {"stats", ""}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  wait_worker(*plumed_, kStayToken, w["id"]);
+  ASSERT_EQ(await_metric(*plumed_, "plume_fwp_pool_ready{tenant=\"stay\",image=\"kv\"}", 2), 2);
+  const std::vector<pid_t> group = template_group(*plumed_, "stay", "kv");
+  ASSERT_GE(group.size(), 3u);  // the template and its pool of two
+  rewrite_config(base);
+  reload();
+  EXPECT_NE(reload_line().find("removed=\"image kv\""), std::string::npos) << reload_line();
+  EXPECT_FALSE(template_group_exists(*plumed_, "stay", "kv"));
+  for (pid_t pid : group) EXPECT_TRUE(process_gone(pid, 5s)) << pid;
+  const json images = json_of(plumed_->admin("GET", "/v1/images"));
+  for (const json& i : images["images"]) EXPECT_NE(i.value("name", ""), "kv") << images.dump();
+  EXPECT_EQ(plumed_->request("POST", "/v1/workers", kStayToken, json{{"fwp", true}, {"image", "kv"}}.dump()).status, 404);
 }
 
 TEST_F(ReloadTest, AFileThatDoesNotLoadChangesNothing) {
@@ -181,23 +221,54 @@ TEST_F(ReloadTest, AFileThatDoesNotLoadChangesNothing) {
   EXPECT_EQ(tenants["tenants"][0].value("name", ""), "stay");
 }
 
-// ... and only then can the API remove it: while the file names it, the file is where it changes.
-TEST_F(ReloadTest, ATenantLeftOutOfTheFileIsKeptAndNamed) {
+// A tenant the file stops naming goes at the next reload, unless its workers run: then it is kept
+// and named, and from then on the API can remove it, since the file no longer does.
+TEST_F(ReloadTest, ATenantLeftOutOfTheFileGoesUnlessItsWorkersRun) {
   auto refused = plumed_->admin("DELETE", "/v1/tenants/stay");
   EXPECT_EQ(refused.status, 409) << show(refused);
   EXPECT_NE(refused.body.find("named in plumed's configuration"), std::string::npos) << refused.body;
+  const std::string both = "[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("stay", kStayToken, 400000, "128M") +
+                           tenant_toml("newcomer", kNewToken, 500000, "128M");
+  rewrite_config(both);
+  reload();
+  json sleeper = run_worker(*plumed_, kStayToken, {{"argv", {"/bin/sleep", "60"}}});
+  ASSERT_TRUE(sleeper.contains("id")) << sleeper.dump();
+  json done = run_worker(*plumed_, kNewToken, {{"argv", {"/bin/true"}}});
+  ASSERT_TRUE(done.contains("id")) << done.dump();
+  wait_worker(*plumed_, kNewToken, done["id"]);
+
   rewrite_config("[daemon]\nshutdown_grace_ms = 500\n");
   reload();
   const std::string line = reload_line();
   EXPECT_NE(line.find("not_in_file_kept=\"tenant stay\""), std::string::npos) << line;
-  json w = run_worker(*plumed_, kStayToken, {{"argv", {"/bin/true"}}});
-  EXPECT_TRUE(w.contains("id")) << w.dump();
-  wait_worker(*plumed_, kStayToken, w["id"]);
+  EXPECT_NE(line.find("removed=\"tenant newcomer\""), std::string::npos) << line;
+  EXPECT_EQ(plumed_->request("GET", "/v1/workers", kNewToken).status, 401);  // its token went with it
   auto tenants = json_of(plumed_->admin("GET", "/v1/tenants"));
   ASSERT_EQ(tenants["tenants"].size(), 1u) << tenants.dump();
   EXPECT_EQ(tenants["tenants"][0].value("origin", ""), "api") << tenants.dump();
-  EXPECT_EQ(plumed_->admin("DELETE", "/v1/tenants/stay").status, 204);
+  // Its running worker keeps running.
+  auto cur = json_of(plumed_->request("GET", "/v1/workers/" + sleeper["id"].get<std::string>(), kStayToken));
+  EXPECT_EQ(cur.value("state", ""), "running") << cur.dump();
+  EXPECT_EQ(plumed_->admin("DELETE", "/v1/tenants/stay").status, 409);  // its worker runs
+  EXPECT_EQ(plumed_->admin("DELETE", "/v1/tenants/stay?force=true").status, 204);
   EXPECT_EQ(plumed_->request("GET", "/v1/workers", kStayToken).status, 401);
+}
+
+// Removals come before additions: a token the file moves from a tenant it drops to a new one is
+// free by the time the new one is added.
+TEST_F(ReloadTest, ATokenMovesFromADroppedTenantToANewOne) {
+  rewrite_config("[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("successor", kStayToken, 500000, "128M"));
+  reload();
+  const std::string line = reload_line();
+  EXPECT_NE(line.find("removed=\"tenant stay\""), std::string::npos) << line;
+  EXPECT_NE(line.find("added=\"tenant successor\""), std::string::npos) << line;
+  EXPECT_NE(line.find("failed=\"\""), std::string::npos) << line;
+  auto tenants = json_of(plumed_->admin("GET", "/v1/tenants"));
+  ASSERT_EQ(tenants["tenants"].size(), 1u) << tenants.dump();
+  EXPECT_EQ(tenants["tenants"][0].value("name", ""), "successor") << tenants.dump();
+  json w = run_worker(*plumed_, kStayToken, {{"argv", {"/bin/true"}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  EXPECT_EQ(w.value("tenant", ""), "successor") << w.dump();
 }
 
 }  // namespace

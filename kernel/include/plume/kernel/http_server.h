@@ -82,6 +82,13 @@ class Responder {
   virtual bool connected() const = 0;
 };
 
+// For a call plumed makes of itself (a reload, a rollback): nobody waits for the answer.
+class NoResponse : public Responder {
+ public:
+  void send(HttpResponse) override {}
+  bool connected() const override { return false; }
+};
+
 class HttpServer {
  public:
   using Handler = std::function<void(HttpRequest request, std::shared_ptr<Responder> responder)>;
