@@ -328,6 +328,20 @@ ConfigResult<Config> config_from_json(const json& j) {
       c.images.push_back(std::move(spec));
     }
   }
+  // What would make two entries one, or one tenant able to act as another: the file is wrong, and
+  // which of the two to keep is not plumed's guess.
+  for (size_t a = 0; a < c.tenants.size(); ++a) {
+    const TenantSpec& t = c.tenants[a];
+    if (!c.daemon.admin_token.empty() && t.token == c.daemon.admin_token)
+      return fail(err("tenant " + t.name + ": its token is daemon.admin_token"));
+    for (size_t b = 0; b < a; ++b) {
+      if (c.tenants[b].name == t.name) return fail(err("tenant " + t.name + ": named twice"));
+      if (c.tenants[b].token == t.token) return fail(err("tenant " + t.name + ": same token as tenant " + c.tenants[b].name));
+    }
+  }
+  for (size_t a = 0; a < c.images.size(); ++a)
+    for (size_t b = 0; b < a; ++b)
+      if (c.images[b].name == c.images[a].name) return fail(err("image " + c.images[a].name + ": named twice"));
   return c;
 }
 

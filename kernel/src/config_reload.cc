@@ -68,30 +68,54 @@ void remove_what_the_file_dropped(Supervisor& sup, const Config& before, const C
   }
 }
 
+// The running tenants the file gives new tokens or limits. A token may come from another running
+// tenant that gives it up in this same reload (two tenants swap theirs, or a chain of them):
+// those tenants take their limits first, then their tokens all at once, once it is clear that no
+// two tenants end up holding one token.
+void update_running_tenants(Supervisor& sup, const Config& after, ReloadReport& report) {
+  auto gives_up_its_token = [&](const Tenant& holder) {
+    for (const TenantSpec& w : after.tenants)
+      if (w.name == holder.spec.name)
+        return tenant_change(holder.spec, w) == TenantChange::in_place && !tokens_equal(w.token, holder.spec.token);
+    return false;
+  };
+  std::vector<std::pair<Tenant*, std::string>> moves;
+  for (const TenantSpec& wanted : after.tenants) {
+    Tenant* running = sup.tenants().find(wanted.name);
+    if (running == nullptr || running->removing) continue;
+    const std::string what = "tenant " + wanted.name;
+    const TenantChange change = tenant_change(running->spec, wanted);
+    if (change == TenantChange::none) continue;
+    if (change == TenantChange::needs_readding) {
+      report.differ.push_back(what);
+      continue;
+    }
+    const Tenant* holder = sup.tenants().by_token(wanted.token);
+    const bool token_moves_later = holder != nullptr && holder != running && gives_up_its_token(*holder);
+    auto set = sup.update_tenant(*running, token_moves_later ? running->spec.token : wanted.token, wanted.limits);
+    if (!set.ok()) report.failed.push_back(naming(what, set.error().message));
+    else if (token_moves_later) moves.emplace_back(running, wanted.token);
+    else report.updated.push_back(what);
+  }
+  std::vector<Tenant*> refused = sup.move_tokens(moves);
+  for (const auto& [tenant, token] : moves) {
+    const std::string what = "tenant " + tenant->spec.name;
+    if (std::find(refused.begin(), refused.end(), tenant) == refused.end()) report.updated.push_back(what);
+    else report.failed.push_back(naming(what, "token already used by another tenant"));
+  }
+}
+
 }  // namespace
 
 ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& after) {
   ReloadReport report;
-  // First, so that a name or token the file moves to a new entry is free when that is added.
+  // Removals first and additions last, so that a name or token the file moves from a tenant it
+  // drops, or one a running tenant gives up, is free when the new holder is added.
   remove_what_the_file_dropped(sup, before, after, report);
+  update_running_tenants(sup, after, report);
   for (const TenantSpec& wanted : after.tenants) {
+    if (sup.tenants().find(wanted.name) != nullptr) continue;
     const std::string what = "tenant " + wanted.name;
-    if (Tenant* running = sup.tenants().find(wanted.name)) {
-      switch (tenant_change(running->spec, wanted)) {
-        case TenantChange::none:
-          break;
-        case TenantChange::needs_readding:
-          report.differ.push_back(what);
-          break;
-        case TenantChange::in_place:
-          if (auto set = sup.update_tenant(*running, wanted.token, wanted.limits); set.ok())
-            report.updated.push_back(what);
-          else
-            report.failed.push_back(naming(what, set.error().message));
-          break;
-      }
-      continue;
-    }
     auto added = sup.add_tenant(wanted);
     if (added.ok()) report.added.push_back(what);
     else report.failed.push_back(naming(what, added.error().message));

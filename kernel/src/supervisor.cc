@@ -213,6 +213,36 @@ ConfigResult<bool> Supervisor::update_tenant(Tenant& t, const std::string& token
   return true;
 }
 
+std::vector<Tenant*> Supervisor::move_tokens(std::vector<std::pair<Tenant*, std::string>> moves) {
+  std::vector<Tenant*> refused;
+  auto token_after = [&](const Tenant* t) -> const std::string& {
+    for (const auto& [mover, token] : moves)
+      if (mover == t) return token;
+    return t->spec.token;
+  };
+  auto clashes = [&](const Tenant* t, const std::string& token) {
+    if (!not_the_admin_token(t->spec.name, token).ok()) return true;
+    bool clash = false;  // every tenant compared, as token checks do
+    for (Tenant* other : tenants_.list()) clash = (other != t && tokens_equal(token_after(other), token)) || clash;
+    return clash;
+  };
+  // Refusing one move keeps its tenant's token, which another move may have counted on: again.
+  for (auto it = moves.begin(); it != moves.end();) {
+    if (clashes(it->first, it->second)) {
+      refused.push_back(it->first);
+      moves.erase(it);
+      it = moves.begin();
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [t, token] : moves) {
+    t->spec.token = token;
+    log::info("tenant.token", {{"tenant", t->spec.name}, {"action", "replaced"}});
+  }
+  return refused;
+}
+
 void Supervisor::remove_tenant(Tenant& t, bool force, std::shared_ptr<Responder> responder) {
   if (t.running > 0 && !force) {
     responder->send(HttpResponse::error(409, "conflict", "tenant " + t.spec.name + " has " +

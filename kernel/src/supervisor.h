@@ -105,6 +105,11 @@ class Supervisor {
   // controller's "no limit" value written, which create() never does either), or limits the
   // cgroup refuses (v1 refuses a memory limit below what the group uses) change nothing.
   ConfigResult<bool> update_tenant(Tenant& tenant, const std::string& token, const TenantLimits& limits);
+  // Gives running tenants new tokens all at once, so that tokens can change hands among them (a
+  // reload that swaps two tenants' tokens). A move is refused where the admin or another tenant
+  // would still hold its token afterwards, and so is any move that then clashes with a refused
+  // one's tenant keeping its token. Returns the tenants whose moves were refused.
+  std::vector<Tenant*> move_tokens(std::vector<std::pair<Tenant*, std::string>> moves);
   // A limit of 0 among those a cgroup holds: "no limit", which update_tenant refuses (above).
   static bool lifts_a_limit(const TenantLimits& l) {
     return l.memory_bytes == 0 || l.pids_max == 0 || l.cpu_percent == 0 || l.cpu_weight == 0;

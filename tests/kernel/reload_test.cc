@@ -123,20 +123,46 @@ TEST_F(ReloadTest, AUidRangeChangeIsLeftForTheApi) {
 }
 
 TEST_F(ReloadTest, ATokenAnotherTenantHoldsIsRefused) {
-  // The newcomer is added with a token that the file then also gives the running tenant.
-  rewrite_config("[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("newcomer", kNewToken, 500000, "128M") +
-                 tenant_toml("stay", kNewToken, 400000, "64M"));
+  // A tenant added through the API holds the token the file then gives the running tenant.
+  const json newcomer = {{"name", "newcomer"}, {"token", kNewToken}, {"uid_base", 500000}, {"uid_count", 65536}};
+  ASSERT_EQ(plumed_->admin("POST", "/v1/tenants", newcomer.dump()).status, 201);
+  rewrite_config("[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("stay", kNewToken, 400000, "64M"));
   reload();
   const std::string line = reload_line();
-  EXPECT_NE(line.find("added=\"tenant newcomer\""), std::string::npos) << line;
   EXPECT_NE(line.find("failed=\"tenant stay: token already used by another tenant\""), std::string::npos) << line;
-  // All or nothing: the running tenant keeps its token and its limit, and the shared token is
-  // the newcomer's alone.
+  // All or nothing: the running tenant keeps its token and its limit, and the token stays the
+  // newcomer's alone.
   EXPECT_EQ(plumed_->request("GET", "/v1/workers", kStayToken).status, 200);
   EXPECT_EQ(memory_limit_of("stay"), std::to_string(uint64_t{128} << 20));
   json sleeper = run_worker(*plumed_, kNewToken, {{"argv", {"/bin/sleep", "30"}}});
   ASSERT_TRUE(sleeper.contains("id")) << sleeper.dump();
   EXPECT_EQ(sleeper.value("tenant", ""), "newcomer") << sleeper.dump();
+}
+
+// Tokens can change hands among running tenants in one reload: each takes its limits, then all
+// take their tokens at once. A file that gives two tenants one token does not load.
+TEST_F(ReloadTest, TwoTenantsSwapTokensInOneReload) {
+  const std::string head = "[daemon]\nshutdown_grace_ms = 500\n\n";
+  rewrite_config(head + tenant_toml("stay", kStayToken, 400000, "128M") + tenant_toml("newcomer", kNewToken, 500000, "128M"));
+  reload();
+  ASSERT_NE(reload_line().find("added=\"tenant newcomer\""), std::string::npos) << reload_line();
+  rewrite_config(head + tenant_toml("stay", kNewToken, 400000, "64M") + tenant_toml("newcomer", kStayToken, 500000, "128M"));
+  reload();
+  const std::string line = reload_line();
+  EXPECT_NE(line.find("updated=\"tenant stay, tenant newcomer\""), std::string::npos) << line;
+  EXPECT_NE(line.find("failed=\"\""), std::string::npos) << line;
+  EXPECT_EQ(memory_limit_of("stay"), std::to_string(uint64_t{64} << 20));
+  json as_stay = run_worker(*plumed_, kNewToken, {{"argv", {"/bin/true"}}});
+  EXPECT_EQ(as_stay.value("tenant", ""), "stay") << as_stay.dump();
+  json as_newcomer = run_worker(*plumed_, kStayToken, {{"argv", {"/bin/true"}}});
+  EXPECT_EQ(as_newcomer.value("tenant", ""), "newcomer") << as_newcomer.dump();
+
+  rewrite_config(head + tenant_toml("stay", kRotatedToken, 400000, "64M") + tenant_toml("newcomer", kRotatedToken, 500000, "128M"));
+  const std::string ready = reload();
+  EXPECT_NE(ready.find("STATUS=reload failed: "), std::string::npos) << ready;
+  EXPECT_NE(reload_line().find("same token as tenant stay"), std::string::npos) << reload_line();
+  json still = run_worker(*plumed_, kNewToken, {{"argv", {"/bin/true"}}});
+  EXPECT_EQ(still.value("tenant", ""), "stay") << still.dump();
 }
 
 TEST_F(ReloadTest, AnImagesPoolIsResizedInPlaceAndTheRestIsLeft) {

@@ -51,6 +51,27 @@ TEST(Config, RejectsUnknownKeysAndBadValues) {
   EXPECT_FALSE(image_from_json(json{{"name", "img"}, {"rootfs", "/a"}, {"bundle", "/b"}}).ok());
 }
 
+// Two entries the file cannot mean: which one to keep is not plumed's guess, and a token two
+// tenants (or a tenant and the admin) share lets each act as the other.
+TEST(Config, RefusesTwoEntriesOfOneNameAndSharedTokens) {
+  auto tenant = [](const char* name, const char* token) {
+    return std::string("[[tenant]]\nname = \"") + name + "\"\ntoken = \"" + token + "\"\n";
+  };
+  auto expect_refused = [](const std::string& toml, const std::string& why) {
+    auto c = parse_config_toml(toml, "t.toml");
+    ASSERT_FALSE(c.ok()) << toml;
+    EXPECT_NE(c.error().message.find(why), std::string::npos) << c.error().message;
+  };
+  expect_refused(tenant("a", "token-one") + tenant("a", "token-two"), "tenant a: named twice");
+  expect_refused(tenant("a", "token-one") + tenant("b", "token-one"), "tenant b: same token as tenant a");
+  expect_refused("[daemon]\nadmin_token = \"token-one\"\n" + tenant("a", "token-one"),
+                 "tenant a: its token is daemon.admin_token");
+  const std::string image = "[[image]]\nname = \"img\"\nrootfs = \"/srv/img\"\n";
+  expect_refused(image + image, "image img: named twice");
+  auto fine = parse_config_toml(tenant("a", "token-one") + tenant("b", "token-two") + image, "t.toml");
+  EXPECT_TRUE(fine.ok()) << fine.error().message;
+}
+
 TEST(Config, ParsesByteSizes) {
   EXPECT_EQ(parse_bytes(json("512K"), "m").value(), 512ull << 10);
   EXPECT_EQ(parse_bytes(json("64Mi"), "m").value(), 64ull << 20);
