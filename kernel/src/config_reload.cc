@@ -1,6 +1,8 @@
 #include "config_reload.h"
 
 #include <algorithm>
+#include <memory>
+#include <set>
 
 #include "plume/base/log.h"
 #include "supervisor.h"
@@ -72,7 +74,11 @@ void remove_what_the_file_dropped(Supervisor& sup, const Config& before, const C
 // tenant that gives it up in this same reload (two tenants swap theirs, or a chain of them):
 // those tenants take their limits first, then their tokens all at once, once it is clear that no
 // two tenants end up holding one token.
-void update_running_tenants(Supervisor& sup, const Config& after, ReloadReport& report) {
+//
+// A tenant whose uid range changed (its workers would run mapped to the old one) is removed here
+// when none of its workers runs, to be added again with the additions; its name is returned.
+std::set<std::string> update_running_tenants(Supervisor& sup, const Config& after, ReloadReport& report) {
+  std::set<std::string> to_readd;
   auto gives_up_its_token = [&](const Tenant& holder) {
     for (const TenantSpec& w : after.tenants)
       if (w.name == holder.spec.name)
@@ -87,7 +93,15 @@ void update_running_tenants(Supervisor& sup, const Config& after, ReloadReport& 
     const TenantChange change = tenant_change(running->spec, wanted);
     if (change == TenantChange::none) continue;
     if (change == TenantChange::needs_readding) {
-      report.differ.push_back(what);
+      const Tenant* holder = sup.tenants().by_token(wanted.token);
+      if (running->running > 0) {
+        report.differ.push_back(what);
+      } else if (holder != nullptr && holder != running) {
+        report.failed.push_back(naming(what, "token already used by another tenant"));
+      } else {
+        sup.remove_tenant(*running, /*force=*/false, std::make_shared<NoResponse>());
+        to_readd.insert(wanted.name);
+      }
       continue;
     }
     const Tenant* holder = sup.tenants().by_token(wanted.token);
@@ -103,6 +117,7 @@ void update_running_tenants(Supervisor& sup, const Config& after, ReloadReport& 
     if (std::find(refused.begin(), refused.end(), tenant) == refused.end()) report.updated.push_back(what);
     else report.failed.push_back(naming(what, "token already used by another tenant"));
   }
+  return to_readd;
 }
 
 }  // namespace
@@ -112,13 +127,14 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
   // Removals first and additions last, so that a name or token the file moves from a tenant it
   // drops, or one a running tenant gives up, is free when the new holder is added.
   remove_what_the_file_dropped(sup, before, after, report);
-  update_running_tenants(sup, after, report);
+  const std::set<std::string> readding = update_running_tenants(sup, after, report);
   for (const TenantSpec& wanted : after.tenants) {
     if (sup.tenants().find(wanted.name) != nullptr) continue;
     const std::string what = "tenant " + wanted.name;
+    const bool replaces = readding.count(wanted.name) != 0;
     auto added = sup.add_tenant(wanted);
-    if (added.ok()) report.added.push_back(what);
-    else report.failed.push_back(naming(what, added.error().message));
+    if (added.ok()) (replaces ? report.replaced : report.added).push_back(what);
+    else report.failed.push_back(naming(what, added.error().message + (replaces ? " (its old range is gone)" : "")));
   }
 
   for (const ImageSpec& wanted : after.images) {

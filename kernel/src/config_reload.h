@@ -6,13 +6,15 @@
 // - tenants and images new to plumed are added, as the API would add them;
 // - a running tenant takes its new token (the old one stops working) and its new limits, written
 //   to its cgroup, which its workers' cgroups sit below;
+// - a tenant whose uid range changed is removed and added again as the file has it, unless some
+//   of its workers run (they run mapped to the old range);
 // - an image the file describes differently is resized in place if only its pool changed, and
 //   otherwise replaced (its templates go, the next start makes new ones) unless an instance of
 //   it runs;
 // - the log level is set.
-// What is left is reported: a tenant whose uid range changed (its workers run mapped to the old
-// one), an image with running instances, and the daemon and cgroup settings, which only a
-// restart changes. A file that does not load changes nothing.
+// What is left is reported: a tenant or image whose change would stop its running workers, and
+// the daemon and cgroup settings, which only a restart changes. A file that does not load
+// changes nothing.
 #pragma once
 
 #include <string>
@@ -27,7 +29,8 @@ class Supervisor;
 struct ReloadReport {
   std::vector<std::string> added;         // "tenant alpha", "image kv"
   std::vector<std::string> updated;       // a running tenant given its new token and limits
-  std::vector<std::string> replaced;      // an image described differently, no instance running
+  std::vector<std::string> replaced;      // a tenant with a new uid range, an image described
+                                          // differently: removed and added again, nothing running
   std::vector<std::string> removed;       // in the previous file, not in this one, nothing running
   std::vector<std::string> differ;        // described differently by the file; left as running
   std::vector<std::string> dropped;       // in the previous file, not in this one; still running

@@ -379,10 +379,10 @@ uint32_t Supervisor::spinning_standbys_granted() const {
 
 void Supervisor::drop_template(const std::string& key) { drop_matching([&](const std::string& k) { return k == key; }); }
 
-void Supervisor::drop_templates(const std::string& tenant, const std::shared_ptr<void>& keep) {
+void Supervisor::drop_templates(const std::string& tenant, const std::shared_ptr<void>& keep, Teardown when) {
   drop_matching(
       [&](const std::string& key) { return tenant.empty() || template_of_tenant(key, tenant); },
-      keep);
+      keep, when);
 }
 
 void Supervisor::drop_matching(const std::function<bool(const std::string&)>& match, const std::shared_ptr<void>& keep,

@@ -255,10 +255,12 @@ void Supervisor::remove_tenant(Tenant& t, bool force, std::shared_ptr<Responder>
   // removal up. (One whose spawn the helper has not answered yet is ended by on_spawned.)
   for (Worker* w : workers(&t))
     if (alive(*w) && !w->spawn_pending) (void)signal_worker(*w, SIGKILL);
-  maybe_finish_tenant_removal(t);
+  // Called from a request or a reload, not from a template's callback: with nothing running, all
+  // of it goes now. (The last exit of a forced removal finishes it from the loop instead.)
+  maybe_finish_tenant_removal(t, Teardown::now);
 }
 
-void Supervisor::maybe_finish_tenant_removal(Tenant& t) {
+void Supervisor::maybe_finish_tenant_removal(Tenant& t, Teardown when) {
   if (!t.removing || t.running > 0) return;
   std::string name = t.spec.name;
   // After its templates, which are torn down from the loop: its namespace holder (SIGKILL,
@@ -273,7 +275,7 @@ void Supervisor::maybe_finish_tenant_removal(Tenant& t) {
                    holder.reset();
                    if (auto r = cgroups_.remove(name); !r.ok())
                      log::warn("tenant.cgroup_remove", {{"tenant", name}, {"error", r.error().message()}});
-                 }));
+                 }), when);
   for (auto it = workers_.begin(); it != workers_.end();) {
     if (it->second->tenant == name && it->second->state != WorkerState::starting) it = workers_.erase(it);
     else ++it;

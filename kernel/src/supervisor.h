@@ -128,8 +128,9 @@ class Supervisor {
   // A new spec for an image no instance of runs (a reload): checked and compiled first, so that
   // one that fails leaves the old image as it was; then the old one's templates go, as above.
   ConfigResult<bool> replace_image(const ImageSpec& spec);
-  // Removes a tenant with no running workers; with force, kills them first and answers once the
-  // last one has exited.
+  // Removes a tenant with no running workers, its templates, namespaces and cgroup before it
+  // returns (a tenant of that name can be added at once); with force, kills them first and
+  // answers once the last one has exited.
   void remove_tenant(Tenant& tenant, bool force, std::shared_ptr<Responder> responder);
 
   // Starts a worker; answers 201 once execve succeeded, 422 if a pipeline step failed.
@@ -170,6 +171,8 @@ class Supervisor {
   void shutdown(std::function<void()> done);
 
  private:
+  // How templates are torn down: from the loop, or at once (never from a template's own callback).
+  enum class Teardown { from_the_loop, now };
   void fail_start(Worker& w, const std::string& message, int status, const std::string& code);
   // An exec-mode worker's spawn answered (by the helper, or by spawn() here): watch it, or fail it.
   void on_spawned(const std::string& id, Result<fwp::Process, fwp::SpawnError> proc, uint64_t timeout_ms);
@@ -180,7 +183,7 @@ class Supervisor {
   void drain_log(Worker& w, bool stdout_stream);
   void finish(Worker& w, ExitInfo info);
   void trim_exited(const std::string& tenant);
-  void maybe_finish_tenant_removal(Tenant& t);
+  void maybe_finish_tenant_removal(Tenant& t, Teardown when = Teardown::from_the_loop);
   void maybe_finish_shutdown();
   bool alive(const Worker& w) const;
 
@@ -195,14 +198,14 @@ class Supervisor {
   // Templates are torn down from the loop (we may be inside one's callback). `keep` (what a
   // removed tenant leaves: its namespace holder and cgroup) is released only after the last of
   // them: its end kills their keepers, which a template still alive would report as its failure.
-  void drop_templates(const std::string& tenant, const std::shared_ptr<void>& keep = nullptr);  // "" = all
+  void drop_templates(const std::string& tenant, const std::shared_ptr<void>& keep = nullptr,
+                      Teardown when = Teardown::from_the_loop);  // "" = all
   void drop_template(const std::string& key);
   // An image's templates, torn down at once: called from a request or a reload, never from a
   // template's own callback.
   void drop_image_templates(const std::string& image);
   void follow_tenant_limits(const Tenant& t);  // its templates' and instances' groups (update_tenant)
   ConfigResult<bool> not_the_admin_token(const std::string& tenant, const std::string& token) const;
-  enum class Teardown { from_the_loop, now };
   void drop_matching(const std::function<bool(const std::string&)>& match, const std::shared_ptr<void>& keep = nullptr,
                      Teardown when = Teardown::from_the_loop);
   uint32_t spinning_standbys_granted() const;  // over all live templates

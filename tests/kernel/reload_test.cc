@@ -110,16 +110,60 @@ TEST_F(ReloadTest, WhatTheFileAddsTakesEffectAndRunningWorkKeepsGoing) {
   EXPECT_EQ(memory_limit_of("stay"), std::to_string(uint64_t{64} << 20));
 }
 
-TEST_F(ReloadTest, AUidRangeChangeIsLeftForTheApi) {
-  rewrite_config("[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("stay", kRotatedToken, 600000, "64M"));
+// A new uid range needs the tenant added again (its workers run mapped to the old one): left as
+// it is while a worker runs, done by the first reload once none does.
+TEST_F(ReloadTest, AUidRangeChangeWaitsForTheTenantsWorkers) {
+  const std::string kv = std::string("[[image]]\nname = \"kv\"\n[image.fwp]\nbinary = \"") + PLUME_KVINDEX_APP +
+                         "\"\npool_size = 1\n";
+  rewrite_config("[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("stay", kStayToken, 400000, "128M") + kv);
   reload();
-  const std::string line = reload_line();
+  // A template of the tenant's, its namespace holder and its pool: all go with the old range.
+  json first = run_worker(*plumed_, kStayToken, {{"fwp", true}, {"image", "kv"}, {"input", {"stats", ""}}});
+  ASSERT_TRUE(first.contains("id")) << first.dump();
+  wait_worker(*plumed_, kStayToken, first["id"]);
+  ASSERT_EQ(await_metric(*plumed_, "plume_fwp_pool_ready{tenant=\"stay\",image=\"kv\"}", 1), 1);
+  const std::vector<pid_t> old_template = template_group(*plumed_, "stay", "kv");
+  json sleeper = run_worker(*plumed_, kStayToken, {{"argv", {"/bin/sleep", "60"}}});
+  ASSERT_TRUE(sleeper.contains("id")) << sleeper.dump();
+  rewrite_config("[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("stay", kRotatedToken, 600000, "64M") + kv);
+  reload();
+  std::string line = reload_line();
   EXPECT_NE(line.find("kept_as_running=\"tenant stay\""), std::string::npos) << line;
   EXPECT_NE(line.find("updated=\"\""), std::string::npos) << line;
   // Nothing of it changed: not the token, not the limit.
   EXPECT_EQ(plumed_->request("GET", "/v1/workers", kStayToken).status, 200);
   EXPECT_EQ(plumed_->request("GET", "/v1/workers", kRotatedToken).status, 401);
   EXPECT_EQ(memory_limit_of("stay"), std::to_string(uint64_t{128} << 20));
+
+  const std::string id = sleeper["id"];
+  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", kStayToken, R"({"signal":"KILL"})").status, 202);
+  wait_worker(*plumed_, kStayToken, id);
+  reload();
+  line = reload_line();
+  EXPECT_NE(line.find("replaced=\"tenant stay\""), std::string::npos) << line;
+  EXPECT_NE(line.find("failed=\"\""), std::string::npos) << line;
+  EXPECT_EQ(plumed_->request("GET", "/v1/workers", kStayToken).status, 401);
+  EXPECT_EQ(memory_limit_of("stay"), std::to_string(uint64_t{64} << 20));
+  auto tenants = json_of(plumed_->admin("GET", "/v1/tenants"));
+  ASSERT_EQ(tenants["tenants"].size(), 1u) << tenants.dump();
+  EXPECT_EQ(tenants["tenants"][0].value("uid_base", 0), 600000) << tenants.dump();
+  EXPECT_EQ(tenants["tenants"][0].value("origin", ""), "config") << tenants.dump();
+  for (pid_t pid : old_template) EXPECT_TRUE(process_gone(pid, 5s)) << pid;
+  // Its workers run in the new range, featherweight ones from a template of the new tenant's.
+  json w = run_worker(*plumed_, kRotatedToken, {{"argv", {"/bin/true"}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  EXPECT_EQ(wait_worker(*plumed_, kRotatedToken, w["id"]).value("state", ""), "exited");
+  json again = run_worker(*plumed_, kRotatedToken, {{"fwp", true}, {"image", "kv"}, {"input", "stats"}});
+  ASSERT_TRUE(again.contains("id")) << again.dump();
+  EXPECT_EQ(again.value("start_path", ""), "fork") << again.dump();
+  const pid_t pid = running_pid(*plumed_, again["id"], kRotatedToken);
+  ASSERT_GT(pid, 0);
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  long uid = -1;
+  for (std::string entry; std::getline(status, entry);)
+    if (entry.rfind("Uid:", 0) == 0) uid = std::stol(entry.substr(4));
+  EXPECT_GE(uid, 600000);
+  EXPECT_LT(uid, 600000 + 65536);
 }
 
 TEST_F(ReloadTest, ATokenAnotherTenantHoldsIsRefused) {
