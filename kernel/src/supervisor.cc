@@ -263,7 +263,7 @@ void Supervisor::remove_tenant(Tenant& t, bool force, std::shared_ptr<Responder>
 void Supervisor::maybe_finish_tenant_removal(Tenant& t, Teardown when) {
   if (!t.removing || t.running > 0) return;
   std::string name = t.spec.name;
-  // After its templates, which are torn down from the loop: its namespace holder (SIGKILL,
+  // After its templates (torn down `when` says): its namespace holder (SIGKILL,
   // reaped once the keepers are) and its cgroup (removing it kills what is left in it). Either
   // kills the templates' keepers, which a template still alive would report as its failure.
   std::shared_ptr<fwp::TenantNamespaces> holder;
