@@ -1,6 +1,7 @@
 #include "config_reload.h"
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <set>
 
@@ -86,6 +87,7 @@ std::set<std::string> update_running_tenants(Supervisor& sup, const Config& afte
     return false;
   };
   std::vector<std::pair<Tenant*, std::string>> moves;
+  std::map<const Tenant*, TenantLimits> limits_before;  // of those that move: put back if refused
   for (const TenantSpec& wanted : after.tenants) {
     Tenant* running = sup.tenants().find(wanted.name);
     if (running == nullptr || running->removing) continue;
@@ -106,16 +108,25 @@ std::set<std::string> update_running_tenants(Supervisor& sup, const Config& afte
     }
     const Tenant* holder = sup.tenants().by_token(wanted.token);
     const bool token_moves_later = holder != nullptr && holder != running && gives_up_its_token(*holder);
+    if (token_moves_later) limits_before[running] = running->spec.limits;
     auto set = sup.update_tenant(*running, token_moves_later ? running->spec.token : wanted.token, wanted.limits);
     if (!set.ok()) report.failed.push_back(naming(what, set.error().message));
     else if (token_moves_later) moves.emplace_back(running, wanted.token);
     else report.updated.push_back(what);
   }
+  // A move is refused when the tenant it counted on kept its token (its own update failed): all
+  // or nothing, so the limits it took go back.
   std::vector<Tenant*> refused = sup.move_tokens(moves);
   for (const auto& [tenant, token] : moves) {
     const std::string what = "tenant " + tenant->spec.name;
-    if (std::find(refused.begin(), refused.end(), tenant) == refused.end()) report.updated.push_back(what);
-    else report.failed.push_back(naming(what, "token already used by another tenant"));
+    if (std::find(refused.begin(), refused.end(), tenant) == refused.end()) {
+      report.updated.push_back(what);
+      continue;
+    }
+    std::string why = "token already used by another tenant";
+    if (auto back = sup.update_tenant(*tenant, tenant->spec.token, limits_before[tenant]); !back.ok())
+      why += "; its new limits stay, the old ones were refused: " + back.error().message;
+    report.failed.push_back(naming(what, why));
   }
   return to_readd;
 }

@@ -192,7 +192,7 @@ TEST_F(ReloadTest, TwoTenantsSwapTokensInOneReload) {
   ASSERT_NE(reload_line().find("added=\"tenant newcomer\""), std::string::npos) << reload_line();
   rewrite_config(head + tenant_toml("stay", kNewToken, 400000, "64M") + tenant_toml("newcomer", kStayToken, 500000, "128M"));
   reload();
-  const std::string line = reload_line();
+  std::string line = reload_line();
   EXPECT_NE(line.find("updated=\"tenant stay, tenant newcomer\""), std::string::npos) << line;
   EXPECT_NE(line.find("failed=\"\""), std::string::npos) << line;
   EXPECT_EQ(memory_limit_of("stay"), std::to_string(uint64_t{64} << 20));
@@ -200,6 +200,19 @@ TEST_F(ReloadTest, TwoTenantsSwapTokensInOneReload) {
   EXPECT_EQ(as_stay.value("tenant", ""), "stay") << as_stay.dump();
   json as_newcomer = run_worker(*plumed_, kStayToken, {{"argv", {"/bin/true"}}});
   EXPECT_EQ(as_newcomer.value("tenant", ""), "newcomer") << as_newcomer.dump();
+
+  // A move that counted on a token its holder then kept (its own update failed: a limit of 0 is
+  // refused on a running tenant) is refused, and the limits that came with it go back.
+  std::string refused_newcomer = tenant_toml("newcomer", kRotatedToken, 500000, "128M");
+  refused_newcomer.replace(refused_newcomer.find("pids_max = 64"), 13, "pids_max = 0");
+  rewrite_config(head + tenant_toml("stay", kStayToken, 400000, "32M") + refused_newcomer);
+  reload();
+  line = reload_line();
+  EXPECT_NE(line.find("tenant stay: token already used by another tenant"), std::string::npos) << line;
+  EXPECT_NE(line.find("tenant newcomer: "), std::string::npos) << line;
+  EXPECT_EQ(memory_limit_of("stay"), std::to_string(uint64_t{64} << 20));
+  json kept = run_worker(*plumed_, kStayToken, {{"argv", {"/bin/true"}}});
+  EXPECT_EQ(kept.value("tenant", ""), "newcomer") << kept.dump();
 
   rewrite_config(head + tenant_toml("stay", kRotatedToken, 400000, "64M") + tenant_toml("newcomer", kRotatedToken, 500000, "128M"));
   const std::string ready = reload();
