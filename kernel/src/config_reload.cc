@@ -151,11 +151,14 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
   for (const ImageSpec& wanted : after.images) {
     const std::string what = "image " + wanted.name;
     if (Image* running = sup.images().find(wanted.name)) {
-      if (running->spec == wanted) continue;
+      // A new build of the app installed at the same path changes the image too: its templates
+      // run the old one.
+      const bool new_build = running->fwp_binary_changed();
+      if (running->spec == wanted && !new_build) continue;
       // Only the pool's size can change under running templates (PATCH /v1/images does the same).
       ImageSpec resized = running->spec;
       resized.fwp.pool_size = wanted.fwp.pool_size;
-      if (resized == wanted) {
+      if (resized == wanted && !new_build) {
         sup.set_pool_size(*running, wanted.fwp.pool_size);
         report.updated.push_back(what);
       } else if (sup.running_instances_of(wanted.name) > 0) {

@@ -10,7 +10,7 @@
 //   of its workers run (they run mapped to the old range);
 // - an image the file describes differently is resized in place if only its pool changed, and
 //   otherwise replaced (its templates go, the next start makes new ones) unless an instance of
-//   it runs;
+//   it runs; so is one whose app is a new build at the same path (Image::fwp_binary_changed);
 // - the log level is set.
 // What is left is reported: a tenant or image whose change would stop its running workers, and
 // the daemon and cgroup settings, which only a restart changes. A file that does not load

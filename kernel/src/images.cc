@@ -15,6 +15,13 @@ bool is_dir(const std::string& p) {
 
 }  // namespace
 
+std::optional<FileIdentity> identify_file(const std::string& path) {
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileIdentity{st.st_dev, st.st_ino, st.st_size,
+                      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
 ImageRegistry::ImageRegistry() {
   auto host = std::make_unique<Image>();
   host->spec.name = "host";
@@ -64,6 +71,7 @@ ConfigResult<std::unique_ptr<Image>> ImageRegistry::prepare(const ImageSpec& spe
   }
   if (spec.fwp.enabled && ::access(spec.fwp.binary.c_str(), X_OK) != 0)
     return fail(ConfigError{where + ": fwp.binary " + spec.fwp.binary + " is not an executable file"});
+  if (spec.fwp.enabled) image->fwp_binary = identify_file(spec.fwp.binary);
   if (image->source != "host" && !is_dir(image->rootfs_path))
     return fail(ConfigError{where + ": rootfs " + image->rootfs_path + " is not a directory"});
 

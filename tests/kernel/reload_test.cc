@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
@@ -267,6 +268,41 @@ TEST_F(ReloadTest, AnImagesPoolIsResizedInPlaceAndTheRestIsLeft) {
   EXPECT_EQ(fresh.value("start_path", ""), "fork") << fresh.dump();  // from a new template
   EXPECT_EQ(wait_worker(*plumed_, kStayToken, fresh["id"])["exit"].value("code", -1), 0);
   EXPECT_TRUE(plumed_->stderr_text().find("event=template.failed") == std::string::npos) << plumed_->stderr_text();
+}
+
+// A new build of an app installed over the old one (a new file renamed onto its path) is a new
+// image: a reload replaces it as it would a changed description, so its templates run the new
+// build. An unchanged file and build change nothing.
+TEST_F(ReloadTest, ANewBuildOfAnAppIsPickedUpByAReload) {
+  const std::string app = dir_.path() + "/app";
+  std::filesystem::copy_file(PLUME_KVINDEX_APP, app);
+  const std::string file = "[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("stay", kStayToken, 400000, "128M") +
+                           "[[image]]\nname = \"app\"\n[image.fwp]\nbinary = \"" + app + "\"\npool_size = 1\n";
+  rewrite_config(file);
+  reload();
+  ASSERT_NE(reload_line().find("added=\"image app\""), std::string::npos) << reload_line();
+  auto stats_reply = [&]() {
+    json w = run_worker(*plumed_, kStayToken, {{"fwp", true}, {"image", "app"}, {"input", {"stats", ""}}});
+    if (!w.contains("id")) return "(no worker: " + w.dump() + ")";
+    const std::string id = w["id"];
+    wait_worker(*plumed_, kStayToken, id);
+    return plumed_->request("GET", "/v1/workers/" + id + "/logs?stream=stdout", kStayToken).body;
+  };
+  EXPECT_EQ(stats_reply().rfind("init_count=1 ", 0), 0u);  // kvindex
+  ASSERT_EQ(await_metric(*plumed_, "plume_fwp_pool_ready{tenant=\"stay\",image=\"app\"}", 1), 1);
+  const std::vector<pid_t> old_template = template_group(*plumed_, "stay", "app");
+  ASSERT_FALSE(old_template.empty());
+
+  reload();  // the same file, the same build
+  EXPECT_NE(reload_line().find("replaced=\"\""), std::string::npos) << reload_line();
+  EXPECT_NE(reload_line().find("updated=\"\""), std::string::npos) << reload_line();
+
+  std::filesystem::copy_file(PLUME_ECHO_APP, app + ".new");
+  std::filesystem::rename(app + ".new", app);
+  reload();
+  EXPECT_NE(reload_line().find("replaced=\"image app\""), std::string::npos) << reload_line();
+  for (pid_t pid : old_template) EXPECT_TRUE(process_gone(pid, 5s)) << pid;
+  EXPECT_EQ(stats_reply(), "stats\n");  // echo
 }
 
 // An image the file stops naming goes at the next reload, templates and warm pools with it.
