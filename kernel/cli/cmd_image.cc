@@ -1,4 +1,4 @@
-// Image verbs: image add, image set, image ls, image rm.
+// Image verbs: image add (and add --replace), image set, image ls, image rm.
 #include <climits>
 #include <cstdlib>
 #include <iostream>
@@ -45,6 +45,8 @@ struct AddOpts {
   int64_t spinning = -1;
   bool io_uring = false;
   bool huge_text = false;
+  bool replace = false;  // PUT over an existing image of that name
+  bool force = false;    // ... stopping its running instances
 };
 
 int add_cmd(const Context& ctx, const AddOpts& o) {
@@ -66,8 +68,14 @@ int add_cmd(const Context& ctx, const AddOpts& o) {
     std::cerr << "plume: --pool, --spinning, --io-uring-op, --instance-cgroups and --huge-text need --fwp-binary\n";
     return kExitUsage;
   }
+  if (o.force && !o.replace) {
+    std::cerr << "plume: --force needs --replace\n";
+    return kExitUsage;
+  }
   int rc = kExitOk;
-  auto j = call_json(ctx, "POST", "/v1/images", &spec, rc);
+  std::string target = "/v1/images";
+  if (o.replace) target += "/" + url_encode(o.name) + (o.force ? "?force=true" : "");
+  auto j = call_json(ctx, o.replace ? "PUT" : "POST", target, &spec, rc);
   if (!j) return rc;
   if (ctx.json) print_json(*j);
   else print_images(json::array({*j}));
@@ -134,6 +142,10 @@ void add_image_commands(CLI::App& app, Context& ctx, Actions& actions) {
     sub->add_flag("--huge-text", o->huge_text,
                   "Keep the template's code on a 2 MiB transparent huge page: faster template forks, "
                   "2 MiB more memory per tenant (with --fwp-binary)");
+    sub->add_flag("--replace", o->replace,
+                  "Replace the image of that name (PUT): its templates and pools go, the next start makes new "
+                  "ones; also picks up a new build of its app. Refused while its instances run");
+    sub->add_flag("--force", o->force, "With --replace: stop the image's running instances first");
     sub->footer(kExitCodesFooter);
     actions[sub] = [&ctx, o] {
       if (o->rootfs.empty() && o->bundle.empty() && o->fwp_binary.empty()) {

@@ -157,7 +157,7 @@ HttpResponse Api::update_tenant(Tenant& t, const json& body) {
 }
 
 // PATCH /v1/images/<name>: a featherweight image's warm pool, resized in every template of it at
-// once. The rest of an image is what its templates were made from: remove and add it to change it.
+// once. The rest of an image is what its templates were made from: PUT replaces it (below).
 HttpResponse Api::update_image(const std::string& name, const json& body) {
   Image* image = sup_.images().find(name);
   if (image == nullptr) return err(404, "not_found", "no image " + name);
@@ -165,13 +165,13 @@ HttpResponse Api::update_image(const std::string& name, const json& body) {
   if (!body.is_object()) return err(400, "bad_request", "expected a JSON object: {\"fwp\": {\"pool_size\": N}}");
   for (auto it = body.begin(); it != body.end(); ++it)
     if (it.key() != "fwp")
-      return err(400, "bad_request", it.key() + ": cannot change on an image; remove it and add it again");
+      return err(400, "bad_request", it.key() + ": cannot change on a running image; replace it (PUT)");
   if (!image->spec.fwp.enabled) return err(400, "bad_request", "image " + name + " has no fwp app: it has no pool");
   const json& fwp = body.contains("fwp") ? body["fwp"] : json::object();
   if (!fwp.is_object()) return err(400, "bad_request", "fwp: expected an object");
   for (auto it = fwp.begin(); it != fwp.end(); ++it)
     if (it.key() != "pool_size")
-      return err(400, "bad_request", "fwp." + it.key() + ": cannot change on an image; remove it and add it again");
+      return err(400, "bad_request", "fwp." + it.key() + ": cannot change on a running image; replace it (PUT)");
   // The checks of an addition (at most 1024; spinning_standbys at most the pool), over the image.
   json wanted = image_to_json(image->spec);
   if (fwp.contains("pool_size")) wanted["fwp"]["pool_size"] = fwp["pool_size"];
@@ -187,6 +187,35 @@ HttpResponse Api::update_image(const std::string& name, const json& body) {
     }
   }
   return json_response(200, image_json(*image, sup_));
+}
+
+// PUT /v1/images/<name>: a whole new description of an image, or the same one again to pick up a
+// new build of its app. It is checked and compiled first, so one that fails leaves the image as
+// it was; then the image's templates go with their pools, and the next start makes new ones.
+// Refused while an instance of it runs, unless `force` stops them.
+HttpResponse Api::replace_image(const std::string& name, json body, bool force) {
+  if (sup_.images().find(name) == nullptr) return err(404, "not_found", "no image " + name);
+  if (name == "host") return err(409, "conflict", "the built-in image host cannot be replaced");
+  if (sup_.config_names_image(name)) return owned_by_config("image " + name);
+  if (!body.is_object()) return err(400, "bad_request", "expected a JSON object: the image as POST /v1/images takes it");
+  if (!body.contains("name")) body["name"] = name;
+  auto spec = image_from_json(body);
+  if (!spec.ok()) return err(400, "bad_request", spec.error().message);
+  if (spec->name != name) return err(400, "bad_request", "name: " + spec->name + " is not the image in the path, " + name);
+  if (const size_t running = sup_.running_instances_of(name); running > 0 && !force)
+    return err(409, "conflict", "image " + name + " has " + std::to_string(running) + " running instances (force stops them)");
+  auto prepared = ImageRegistry::prepare(spec.value());
+  if (!prepared.ok()) return err(400, "bad_request", prepared.error().message);
+  // Kept before it takes effect: a replacement the next start would undo must not happen.
+  if (state_.images().count(name) != 0) {
+    if (std::string not_saved = state_.record_image(spec.value()); !not_saved.empty()) {
+      log::error("api_state.save", {{"image", name}, {"error", not_saved}, {"then", "was not replaced"}});
+      return err(500, "state_not_saved", "image " + name + " was not replaced: " + not_saved);
+    }
+  }
+  auto replaced = sup_.replace_image(std::move(prepared.value()), force);
+  if (!replaced.ok()) return err(409, "conflict", replaced.error().message);
+  return json_response(200, image_json(*replaced.value(), sup_));
 }
 
 void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
@@ -213,7 +242,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
   else if (is({"v1", "tenants"})) route = Route::tenants, methods = {"GET", "POST"};
   else if (is({"v1", "tenants", "*"})) route = Route::tenant, methods = {"PATCH", "DELETE"};
   else if (is({"v1", "images"})) route = Route::images, methods = {"GET", "POST"};
-  else if (is({"v1", "images", "*"})) route = Route::image, methods = {"PATCH", "DELETE"};
+  else if (is({"v1", "images", "*"})) route = Route::image, methods = {"PUT", "PATCH", "DELETE"};
   else if (is({"v1", "workers"})) route = Route::workers, methods = {"GET", "POST"};
   else if (is({"v1", "workers", "*"})) route = Route::worker, methods = {"GET", "DELETE"};
   else if (is({"v1", "workers", "*", "signal"})) route = Route::signal, methods = {"POST"};
@@ -351,6 +380,12 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
         std::string e;
         if (!parse_body(req, body, e)) return reply(err(400, "bad_request", e));
         return reply(update_image(p[2], body));
+      }
+      if (m == "PUT") {
+        json body;
+        std::string e;
+        if (!parse_body(req, body, e)) return reply(err(400, "bad_request", e));
+        return reply(replace_image(p[2], std::move(body), query_flag(req, "force")));
       }
       if (sup_.config_names_image(p[2])) return reply(owned_by_config("image " + p[2]));
       auto removed = sup_.remove_image(p[2], query_flag(req, "force"));

@@ -27,6 +27,7 @@ class Api {
   };
   HttpResponse update_tenant(Tenant& t, const json& body);
   HttpResponse update_image(const std::string& name, const json& body);
+  HttpResponse replace_image(const std::string& name, json body, bool force);
 
   Supervisor& sup_;
   ApiState& state_;

@@ -163,7 +163,9 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
         report.updated.push_back(what);
       } else if (sup.running_instances_of(wanted.name) > 0) {
         report.differ.push_back(what);  // its instances run the old app: replaced at a reload once they end
-      } else if (auto r = sup.replace_image(wanted); r.ok()) {
+      } else if (auto prepared = ImageRegistry::prepare(wanted); !prepared.ok()) {
+        report.failed.push_back(naming(what, prepared.error().message));  // the old image stays
+      } else if (auto r = sup.replace_image(std::move(prepared.value()), /*force=*/false); r.ok()) {
         report.replaced.push_back(what);
       } else {
         report.failed.push_back(naming(what, r.error().message));

@@ -252,16 +252,16 @@ ConfigResult<bool> Supervisor::remove_image(const std::string& name, bool force)
   return true;
 }
 
-ConfigResult<bool> Supervisor::replace_image(const ImageSpec& spec) {
-  if (spec.name == "host") return fail(ConfigError{"the built-in image host cannot be replaced"});
-  if (const size_t running = running_instances_of(spec.name); running > 0)
-    return fail(ConfigError{"image " + spec.name + " has " + std::to_string(running) + " running instances"});
-  auto image = ImageRegistry::prepare(spec);
-  if (!image.ok()) return fail(image.error());
-  drop_image_templates(spec.name);
-  images_.insert(std::move(image.value()));
-  log::info("image.replace", {{"image", spec.name}});
-  return true;
+ConfigResult<Image*> Supervisor::replace_image(std::unique_ptr<Image> prepared, bool force) {
+  const std::string name = prepared->spec.name;
+  if (name == "host") return fail(ConfigError{"the built-in image host cannot be replaced"});
+  const size_t running = running_instances_of(name);
+  if (running > 0 && !force)
+    return fail(ConfigError{"image " + name + " has " + std::to_string(running) + " running instances (force stops them)"});
+  drop_image_templates(name);
+  Image* image = images_.insert(std::move(prepared));
+  log::info("image.replace", {{"image", name}, {"instances_stopped", running}});
+  return image;
 }
 
 void Supervisor::drop_image_templates(const std::string& image) {

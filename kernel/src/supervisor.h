@@ -125,9 +125,10 @@ class Supervisor {
   // groups, torn down before this returns, so that the name can be added again at once. Refused
   // while an instance of it runs, unless `force` kills those first; and for the built-in host.
   ConfigResult<bool> remove_image(const std::string& name, bool force);
-  // A new spec for an image no instance of runs (a reload): checked and compiled first, so that
-  // one that fails leaves the old image as it was; then the old one's templates go, as above.
-  ConfigResult<bool> replace_image(const ImageSpec& spec);
+  // Puts an image made by ImageRegistry::prepare (checked and compiled, so that one that fails
+  // never reaches here and the old image stays) in place of the one of its name, whose templates
+  // go as above. Refused while an instance of the old one runs, unless `force` kills those first.
+  ConfigResult<Image*> replace_image(std::unique_ptr<Image> prepared, bool force);
   // Removes a tenant with no running workers, its templates, namespaces and cgroup before it
   // returns (a tenant of that name can be added at once); with force, kills them first and
   // answers once the last one has exited.

@@ -117,6 +117,7 @@ TEST_F(ApiContract, EveryDocumentedOperationIsRoutedAndAnswersPerSchema) {
   auto body_for = [&](const std::string& path, const std::string& method) -> json {
     if (method == "patch" && path == "/v1/tenants/{name}") return {{"limits", {{"max_workers", 8}}}};
     if (method == "patch" && path == "/v1/images/{name}") return {{"fwp", {{"pool_size", 1}}}};
+    if (method == "put" && path == "/v1/images/{name}") return {{"fwp", {{"binary", PLUME_ECHO_APP}}}};
     if (method != "post") return nullptr;
     if (path == "/v1/tenants") return {{"name", "fresh"}, {"token", "fresh-token-123456"}};
     if (path == "/v1/images") return {{"name", "fresh-img"}, {"rootfs", rootfs}};

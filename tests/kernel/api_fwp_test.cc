@@ -234,6 +234,52 @@ TEST_F(ApiFwp, ARemovedImageTakesItsTemplatesAndWarmPoolsWithIt) {
   EXPECT_FALSE(template_group_exists(plumed_, "alpha", "echo"));
 }
 
+// PUT /v1/images/<name> (`plume image add --replace`): a new description (or a new build of the
+// app) takes the place of the old one, checked first; the old templates and pools go.
+TEST_F(ApiFwp, AnImageIsReplacedByANewDescription) {
+  json running = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", "stay"}});
+  ASSERT_TRUE(running.contains("id")) << running.dump();
+  ASSERT_GT(running_pid(running["id"], token_), 0);
+  const std::string pool_ready = "plume_fwp_pool_ready{tenant=\"alpha\",image=\"echo\"}";
+  ASSERT_EQ(await_metric(plumed_, pool_ready, 2), 2);
+  const std::vector<pid_t> group = template_group(plumed_, "alpha", "echo");
+  ASSERT_GE(group.size(), 4u);
+
+  const json kv = {{"fwp", {{"binary", PLUME_KVINDEX_APP}, {"pool_size", 1}}}};
+  auto busy = plumed_.admin("PUT", "/v1/images/echo", kv.dump());
+  EXPECT_EQ(busy.status, 409) << show(busy);
+  EXPECT_NE(busy.body.find("1 running instances"), std::string::npos) << busy.body;
+  // Refused before anything goes: a description that does not check, another name, the built-in
+  // image, one that does not exist, a tenant.
+  auto bad = plumed_.admin("PUT", "/v1/images/echo?force=true", R"({"fwp": {"binary": "/no/such/app"}})");
+  EXPECT_EQ(bad.status, 400) << show(bad);
+  EXPECT_NE(bad.body.find("/no/such/app"), std::string::npos) << bad.body;
+  EXPECT_EQ(plumed_.admin("PUT", "/v1/images/echo", json{{"name", "other"}, {"fwp", {{"binary", PLUME_KVINDEX_APP}}}}.dump()).status, 400);
+  EXPECT_EQ(plumed_.admin("PUT", "/v1/images/host", R"({"rootfs": "/"})").status, 409);
+  EXPECT_EQ(plumed_.admin("PUT", "/v1/images/nothing", kv.dump()).status, 404);
+  EXPECT_EQ(plumed_.request("PUT", "/v1/images/echo", token_, kv.dump()).status, 403);
+  EXPECT_EQ(metric(plumed_, pool_ready), 2);
+  EXPECT_TRUE(template_group_exists(plumed_, "alpha", "echo"));
+
+  auto cli = run_cli({"image", "add", "echo", "--fwp-binary", PLUME_KVINDEX_APP, "--pool", "1", "--replace", "--force"},
+                     {"PLUME_SOCKET=" + plumed_.socket(), "PLUME_TOKEN=" + plumed_.admin_token()});
+  ASSERT_EQ(cli.exit_code, 0) << cli.out << cli.err;
+  for (pid_t pid : group) EXPECT_TRUE(process_gone(pid, 5s)) << pid;
+  EXPECT_EQ(wait_worker(plumed_, token_, running["id"])["exit"].value("signal", 0), SIGKILL);
+  json w = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"stats", ""}}});
+  ASSERT_TRUE(w.contains("id")) << w.dump();
+  EXPECT_EQ(w.value("start_path", std::string()), "fork") << w.dump();
+  EXPECT_EQ(wait_worker(plumed_, token_, w["id"])["exit"].value("code", -1), 0);
+  EXPECT_EQ(log(w["id"]).rfind("init_count=1 ", 0), 0u) << log(w["id"]);
+  EXPECT_EQ(await_metric(plumed_, pool_ready, 1), 1);
+
+  // With nothing running, the same description again needs no force: a new build of the app is
+  // picked up so.
+  auto again = plumed_.admin("PUT", "/v1/images/echo", kv.dump());
+  EXPECT_EQ(again.status, 200) << show(again);
+  EXPECT_EQ(json_of(again)["fwp"].value("binary", ""), PLUME_KVINDEX_APP) << again.body;
+}
+
 TEST_F(ApiFwp, ASpinningStandbyIsConfiguredPerImageAndServesAStart) {
   // At most pool_size of them.
   auto r = plumed_.admin("POST", "/v1/images",

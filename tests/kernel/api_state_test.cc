@@ -112,8 +112,14 @@ TEST_F(ApiStateTest, AChangedTenantAndImageComeBackAsChanged) {
   const json image = {{"name", "echo"}, {"fwp", {{"binary", PLUME_ECHO_APP}, {"pool_size", 1}}}};
   ASSERT_EQ(plumed->admin("POST", "/v1/images", image.dump()).status, 201);
   ASSERT_EQ(plumed->admin("PATCH", "/v1/images/echo", R"({"fwp": {"pool_size": 3}})").status, 200);
+  const json kv = {{"name", "kv"}, {"fwp", {{"binary", PLUME_ECHO_APP}, {"pool_size", 1}}}};
+  ASSERT_EQ(plumed->admin("POST", "/v1/images", kv.dump()).status, 201);
+  ASSERT_EQ(plumed->admin("PUT", "/v1/images/kv", json{{"fwp", {{"binary", PLUME_KVINDEX_APP}, {"pool_size", 2}}}}.dump()).status, 200);
   ASSERT_EQ(plumed->stop(), 0);
   ASSERT_TRUE(plumed->start());
+  const json replaced = find_named(*plumed, "/v1/images", "images", "kv");
+  EXPECT_EQ(replaced["fwp"].value("binary", ""), PLUME_KVINDEX_APP) << replaced.dump();
+  EXPECT_EQ(replaced["fwp"].value("pool_size", -1), 2) << replaced.dump();
   EXPECT_EQ(plumed->request("GET", "/v1/workers", new_token).status, 200);
   EXPECT_EQ(plumed->request("GET", "/v1/workers", old_token).status, 401);
   EXPECT_EQ(find_named(*plumed, "/v1/tenants", "tenants", "moved")["limits"].value("memory_bytes", uint64_t{0}),
@@ -217,6 +223,7 @@ TEST_F(ApiStateTest, WhatCannotBeSavedIsNotAdded) {
   auto plumed = make_plumed();
   ASSERT_TRUE(plumed->start());
   const std::string kept_token = add_tenant(*plumed, "kept");
+  ASSERT_EQ(plumed->admin("POST", "/v1/images", json{{"name", "echo"}, {"fwp", {{"binary", PLUME_ECHO_APP}}}}.dump()).status, 201);
   // A directory where the temporary file goes: every save fails from now on.
   ASSERT_EQ(::mkdir((state_file() + ".tmp").c_str(), 0700), 0);
   const std::string before = state_text();
@@ -240,6 +247,11 @@ TEST_F(ApiStateTest, WhatCannotBeSavedIsNotAdded) {
   EXPECT_EQ(plumed->request("GET", "/v1/workers", kept_token).status, 200);
   EXPECT_EQ(plumed->request("GET", "/v1/workers", token).status, 401);
   EXPECT_EQ(tenant_memory_limit(*plumed, "kept"), std::to_string(uint64_t{256} << 20));
+  // So is a replacement, before anything of the old image goes.
+  auto put = plumed->admin("PUT", "/v1/images/echo", json{{"fwp", {{"binary", PLUME_KVINDEX_APP}}}}.dump());
+  EXPECT_EQ(put.status, 500) << show(put);
+  EXPECT_NE(put.body.find("image echo was not replaced"), std::string::npos) << put.body;
+  EXPECT_EQ(find_named(*plumed, "/v1/images", "images", "echo")["fwp"].value("binary", ""), PLUME_ECHO_APP);
 
   // A removal goes ahead; the log says it will come back and where from.
   EXPECT_EQ(plumed->admin("DELETE", "/v1/tenants/kept").status, 204);
