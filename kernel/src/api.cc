@@ -62,7 +62,6 @@ class OnSuccess : public Responder {
   std::function<void()> then_;
 };
 
-// For a removal nobody waits on.
 // A removal that the state file could not take: the thing is gone now but comes back at the next
 // start, and the log says from where.
 void log_not_forgotten(const std::string& what, const std::string& error, const ApiState& state) {
@@ -202,6 +201,7 @@ HttpResponse Api::replace_image(const std::string& name, json body, bool force) 
   auto spec = image_from_json(body);
   if (!spec.ok()) return err(400, "bad_request", spec.error().message);
   if (spec->name != name) return err(400, "bad_request", "name: " + spec->name + " is not the image in the path, " + name);
+  // Before anything is compiled or written (Supervisor::replace_image checks again, for reloads).
   if (const size_t running = sup_.running_instances_of(name); running > 0 && !force)
     return err(409, "conflict", "image " + name + " has " + std::to_string(running) + " running instances (force stops them)");
   auto prepared = ImageRegistry::prepare(spec.value());
@@ -361,7 +361,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       auto spec = image_from_json(body);
       if (!spec.ok()) return reply(err(400, "bad_request", spec.error().message));
       if (sup_.images().find(spec->name)) return reply(err(409, "conflict", "image " + spec->name + " already exists"));
-      auto added = sup_.add_image(spec.value());
+      auto added = sup_.images().add(spec.value());
       if (!added.ok()) return reply(err(400, "bad_request", added.error().message));
       Image* i = added.value();
       if (std::string not_saved = state_.record_image(i->spec); !not_saved.empty()) {

@@ -181,7 +181,7 @@ RestoreReport restore_api_state(Supervisor& sup, ApiState& state) {
     else report.failed.push_back(naming("tenant " + name, added.error().message));
   }
   for (const auto& [name, spec] : state.images()) {
-    auto added = sup.add_image(spec);
+    auto added = sup.images().add(spec);
     if (added.ok()) report.restored.push_back("image " + name);
     else report.failed.push_back(naming("image " + name, added.error().message));
   }

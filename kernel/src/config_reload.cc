@@ -172,7 +172,7 @@ ReloadReport reload_config(Supervisor& sup, const Config& before, const Config& 
       }
       continue;
     }
-    auto added = sup.add_image(wanted);
+    auto added = sup.images().add(wanted);
     if (added.ok()) report.added.push_back(what);
     else report.failed.push_back(naming(what, added.error().message));
   }

@@ -156,7 +156,7 @@ ConfigResult<bool> Supervisor::init() {
     if (!r.ok()) return fail(r.error());
   }
   for (const ImageSpec& i : config_.images) {
-    auto r = add_image(i);
+    auto r = images_.add(i);
     if (!r.ok()) return fail(r.error());
   }
   return true;

@@ -118,12 +118,12 @@ class Supervisor {
   // (fwp::Template::set_pool_size): a larger pool refills in the background, parked instances
   // beyond a smaller one are killed. Running instances are not touched.
   void set_pool_size(Image& image, uint32_t pool_size);
-  ConfigResult<Image*> add_image(const ImageSpec& spec) { return images_.add(spec); }
   // Featherweight instances of this image running now, in every tenant.
   size_t running_instances_of(const std::string& image) const;
   // Removes an image, and with it its templates in every tenant: their warm pools and their
   // groups, torn down before this returns, so that the name can be added again at once. Refused
   // while an instance of it runs, unless `force` kills those first; and for the built-in host.
+  // False: no image of that name.
   ConfigResult<bool> remove_image(const std::string& name, bool force);
   // Puts an image made by ImageRegistry::prepare (checked and compiled, so that one that fails
   // never reaches here and the old image stays) in place of the one of its name, whose templates
@@ -196,7 +196,8 @@ class Supervisor {
   fwp::Instance* instance_of(const Worker& w);
   void on_instance_exited(const std::string& key, fwp::Instance& inst);
   void collect_instance_output(Worker& w);
-  // Templates are torn down from the loop (we may be inside one's callback). `keep` (what a
+  // Templates are torn down from the loop (we may be inside one's callback), or at once where the
+  // caller says it is not in one (Teardown::now). `keep` (what a
   // removed tenant leaves: its namespace holder and cgroup) is released only after the last of
   // them: its end kills their keepers, which a template still alive would report as its failure.
   void drop_templates(const std::string& tenant, const std::shared_ptr<void>& keep = nullptr,
