@@ -36,6 +36,17 @@ class ApiFwp : public ::testing::Test {
   }
   // The host pid of a running instance: known once its template has forked it.
   pid_t running_pid(const std::string& id, const std::string& token) { return test::running_pid(plumed_, id, token); }
+  // An echo instance that keeps running beside its template's full pool of 2: the worker, and
+  // every pid in the template's group (the template, the two parked, the instance).
+  void start_one_beside_a_full_pool(json& running, std::vector<pid_t>& group) {
+    running = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", "stay"}});
+    ASSERT_TRUE(running.contains("id")) << running.dump();
+    ASSERT_GT(running_pid(running["id"], token_), 0);
+    ASSERT_EQ(await_metric(plumed_, kEchoPoolReady, 2), 2);
+    group = template_group(plumed_, "alpha", "echo");
+    ASSERT_GE(group.size(), 4u);
+  }
+  static constexpr const char* kEchoPoolReady = "plume_fwp_pool_ready{tenant=\"alpha\",image=\"echo\"}";
   Plumed plumed_;
   std::string token_;
 };
@@ -186,13 +197,10 @@ TEST_F(ApiFwp, AWarmPoolIsResizedWhileItsTemplateRuns) {
 // and groups too, so that an image added again under the name runs its own app and nothing parks
 // for one that is gone. Its running instances make it 409, unless forced.
 TEST_F(ApiFwp, ARemovedImageTakesItsTemplatesAndWarmPoolsWithIt) {
-  json running = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", "stay"}});
-  ASSERT_TRUE(running.contains("id")) << running.dump();
-  ASSERT_GT(running_pid(running["id"], token_), 0);
-  const std::string pool_ready = "plume_fwp_pool_ready{tenant=\"alpha\",image=\"echo\"}";
-  ASSERT_EQ(await_metric(plumed_, pool_ready, 2), 2);
-  const std::vector<pid_t> group = template_group(plumed_, "alpha", "echo");
-  ASSERT_GE(group.size(), 4u);  // the template, two parked, the running instance
+  json running;
+  std::vector<pid_t> group;
+  ASSERT_NO_FATAL_FAILURE(start_one_beside_a_full_pool(running, group));
+  const std::string pool_ready = kEchoPoolReady;
 
   auto busy = plumed_.admin("DELETE", "/v1/images/echo");
   EXPECT_EQ(busy.status, 409) << show(busy);
@@ -237,13 +245,10 @@ TEST_F(ApiFwp, ARemovedImageTakesItsTemplatesAndWarmPoolsWithIt) {
 // PUT /v1/images/<name> (`plume image add --replace`): a new description (or a new build of the
 // app) takes the place of the old one, checked first; the old templates and pools go.
 TEST_F(ApiFwp, AnImageIsReplacedByANewDescription) {
-  json running = run_worker(plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", "stay"}});
-  ASSERT_TRUE(running.contains("id")) << running.dump();
-  ASSERT_GT(running_pid(running["id"], token_), 0);
-  const std::string pool_ready = "plume_fwp_pool_ready{tenant=\"alpha\",image=\"echo\"}";
-  ASSERT_EQ(await_metric(plumed_, pool_ready, 2), 2);
-  const std::vector<pid_t> group = template_group(plumed_, "alpha", "echo");
-  ASSERT_GE(group.size(), 4u);
+  json running;
+  std::vector<pid_t> group;
+  ASSERT_NO_FATAL_FAILURE(start_one_beside_a_full_pool(running, group));
+  const std::string pool_ready = kEchoPoolReady;
 
   const json kv = {{"fwp", {{"binary", PLUME_KVINDEX_APP}, {"pool_size", 1}}}};
   auto busy = plumed_.admin("PUT", "/v1/images/echo", kv.dump());
