@@ -85,6 +85,9 @@ std::string render_metrics(Supervisor& sup, const HttpCounters& http) {
   os << "plume_spawn_helper_up " << (helper != nullptr && !helper->gone() ? 1 : 0) << '\n';
   header(os, "plume_spawn_helper_restarts_total", "counter", "Spawn helpers started to replace one that died.");
   os << "plume_spawn_helper_restarts_total " << (helper != nullptr ? helper->restarts() : 0) << '\n';
+  header(os, "plume_spawn_helper_requests_pending", "gauge",
+         "Spawns sent to the helper and not answered yet (a cancelled one's clone is killed and reaped with its answer).");
+  os << "plume_spawn_helper_requests_pending " << (helper != nullptr ? helper->pending() : 0) << '\n';
   header(os, "plume_spawn_helper_orphans_reaped_total", "counter",
          "Processes a dead spawn helper had cloned for a request it never answered, killed and reaped.");
   os << "plume_spawn_helper_orphans_reaped_total " << (helper != nullptr ? helper->orphans_reaped() : 0) << '\n';
