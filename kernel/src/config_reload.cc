@@ -46,27 +46,41 @@ void settings_needing_restart(const Config& a, const Config& b, std::vector<std:
   if (a.cgroup.parent != b.cgroup.parent) out.emplace_back("cgroup.parent");
 }
 
-// What the previous file named and this one does not: removed, unless it is still at work.
+// What the previous file named and this one does not, and what an earlier reload found so while
+// it ran: removed, unless it is still at work (then it is tried again at the next reload).
 void remove_what_the_file_dropped(Supervisor& sup, const Config& before, const Config& after, ReloadReport& report) {
-  for (const TenantSpec& old : before.tenants) {
-    Tenant* t = sup.tenants().find(old.name);
-    if (lists(after.tenants, old.name) || t == nullptr || t->removing) continue;
-    const std::string what = "tenant " + old.name;
+  std::set<std::string> tenants = sup.tenants_left_running();
+  for (const TenantSpec& old : before.tenants) tenants.insert(old.name);
+  for (const std::string& name : tenants) {
+    Tenant* t = sup.tenants().find(name);
+    if (lists(after.tenants, name) || t == nullptr) {
+      sup.tenants_left_running().erase(name);
+      continue;
+    }
+    if (t->removing) continue;
+    const std::string what = "tenant " + name;
     if (t->running > 0) {
       report.dropped.push_back(what);
+      sup.tenants_left_running().insert(name);
       continue;
     }
     sup.remove_tenant(*t, /*force=*/false, std::make_shared<NoResponse>());
     report.removed.push_back(what);
   }
-  for (const ImageSpec& old : before.images) {
-    if (lists(after.images, old.name) || sup.images().find(old.name) == nullptr) continue;
-    const std::string what = "image " + old.name;
-    if (sup.running_instances_of(old.name) > 0) {
-      report.dropped.push_back(what);
+  std::set<std::string> images = sup.images_left_running();
+  for (const ImageSpec& old : before.images) images.insert(old.name);
+  for (const std::string& name : images) {
+    if (lists(after.images, name) || sup.images().find(name) == nullptr) {
+      sup.images_left_running().erase(name);
       continue;
     }
-    if (auto r = sup.remove_image(old.name, /*force=*/false); r.ok()) report.removed.push_back(what);
+    const std::string what = "image " + name;
+    if (sup.running_instances_of(name) > 0) {
+      report.dropped.push_back(what);
+      sup.images_left_running().insert(name);
+      continue;
+    }
+    if (auto r = sup.remove_image(name, /*force=*/false); r.ok()) report.removed.push_back(what);
     else report.failed.push_back(naming(what, r.error().message));
   }
 }

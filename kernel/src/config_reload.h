@@ -2,7 +2,8 @@
 //
 // Running work is never stopped. Within that:
 // - a tenant or image the file no longer names is removed, as the API would remove it, unless
-//   some of its workers run (then it is kept, and the API can remove it from then on);
+//   some of its workers run (then it is kept, the API can remove it from then on, and each later
+//   reload tries again);
 // - tenants and images new to plumed are added, as the API would add them;
 // - a running tenant takes its new token (the old one stops working) and its new limits, written
 //   to its cgroup, which its workers' cgroups sit below;

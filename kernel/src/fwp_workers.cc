@@ -248,6 +248,7 @@ ConfigResult<bool> Supervisor::remove_image(const std::string& name, bool force)
   // that name.
   drop_image_templates(name);
   (void)images_.remove(name);
+  images_left_running_.erase(name);
   log::info("image.remove", {{"image", name}, {"instances_stopped", running}});
   return true;
 }

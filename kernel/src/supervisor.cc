@@ -283,6 +283,7 @@ void Supervisor::maybe_finish_tenant_removal(Tenant& t, Teardown when) {
   auto responder = std::move(tenant_removals_[name]);
   tenant_removals_.erase(name);
   tenants_.remove(name);
+  tenants_left_running_.erase(name);
   log::info("tenant.remove", {{"tenant", name}});
   if (responder) responder->send(no_content());
 }

@@ -92,6 +92,10 @@ class Supervisor {
   bool config_names_tenant(const std::string& name) const { return config_tenants_.count(name) != 0; }
   bool config_names_image(const std::string& name) const { return config_images_.count(name) != 0; }
   void owned_by_config(const Config& c);
+  // What a reload found dropped from the file while some of its workers ran: kept then, and
+  // tried again at each reload until it goes. Any removal of the name forgets it here.
+  std::set<std::string>& tenants_left_running() { return tenants_left_running_; }
+  std::set<std::string>& images_left_running() { return images_left_running_; }
   TenantRegistry& tenants() { return tenants_; }
   ImageRegistry& images() { return images_; }
   fwp::CgroupManager& cgroups() { return cgroups_; }
@@ -215,6 +219,7 @@ class Supervisor {
   EventLoop& loop_;
   Config config_;
   std::set<std::string> config_tenants_, config_images_;  // what the loaded configuration names
+  std::set<std::string> tenants_left_running_, images_left_running_;
   fwp::CgroupManager cgroups_;
   fwp::SpawnService* spawner_;
   EventLoop::OpId spawn_answers_op_ = 0;  // the helper's answers to spawn_async

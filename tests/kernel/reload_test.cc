@@ -305,7 +305,8 @@ TEST_F(ReloadTest, ANewBuildOfAnAppIsPickedUpByAReload) {
   EXPECT_EQ(stats_reply(), "stats\n");  // echo
 }
 
-// An image the file stops naming goes at the next reload, templates and warm pools with it.
+// An image the file stops naming goes at the next reload once none of its instances runs,
+// templates and warm pools with it.
 TEST_F(ReloadTest, AnImageLeftOutOfTheFileIsRemovedWithItsTemplates) {
   const std::string base = "[daemon]\nshutdown_grace_ms = 500\n\n" + tenant_toml("stay", kStayToken, 400000, "128M");
   rewrite_config(base + "[[image]]\nname = \"kv\"\n[image.fwp]\nbinary = \"" + PLUME_KVINDEX_APP + "\"\npool_size = 2\n");
@@ -314,9 +315,20 @@ TEST_F(ReloadTest, AnImageLeftOutOfTheFileIsRemovedWithItsTemplates) {
   ASSERT_TRUE(w.contains("id")) << w.dump();
   wait_worker(*plumed_, kStayToken, w["id"]);
   ASSERT_EQ(await_metric(*plumed_, "plume_fwp_pool_ready{tenant=\"stay\",image=\"kv\"}", 2), 2);
+  // An instance still at work keeps it through a reload; the next reload after it ends does not.
+  json running = run_worker(*plumed_, kStayToken, {{"fwp", true}, {"image", "kv"}, {"input", "stats"}});
+  ASSERT_TRUE(running.contains("id")) << running.dump();
+  ASSERT_GT(running_pid(*plumed_, running["id"], kStayToken), 0);
+  ASSERT_EQ(await_metric(*plumed_, "plume_fwp_pool_ready{tenant=\"stay\",image=\"kv\"}", 2), 2);
   const std::vector<pid_t> group = template_group(*plumed_, "stay", "kv");
-  ASSERT_GE(group.size(), 3u);  // the template and its pool of two
+  ASSERT_GE(group.size(), 4u);  // the template, its pool of two, the running instance
   rewrite_config(base);
+  reload();
+  EXPECT_NE(reload_line().find("not_in_file_kept=\"image kv\""), std::string::npos) << reload_line();
+  EXPECT_TRUE(template_group_exists(*plumed_, "stay", "kv"));
+  const std::string id = running["id"];
+  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", kStayToken, R"({"signal":"KILL"})").status, 202);
+  wait_worker(*plumed_, kStayToken, id);
   reload();
   EXPECT_NE(reload_line().find("removed=\"image kv\""), std::string::npos) << reload_line();
   EXPECT_FALSE(template_group_exists(*plumed_, "stay", "kv"));
@@ -341,7 +353,8 @@ TEST_F(ReloadTest, AFileThatDoesNotLoadChangesNothing) {
 }
 
 // A tenant the file stops naming goes at the next reload, unless its workers run: then it is kept
-// and named, and from then on the API can remove it, since the file no longer does.
+// and named, the API can remove it from then on (the file no longer does), and each later reload
+// tries again.
 TEST_F(ReloadTest, ATenantLeftOutOfTheFileGoesUnlessItsWorkersRun) {
   auto refused = plumed_->admin("DELETE", "/v1/tenants/stay");
   EXPECT_EQ(refused.status, 409) << show(refused);
@@ -368,9 +381,21 @@ TEST_F(ReloadTest, ATenantLeftOutOfTheFileGoesUnlessItsWorkersRun) {
   // Its running worker keeps running.
   auto cur = json_of(plumed_->request("GET", "/v1/workers/" + sleeper["id"].get<std::string>(), kStayToken));
   EXPECT_EQ(cur.value("state", ""), "running") << cur.dump();
-  EXPECT_EQ(plumed_->admin("DELETE", "/v1/tenants/stay").status, 409);  // its worker runs
-  EXPECT_EQ(plumed_->admin("DELETE", "/v1/tenants/stay?force=true").status, 204);
+  auto busy = plumed_->admin("DELETE", "/v1/tenants/stay");
+  EXPECT_EQ(busy.status, 409) << show(busy);  // refused for its running worker, not for the file
+  EXPECT_NE(busy.body.find("running workers"), std::string::npos) << busy.body;
+
+  reload();  // still running: still kept
+  EXPECT_NE(reload_line().find("not_in_file_kept=\"tenant stay\""), std::string::npos) << reload_line();
+  const std::string id = sleeper["id"];
+  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", kStayToken, R"({"signal":"KILL"})").status, 202);
+  wait_worker(*plumed_, kStayToken, id);
+  reload();
+  EXPECT_NE(reload_line().find("removed=\"tenant stay\""), std::string::npos) << reload_line();
   EXPECT_EQ(plumed_->request("GET", "/v1/workers", kStayToken).status, 401);
+  reload();  // nothing left to try
+  EXPECT_NE(reload_line().find("removed=\"\""), std::string::npos) << reload_line();
+  EXPECT_NE(reload_line().find("not_in_file_kept=\"\""), std::string::npos) << reload_line();
 }
 
 // Removals come before additions: a token the file moves from a tenant it drops to a new one is
