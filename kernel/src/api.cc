@@ -202,8 +202,8 @@ HttpResponse Api::replace_image(const std::string& name, json body, bool force) 
   if (!spec.ok()) return err(400, "bad_request", spec.error().message);
   if (spec->name != name) return err(400, "bad_request", "name: " + spec->name + " is not the image in the path, " + name);
   // Before anything is compiled or written (Supervisor::replace_image checks again, for reloads).
-  if (const size_t running = sup_.running_instances_of(name); running > 0 && !force)
-    return err(409, "conflict", "image " + name + " has " + std::to_string(running) + " running instances (force stops them)");
+  if (auto stopping = sup_.instances_to_stop(name, force); !stopping.ok())
+    return err(409, "conflict", stopping.error().message);
   auto prepared = ImageRegistry::prepare(spec.value());
   if (!prepared.ok()) return err(400, "bad_request", prepared.error().message);
   // Kept before it takes effect: a replacement the next start would undo must not happen.

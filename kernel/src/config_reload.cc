@@ -109,11 +109,11 @@ std::set<std::string> update_running_tenants(Supervisor& sup, const Config& afte
     const TenantChange change = tenant_change(running->spec, wanted);
     if (change == TenantChange::none) continue;
     if (change == TenantChange::needs_readding) {
-      const Tenant* holder = sup.tenants().by_token(wanted.token);
+      auto token_free = sup.tenants().token_free_for(wanted.name, wanted.token, running);
       if (running->running > 0) {
         report.differ.push_back(what);
-      } else if (holder != nullptr && holder != running) {
-        report.failed.push_back(naming(what, "token already used by another tenant"));
+      } else if (!token_free.ok()) {
+        report.failed.push_back(naming(what, token_free.error().message));
       } else {
         sup.remove_tenant(*running, /*force=*/false, std::make_shared<NoResponse>());
         to_readd.insert(wanted.name);

@@ -238,30 +238,35 @@ size_t Supervisor::running_instances_of(const std::string& image) const {
   return n;
 }
 
+ConfigResult<size_t> Supervisor::instances_to_stop(const std::string& image, bool force) const {
+  const size_t running = running_instances_of(image);
+  if (running > 0 && !force)
+    return fail(ConfigError{"image " + image + " has " + std::to_string(running) + " running instances (force stops them)"});
+  return running;
+}
+
 ConfigResult<bool> Supervisor::remove_image(const std::string& name, bool force) {
   if (name == "host") return fail(ConfigError{"the built-in image host cannot be removed"});
   if (images_.find(name) == nullptr) return false;
-  const size_t running = running_instances_of(name);
-  if (running > 0 && !force)
-    return fail(ConfigError{"image " + name + " has " + std::to_string(running) + " running instances (force stops them)"});
+  auto stopping = instances_to_stop(name, force);
+  if (!stopping.ok()) return fail(stopping.error());
   // Its templates would otherwise go on parking pools of the old app, and serve the next image of
   // that name.
   drop_image_templates(name);
   (void)images_.remove(name);
   images_left_running_.erase(name);
-  log::info("image.remove", {{"image", name}, {"instances_stopped", running}});
+  log::info("image.remove", {{"image", name}, {"instances_stopped", stopping.value()}});
   return true;
 }
 
 ConfigResult<Image*> Supervisor::replace_image(std::unique_ptr<Image> prepared, bool force) {
   const std::string name = prepared->spec.name;
   if (name == "host") return fail(ConfigError{"the built-in image host cannot be replaced"});
-  const size_t running = running_instances_of(name);
-  if (running > 0 && !force)
-    return fail(ConfigError{"image " + name + " has " + std::to_string(running) + " running instances (force stops them)"});
+  auto stopping = instances_to_stop(name, force);
+  if (!stopping.ok()) return fail(stopping.error());
   drop_image_templates(name);
   Image* image = images_.insert(std::move(prepared));
-  log::info("image.replace", {{"image", name}, {"instances_stopped", running}});
+  log::info("image.replace", {{"image", name}, {"instances_stopped", stopping.value()}});
   return image;
 }
 

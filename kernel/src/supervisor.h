@@ -124,6 +124,9 @@ class Supervisor {
   void set_pool_size(Image& image, uint32_t pool_size);
   // Featherweight instances of this image running now, in every tenant.
   size_t running_instances_of(const std::string& image) const;
+  // How many of those a removal or replacement of the image would stop: refused, with the count,
+  // while any runs, unless `force`.
+  ConfigResult<size_t> instances_to_stop(const std::string& image, bool force) const;
   // Removes an image, and with it its templates in every tenant: their warm pools and their
   // groups, torn down before this returns, so that the name can be added again at once. Refused
   // while an instance of it runs, unless `force` kills those first; and for the built-in host.
