@@ -362,6 +362,31 @@ ChannelResult<void> Channel::spin_until_readable(const std::function<bool()>& gi
   }
 }
 
+static_assert(Channel::kAsyncWaitValue == L::kSleeping);
+
+ChannelResult<bool> Channel::begin_async_wait() {
+  if (broken()) return fail(ChannelError::corrupt);
+  // wait_readable()'s announce, fence, re-check; the waiting is the caller's.
+  word(rx_.doorbell).store(L::kSleeping, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const bool ready = readable();
+  if (broken()) return fail(ChannelError::corrupt);
+  if (ready) word(rx_.doorbell).store(L::kAwake, std::memory_order_relaxed);
+  return ready;
+}
+
+void Channel::end_async_wait() {
+  if (base_ != nullptr) word(rx_.doorbell).store(L::kAwake, std::memory_order_relaxed);  // only the consumer clears it
+}
+
+ChannelResult<uint32_t> Channel::send_capacity() {
+  if (broken()) return fail(ChannelError::corrupt);
+  const uint32_t tail = word(tx_.consumer).load(std::memory_order_acquire);
+  if (!L::index_advance_ok(tx_peer_tail_, tail, tx_head_)) return mark_corrupt();
+  tx_peer_tail_ = tail;
+  return geometry_.slots - (tx_head_ - tail);
+}
+
 ChannelResult<size_t> Channel::recv(std::span<std::byte> buf, std::chrono::nanoseconds timeout) {
   auto r = try_recv(buf);
   if (r.ok() || r.error() != ChannelError::empty) return r;

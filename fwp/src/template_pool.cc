@@ -69,6 +69,21 @@ ChannelResult<size_t> Instance::recv(std::span<std::byte> buf, std::chrono::nano
                                       deadline - std::chrono::steady_clock::now()));
 }
 
+ChannelResult<size_t> Instance::try_recv(std::span<std::byte> buf) {
+  if (!channel_) return fail(ChannelError::empty);
+  if (!ready_ && !consume_ready()) return fail(channel_->broken() ? ChannelError::corrupt : ChannelError::empty);
+  return channel_->try_recv(buf);
+}
+
+ChannelResult<uint32_t> Instance::send_capacity() {
+  if (!channel_) return 0u;
+  auto free = channel_->send_capacity();
+  if (!free.ok() || first_sent_) return free;
+  // Held until the instance is set up: the start message and what was queued behind it.
+  const size_t held = 1 + after_first_.size();
+  return free.value() > held ? static_cast<uint32_t>(free.value() - held) : 0u;
+}
+
 std::vector<const Instance*> Template::parked() const {
   std::vector<const Instance*> out;
   out.reserve(pool_.size());

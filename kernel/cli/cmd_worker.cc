@@ -1,4 +1,4 @@
-// Worker verbs: run, ps, inspect, kill, logs, wait, rm.
+// Worker verbs: run, ps, inspect, kill, logs, wait, rm, send.
 #include <ctime>
 #include <iostream>
 #include <memory>
@@ -276,6 +276,53 @@ int wait_cmd(const Context& ctx, const std::string& id, const std::string& timeo
   return info.code;
 }
 
+struct SendOpts {
+  std::string id, timeout;
+  std::vector<std::string> messages;
+  int64_t replies = 0;
+};
+
+// POST .../messages: the messages go into the instance's channel; its replies come back, one a line.
+int send_cmd(const Context& ctx, const SendOpts& o) {
+  if (o.messages.empty() && o.replies <= 0) {
+    std::cerr << "plume: send: give a message, or --replies N to wait for replies\n";
+    return kExitUsage;
+  }
+  if (o.replies < 0) {
+    std::cerr << "plume: --replies: not a count: " << o.replies << "\n";
+    return kExitUsage;
+  }
+  json body = {{"messages", o.messages}, {"replies", o.replies}};
+  std::chrono::milliseconds client_timeout{0};  // none: the replies may take as long as they take
+  if (!o.timeout.empty()) {
+    auto d = parse_duration(o.timeout);
+    if (!d) {
+      std::cerr << "plume: --timeout: not a duration: " << o.timeout << " (try 500ms or 2s)\n";
+      return kExitUsage;
+    }
+    body["timeout_ms"] = d->count();
+    client_timeout = *d + std::chrono::seconds(30);
+  }
+  int rc = kExitOk;
+  auto answer = call_json(ctx, "POST", worker_path(o.id) + "/messages", &body, rc, client_timeout);
+  if (!answer) return rc;
+  const json replies = answer->contains("replies") ? (*answer)["replies"] : json::array();
+  if (ctx.json) {
+    print_json(*answer);
+  } else {
+    for (const json& r : replies) std::cout << (r.is_string() ? r.get<std::string>() : r.dump()) << "\n";
+    std::cout << std::flush;
+  }
+  const auto got = static_cast<int64_t>(replies.size());
+  if (got >= o.replies) return kExitOk;
+  if (answer->value("timed_out", false)) {
+    std::cerr << "plume: " << o.id << ": timed out after " << got << " of " << o.replies << " replies\n";
+    return kExitTimeout;
+  }
+  std::cerr << "plume: " << o.id << ": ended after " << got << " of " << o.replies << " replies\n";
+  return kExitRefused;
+}
+
 int rm_cmd(const Context& ctx, const std::string& id) {
   int rc = kExitOk;
   auto reply = call(ctx, "DELETE", worker_path(id), nullptr, rc);
@@ -347,6 +394,16 @@ void add_worker_commands(CLI::App& app, Context& ctx, Actions& actions) {
     sub->add_option("id", *id, "Worker id")->required();
     sub->footer(kExitCodesFooter);
     actions[sub] = [&ctx, id, timeout] { return wait_cmd(ctx, *id, *timeout); };
+  }
+  {
+    auto o = std::make_shared<SendOpts>();
+    auto* sub = app.add_subcommand("send", "Send messages to a running featherweight instance; print its replies");
+    sub->add_option("-r,--replies", o->replies, "Wait for this many replies and print them, one a line (default 0)");
+    sub->add_option("--timeout", o->timeout, "Stop waiting for replies after DURATION (exit 124)");
+    sub->add_option("id", o->id, "Worker id of the instance")->required();
+    sub->add_option("messages", o->messages, "Messages, in order (each one message on its channel)");
+    sub->footer(kExitCodesFooter);
+    actions[sub] = [&ctx, o] { return send_cmd(ctx, *o); };
   }
   {
     auto id = std::make_shared<std::string>();

@@ -10,7 +10,8 @@ namespace plume::cli {
 const char* const kExitCodesFooter =
     "Exit codes: 0 ok; 1 the API refused (\"plume: <code>: <message>\" on stderr); 2 usage error;\n"
     "3 cannot reach plumed (socket missing or refused); run --wait and wait exit with the worker's\n"
-    "exit code (128+signal when it was killed, 124 when wait --timeout ran out, 127 when it never started).\n"
+    "exit code (128+signal when it was killed, 124 when wait --timeout ran out, 127 when it never started);\n"
+    "send exits 124 when its --timeout ran out before the replies came, 1 when the instance ended first.\n"
     "Environment: PLUME_SOCKET, PLUME_TOKEN (else the admin.token file beside the socket).";
 
 std::optional<HttpReply> call(const Context& ctx, std::string_view method, const std::string& target,

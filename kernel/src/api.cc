@@ -225,7 +225,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
   const std::string& m = req.method;
 
   // Route first: an unknown path is 404 and a known path with the wrong method 405, for anyone.
-  enum class Route { health, metrics, tenants, tenant, images, image, workers, worker, signal, wait, logs, stats, none };
+  enum class Route { health, metrics, tenants, tenant, images, image, workers, worker, signal, wait, logs, messages, stats, none };
   Route route = Route::none;
   std::vector<std::string> methods;
   auto is = [&](std::initializer_list<const char*> parts) {
@@ -248,6 +248,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
   else if (is({"v1", "workers", "*", "signal"})) route = Route::signal, methods = {"POST"};
   else if (is({"v1", "workers", "*", "wait"})) route = Route::wait, methods = {"GET"};
   else if (is({"v1", "workers", "*", "logs"})) route = Route::logs, methods = {"GET"};
+  else if (is({"v1", "workers", "*", "messages"})) route = Route::messages, methods = {"POST"};
   else if (is({"v1", "stats"})) route = Route::stats, methods = {"GET"};
   if (route == Route::none) return reply(err(404, "not_found", "no endpoint " + req.path));
   if (std::find(methods.begin(), methods.end(), m) == methods.end()) {
@@ -460,6 +461,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       if (!w) return;
       std::string stream = req.query.count("stream") ? req.query.at("stream") : "stdout";
       if (stream != "stdout" && stream != "stderr") return reply(err(400, "bad_request", "stream: stdout or stderr"));
+      if (stream == "stdout") sup_.read_instance_messages(*w);  // an instance's replies so far
       const LogBuffer& buf = stream == "stdout" ? w->out : w->err;
       HttpResponse r;
       r.status = 200;
@@ -467,6 +469,16 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       r.body = buf.contents();
       r.headers.emplace_back("X-Plume-Log-Dropped", std::to_string(buf.dropped()));
       return reply(std::move(r));
+    }
+    case Route::messages: {
+      Worker* w = visible_worker(p[2]);
+      if (!w) return;
+      json body;
+      std::string e;
+      if (!parse_body(req, body, e)) return reply(err(400, "bad_request", e));
+      auto asked = messages_request_from_json(body);
+      if (!asked.ok()) return reply(err(400, "bad_request", asked.error().message));
+      return sup_.send_instance_messages(*w, asked->messages, asked->replies, asked->timeout_ms, responder);
     }
     case Route::stats: {
       json list = json::array();

@@ -17,15 +17,21 @@ namespace {
 // user_data of the loop's own SQEs (cancel requests): their CQEs carry nothing to deliver.
 constexpr uint64_t kInternalOp = 0;
 
+// IORING_OP_FUTEX_WAIT (Linux 6.7) and the futex2 size flag, which Debian 12's headers lack.
+constexpr uint8_t kOpFutexWait = 51;
+constexpr uint32_t kFutex2SizeU32 = 0x02;
+constexpr uint64_t kFutexBitsetMatchAny = 0xffffffffu;
+
 }  // namespace
 
 struct EventLoop::Op {
   std::variant<PollCallback, TimerCallback> cb;
   __kernel_timespec ts{};  // a timer's timespec; must stay put until the kernel has read it
+  bool futex = false;      // a futex wait (its callback is a PollCallback)
   bool is_timer() const { return cb.index() == 1; }
 };
 
-SysResult<std::unique_ptr<EventLoop>> EventLoop::create(unsigned entries) {
+SysResult<std::unique_ptr<EventLoop>> EventLoop::create(unsigned entries, bool futex_wait) {
   std::unique_ptr<EventLoop> loop(new EventLoop());
   // COOP_TASKRUN: the loop is single-threaded, no need for IPIs to run completions early.
   io_uring_params params{};
@@ -40,6 +46,10 @@ SysResult<std::unique_ptr<EventLoop>> EventLoop::create(unsigned entries) {
     return fail(sys_error("io_uring_queue_init", std::to_string(entries) + " entries"));
   }
   loop->ring_ready_ = true;
+  if (io_uring_probe* probe = futex_wait ? io_uring_get_probe_ring(&loop->ring_) : nullptr) {
+    loop->futex_wait_supported_ = io_uring_opcode_supported(probe, kOpFutexWait) != 0;
+    io_uring_free_probe(probe);
+  }
   return loop;
 }
 
@@ -90,6 +100,23 @@ EventLoop::OpId EventLoop::after(std::chrono::milliseconds after, TimerCallback 
   return id;
 }
 
+EventLoop::OpId EventLoop::futex_wait(uint32_t* word, uint32_t expected, PollCallback cb) {
+  if (!futex_wait_supported_) return 0;
+  io_uring_sqe* sqe = get_sqe();
+  if (sqe == nullptr) return 0;
+  OpId id = next_id_++;
+  auto op = std::make_unique<Op>();
+  op->cb.emplace<PollCallback>(std::move(cb));
+  op->futex = true;
+  // io_uring_prep_futex_wait of later liburings: fd = futex2 flags (shared: no FUTEX2_PRIVATE,
+  // the word is in a mapping two processes share), addr = the word, off = the value, addr3 = mask.
+  io_uring_prep_rw(kOpFutexWait, sqe, static_cast<int>(kFutex2SizeU32), word, 0, expected);
+  sqe->addr3 = kFutexBitsetMatchAny;
+  io_uring_sqe_set_data64(sqe, id);
+  ops_.emplace(id, std::move(op));
+  return id;
+}
+
 void EventLoop::cancel(OpId id) {
   auto it = ops_.find(id);
   if (it == ops_.end()) return;  // unknown, already delivered, or already cancelled
@@ -99,6 +126,8 @@ void EventLoop::cancel(OpId id) {
   if (sqe != nullptr) {
     if (op->is_timer()) {
       io_uring_prep_timeout_remove(sqe, id, 0);
+    } else if (op->futex) {
+      io_uring_prep_cancel64(sqe, id, 0);
     } else {
       io_uring_prep_poll_remove(sqe, id);
     }

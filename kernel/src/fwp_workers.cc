@@ -281,6 +281,18 @@ void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec,
   std::string error;
   fwp::Template* tpl = template_for(tenant, image, error);
   if (!tpl) return responder->send(HttpResponse::error(422, "spawn_failed", "template: " + error));
+  // All of the input fits the new instance's channel, or nothing starts: what does not fit would
+  // be lost (a client sends more, once it runs, with POST /v1/workers/<id>/messages).
+  const fwp::ChannelGeometry& channel = tpl->spec().channel;
+  if (spec.input.size() > channel.slots)
+    return responder->send(HttpResponse::error(400, "bad_request", "input: " + std::to_string(spec.input.size()) +
+                                                   " messages, more than the instance's channel holds (" +
+                                                   std::to_string(channel.slots) + ")"));
+  for (size_t i = 0; i < spec.input.size(); ++i)
+    if (spec.input[i].size() > channel.max_message())
+      return responder->send(HttpResponse::error(400, "bad_request", "input[" + std::to_string(i) + "]: " +
+                                                     std::to_string(spec.input[i].size()) + " bytes, more than a message holds (" +
+                                                     std::to_string(channel.max_message()) + ")"));
   const std::string first = spec.input.empty() ? std::string() : spec.input[0];
   auto inst = tpl->start_instance(std::as_bytes(std::span(first.data(), first.size())));
   if (!inst.ok())
@@ -330,21 +342,9 @@ void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec,
     if (auto r = inst.value()->queue(std::as_bytes(std::span(m.data(), m.size()))); !r.ok())
       log::warn("worker.input", {{"id", worker.id}, {"error", fwp::channel_error_name(r.error())}});
   }
+  worker.messages_in = spec.input.size();
+  watch_instance_channel(worker);
   responder->send(json_response(201, worker_json(worker)));
-}
-
-// What the handler sent on its channel becomes the worker's stdout log, one message a line (after
-// whatever it wrote to its stdout, which arrives through its pipe).
-void Supervisor::collect_instance_output(Worker& w) {
-  fwp::Instance* inst = instance_of(w);
-  if (!inst) return;
-  std::vector<std::byte> buf(inst->channel().geometry().max_message());
-  for (int i = 0; i < 4096; ++i) {
-    auto got = inst->recv(buf, std::chrono::nanoseconds(0));
-    if (!got.ok()) break;
-    w.out.append(reinterpret_cast<const char*>(buf.data()), got.value());
-    w.out.append("\n", 1);
-  }
 }
 
 void Supervisor::on_instance_exited(const std::string& key, fwp::Instance& inst) {
@@ -355,7 +355,11 @@ void Supervisor::on_instance_exited(const std::string& key, fwp::Instance& inst)
   Worker* w = find_worker(id);
   if (!w) return;
   if (inst.pid() > 0) w->pid = inst.pid();
-  collect_instance_output(*w);
+  // What it sent before it ended, then the answers of those still waiting for its replies.
+  if (w->channel_op) loop_.cancel(w->channel_op);
+  w->channel_op = 0;
+  (void)read_messages_of(*w, 4096);
+  answer_reply_waiters(*w, true);
   const fwp::InstanceExit& e = *inst.exit();
   ExitInfo info = exit_info_of(e);
   if (w->killed_for_timeout) info.cause = ExitCause::limit, info.message = "killed after timeout_ms";

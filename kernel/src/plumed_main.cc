@@ -18,6 +18,7 @@
 #include <cstring>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "api.h"
@@ -202,8 +203,13 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   if (!stale.ok()) return die("plumed.cgroup", "cleaning stale cgroups: " + stale.error().message());
   if (stale.value() > 0) log::warn("plumed.recovered", {{"stale_cgroups", stale.value()}});
 
-  auto loop = EventLoop::create(512);
+  // Instances' channels are waited on with io_uring futex waits where the kernel has them (Linux
+  // 6.7+); PLUME_FUTEX_WAIT=off sweeps them instead, as on older kernels (instance_messages.cc).
+  const char* futex_env = std::getenv("PLUME_FUTEX_WAIT");
+  const bool futex_wait = futex_env == nullptr || std::string_view(futex_env) != "off";
+  auto loop = EventLoop::create(512, futex_wait);
   if (!loop.ok()) return die("plumed.start", loop.error().message());
+  log::info("plumed.channels", {{"wait", loop.value()->supports_futex_wait() ? "futex" : "sweep"}});
 
   Supervisor sup(*loop.value(), config, std::move(cgroups.value()), spawner.ok() ? spawner.value().get() : nullptr);
   if (auto r = sup.init(); !r.ok()) return die("plumed.start", r.error().message);

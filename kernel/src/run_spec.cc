@@ -72,4 +72,41 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
   return r;
 }
 
+ConfigResult<MessagesRequest> messages_request_from_json(const json& j) {
+  if (!j.is_object()) return fail(ConfigError{"body: expected a JSON object"});
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (it.key() != "messages" && it.key() != "replies" && it.key() != "timeout_ms")
+      return fail(ConfigError{"unknown field \"" + it.key() + "\""});
+  MessagesRequest r;
+  if (j.contains("messages")) {
+    const json& m = j["messages"];
+    if (m.is_string()) {
+      r.messages.push_back(m.get<std::string>());
+    } else if (m.is_array()) {
+      if (m.size() > 4096) return fail(ConfigError{"messages: too many entries (max 4096)"});
+      for (const json& v : m) {
+        if (!v.is_string()) return fail(ConfigError{"messages: expected a string or an array of strings"});
+        r.messages.push_back(v.get<std::string>());
+      }
+    } else {
+      return fail(ConfigError{"messages: expected a string or an array of strings"});
+    }
+  }
+  auto count = [&](const char* key, uint64_t max, uint64_t& out) -> std::string {
+    if (!j.contains(key)) return {};
+    const json& v = j[key];
+    if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<int64_t>() < 0))
+      return std::string(key) + ": expected a non-negative integer";
+    out = v.get<uint64_t>();
+    if (out > max) return std::string(key) + ": at most " + std::to_string(max);
+    return {};
+  };
+  uint64_t replies = 0;
+  if (auto e = count("replies", MessagesRequest::kMaxReplies, replies); !e.empty()) return fail(ConfigError{e});
+  r.replies = static_cast<size_t>(replies);
+  if (auto e = count("timeout_ms", 24ull * 3600 * 1000, r.timeout_ms); !e.empty()) return fail(ConfigError{e});
+  if (r.messages.empty() && r.replies == 0) return fail(ConfigError{"messages: required, unless replies are awaited"});
+  return r;
+}
+
 }  // namespace plume::kernel

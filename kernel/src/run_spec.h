@@ -1,5 +1,5 @@
-// What POST /v1/workers asks for, read and checked from the request body (a tenant's input: every
-// field is checked before anything is started).
+// What POST /v1/workers and POST /v1/workers/<id>/messages ask for, read and checked from the
+// request body (a tenant's input: every field is checked before anything is started or sent).
 #pragma once
 
 #include <cstdint>
@@ -23,5 +23,14 @@ struct RunSpec {
   std::vector<std::string> input;  // its messages, in order: the first starts it
 };
 ConfigResult<RunSpec> run_spec_from_json(const json& j);
+
+// Messages for a running featherweight instance, and how many of its replies to wait for.
+struct MessagesRequest {
+  static constexpr size_t kMaxReplies = 4096;
+  std::vector<std::string> messages;  // in order; bytes (a JSON string may hold \u0000)
+  size_t replies = 0;                 // 0: answer once they are in its channel
+  uint64_t timeout_ms = 0;            // for the replies; 0: until they come or it ends
+};
+ConfigResult<MessagesRequest> messages_request_from_json(const json& j);
 
 }  // namespace plume::kernel

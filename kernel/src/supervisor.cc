@@ -582,7 +582,7 @@ void Supervisor::refresh_usage(Worker& w) {
 }
 
 void Supervisor::finish(Worker& w, ExitInfo info) {
-  for (EventLoop::OpId* op : {&w.exit_op, &w.status_op, &w.out_op, &w.err_op, &w.timeout_op}) {
+  for (EventLoop::OpId* op : {&w.exit_op, &w.status_op, &w.out_op, &w.err_op, &w.timeout_op, &w.channel_op}) {
     if (*op) loop_.cancel(*op);
     *op = 0;
   }
@@ -610,6 +610,7 @@ void Supervisor::finish(Worker& w, ExitInfo info) {
   log::info("worker.exit", {{"tenant", w.tenant}, {"id", w.id}, {"pid", w.pid}, {"cause", exit_cause_name(info.cause)},
                             {"code", info.code}, {"signal", info.signal}, {"cpu_ns", w.cpu_ns},
                             {"peak_memory_bytes", w.peak_memory_bytes}});
+  answer_reply_waiters(w, true);
   auto waiters = std::move(w.waiters);
   w.waiters.clear();
   json body = worker_json(w);
@@ -718,7 +719,10 @@ json Supervisor::worker_json(Worker& w) {
             {"peak_memory_bytes", w.peak_memory_bytes},
             {"limits", {{"memory_bytes", w.limits.memory_bytes}, {"pids_max", w.limits.pids_max},
                         {"cpu_percent", w.limits.cpu_percent}}}};
-  if (w.fwp) j["start_path"] = w.from_pool ? "pool" : "fork";
+  if (w.fwp) {
+    j["start_path"] = w.from_pool ? "pool" : "fork";
+    j["messages"] = {{"in", w.messages_in}, {"out", w.messages_out}};
+  }
   if (w.exit) {
     j["ended_at"] = rfc3339(w.ended_at);
     json e = {{"cause", exit_cause_name(w.exit->cause)}, {"code", w.exit->code}};

@@ -63,6 +63,18 @@ struct Worker {
   bool from_pool = false;    // fwp: taken from the warm pool (else forked from the template)
   std::string template_key;  // "<tenant>/<image>"
   uint64_t instance_id = 0;
+  // fwp: its channel while it runs, read as messages arrive (instance_messages.cc).
+  EventLoop::OpId channel_op = 0;  // the futex wait on its doorbell, or a back-off timer
+  uint32_t empty_wakes = 0;        // wake-ups in a row that found nothing to read
+  bool channel_broken = false;     // it broke the channel's protocol (it was killed for it)
+  uint64_t messages_in = 0, messages_out = 0;  // sent to it by clients / read from it
+  struct ReplyWaiter {             // a POST .../messages waiting for the instance's replies
+    std::shared_ptr<Responder> responder;
+    size_t sent = 0, want = 0;
+    std::vector<std::string> got;
+    EventLoop::OpId timer = 0;
+  };
+  std::vector<std::unique_ptr<ReplyWaiter>> reply_waiters;  // oldest first
 
   // Live-process resources; all released when the worker ends.
   UniqueFd pidfd, status_fd, out_fd, err_fd;
@@ -148,6 +160,13 @@ class Supervisor {
   SysResult<void> signal_worker(Worker& w, int sig);
   // Answers with the worker once it has ended, or as it is after timeout_ms (0: no limit).
   void wait_worker(Worker& w, uint64_t timeout_ms, std::shared_ptr<Responder> responder);
+  // POST /v1/workers/<id>/messages: puts `messages` into a running instance's channel, all or
+  // none, then answers with the next `replies` messages it sends, or what came of them once
+  // timeout_ms (0: no limit) has passed or it has ended (instance_messages.cc).
+  void send_instance_messages(Worker& w, const std::vector<std::string>& messages, size_t replies,
+                              uint64_t timeout_ms, std::shared_ptr<Responder> responder);
+  // Reads what a running instance has sent and not yet been read (before its log is shown).
+  void read_instance_messages(Worker& w);
   bool remove_worker(const std::string& id);  // exited or failed workers only
 
   // CPU and peak memory of a running worker, read now from its cgroup (or, for a featherweight
@@ -202,7 +221,13 @@ class Supervisor {
   fwp::TenantNamespaces* namespaces_for(Tenant& tenant);
   fwp::Instance* instance_of(const Worker& w);
   void on_instance_exited(const std::string& key, fwp::Instance& inst);
-  void collect_instance_output(Worker& w);
+  // Its channel, read as messages arrive (instance_messages.cc): a futex wait on the doorbell in
+  // the loop where the kernel has one, else a sweep of every running instance's channel.
+  size_t read_messages_of(Worker& w, size_t at_most);
+  void watch_instance_channel(Worker& w);
+  void on_instance_channel_rung(const std::string& id);
+  void sweep_instance_channels();
+  void answer_reply_waiters(Worker& w, bool ended);
   // Templates are torn down from the loop (we may be inside one's callback), or at once where the
   // caller says it is not in one (Teardown::now). `keep` (what a
   // removed tenant leaves: its namespace holder and cgroup) is released only after the last of
@@ -226,6 +251,7 @@ class Supervisor {
   fwp::CgroupManager cgroups_;
   fwp::SpawnService* spawner_;
   EventLoop::OpId spawn_answers_op_ = 0;  // the helper's answers to spawn_async
+  EventLoop::OpId channel_sweep_op_ = 0;  // without futex waits: the next sweep of channels
   TenantRegistry tenants_;
   ImageRegistry images_;
   std::map<std::string, std::unique_ptr<Worker>> workers_;

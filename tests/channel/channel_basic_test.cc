@@ -57,6 +57,44 @@ TEST(ChannelGeometry, RejectsBadShapes) {
   EXPECT_GE(g.mapping_size(), 128u + 2 * (384u + 64u * 256u));
 }
 
+// An event loop's consumer (plumed's): it announces it sleeps, waits on the word itself, and a
+// send rings the word exactly as it rings a thread sleeping in recv().
+TEST(Channel, AnAsyncWaiterIsRungBySendAndFindsWhatCameFirst) {
+  Pair p = make_pair(ChannelGeometry{8, 64});
+  std::atomic_ref<uint32_t> bell(*p.a.async_wait_word());
+  auto armed = p.a.begin_async_wait();
+  ASSERT_TRUE(armed.ok());
+  EXPECT_FALSE(armed.value()) << "nothing was sent";
+  EXPECT_EQ(bell.load(), Channel::kAsyncWaitValue);
+  ASSERT_TRUE(p.b.send(bytes("ping")).ok());
+  EXPECT_NE(bell.load(), Channel::kAsyncWaitValue) << "the send left the word as it was: a futex wait never ends";
+  EXPECT_EQ(p.b.stats().wakes, 1u);
+  p.a.end_async_wait();
+  EXPECT_EQ(bell.load(), 0u);
+  std::array<std::byte, 64> buf{};
+  auto got = p.a.try_recv(buf);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got.value(), 4u);
+  // A message already there: begin says so and leaves the word awake (no wake-up needed).
+  ASSERT_TRUE(p.b.send(bytes("pong")).ok());
+  armed = p.a.begin_async_wait();
+  ASSERT_TRUE(armed.ok());
+  EXPECT_TRUE(armed.value());
+  EXPECT_EQ(bell.load(), 0u);
+  EXPECT_EQ(p.b.stats().wakes, 1u);
+}
+
+TEST(Channel, SendCapacityFollowsThePeersReads) {
+  Pair p = make_pair(ChannelGeometry{4, 64});
+  ASSERT_EQ(p.a.send_capacity().value(), 4u);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(p.a.send(bytes("x")).ok());
+  EXPECT_EQ(p.a.send_capacity().value(), 1u);
+  std::array<std::byte, 64> buf{};
+  ASSERT_TRUE(p.b.try_recv(buf).ok());
+  ASSERT_TRUE(p.b.try_recv(buf).ok());
+  EXPECT_EQ(p.a.send_capacity().value(), 3u);
+}
+
 TEST(Channel, RoundTripsBothWays) {
   auto p = make_pair({16, 128});
   ASSERT_TRUE(p.a.send(bytes("ping")).ok());

@@ -121,6 +121,34 @@ TEST(ChannelHostile, ConsumerIndexBeyondWhatWasSentIsCorrupt) {
   expect_dead(s.sup);
 }
 
+TEST(ChannelHostile, SendCapacityCatchesALyingConsumerIndex) {
+  auto s = setup({8, 64, 50});
+  std::array<std::byte, 8> msg{};
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(s.sup.send(msg).ok());
+  *s.word(ring_offsets(s.g, 0).consumer) = 50 + 5;  // "consumed" three never sent
+  auto r = s.sup.send_capacity();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), ChannelError::corrupt);
+  expect_dead(s.sup);
+}
+
+// The doorbell is the one word the worker may write (1 → 2). Scribbling it can only end an async
+// waiter's wait early, with nothing to read: the waiter must be able to tell.
+TEST(ChannelHostile, ScribbledDoorbellEndsAnAsyncWaitWithNothingToRead) {
+  auto s = setup({8, 64});
+  auto armed = s.sup.begin_async_wait();
+  ASSERT_TRUE(armed.ok());
+  ASSERT_FALSE(armed.value());
+  *s.word(ring_offsets(s.g, 1).doorbell) = 7;
+  EXPECT_NE(std::atomic_ref<uint32_t>(*s.sup.async_wait_word()).load(), Channel::kAsyncWaitValue);
+  s.sup.end_async_wait();
+  std::vector<std::byte> buf(s.sup.max_message());
+  auto r = s.sup.try_recv(buf);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), ChannelError::empty);
+  EXPECT_FALSE(s.sup.broken());
+}
+
 TEST(ChannelHostile, ConsumerIndexGoingBackwardsIsCorrupt) {
   auto s = setup({8, 64, 50});
   std::array<std::byte, 8> msg{};

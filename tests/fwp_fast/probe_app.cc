@@ -16,6 +16,10 @@
 //   uring          → results of a NOP and an OPENAT on plume_ring(), and errno of io_uring_setup
 //   burn <ms>      → "burnt" after using <ms> ms of CPU time (busy)
 //   touch <MiB>    → "touched" after writing <MiB> MiB of fresh memory, which it keeps
+//   ring <ms>      → "rang <n>": for <ms> ms it futex-wakes the doorbell plumed waits on for its
+//                    replies, sending nothing (a hostile instance making plumed spin)
+//   scribble       → moves its outbound ring's producer index 1000 slots ahead, rings, and waits:
+//                    a channel that lies (plumed must kill it, and nothing else)
 //   exit <n>       → the instance ends with code n
 //   segv           → it crashes
 //   oom            → it allocates until the OOM killer ends it
@@ -114,6 +118,40 @@ std::string channel_mappings() {
        at = maps.find("plume-channel", at + 1))
     ++n;
   return std::to_string(n);
+}
+
+// Its own channel's control words for the instance → supervisor ring (fwp/src/channel_layout.h:
+// a 128-byte header holding slots at 12 and slot_size at 16, then per ring three 128-byte control
+// lines, producer index, consumer index, doorbell, and the slots), found by the memfd's name.
+struct OutboundRing {
+  uint32_t* producer = nullptr;
+  uint32_t* doorbell = nullptr;
+};
+OutboundRing outbound_ring() {
+  const std::string maps = read_file("/proc/self/maps");
+  const size_t at = maps.find("plume-channel");
+  if (at == std::string::npos) return {};
+  const size_t line = maps.rfind('\n', at);
+  auto* base = reinterpret_cast<unsigned char*>(std::strtoull(maps.c_str() + (line == std::string::npos ? 0 : line + 1), nullptr, 16));
+  uint32_t slots = 0, slot_size = 0;
+  std::memcpy(&slots, base + 12, 4);
+  std::memcpy(&slot_size, base + 16, 4);
+  unsigned char* ring1 = base + 128 + 3 * 128 + size_t{slots} * slot_size;
+  return {reinterpret_cast<uint32_t*>(ring1), reinterpret_cast<uint32_t*>(ring1 + 256)};
+}
+
+void futex_wake(uint32_t* word) { syscall(SYS_futex, word, FUTEX_WAKE, 1, nullptr, nullptr, 0); }
+
+std::string ring_for(int ms) {
+  const OutboundRing ring = outbound_ring();
+  if (!ring.doorbell) return "no channel";
+  const uint64_t end = now_ns() + static_cast<uint64_t>(ms) * 1000000u;
+  uint64_t n = 0;
+  while (now_ns() < end) {
+    futex_wake(ring.doorbell);
+    ++n;
+  }
+  return "rang " + std::to_string(n);
 }
 
 int handle(plume_instance* self);
@@ -363,6 +401,14 @@ int handle(plume_instance* self) {
     } else if (cmd.rfind("touch ", 0) == 0) {
       touch(std::atoi(cmd.c_str() + 6));
       reply = "touched";
+    } else if (cmd.rfind("ring ", 0) == 0) {
+      reply = ring_for(std::atoi(cmd.c_str() + 5));
+    } else if (cmd == "scribble") {
+      const OutboundRing ring = outbound_ring();
+      if (!ring.producer) return 102;
+      __atomic_add_fetch(ring.producer, 1000u, __ATOMIC_RELEASE);
+      futex_wake(ring.doorbell);
+      for (;;) (void)plume_recv(self, buf, sizeof buf - 1, -1);
     } else if (cmd.rfind("exit ", 0) == 0) {
       return std::atoi(cmd.c_str() + 5);
     } else if (cmd == "segv") {

@@ -3,7 +3,11 @@
 
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <pthread.h>
@@ -262,6 +266,85 @@ TEST(EventLoop, ManyOpsBeyondTheSubmissionQueue) {
   for (int i = 0; i < 500; ++i) loop->after(1ms, [&] { ++fired; });
   ASSERT_TRUE(run_until(*loop, [&] { return fired == 500; }));
   EXPECT_EQ(loop->pending(), 0U);
+}
+
+// A futex word in memory shared with another process, as a channel's doorbell is.
+struct SharedWord {
+  uint32_t* word = static_cast<uint32_t*>(
+      ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ~SharedWord() { ::munmap(word, 4096); }
+};
+
+TEST(EventLoop, FutexWaitEndsWhenAnotherProcessWakesTheWord) {
+  auto loop = make_loop();
+  ASSERT_TRUE(loop);
+  if (!loop->supports_futex_wait()) GTEST_SKIP() << "this kernel has no IORING_OP_FUTEX_WAIT (Linux 6.7+)";
+  SharedWord shared;
+  ASSERT_NE(shared.word, MAP_FAILED);
+  *shared.word = 1;
+  int result = 1;
+  int calls = 0;
+  ASSERT_NE(loop->futex_wait(shared.word, 1, [&](int res) { result = res, ++calls; }), 0u);
+  ASSERT_TRUE(loop->run_once(false).ok());
+  EXPECT_EQ(calls, 0) << "ended before anyone woke the word";
+  // The waker: another process, which changes the word and wakes it once the wait is queued.
+  Pipe go;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    char c;
+    while (::read(go.r.get(), &c, 1) != 1) {
+    }
+    __atomic_store_n(shared.word, 2, __ATOMIC_SEQ_CST);
+    ::syscall(SYS_futex, shared.word, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+    ::_exit(0);
+  }
+  ASSERT_EQ(::fcntl(go.r.get(), F_SETFL, 0), 0);  // the child's read blocks
+  go.put();
+  ASSERT_TRUE(run_until(*loop, [&] { return calls > 0; }));
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_EQ(result, 0);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(loop->pending(), 0U);
+}
+
+TEST(EventLoop, FutexWaitOnAWordThatChangedEndsAtOnce) {
+  auto loop = make_loop();
+  ASSERT_TRUE(loop);
+  if (!loop->supports_futex_wait()) GTEST_SKIP() << "this kernel has no IORING_OP_FUTEX_WAIT (Linux 6.7+)";
+  SharedWord shared;
+  *shared.word = 2;
+  int result = 1;
+  ASSERT_NE(loop->futex_wait(shared.word, 1, [&](int res) { result = res; }), 0u);
+  ASSERT_TRUE(run_until(*loop, [&] { return result != 1; }));
+  EXPECT_EQ(result, -EAGAIN);
+}
+
+TEST(EventLoop, CancelledFutexWaitNeverRunsAndLetsTheLoopEnd) {
+  auto loop = make_loop();
+  ASSERT_TRUE(loop);
+  if (!loop->supports_futex_wait()) GTEST_SKIP() << "this kernel has no IORING_OP_FUTEX_WAIT (Linux 6.7+)";
+  SharedWord shared;
+  *shared.word = 1;
+  bool ran = false;
+  const auto id = loop->futex_wait(shared.word, 1, [&](int) { ran = true; });
+  ASSERT_NE(id, 0u);
+  ASSERT_TRUE(loop->run_once(false).ok());
+  loop->cancel(id);
+  // run() returns only once the cancelled wait's last completion has come in.
+  ASSERT_TRUE(loop->run().ok());
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(loop->pending(), 0U);
+}
+
+TEST(EventLoop, FutexWaitCanBeTurnedOff) {
+  auto loop = EventLoop::create(64, /*futex_wait=*/false);
+  ASSERT_TRUE(loop.ok());
+  SharedWord shared;
+  EXPECT_FALSE(loop.value()->supports_futex_wait());
+  EXPECT_EQ(loop.value()->futex_wait(shared.word, 0, [](int) {}), 0u);
+  EXPECT_EQ(loop.value()->pending(), 0U);
 }
 
 }  // namespace

@@ -104,12 +104,18 @@ TEST_F(ApiContract, EveryDocumentedOperationIsRoutedAndAnswersPerSchema) {
   json worker = run_worker(plumed_, tenant_token, {{"argv", {"/bin/sleep", "30"}}});
   ASSERT_TRUE(worker.contains("id"));
   std::string id = worker["id"];
+  // A featherweight instance for the endpoint that needs one (messages), of an image of its own.
+  json talk = {{"name", "talk"}, {"fwp", {{"binary", PLUME_ECHO_APP}}}};
+  ASSERT_EQ(plumed_.admin("POST", "/v1/images", talk.dump()).status, 201);
+  json instance = run_worker(plumed_, tenant_token, {{"fwp", true}, {"image", "talk"}, {"input", "hi"}});
+  ASSERT_TRUE(instance.contains("id"));
+  const std::string instance_id = instance["id"];
 
   auto substitute = [&](std::string path) {
     auto replace = [&](const std::string& from, const std::string& to) {
       if (auto pos = path.find(from); pos != std::string::npos) path.replace(pos, from.size(), to);
     };
-    replace("{id}", id);
+    replace("{id}", path.ends_with("/messages") ? instance_id : id);
     if (path.rfind("/v1/tenants/", 0) == 0) replace("{name}", "doomed");
     if (path.rfind("/v1/images/", 0) == 0) replace("{name}", "doomed-img");
     return path;
@@ -123,6 +129,7 @@ TEST_F(ApiContract, EveryDocumentedOperationIsRoutedAndAnswersPerSchema) {
     if (path == "/v1/images") return {{"name", "fresh-img"}, {"rootfs", rootfs}};
     if (path == "/v1/workers") return {{"tenant", "acme"}, {"argv", {"/bin/true"}}};
     if (path == "/v1/workers/{id}/signal") return {{"signal", "KILL"}};
+    if (path == "/v1/workers/{id}/messages") return {{"messages", {"x"}}, {"replies", 1}, {"timeout_ms", 10000}};
     return json::object();
   };
   auto query_for = [&](const std::string& path) -> std::string {

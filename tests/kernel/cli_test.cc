@@ -12,7 +12,7 @@ namespace plume::test {
 namespace {
 
 const std::vector<std::vector<std::string>> kVerbs = {
-    {"run"}, {"ps"}, {"inspect"}, {"kill"}, {"logs"}, {"wait"}, {"rm"}, {"stats"}, {"health"},
+    {"run"}, {"ps"}, {"inspect"}, {"kill"}, {"logs"}, {"wait"}, {"rm"}, {"send"}, {"stats"}, {"health"},
     {"tenant"}, {"tenant", "add"}, {"tenant", "ls"}, {"tenant", "rm"},
     {"image"}, {"image", "add"}, {"image", "ls"}, {"image", "rm"}};
 
@@ -28,7 +28,7 @@ TEST(CliOffline, HelpWorksForEveryVerb) {
   }
   auto top = run_cli({"--help"});
   EXPECT_EQ(top.exit_code, 0);
-  for (const char* verb : {"run", "ps", "inspect", "kill", "logs", "wait", "rm", "stats", "tenant", "image", "health"})
+  for (const char* verb : {"run", "ps", "inspect", "kill", "logs", "wait", "rm", "send", "stats", "tenant", "image", "health"})
     EXPECT_NE(top.out.find(verb), std::string::npos) << verb;
 }
 
@@ -37,7 +37,8 @@ TEST(CliOffline, UsageErrorsExit2) {
            {}, {"frobnicate"}, {"--bogus", "ps"}, {"run"}, {"kill"}, {"tenant"}, {"tenant", "add", "x"},
            {"image", "add", "x"}, {"image", "add", "x", "--rootfs", "/a", "--bundle", "/b"},
            {"image", "add", "x", "--rootfs", "/a", "--spinning", "1"},
-           {"run", "--memory", "lots", "--", "/bin/true"}, {"wait", "--timeout", "soon", "w-1"}}) {
+           {"run", "--memory", "lots", "--", "/bin/true"}, {"wait", "--timeout", "soon", "w-1"},
+           {"send"}, {"send", "i-1"}, {"send", "i-1", "x", "--timeout", "soon"}, {"send", "-r", "-1", "i-1"}}) {
     auto r = run_cli(args, {"PLUME_SOCKET=/nonexistent/plumed.sock"});
     EXPECT_EQ(r.exit_code, 2) << ::testing::PrintToString(args) << " out=" << r.out << " err=" << r.err;
   }
@@ -197,6 +198,36 @@ TEST_F(Cli, ImageAddTakesAnFwpPoolWithSpinningStandbys) {
   auto refused = admin({"image", "add", "spin2", "--fwp-binary", PLUME_ECHO_APP, "--pool", "1", "--spinning", "2"});
   EXPECT_EQ(refused.exit_code, 1) << refused.out;
   EXPECT_NE(refused.err.find("spinning_standbys"), std::string::npos) << refused.err;
+}
+
+TEST_F(Cli, SendPrintsAnInstancesRepliesAndSaysWhyItStopped) {
+  json image = {{"name", "echo"}, {"fwp", {{"binary", PLUME_ECHO_APP}, {"pool_size", 1}}}};
+  ASSERT_EQ(plumed_.admin("POST", "/v1/images", image.dump()).status, 201);
+  auto run = cli({"run", "--fwp", "echo", "--input", "hello"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string id = run.out.substr(0, run.out.find('\n'));
+  // Its reply to the start message first, so that the replies below are those to `send`'s.
+  std::string log;
+  for (int i = 0; i < 500 && log != "hello\n"; ++i) {
+    log = cli({"logs", id}).out;
+    if (log != "hello\n") std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(log, "hello\n");
+  auto two = cli({"send", "-r", "2", id, "one", "two words"});
+  EXPECT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_EQ(two.out, "one\ntwo words\n");
+  auto none = cli({"send", "--replies", "1", "--timeout", "100ms", id});
+  EXPECT_EQ(none.exit_code, 124) << none.err;
+  EXPECT_NE(none.err.find("timed out after 0 of 1 replies"), std::string::npos) << none.err;
+  auto json_out = cli({"--json", "send", "-r", "1", id, "three"});
+  ASSERT_EQ(json_out.exit_code, 0) << json_out.err;
+  EXPECT_EQ(json::parse(json_out.out, nullptr, false)["replies"], json({"three"})) << json_out.out;
+  auto ended = cli({"send", "-r", "1", id, ""});  // echo ends on an empty message, without a reply
+  EXPECT_EQ(ended.exit_code, 1) << ended.err;
+  EXPECT_NE(ended.err.find("ended after 0 of 1 replies"), std::string::npos) << ended.err;
+  auto gone = cli({"send", id, "late"});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_NE(gone.err.find("conflict"), std::string::npos) << gone.err;
 }
 
 TEST_F(Cli, AdminTokenComesFromFlagOrTheTokenFile) {

@@ -133,6 +133,20 @@ class Channel {
   // standby, libplume). Errors: timeout, corrupt.
   ChannelResult<void> spin_until_readable(const std::function<bool()>& give_up);
 
+  // For a consumer that waits in an event loop instead of a thread (plumed waits on the word with
+  // io_uring's IORING_OP_FUTEX_WAIT). begin_async_wait() announces that this consumer sleeps,
+  // then re-checks: true when a message is readable after all (the doorbell is awake again:
+  // drain, then begin again), false when the caller may now wait for async_wait_word() to leave
+  // kAsyncWaitValue. Once that wait ends (or is given up), end_async_wait() before draining.
+  // Receives with try_recv() only meanwhile: recv() and wait_readable() use the same doorbell.
+  // Errors: corrupt.
+  static constexpr uint32_t kAsyncWaitValue = 1;  // channel_layout::kSleeping
+  ChannelResult<bool> begin_async_wait();
+  void end_async_wait();
+  uint32_t* async_wait_word() const { return rx_.doorbell; }
+  // Free slots in the sending ring now (the peer's consumer index read again). Errors: corrupt.
+  ChannelResult<uint32_t> send_capacity();
+
   // How long a waiting consumer busy-polls before it sleeps (default 5 µs; 0: sleep at once).
   void set_spin(std::chrono::nanoseconds spin) { spin_ = spin; }
   std::chrono::nanoseconds spin() const { return spin_; }

@@ -192,6 +192,13 @@ class Instance {
   Channel& channel() { return *channel_; }
   // Receives the next app message (skipping the readiness record), waiting up to `timeout`.
   ChannelResult<size_t> recv(std::span<std::byte> buf, std::chrono::nanoseconds timeout);
+  // Receives the next app message if one is there now (skipping the readiness record). Unlike
+  // recv(), never touches the doorbell: for a caller that waits with Channel::begin_async_wait().
+  // Errors: empty, buffer_too_small, corrupt.
+  ChannelResult<size_t> try_recv(std::span<std::byte> buf);
+  // How many more messages queue() takes now: the free slots of its channel, less what waits
+  // for the start message. Errors: corrupt.
+  ChannelResult<uint32_t> send_capacity();
   // Sends one message to the instance.
   ChannelResult<void> send(std::span<const std::byte> msg) { return channel_->send(msg); }
   // Sends one message after the start message: now when that is in the channel, otherwise as

@@ -22,7 +22,9 @@ class EventLoop {
   using PollCallback = std::function<void(int result)>;
   using TimerCallback = std::function<void()>;
 
-  static SysResult<std::unique_ptr<EventLoop>> create(unsigned entries = 256);
+  // `futex_wait`: false leaves futex_wait() unused even where the kernel has it (tests of what
+  // plumed does on older kernels).
+  static SysResult<std::unique_ptr<EventLoop>> create(unsigned entries = 256, bool futex_wait = true);
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
@@ -31,7 +33,14 @@ class EventLoop {
   OpId poll(int fd, unsigned events, PollCallback cb);
   // Runs cb once, `after` from now (io_uring timeout; no timerfd needed).
   OpId after(std::chrono::milliseconds after, TimerCallback cb);
-  // Cancels a pending poll or timer. Its callback will not run. Unknown ids are ignored.
+  // Waits until the shared (cross-process) futex word at `word` no longer holds `expected` and
+  // a futex wake comes (IORING_OP_FUTEX_WAIT, Linux 6.7+); cb gets 0, or -EAGAIN when the word
+  // had changed already. The word must stay mapped until the callback ran or cancel() was called.
+  // Returns 0 where the kernel lacks the operation (supports_futex_wait()), or the SQ is full.
+  OpId futex_wait(uint32_t* word, uint32_t expected, PollCallback cb);
+  bool supports_futex_wait() const { return futex_wait_supported_; }
+  // Cancels a pending op (poll, timer or futex wait). Its callback will not run. Unknown ids are
+  // ignored.
   void cancel(OpId id);
 
   // Runs until stop() is called from a callback, or until no op is left in flight (nothing could
@@ -50,6 +59,7 @@ class EventLoop {
 
   io_uring ring_{};
   bool ring_ready_ = false;
+  bool futex_wait_supported_ = false;
   bool stopping_ = false;
   OpId next_id_ = 1;
   std::unordered_map<OpId, std::unique_ptr<Op>> ops_;

@@ -1,0 +1,210 @@
+// A running featherweight instance's channel, as plumed keeps it moving: what the instance sends
+// is read as it arrives (into its stdout log, and to the clients waiting for its replies), and
+// what a client sends it goes in whole or not at all, with the channel's room checked first.
+//
+// Waking: plumed's consumer end of each running instance's channel announces that it sleeps
+// (Channel::begin_async_wait) and the loop waits on the doorbell word with IORING_OP_FUTEX_WAIT
+// (Linux 6.7+): the instance's send rings it as it would ring a thread, and nothing polls. On
+// older kernels, or with PLUME_FUTEX_WAIT=off, a sweep reads every running instance's channel
+// every 10 ms while any runs, and none while none does.
+//
+// Trust: the doorbell is a word the instance can write. Scribbling it only ends a wait early,
+// with nothing to read; after kFreeEmptyWakes of those in a row the next wait starts after a
+// back-off that doubles up to a second, so a ringing instance costs plumed a few wake-ups a
+// second. A channel whose indices lie is broken for good (Channel's checks), and its instance is
+// killed.
+#include <algorithm>
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include "json_response.h"
+#include "plume/base/log.h"
+#include "supervisor.h"
+
+namespace plume::kernel {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr size_t kReadPerTurn = 256;       // messages read per wake-up: one chatty instance cannot hold the loop
+constexpr uint32_t kFreeEmptyWakes = 16;   // wake-ups in a row with nothing to read before backing off
+constexpr auto kSweepEvery = 10ms;         // without futex waits
+constexpr auto kMaxBackOff = 1000ms;
+
+json messages_answer(const Worker::ReplyWaiter& r, bool timed_out, bool ended) {
+  json replies = json::array();
+  for (const std::string& m : r.got) replies.push_back(m);
+  return {{"sent", r.sent}, {"replies", std::move(replies)}, {"timed_out", timed_out}, {"ended", ended}};
+}
+
+}  // namespace
+
+size_t Supervisor::read_messages_of(Worker& w, size_t at_most) {
+  fwp::Instance* inst = instance_of(w);
+  if (!inst || w.channel_broken) return 0;
+  std::vector<std::byte> buf(inst->channel().geometry().max_message());
+  size_t n = 0;
+  for (; n < at_most; ++n) {
+    auto got = inst->try_recv(buf);
+    if (!got.ok()) {
+      if (got.error() == fwp::ChannelError::corrupt) {
+        w.channel_broken = true;
+        log::warn("worker.channel_broken", {{"tenant", w.tenant}, {"id", w.id}, {"action", "killed"}});
+        (void)signal_worker(w, SIGKILL);
+      }
+      break;
+    }
+    const std::string_view msg(reinterpret_cast<const char*>(buf.data()), got.value());
+    // The log: one message a line, after what it wrote to its stdout pipe.
+    w.out.append(msg.data(), msg.size());
+    w.out.append("\n", 1);
+    ++w.messages_out;
+    // The oldest request still short of replies takes it.
+    for (auto it = w.reply_waiters.begin(); it != w.reply_waiters.end(); ++it) {
+      Worker::ReplyWaiter& r = **it;
+      if (r.got.size() >= r.want) continue;
+      r.got.emplace_back(msg);
+      if (r.got.size() == r.want) {
+        if (r.timer) loop_.cancel(r.timer);
+        r.responder->send(json_response(200, messages_answer(r, false, false)));
+        w.reply_waiters.erase(it);
+      }
+      break;
+    }
+  }
+  return n;
+}
+
+void Supervisor::read_instance_messages(Worker& w) {
+  if (w.fwp && w.state == WorkerState::running) (void)read_messages_of(w, 4096);
+}
+
+void Supervisor::watch_instance_channel(Worker& w) {
+  if (w.channel_op || w.channel_broken || w.state != WorkerState::running) return;
+  fwp::Instance* inst = instance_of(w);
+  if (!inst) return;
+  if (!loop_.supports_futex_wait()) {
+    if (!channel_sweep_op_) channel_sweep_op_ = loop_.after(kSweepEvery, [this] { sweep_instance_channels(); });
+    return;
+  }
+  const std::string id = w.id;
+  fwp::Channel& channel = inst->channel();
+  auto armed = channel.begin_async_wait();
+  if (!armed.ok() || armed.value()) {
+    // Something to read now (or a broken channel, which the read reports): from the loop, after
+    // what else is ready, so that an instance that never stops sending cannot hold it.
+    w.channel_op = loop_.after(0ms, [this, id] { on_instance_channel_rung(id); });
+    return;
+  }
+  w.channel_op = loop_.futex_wait(channel.async_wait_word(), fwp::Channel::kAsyncWaitValue,
+                                  [this, id](int) { on_instance_channel_rung(id); });
+}
+
+void Supervisor::on_instance_channel_rung(const std::string& id) {
+  Worker* w = find_worker(id);
+  if (!w) return;
+  w->channel_op = 0;
+  fwp::Instance* inst = instance_of(*w);
+  if (!inst || w->state != WorkerState::running) return;
+  inst->channel().end_async_wait();
+  if (read_messages_of(*w, kReadPerTurn) > 0) {
+    w->empty_wakes = 0;
+  } else if (++w->empty_wakes > kFreeEmptyWakes) {
+    // Woken for nothing, again and again: its own doing (see the top). Wait a while first.
+    const uint32_t over = std::min<uint32_t>(w->empty_wakes - kFreeEmptyWakes, 10);
+    const auto back_off = std::min<std::chrono::milliseconds>(1ms * (1u << over), kMaxBackOff);
+    w->channel_op = loop_.after(back_off, [this, id] {
+      Worker* wk = find_worker(id);
+      if (!wk) return;
+      wk->channel_op = 0;
+      watch_instance_channel(*wk);
+    });
+    return;
+  }
+  watch_instance_channel(*w);
+}
+
+void Supervisor::sweep_instance_channels() {
+  channel_sweep_op_ = 0;
+  bool any = false;
+  for (auto& [id, w] : workers_) {
+    if (!w->fwp || w->state != WorkerState::running) continue;
+    any = true;
+    (void)read_messages_of(*w, kReadPerTurn);
+  }
+  if (any) channel_sweep_op_ = loop_.after(kSweepEvery, [this] { sweep_instance_channels(); });
+}
+
+void Supervisor::answer_reply_waiters(Worker& w, bool ended) {
+  auto waiters = std::move(w.reply_waiters);
+  w.reply_waiters.clear();
+  for (auto& r : waiters) {
+    if (r->timer) loop_.cancel(r->timer);
+    r->responder->send(json_response(200, messages_answer(*r, false, ended)));
+  }
+}
+
+void Supervisor::send_instance_messages(Worker& w, const std::vector<std::string>& messages, size_t replies,
+                                        uint64_t timeout_ms, std::shared_ptr<Responder> responder) {
+  if (!w.fwp)
+    return responder->send(HttpResponse::error(400, "bad_request", "worker " + w.id + " is not a featherweight instance: it has no channel"));
+  fwp::Instance* inst = instance_of(w);
+  if (w.state != WorkerState::running || !inst || w.channel_broken)
+    return responder->send(HttpResponse::error(409, "conflict", "worker " + w.id + " is not running"));
+  const size_t max = inst->channel().geometry().max_message();
+  for (size_t i = 0; i < messages.size(); ++i)
+    if (messages[i].size() > max)
+      return responder->send(HttpResponse::error(400, "bad_request", "messages[" + std::to_string(i) + "]: " +
+                                                     std::to_string(messages[i].size()) +
+                                                     " bytes, more than a message holds (" + std::to_string(max) + ")"));
+  // Replies to what came before are not this request's: read them into the log (and to the
+  // requests waiting for them) first.
+  (void)read_messages_of(w, 4096);
+  if (w.state != WorkerState::running)  // it broke its channel while we read
+    return responder->send(HttpResponse::error(409, "conflict", "worker " + w.id + " is not running"));
+  auto room = inst->send_capacity();
+  if (!room.ok() || room.value() < messages.size()) {
+    const std::string free = room.ok() ? std::to_string(room.value()) : "no";
+    return responder->send(HttpResponse::error(
+        429, "channel_full",
+        "worker " + w.id + "'s channel has room for " + free + " more messages; it has not read the others yet"));
+  }
+  for (const std::string& m : messages) {
+    // Cannot fail for room (checked above, and only plumed sends on it); `corrupt` breaks it.
+    if (auto sent = inst->queue(std::as_bytes(std::span(m.data(), m.size()))); !sent.ok()) {
+      return responder->send(HttpResponse::error(409, "conflict", "worker " + w.id + "'s channel: " +
+                                                                      fwp::channel_error_name(sent.error())));
+    }
+    ++w.messages_in;
+  }
+  auto waiter = std::make_unique<Worker::ReplyWaiter>();
+  waiter->responder = std::move(responder);
+  waiter->sent = messages.size();
+  waiter->want = replies;
+  if (replies == 0) return waiter->responder->send(json_response(200, messages_answer(*waiter, false, false)));
+  // Requests whose clients went away wait no longer (a client looping on this cannot grow it).
+  std::erase_if(w.reply_waiters, [&](const std::unique_ptr<Worker::ReplyWaiter>& r) {
+    if (r->responder->connected()) return false;
+    if (r->timer) loop_.cancel(r->timer);
+    return true;
+  });
+  if (timeout_ms > 0) {
+    const std::string id = w.id;
+    const Worker::ReplyWaiter* key = waiter.get();
+    waiter->timer = loop_.after(std::chrono::milliseconds(timeout_ms), [this, id, key] {
+      Worker* wk = find_worker(id);
+      if (!wk) return;
+      auto it = std::find_if(wk->reply_waiters.begin(), wk->reply_waiters.end(),
+                             [&](const std::unique_ptr<Worker::ReplyWaiter>& r) { return r.get() == key; });
+      if (it == wk->reply_waiters.end()) return;
+      std::unique_ptr<Worker::ReplyWaiter> r = std::move(*it);
+      wk->reply_waiters.erase(it);
+      r->responder->send(json_response(200, messages_answer(*r, true, false)));
+    });
+  }
+  w.reply_waiters.push_back(std::move(waiter));
+  watch_instance_channel(w);
+}
+
+}  // namespace plume::kernel

@@ -1,0 +1,242 @@
+// Talking to running featherweight instances through plumed (POST /v1/workers/<id>/messages):
+// messages go into a real instance's channel, its replies come back as it sends them and fill its
+// log, a full channel refuses a request whole, and instances that ring their doorbell for nothing
+// or lie in their channel cost plumed little and are killed alone. Every test of the exchange runs
+// twice: with plumed waiting on channels through io_uring futex waits, and with the sweep it uses
+// on kernels without them (PLUME_FUTEX_WAIT=off).
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "e2e.h"
+
+namespace plume::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+class InstanceMessages : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    PLUME_SKIP_UNLESS_ROOT();
+    PlumedOptions options;
+    if (!futex_waits()) options.extra_env = {"PLUME_FUTEX_WAIT=off"};
+    plumed_ = std::make_unique<Plumed>(options);
+    ASSERT_TRUE(plumed_->start());
+    token_ = add_tenant(*plumed_, "alpha");
+    for (auto [name, binary] : {std::pair{"echo", PLUME_ECHO_APP}, std::pair{"probe", PLUME_PROBE_APP}}) {
+      json image = {{"name", name}, {"fwp", {{"binary", binary}, {"pool_size", 1}}}};
+      auto r = plumed_->admin("POST", "/v1/images", image.dump());
+      ASSERT_EQ(r.status, 201) << show(r);
+    }
+  }
+  bool futex_waits() const { return GetParam(); }
+  // What plumed says it waits with ("futex" or "sweep"), from its start-up log line.
+  std::string channel_wait() const {
+    const std::string text = plumed_->stderr_text();
+    const size_t at = text.find("event=plumed.channels wait=");
+    if (at == std::string::npos) return "";
+    const size_t from = at + std::string("event=plumed.channels wait=").size();
+    return text.substr(from, text.find_first_of(" \n", from) - from);
+  }
+  Reply post(const std::string& id, const json& body, const std::string& token = "") {
+    return plumed_->request("POST", "/v1/workers/" + id + "/messages", token.empty() ? token_ : token, body.dump(), 30s);
+  }
+  // Sends and expects 200; returns the answer.
+  json exchange(const std::string& id, const std::vector<std::string>& messages, int replies, int timeout_ms = 15000) {
+    auto r = post(id, {{"messages", messages}, {"replies", replies}, {"timeout_ms", timeout_ms}});
+    EXPECT_EQ(r.status, 200) << show(r);
+    json j = json_of(r);
+    return j.is_object() ? j : json::object();
+  }
+  std::string log(const std::string& id) {
+    auto r = plumed_->request("GET", "/v1/workers/" + id + "/logs", token_);
+    EXPECT_EQ(r.status, 200) << show(r);
+    return r.body;
+  }
+  // The log once it reads `want` (asked again until it does, for up to 10 s): what an instance
+  // sent with nobody waiting arrives whenever it sends it.
+  std::string await_log(const std::string& id, const std::string& want) {
+    std::string got;
+    for (int i = 0; i < 500 && (got = log(id)) != want; ++i) std::this_thread::sleep_for(20ms);
+    return got;
+  }
+  std::string start(const std::string& image, const std::string& first) {
+    json w = run_worker(*plumed_, token_, {{"fwp", true}, {"image", image}, {"input", first}});
+    return w.value("id", std::string());
+  }
+  std::unique_ptr<Plumed> plumed_;
+  std::string token_;
+};
+
+std::vector<std::string> numbered(const std::string& prefix, int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) out.push_back(prefix + std::to_string(i));
+  return out;
+}
+
+std::string lines(const std::vector<std::string>& messages) {
+  std::string out;
+  for (const auto& m : messages) out += m + "\n";
+  return out;
+}
+
+TEST_P(InstanceMessages, RepliesComeBackAsTheyAreSentAndAllAreLogged) {
+  EXPECT_EQ(channel_wait(), futex_waits() ? "futex" : "sweep");
+  const std::string id = start("echo", "first");
+  ASSERT_FALSE(id.empty());
+  ASSERT_EQ(await_log(id, "first\n"), "first\n");
+  json a = exchange(id, {"a", "b"}, 2);
+  EXPECT_EQ(a["replies"], json({"a", "b"})) << a.dump();
+  EXPECT_EQ(a.value("sent", -1), 2);
+  EXPECT_FALSE(a.value("timed_out", true));
+  EXPECT_FALSE(a.value("ended", true));
+  // Twelve channels' worth, each answered in full: the instance's replies are read while it runs
+  // (an instance whose 16 unread replies filled its channel used to block, then fail its send).
+  std::string expected = "first\na\nb\n";
+  for (int round = 0; round < 12; ++round) {
+    const auto batch = numbered("r" + std::to_string(round) + "-", 16);
+    json got = exchange(id, batch, 16);
+    ASSERT_EQ(got["replies"], json(batch)) << got.dump();
+    expected += lines(batch);
+  }
+  EXPECT_EQ(log(id), expected);
+  json w = json_of(plumed_->request("GET", "/v1/workers/" + id, token_));
+  EXPECT_EQ(w["messages"].value("in", -1), 1 + 2 + 12 * 16) << w.dump();
+  EXPECT_EQ(w["messages"].value("out", -1), 1 + 2 + 12 * 16) << w.dump();
+  // echo ends on an empty message, without a reply: the request says it ended.
+  json last = exchange(id, {""}, 1);
+  EXPECT_TRUE(last.value("ended", false)) << last.dump();
+  EXPECT_EQ(last["replies"], json::array()) << last.dump();
+  json done = wait_worker(*plumed_, token_, id);
+  EXPECT_EQ(done["exit"].value("cause", std::string()), "exit") << done.dump();
+  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
+  // An ended instance takes nothing more.
+  EXPECT_EQ(post(id, {{"messages", "late"}}).status, 409);
+}
+
+TEST_P(InstanceMessages, AFullChannelRefusesTheWholeRequestAndLosesNothing) {
+  const std::string id = start("echo", "first");
+  ASSERT_EQ(await_log(id, "first\n"), "first\n");
+  // Stopped, it reads nothing: its 16-slot channel fills.
+  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", token_, R"({"signal":"STOP"})").status, 202);
+  const auto held = numbered("s", 16);
+  json in = exchange(id, held, 0);
+  EXPECT_EQ(in.value("sent", -1), 16) << in.dump();
+  auto full = post(id, {{"messages", {"t0", "t1"}}});
+  EXPECT_EQ(full.status, 429) << show(full);
+  EXPECT_EQ(json_of(full)["error"].value("code", std::string()), "channel_full") << show(full);
+  // Waiting for a reply that cannot come ends at the timeout, with none.
+  json waited = exchange(id, {}, 1, 200);
+  EXPECT_TRUE(waited.value("timed_out", false)) << waited.dump();
+  EXPECT_EQ(waited["replies"], json::array());
+  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", token_, R"({"signal":"CONT"})").status, 202);
+  // Everything accepted is answered, in order; nothing of the refused request went in.
+  EXPECT_EQ(await_log(id, "first\n" + lines(held)), "first\n" + lines(held));
+  json end = exchange(id, {""}, 1);
+  EXPECT_TRUE(end.value("ended", false)) << end.dump();
+  EXPECT_EQ(log(id).find("t0"), std::string::npos);
+}
+
+TEST_P(InstanceMessages, BadRequestsAreRefusedAndStartNothing) {
+  EXPECT_EQ(post("i-00000000", {{"messages", "x"}}).status, 404);
+  // An exec-mode worker has no channel.
+  json exec = run_worker(*plumed_, token_, {{"argv", {"/bin/sleep", "30"}}});
+  ASSERT_TRUE(exec.contains("id"));
+  EXPECT_EQ(post(exec["id"], {{"messages", "x"}}).status, 400);
+  // A start's input must fit the channel (16 messages of up to 1016 bytes), or nothing starts.
+  const long started = json_of(plumed_->request("GET", "/v1/stats", token_))["tenants"][0].value("workers_started", -1L);
+  auto too_many = start_worker(*plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", numbered("m", 17)}});
+  EXPECT_EQ(too_many.status, 400) << show(too_many);
+  EXPECT_NE(too_many.body.find("(16)"), std::string::npos) << show(too_many);
+  auto too_big = start_worker(*plumed_, token_, {{"fwp", true}, {"image", "echo"}, {"input", {"ok", std::string(1017, 'x')}}});
+  EXPECT_EQ(too_big.status, 400) << show(too_big);
+  EXPECT_NE(too_big.body.find("input[1]"), std::string::npos) << show(too_big);
+  EXPECT_EQ(json_of(plumed_->request("GET", "/v1/stats", token_))["tenants"][0].value("workers_started", -1L), started);
+
+  const std::string id = start("echo", "first");
+  ASSERT_FALSE(id.empty());
+  ASSERT_EQ(await_log(id, "first\n"), "first\n");
+  for (const json& body : {json{{"messages", std::string(1017, 'x')}}, json{{"messages", "x"}, {"nope", 1}},
+                           json{{"replies", 4097}}, json::object(), json{{"messages", 5}},
+                           json{{"messages", "x"}, {"timeout_ms", -1}}, json::array()}) {
+    auto r = post(id, body);
+    EXPECT_EQ(r.status, 400) << body.dump() << " → " << show(r);
+  }
+  // Another tenant's instance is not there for it.
+  const std::string other = add_tenant(*plumed_, "beta");
+  EXPECT_EQ(post(id, {{"messages", "x"}}, other).status, 404);
+  // None of it reached the instance.
+  json end = exchange(id, {""}, 1);
+  EXPECT_TRUE(end.value("ended", false)) << end.dump();
+  EXPECT_EQ(log(id), "first\n");
+  (void)plumed_->request("POST", "/v1/workers/" + exec["id"].get<std::string>() + "/signal", token_, R"({"signal":"KILL"})");
+}
+
+// plumed's own CPU time so far, in clock ticks (utime + stime of /proc/<pid>/stat).
+long cpu_ticks(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; fields >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) {
+      stime = std::stol(field);
+      break;
+    }
+  }
+  return utime + stime;
+}
+
+TEST_P(InstanceMessages, AnInstanceRingingForNothingCostsPlumedLittle) {
+  const std::string id = start("probe", "hello");
+  ASSERT_FALSE(id.empty());
+  ASSERT_EQ(await_log(id, "hello\n"), "hello\n");
+  const long before = cpu_ticks(plumed_->pid());
+  json rang = exchange(id, {"ring 1000"}, 1, 20000);
+  const long spent = cpu_ticks(plumed_->pid()) - before;
+  ASSERT_EQ(rang["replies"].size(), 1u) << rang.dump();
+  const std::string reply = rang["replies"][0];
+  ASSERT_EQ(reply.rfind("rang ", 0), 0u) << reply;
+  const long rings = std::stol(reply.substr(5));
+  EXPECT_GT(rings, 10000) << "it hardly rang: the test proves nothing";
+  // Each ring ends plumed's futex wait with nothing to read; past 16 in a row plumed backs off
+  // (up to a second), so a second of ringing costs it a few dozen wake-ups, not one per ring.
+  // (Sweeping, plumed does not wait on the doorbell at all.)
+  EXPECT_LT(spent, ::sysconf(_SC_CLK_TCK) / 5) << rings << " rings cost plumed " << spent << " ticks";
+  std::cout << rings << " rings cost plumed " << spent << " ticks\n";
+  // It is still served once it behaves.
+  json after = exchange(id, {"ids"}, 1);
+  ASSERT_EQ(after["replies"].size(), 1u) << after.dump();
+  EXPECT_EQ(after["replies"][0].get<std::string>().rfind("pid=", 0), 0u) << after.dump();
+}
+
+TEST_P(InstanceMessages, AnInstanceThatLiesInItsChannelIsKilledAlone) {
+  const std::string bystander = start("probe", "hello");
+  const std::string liar = start("probe", "hello");
+  ASSERT_FALSE(bystander.empty());
+  ASSERT_FALSE(liar.empty());
+  ASSERT_EQ(await_log(liar, "hello\n"), "hello\n");
+  ASSERT_EQ(await_log(bystander, "hello\n"), "hello\n");
+  auto r = post(liar, {{"messages", "scribble"}, {"replies", 1}, {"timeout_ms", 15000}});
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_TRUE(json_of(r).value("ended", false)) << show(r);
+  json done = wait_worker(*plumed_, token_, liar);
+  EXPECT_EQ(done["exit"].value("signal", 0), 9) << done.dump();
+  EXPECT_NE(plumed_->stderr_text().find("event=worker.channel_broken"), std::string::npos);
+  json still = exchange(bystander, {"ids"}, 1);
+  ASSERT_EQ(still["replies"].size(), 1u) << still.dump();
+  EXPECT_EQ(still["replies"][0].get<std::string>().rfind("pid=", 0), 0u) << still.dump();
+}
+
+INSTANTIATE_TEST_SUITE_P(Waits, InstanceMessages, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "FutexWait" : "Sweep"; });
+
+}  // namespace
+}  // namespace plume::test
