@@ -1,6 +1,6 @@
 // libFuzzer target for what operators and tenants write: the TOML config file, and the JSON
-// objects the API reads (POST /v1/tenants, /v1/images and /v1/workers bodies, a tenant's limits,
-// the state file's entries). The first byte picks TOML or JSON. Checks that nothing throws or
+// objects the API reads (POST /v1/tenants, /v1/images, /v1/workers and /v1/workers/<id>/messages
+// bodies, a tenant's limits, the state file's entries). The first byte picks TOML or JSON. Checks that nothing throws or
 // crashes, and that what tenant_to_json and image_to_json write reads back the same: the state
 // file (kernel/src/api_state.cc) relies on it to bring tenants and images back after a restart.
 #include <cstddef>
@@ -51,6 +51,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto t = tenant_from_json(j); t.ok()) round_trip(t.value());
   if (auto i = image_from_json(j); i.ok()) round_trip(i.value());
   (void)run_spec_from_json(j);
+  if (auto m = messages_request_from_json(j); m.ok())  // what the supervisor relies on
+    check(m->replies <= MessagesRequest::kMaxReplies && (!m->messages.empty() || m->replies > 0));
   (void)limits_from_json(j, TenantLimits{}, "limits");
   (void)config_from_json(j);
   return 0;

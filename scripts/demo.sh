@@ -75,12 +75,24 @@ for i in 1 2 3; do "$B/kernel/cli/plume" run --fwp echo --input "message $i" --i
 FWP_ID="$("$B/kernel/cli/plume" run --fwp echo --input "what the app prints goes to its own log" --input "")"
 "$B/kernel/cli/plume" wait "$FWP_ID" >/dev/null
 show "$B/kernel/cli/plume" logs --stderr "$FWP_ID"
+
+step "talking to a running instance: apps/kvindex indexed its 200,000 keys once, in its template"
+echo "\$ PLUME_TOKEN=<admin token> plume image add kv --fwp-binary $B/apps/plume_kvindex --pool 2"
+PLUME_TOKEN="$ADMIN_TOKEN" "$B/kernel/cli/plume" image add kv --fwp-binary "$B/apps/plume_kvindex" --pool 2
+KV_ID="$("$B/kernel/cli/plume" run --fwp kv --input stats)"
+echo "\$ plume run --fwp kv --input stats -> $KV_ID"
+# Its reply to the start message, before asking more (the channel is one ordered stream).
+for _ in $(seq 100); do [ -n "$("$B/kernel/cli/plume" logs "$KV_ID")" ] && break; sleep 0.05; done
+show "$B/kernel/cli/plume" logs "$KV_ID"
+show "$B/kernel/cli/plume" send -r 2 "$KV_ID" "get key42" "get no-such-key"
+show "$B/kernel/cli/plume" send "$KV_ID" ""
+show "$B/kernel/cli/plume" wait "$KV_ID"
 show "$B/kernel/cli/plume" ps -a
 
 step "metering: per tenant, on the CLI and in Prometheus format"
 show "$B/kernel/cli/plume" stats
 printf '$ curl --unix-socket %s -H "Authorization: Bearer <admin>" http://plume/metrics\n' "$SOCK"
-curl -s --unix-socket "$SOCK" -H "Authorization: Bearer $ADMIN_TOKEN" http://plume/metrics | grep -E '^plume_workers_(started|exited)_total\{tenant="demo"' | grep -v ' 0$'
+curl -s --unix-socket "$SOCK" -H "Authorization: Bearer $ADMIN_TOKEN" http://plume/metrics | grep -E '^plume_(workers_(started|exited)|fwp_messages)_total\{tenant="demo"' | grep -v ' 0$'
 
 step "stop plumed (SIGTERM): workers stopped, cgroups, socket and runtime files removed"
 kill -TERM "$PLUMED"; wait "$PLUMED"; trap - EXIT

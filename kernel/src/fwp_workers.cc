@@ -343,6 +343,7 @@ void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec,
       log::warn("worker.input", {{"id", worker.id}, {"error", fwp::channel_error_name(r.error())}});
   }
   worker.messages_in = spec.input.size();
+  tenant.meter.messages_in += spec.input.size();
   watch_instance_channel(worker);
   responder->send(json_response(201, worker_json(worker)));
 }

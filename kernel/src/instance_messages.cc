@@ -60,6 +60,7 @@ size_t Supervisor::read_messages_of(Worker& w, size_t at_most) {
     w.out.append(msg.data(), msg.size());
     w.out.append("\n", 1);
     ++w.messages_out;
+    if (Tenant* t = tenants_.find(w.tenant)) ++t->meter.messages_out;
     // The oldest request still short of replies takes it.
     for (auto it = w.reply_waiters.begin(); it != w.reply_waiters.end(); ++it) {
       Worker::ReplyWaiter& r = **it;
@@ -178,6 +179,7 @@ void Supervisor::send_instance_messages(Worker& w, const std::vector<std::string
     }
     ++w.messages_in;
   }
+  if (Tenant* t = tenants_.find(w.tenant)) t->meter.messages_in += messages.size();
   auto waiter = std::make_unique<Worker::ReplyWaiter>();
   waiter->responder = std::move(responder);
   waiter->sent = messages.size();

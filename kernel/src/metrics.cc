@@ -51,6 +51,12 @@ std::string render_metrics(Supervisor& sup, const HttpCounters& http) {
   header(os, "plume_worker_peak_memory_bytes", "gauge", "Largest peak memory of any of a tenant's workers.");
   for (auto& [name, s] : stats)
     os << "plume_worker_peak_memory_bytes{tenant=\"" << label(name) << "\"} " << s["peak_memory_bytes"].get<uint64_t>() << '\n';
+  header(os, "plume_fwp_messages_total", "counter",
+         "Messages through a tenant's featherweight instances' channels: in (start input and POST .../messages), out (read from them).");
+  for (auto& [name, s] : stats)
+    for (const char* direction : {"in", "out"})
+      os << "plume_fwp_messages_total{tenant=\"" << label(name) << "\",direction=\"" << direction << "\"} "
+         << s["messages"][direction].get<uint64_t>() << '\n';
   // Featherweight templates: how well the warm pools serve their tenants.
   auto templates = sup.template_views();
   auto tl = [](const Supervisor::TemplateView& v) {

@@ -134,6 +134,13 @@ Supervisor::Supervisor(EventLoop& loop, Config config, fwp::CgroupManager cgroup
 // Templates go first: destroying one SIGKILLs its keeper and unwatches its fds on our poller.
 Supervisor::~Supervisor() {
   if (spawn_answers_op_) loop_.cancel(spawn_answers_op_);
+  // The waits on instances' channels end with their mappings, below: none may outlive them.
+  if (channel_sweep_op_) loop_.cancel(channel_sweep_op_);
+  for (auto& [id, w] : workers_) {
+    if (w->channel_op) loop_.cancel(w->channel_op);
+    for (auto& r : w->reply_waiters)
+      if (r->timer) loop_.cancel(r->timer);
+  }
   templates_.clear();
   tenant_namespaces_.clear();  // after the templates: their keepers are reaped by then
 }
@@ -775,7 +782,8 @@ json Supervisor::tenant_stats_json(Tenant& t) {
           {"workers_running", t.running},
           {"exited", exited},
           {"cpu_ns", cpu},
-          {"peak_memory_bytes", peak}};
+          {"peak_memory_bytes", peak},
+          {"messages", {{"in", t.meter.messages_in}, {"out", t.meter.messages_out}}}};
 }
 
 void Supervisor::shutdown(std::function<void()> done) {

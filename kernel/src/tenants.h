@@ -23,6 +23,7 @@ struct TenantMeter {
   uint64_t exited[5] = {};      // indexed by ExitCause
   uint64_t cpu_ns_exited = 0;   // CPU of exited workers; running ones are added at read time
   uint64_t peak_memory_bytes = 0;
+  uint64_t messages_in = 0, messages_out = 0;  // through its instances' channels (instance_messages.cc)
 };
 
 struct Tenant {

@@ -108,6 +108,10 @@ TEST_P(InstanceMessages, RepliesComeBackAsTheyAreSentAndAllAreLogged) {
   json w = json_of(plumed_->request("GET", "/v1/workers/" + id, token_));
   EXPECT_EQ(w["messages"].value("in", -1), 1 + 2 + 12 * 16) << w.dump();
   EXPECT_EQ(w["messages"].value("out", -1), 1 + 2 + 12 * 16) << w.dump();
+  // Metered per tenant too.
+  json stats = json_of(plumed_->request("GET", "/v1/stats", token_));
+  EXPECT_EQ(stats["tenants"][0]["messages"].value("in", -1), 1 + 2 + 12 * 16) << stats.dump();
+  EXPECT_EQ(metric(*plumed_, "plume_fwp_messages_total{tenant=\"alpha\",direction=\"out\"}"), 1 + 2 + 12 * 16);
   // echo ends on an empty message, without a reply: the request says it ended.
   json last = exchange(id, {""}, 1);
   EXPECT_TRUE(last.value("ended", false)) << last.dump();

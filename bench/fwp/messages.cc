@@ -1,0 +1,263 @@
+// fwp_messages_bench: what a round trip to a running featherweight instance costs through plumed's
+// control API (POST /v1/workers/<id>/messages with "replies": 1), against the floor of any
+// request over a Unix socket. Peers, side by side in one run:
+//   api_futex  plumed waits on the instance's channel doorbell with an io_uring futex wait
+//              (Linux 6.7+): the request wakes plumed, plumed rings the instance, the instance's
+//              reply rings plumed, plumed answers;
+//   api_sweep  a second plumed started with PLUME_FUTEX_WAIT=off, as on older kernels: it reads
+//              running instances' channels every 10 ms, so a reply waits for the next sweep;
+//   unix_echo  a plain process echoing on a Unix stream socket: one write, one read each way, no
+//              HTTP, no plumed (the floor).
+// The instance is apps/echo (one reply per message). Slices of --rounds round trips alternate
+// between the peers, --slices each, so that the machine's drift hits all alike. Reported, in
+// <out>/summary.md and samples.csv: median and p99 per peer, and each median's ratio to
+// unix_echo's. Needs root (plumed makes cgroups and namespaces; exit 77 otherwise).
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "report.h"
+#include "unix_http_client.h"
+
+namespace plume::bench {
+namespace {
+
+using nlohmann::json;
+
+uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+const char kToken[] = "msgbench-tenant-token-0123456789";
+const char kAdmin[] = "msgbench-admin-token-0123456789";
+
+// One private plumed with a tenant, an echo image and one running instance of it.
+struct PlumedUnderTest {
+  std::string dir, socket, instance;
+  pid_t pid = -1;
+};
+
+bool start_plumed(const std::string& plumed, const std::string& echo, const std::string& dir, bool futex,
+                  PlumedUnderTest& p, std::string& error) {
+  p.dir = dir;
+  p.socket = dir + "/plumed.sock";
+  std::filesystem::create_directories(dir);
+  const std::string parent = "plume-msgbench-" + std::to_string(::getpid()) + (futex ? "-f" : "-s");
+  p.pid = ::fork();
+  if (p.pid < 0) return error = "fork: " + std::string(std::strerror(errno)), false;
+  if (p.pid == 0) {
+    if (!futex) ::setenv("PLUME_FUTEX_WAIT", "off", 1);
+    const std::string log = dir + "/plumed.log";
+    if (std::FILE* f = std::freopen(log.c_str(), "w", stderr); f == nullptr) ::_exit(126);
+    ::execl(plumed.c_str(), plumed.c_str(), "--runtime-dir", dir.c_str(), "--cgroup-parent", parent.c_str(),
+            "--admin-token", kAdmin, "--log-level", "warn", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  UnixHttpClient client(p.socket);
+  bool up = false;
+  for (int i = 0; i < 500 && !up; ++i) {
+    auto r = client.request("GET", "/v1/health", kAdmin);
+    up = r.ok() && r->status == 200;
+    if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (!up) {
+    std::ifstream log(dir + "/plumed.log");
+    std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    return error = "plumed did not answer on " + p.socket + "; its log:\n" + text, false;
+  }
+  auto must = [&](const char* method, const std::string& target, const std::string& token, const json& body,
+                  int want, json* out) {
+    auto r = client.request(method, target, token, body.dump());
+    if (!r.ok() || r->status != want) {
+      error = std::string(method) + " " + target + ": " + (r.ok() ? std::to_string(r->status) + " " + r->body : r.error().message());
+      return false;
+    }
+    if (out) *out = json::parse(r->body, nullptr, false);
+    return true;
+  };
+  json w;
+  if (!must("POST", "/v1/tenants", kAdmin, {{"name", "bench"}, {"token", kToken}}, 201, nullptr) ||
+      !must("POST", "/v1/images", kAdmin, {{"name", "echo"}, {"fwp", {{"binary", echo}, {"pool_size", 1}}}}, 201, nullptr) ||
+      !must("POST", "/v1/workers", kToken, {{"fwp", true}, {"image", "echo"}, {"input", "warm"}}, 201, &w))
+    return false;
+  p.instance = w.value("id", std::string());
+  // Its reply to the start message first: the channel is one ordered stream.
+  for (int i = 0; i < 500; ++i) {
+    auto r = client.request("GET", "/v1/workers/" + p.instance + "/logs", kToken);
+    if (r.ok() && r->body == "warm\n") return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return error = "the instance never answered its start message", false;
+}
+
+void stop_plumed(PlumedUnderTest& p) {
+  if (p.pid <= 0) return;
+  ::kill(p.pid, SIGTERM);
+  int status = 0;
+  ::waitpid(p.pid, &status, 0);
+  p.pid = -1;
+  std::error_code ec;
+  std::filesystem::remove_all(p.dir, ec);
+}
+
+struct RoundTrips {
+  std::string name;
+  std::vector<double> us;  // round trips, microseconds
+};
+
+int run(int argc, char** argv) {
+  std::string plumed, echo, out = "bench/results/fwp/messages";
+  int rounds = 200, slices = 10;
+  std::string command = "fwp_messages_bench";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    command += " " + a;
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "fwp_messages_bench: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      command += " " + std::string(argv[i + 1]);
+      return argv[++i];
+    };
+    if (a == "--plumed") plumed = value();
+    else if (a == "--echo") echo = value();
+    else if (a == "--out") out = value();
+    else if (a == "--rounds") rounds = std::atoi(value().c_str());
+    else if (a == "--slices") slices = std::atoi(value().c_str());
+    else {
+      std::fprintf(stderr, "usage: fwp_messages_bench --plumed PLUMED --echo PLUME_ECHO [--rounds N] [--slices S] [--out DIR]\n");
+      return 2;
+    }
+  }
+  if (plumed.empty() || echo.empty() || rounds < 1 || slices < 1) {
+    std::fprintf(stderr, "fwp_messages_bench: --plumed and --echo are required; --rounds and --slices at least 1\n");
+    return 2;
+  }
+  if (::geteuid() != 0) {
+    std::fprintf(stderr, "fwp_messages_bench: needs root (plumed makes cgroups and namespaces); skipped\n");
+    return 77;
+  }
+  char tmpl[] = "/tmp/plume-msgbench-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return std::perror("mkdtemp"), 1;
+  const std::string root = tmpl;
+  ::chmod(root.c_str(), 0711);  // plumed's workers reach its runtime directory below it
+
+  PlumedUnderTest futex, sweep;
+  std::string error;
+  auto cleanup = [&] {
+    stop_plumed(futex);
+    stop_plumed(sweep);
+    std::error_code ec;
+    std::filesystem::remove_all(root, ec);
+  };
+  if (!start_plumed(plumed, echo, root + "/futex", true, futex, error) ||
+      !start_plumed(plumed, echo, root + "/sweep", false, sweep, error)) {
+    std::fprintf(stderr, "fwp_messages_bench: %s\n", error.c_str());
+    cleanup();
+    return 1;
+  }
+
+  // The floor: a plain echo process on a Unix stream socket.
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return std::perror("socketpair"), cleanup(), 1;
+  const pid_t echoer = ::fork();
+  if (echoer == 0) {
+    ::close(sv[0]);  // EOF reaches it once the bench closes its end
+    char buf[256];
+    for (;;) {
+      const ssize_t n = ::read(sv[1], buf, sizeof buf);
+      if (n <= 0 || ::write(sv[1], buf, static_cast<size_t>(n)) != n) ::_exit(0);
+    }
+  }
+  ::close(sv[1]);
+
+  UnixHttpClient futex_client(futex.socket), sweep_client(sweep.socket);
+  const std::string body = json{{"messages", "ping"}, {"replies", 1}, {"timeout_ms", 5000}}.dump();
+  std::vector<RoundTrips> peers = {{"api_futex", {}}, {"api_sweep", {}}, {"unix_echo", {}}};
+  auto api_round = [&](UnixHttpClient& c, const PlumedUnderTest& p) -> bool {
+    auto r = c.request("POST", "/v1/workers/" + p.instance + "/messages", kToken, body);
+    if (!r.ok() || r->status != 200 || r->body.find("\"replies\":[\"ping\"]") == std::string::npos) {
+      error = r.ok() ? std::to_string(r->status) + " " + r->body : r.error().message();
+      return false;
+    }
+    return true;
+  };
+  bool ok = true;
+  for (int s = 0; s < slices && ok; ++s) {
+    for (RoundTrips& peer : peers) {
+      for (int i = 0; i < rounds && ok; ++i) {
+        const uint64_t t0 = now_ns();
+        if (peer.name == "api_futex") ok = api_round(futex_client, futex);
+        else if (peer.name == "api_sweep") ok = api_round(sweep_client, sweep);
+        else {
+          char buf[8];
+          ok = ::write(sv[0], "ping", 4) == 4 && ::read(sv[0], buf, sizeof buf) == 4;
+          if (!ok) error = "the echo process did not answer";
+        }
+        peer.us.push_back(static_cast<double>(now_ns() - t0) / 1e3);
+      }
+    }
+  }
+  ::close(sv[0]);
+  ::waitpid(echoer, nullptr, 0);
+  cleanup();
+  if (!ok) {
+    std::fprintf(stderr, "fwp_messages_bench: a round trip failed: %s\n", error.c_str());
+    return 1;
+  }
+
+  std::filesystem::create_directories(out);
+  std::string csv = "peer,round,us\n";
+  for (const RoundTrips& p : peers)
+    for (size_t i = 0; i < p.us.size(); ++i) csv += p.name + "," + std::to_string(i) + "," + fixed(p.us[i], 2) + "\n";
+  std::vector<double> floor_sorted = peers.back().us;
+  std::sort(floor_sorted.begin(), floor_sorted.end());
+  const double floor = median(floor_sorted);
+  std::string md = "# One message round trip to a running instance\n\n`" + command + "`\n\n" + host_line() +
+                   "; load average " + load_average() + "\n\n" + std::to_string(slices) + " slices of " +
+                   std::to_string(rounds) + " round trips per peer, taken in turn.\n\n" +
+                   "| peer | round trips | median | p99 | median / unix_echo |\n|---|---:|---:|---:|---:|\n";
+  for (RoundTrips& p : peers) {
+    std::vector<double> sorted = p.us;
+    std::sort(sorted.begin(), sorted.end());
+    md += "| " + p.name + " | " + std::to_string(sorted.size()) + " | " + fixed(median(sorted), 1) + " µs | " +
+          fixed(percentile(sorted, 0.99), 1) + " µs | " + fixed(median(sorted) / floor, 1) + "× |\n";
+  }
+  if (auto w = write_file(out + "/samples.csv", csv); !w.ok()) return std::fprintf(stderr, "%s\n", w.error().message().c_str()), 1;
+  if (auto w = write_file(out + "/summary.md", md); !w.ok()) return std::fprintf(stderr, "%s\n", w.error().message().c_str()), 1;
+  std::fputs(md.c_str(), stdout);
+  return 0;
+}
+
+}  // namespace
+}  // namespace plume::bench
+
+int main(int argc, char** argv) {
+  try {
+    return plume::bench::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "fwp_messages_bench: %s\n", e.what());
+    return 1;
+  }
+}
