@@ -6,7 +6,8 @@
 // (Channel::begin_async_wait) and the loop waits on the doorbell word with IORING_OP_FUTEX_WAIT
 // (Linux 6.7+): the instance's send rings it as it would ring a thread, and nothing polls. On
 // older kernels, or with PLUME_FUTEX_WAIT=off, a sweep reads every running instance's channel
-// every 10 ms while any runs, and none while none does.
+// every 10 ms while any runs (every 1 ms while a request waits for replies), and none while none
+// does.
 //
 // Trust: the doorbell is a word the instance can write. Scribbling it only ends a wait early,
 // with nothing to read; after kFreeEmptyWakes of those in a row the next wait starts after a
@@ -30,6 +31,7 @@ using namespace std::chrono_literals;
 constexpr size_t kReadPerTurn = 256;       // messages read per wake-up: one chatty instance cannot hold the loop
 constexpr uint32_t kFreeEmptyWakes = 16;   // wake-ups in a row with nothing to read before backing off
 constexpr auto kSweepEvery = 10ms;         // without futex waits
+constexpr auto kSweepWhileAsked = 1ms;     // ... while a request waits for replies
 constexpr auto kMaxBackOff = 1000ms;
 
 json messages_answer(const Worker::ReplyWaiter& r, bool timed_out, bool ended) {
@@ -86,7 +88,13 @@ void Supervisor::watch_instance_channel(Worker& w) {
   fwp::Instance* inst = instance_of(w);
   if (!inst) return;
   if (!loop_.supports_futex_wait()) {
-    if (!channel_sweep_op_) channel_sweep_op_ = loop_.after(kSweepEvery, [this] { sweep_instance_channels(); });
+    // Sooner while someone waits for this instance's replies: cancel a slow sweep for a quick one.
+    const bool asked = !w.reply_waiters.empty();
+    if (channel_sweep_op_ && asked && !channel_sweep_quick_) loop_.cancel(channel_sweep_op_), channel_sweep_op_ = 0;
+    if (!channel_sweep_op_) {
+      channel_sweep_quick_ = asked;
+      channel_sweep_op_ = loop_.after(asked ? kSweepWhileAsked : kSweepEvery, [this] { sweep_instance_channels(); });
+    }
     return;
   }
   const std::string id = w.id;
@@ -128,13 +136,15 @@ void Supervisor::on_instance_channel_rung(const std::string& id) {
 
 void Supervisor::sweep_instance_channels() {
   channel_sweep_op_ = 0;
-  bool any = false;
+  bool any = false, asked = false;
   for (auto& [id, w] : workers_) {
     if (!w->fwp || w->state != WorkerState::running) continue;
     any = true;
     (void)read_messages_of(*w, kReadPerTurn);
+    asked |= !w->reply_waiters.empty();
   }
-  if (any) channel_sweep_op_ = loop_.after(kSweepEvery, [this] { sweep_instance_channels(); });
+  channel_sweep_quick_ = asked;
+  if (any) channel_sweep_op_ = loop_.after(asked ? kSweepWhileAsked : kSweepEvery, [this] { sweep_instance_channels(); });
 }
 
 void Supervisor::answer_reply_waiters(Worker& w, bool ended) {

@@ -252,6 +252,7 @@ class Supervisor {
   fwp::SpawnService* spawner_;
   EventLoop::OpId spawn_answers_op_ = 0;  // the helper's answers to spawn_async
   EventLoop::OpId channel_sweep_op_ = 0;  // without futex waits: the next sweep of channels
+  bool channel_sweep_quick_ = false;      // ... is the quick one (a request waits for replies)
   TenantRegistry tenants_;
   ImageRegistry images_;
   std::map<std::string, std::unique_ptr<Worker>> workers_;
