@@ -21,7 +21,15 @@ export PLUME_SOCKET="$SOCK"
 DEMO_TOKEN="demo-token-change-me"   # the built-in config's demo tenant (plumed --print-default-config)
 LOG="$B/demo-plumed.log"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { printf '$ %s\n' "$*"; "$@"; }
+# Prints the command (arguments that are empty or hold spaces in quotes), then runs it.
+show() {
+  local line='$' a
+  for a in "$@"; do
+    if [ -z "$a" ] || [[ "$a" == *[[:space:]]* ]]; then line+=" \"$a\""; else line+=" $a"; fi
+  done
+  printf '%s\n' "$line"
+  "$@"
+}
 
 step "start plumed with its built-in configuration (log: $LOG)"
 "$B/kernel/plumed" >"$LOG" 2>&1 &
