@@ -86,6 +86,14 @@ std::optional<std::string> fetch_log(const Context& ctx, const std::string& id, 
   return reply->body;
 }
 
+// --timeout's value: 0 when it was not given; nullopt, once said why, when it is not a duration.
+std::optional<std::chrono::milliseconds> timeout_option(const std::string& text) {
+  if (text.empty()) return std::chrono::milliseconds{0};
+  auto d = parse_duration(text);
+  if (!d) std::cerr << "plume: --timeout: not a duration: " << text << " (try 500ms or 2s)\n";
+  return d;
+}
+
 // GET .../wait; timeout 0 = as long as it takes.
 std::optional<json> wait_worker(const Context& ctx, const std::string& id, std::chrono::milliseconds timeout,
                                 int& rc) {
@@ -149,14 +157,9 @@ int run_cmd(const Context& ctx, const RunOpts& o) {
   if (o.pids >= 0) limits["pids_max"] = o.pids;
   if (o.cpu >= 0) limits["cpu_percent"] = o.cpu;
   if (!limits.empty()) spec["limits"] = limits;
-  if (!o.timeout.empty()) {
-    auto d = parse_duration(o.timeout);
-    if (!d) {
-      std::cerr << "plume: --timeout: not a duration: " << o.timeout << " (try 500ms or 2s)\n";
-      return kExitUsage;
-    }
-    spec["timeout_ms"] = d->count();
-  }
+  const auto timeout = timeout_option(o.timeout);
+  if (!timeout) return kExitUsage;
+  if (!o.timeout.empty()) spec["timeout_ms"] = timeout->count();
   int rc = kExitOk;
   auto worker = call_json(ctx, "POST", "/v1/workers", &spec, rc);
   if (!worker) return rc;
@@ -256,15 +259,9 @@ int logs_cmd(const Context& ctx, const std::string& id, bool stderr_stream) {
 }
 
 int wait_cmd(const Context& ctx, const std::string& id, const std::string& timeout) {
-  std::chrono::milliseconds t{0};
-  if (!timeout.empty()) {
-    auto d = parse_duration(timeout);
-    if (!d) {
-      std::cerr << "plume: --timeout: not a duration: " << timeout << " (try 500ms or 2s)\n";
-      return kExitUsage;
-    }
-    t = *d;
-  }
+  const auto given = timeout_option(timeout);
+  if (!given) return kExitUsage;
+  const std::chrono::milliseconds t = *given;
   int rc = kExitOk;
   auto w = wait_worker(ctx, id, t, rc);
   if (!w) return rc;
@@ -293,15 +290,12 @@ int send_cmd(const Context& ctx, const SendOpts& o) {
     return kExitUsage;
   }
   json body = {{"messages", o.messages}, {"replies", o.replies}};
+  const auto timeout = timeout_option(o.timeout);
+  if (!timeout) return kExitUsage;
   std::chrono::milliseconds client_timeout{0};  // none: the replies may take as long as they take
-  if (!o.timeout.empty()) {
-    auto d = parse_duration(o.timeout);
-    if (!d) {
-      std::cerr << "plume: --timeout: not a duration: " << o.timeout << " (try 500ms or 2s)\n";
-      return kExitUsage;
-    }
-    body["timeout_ms"] = d->count();
-    client_timeout = *d + std::chrono::seconds(30);
+  if (timeout->count() > 0) {
+    body["timeout_ms"] = timeout->count();
+    client_timeout = *timeout + std::chrono::seconds(30);
   }
   int rc = kExitOk;
   auto answer = call_json(ctx, "POST", worker_path(o.id) + "/messages", &body, rc, client_timeout);

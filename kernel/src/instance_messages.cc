@@ -33,6 +33,9 @@ constexpr uint32_t kFreeEmptyWakes = 16;   // wake-ups in a row with nothing to 
 constexpr auto kSweepEvery = 10ms;         // without futex waits
 constexpr auto kSweepWhileAsked = 1ms;     // ... while a request waits for replies
 constexpr auto kMaxBackOff = 1000ms;
+// Requests waiting for one instance's replies at once: what they collect is held in plumed (up to
+// MessagesRequest::kMaxReplies messages each), so a tenant cannot make plumed hold much.
+constexpr size_t kMaxWaitingPerInstance = 4;
 
 json messages_answer(const Worker::ReplyWaiter& r, bool timed_out, bool ended) {
   json replies = json::array();
@@ -63,17 +66,17 @@ size_t Supervisor::read_messages_of(Worker& w, size_t at_most) {
     w.out.append("\n", 1);
     ++w.messages_out;
     if (Tenant* t = tenants_.find(w.tenant)) ++t->meter.messages_out;
-    // The oldest request still short of replies takes it.
-    for (auto it = w.reply_waiters.begin(); it != w.reply_waiters.end(); ++it) {
-      Worker::ReplyWaiter& r = **it;
-      if (r.got.size() >= r.want) continue;
-      r.got.emplace_back(msg);
-      if (r.got.size() == r.want) {
+    // The oldest request still waiting takes it (each leaves once it has its count). One whose
+    // client went away still counts its share, so that the next request's are its own, but
+    // holds none of them.
+    if (!w.reply_waiters.empty()) {
+      Worker::ReplyWaiter& r = *w.reply_waiters.front();
+      if (r.responder->connected()) r.got.emplace_back(msg);
+      if (++r.received == r.want) {
         if (r.timer) loop_.cancel(r.timer);
         r.responder->send(json_response(200, messages_answer(r, false, false)));
-        w.reply_waiters.erase(it);
+        w.reply_waiters.erase(w.reply_waiters.begin());
       }
-      break;
     }
   }
   return n;
@@ -169,6 +172,17 @@ void Supervisor::send_instance_messages(Worker& w, const std::vector<std::string
       return responder->send(HttpResponse::error(400, "bad_request", "messages[" + std::to_string(i) + "]: " +
                                                      std::to_string(messages[i].size()) +
                                                      " bytes, more than a message holds (" + std::to_string(max) + ")"));
+  if (replies > 0 && w.reply_waiters.size() >= kMaxWaitingPerInstance) {
+    std::erase_if(w.reply_waiters, [&](const std::unique_ptr<Worker::ReplyWaiter>& r) {
+      if (r->responder->connected()) return false;
+      if (r->timer) loop_.cancel(r->timer);
+      return true;
+    });
+    if (w.reply_waiters.size() >= kMaxWaitingPerInstance)
+      return responder->send(HttpResponse::error(429, "limit_exceeded",
+                                                 "worker " + w.id + " has " + std::to_string(kMaxWaitingPerInstance) +
+                                                     " requests waiting for its replies already"));
+  }
   // Replies to what came before are not this request's: read them into the log (and to the
   // requests waiting for them) first.
   (void)read_messages_of(w, 4096);
@@ -195,12 +209,6 @@ void Supervisor::send_instance_messages(Worker& w, const std::vector<std::string
   waiter->sent = messages.size();
   waiter->want = replies;
   if (replies == 0) return waiter->responder->send(json_response(200, messages_answer(*waiter, false, false)));
-  // Requests whose clients went away wait no longer (a client looping on this cannot grow it).
-  std::erase_if(w.reply_waiters, [&](const std::unique_ptr<Worker::ReplyWaiter>& r) {
-    if (r->responder->connected()) return false;
-    if (r->timer) loop_.cancel(r->timer);
-    return true;
-  });
   if (timeout_ms > 0) {
     const std::string id = w.id;
     const Worker::ReplyWaiter* key = waiter.get();

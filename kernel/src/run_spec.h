@@ -26,7 +26,7 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j);
 
 // Messages for a running featherweight instance, and how many of its replies to wait for.
 struct MessagesRequest {
-  static constexpr size_t kMaxReplies = 4096;
+  static constexpr size_t kMaxReplies = 1024;  // with the channel's 1016-byte messages: ~1 MiB held per request
   std::vector<std::string> messages;  // in order; bytes (a JSON string may hold \u0000)
   size_t replies = 0;                 // 0: answer once they are in its channel
   uint64_t timeout_ms = 0;            // for the replies; 0: until they come or it ends

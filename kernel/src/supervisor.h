@@ -70,8 +70,8 @@ struct Worker {
   uint64_t messages_in = 0, messages_out = 0;  // sent to it by clients / read from it
   struct ReplyWaiter {             // a POST .../messages waiting for the instance's replies
     std::shared_ptr<Responder> responder;
-    size_t sent = 0, want = 0;
-    std::vector<std::string> got;
+    size_t sent = 0, want = 0, received = 0;
+    std::vector<std::string> got;  // the replies received, unless its client went away
     EventLoop::OpId timer = 0;
   };
   std::vector<std::unique_ptr<ReplyWaiter>> reply_waiters;  // oldest first

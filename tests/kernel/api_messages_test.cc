@@ -10,6 +10,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "e2e.h"
@@ -166,7 +167,7 @@ TEST_P(InstanceMessages, BadRequestsAreRefusedAndStartNothing) {
   ASSERT_FALSE(id.empty());
   ASSERT_EQ(await_log(id, "first\n"), "first\n");
   for (const json& body : {json{{"messages", std::string(1017, 'x')}}, json{{"messages", "x"}, {"nope", 1}},
-                           json{{"replies", 4097}}, json::object(), json{{"messages", 5}},
+                           json{{"replies", 1025}}, json::object(), json{{"messages", 5}},
                            json{{"messages", "x"}, {"timeout_ms", -1}}, json::array()}) {
     auto r = post(id, body);
     EXPECT_EQ(r.status, 400) << body.dump() << " → " << show(r);
@@ -179,6 +180,38 @@ TEST_P(InstanceMessages, BadRequestsAreRefusedAndStartNothing) {
   EXPECT_TRUE(end.value("ended", false)) << end.dump();
   EXPECT_EQ(log(id), "first\n");
   (void)plumed_->request("POST", "/v1/workers/" + exec["id"].get<std::string>() + "/signal", token_, R"({"signal":"KILL"})");
+}
+
+TEST_P(InstanceMessages, AtMostFourRequestsWaitForOneInstancesReplies) {
+  const std::string id = start("echo", "first");
+  ASSERT_EQ(await_log(id, "first\n"), "first\n");
+  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", token_, R"({"signal":"STOP"})").status, 202);
+  // Four requests wait for its replies, each on a connection of its own.
+  std::vector<std::thread> waiting;
+  std::vector<json> answers(4);
+  for (int i = 0; i < 4; ++i)
+    waiting.emplace_back([&, i] { answers[i] = exchange(id, {"w" + std::to_string(i)}, 1); });
+  // They are in once their messages are (both happen in one turn of plumed's loop).
+  json w;
+  for (int i = 0; i < 500; ++i) {
+    w = json_of(plumed_->request("GET", "/v1/workers/" + id, token_));
+    if (w["messages"].value("in", 0) == 5) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(w["messages"].value("in", 0), 5) << w.dump();
+  auto fifth = post(id, {{"messages", "w4"}, {"replies", 1}});
+  EXPECT_EQ(fifth.status, 429) << show(fifth);
+  EXPECT_EQ(json_of(fifth)["error"].value("code", std::string()), "limit_exceeded") << show(fifth);
+  // Sending without waiting is still taken.
+  EXPECT_EQ(post(id, {{"messages", "w5"}}).status, 200);
+  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", token_, R"({"signal":"CONT"})").status, 202);
+  for (auto& t : waiting) t.join();
+  // Each got the reply to its own message: they queued in the order their messages went in.
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(answers[i]["replies"], json({"w" + std::to_string(i)})) << answers[i].dump();
+  std::string text;
+  for (int i = 0; i < 500 && (text = log(id)).find("w5\n") == std::string::npos; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_NE(text.find("w5\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("w4"), std::string::npos) << text;
 }
 
 // plumed's own CPU time so far, in clock ticks (utime + stime of /proc/<pid>/stat).
