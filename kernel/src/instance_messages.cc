@@ -61,7 +61,7 @@ size_t Supervisor::read_messages_of(Worker& w, size_t at_most) {
       break;
     }
     const std::string_view msg(reinterpret_cast<const char*>(buf.data()), got.value());
-    // The log: one message a line, after what it wrote to its stdout pipe.
+    // The log: one message a line, between what it writes to its stdout pipe as each is read.
     w.out.append(msg.data(), msg.size());
     w.out.append("\n", 1);
     ++w.messages_out;
