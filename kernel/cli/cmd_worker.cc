@@ -250,7 +250,32 @@ int kill_cmd(const Context& ctx, const std::string& id, const std::string& signa
   return kExitOk;
 }
 
-int logs_cmd(const Context& ctx, const std::string& id, bool stderr_stream) {
+// plume logs -f: what the stream holds, then what comes, until the worker has ended and all of
+// it is out. Each request waits in plumed (wait_ms) until there is more: nothing polls.
+int follow_log(const Context& ctx, const std::string& id, const char* stream) {
+  uint64_t offset = 0;
+  for (;;) {
+    int rc = kExitOk;
+    auto reply = call(ctx, "GET",
+                      worker_path(id) + "/logs?stream=" + stream + "&since=" + std::to_string(offset) + "&wait_ms=20000",
+                      nullptr, rc, std::chrono::seconds(50));
+    if (!reply) return rc;
+    const std::string skipped = reply->header("x-plume-log-skipped");
+    if (!skipped.empty() && skipped != "0")
+      std::cerr << "plume: " << skipped << " bytes of " << stream << " were dropped before they could be shown\n";
+    std::cout << reply->body << std::flush;
+    const std::string next = reply->header("x-plume-log-offset");
+    if (reply->header("x-plume-log-end") == "true") return kExitOk;
+    if (next.empty() || next.size() > 19 || next.find_first_not_of("0123456789") != std::string::npos) {
+      std::cerr << "plume: plumed did not say where the log goes on (no X-Plume-Log-Offset)\n";
+      return kExitRefused;
+    }
+    offset = std::stoull(next);
+  }
+}
+
+int logs_cmd(const Context& ctx, const std::string& id, bool stderr_stream, bool follow) {
+  if (follow) return follow_log(ctx, id, stderr_stream ? "stderr" : "stdout");
   int rc = kExitOk;
   auto log = fetch_log(ctx, id, stderr_stream ? "stderr" : "stdout", rc);
   if (!log) return rc;
@@ -374,11 +399,13 @@ void add_worker_commands(CLI::App& app, Context& ctx, Actions& actions) {
   {
     auto id = std::make_shared<std::string>();
     auto err = std::make_shared<bool>(false);
+    auto follow = std::make_shared<bool>(false);
     auto* sub = app.add_subcommand("logs", "Print a worker's stdout (or --stderr) log");
     sub->add_flag("--stderr", *err, "Print the stderr log instead of stdout");
+    sub->add_flag("-f,--follow", *follow, "Keep printing what it writes until it has ended");
     sub->add_option("id", *id, "Worker id")->required();
     sub->footer(kExitCodesFooter);
-    actions[sub] = [&ctx, id, err] { return logs_cmd(ctx, *id, *err); };
+    actions[sub] = [&ctx, id, err, follow] { return logs_cmd(ctx, *id, *err, *follow); };
   }
   {
     auto id = std::make_shared<std::string>();

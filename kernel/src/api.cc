@@ -83,6 +83,17 @@ bool parse_body(const HttpRequest& req, json& out, std::string& error) {
   return true;
 }
 
+// A query parameter holding a count (decimal digits, at most 12): false when it holds anything
+// else; `out` is left alone when it is absent.
+bool query_count(const HttpRequest& req, const char* name, uint64_t& out) {
+  auto it = req.query.find(name);
+  if (it == req.query.end()) return true;
+  const std::string& v = it->second;
+  if (v.empty() || v.size() > 12 || v.find_first_not_of("0123456789") != std::string::npos) return false;
+  out = std::stoull(v);
+  return true;
+}
+
 // A tenant or image the configuration names is changed through it: the API changing it would
 // be undone at the next reload or start (a rotated token coming back, say).
 HttpResponse owned_by_config(const std::string& what) {
@@ -448,12 +459,8 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       Worker* w = visible_worker(p[2]);
       if (!w) return;
       uint64_t timeout = 0;
-      if (auto it = req.query.find("timeout_ms"); it != req.query.end()) {
-        const std::string& v = it->second;
-        if (v.empty() || v.size() > 12 || v.find_first_not_of("0123456789") != std::string::npos)
-          return reply(err(400, "bad_request", "timeout_ms: expected a non-negative integer"));
-        timeout = std::stoull(v);
-      }
+      if (!query_count(req, "timeout_ms", timeout))
+        return reply(err(400, "bad_request", "timeout_ms: expected a non-negative integer"));
       return sup_.wait_worker(*w, timeout, responder);
     }
     case Route::logs: {
@@ -461,14 +468,11 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       if (!w) return;
       std::string stream = req.query.count("stream") ? req.query.at("stream") : "stdout";
       if (stream != "stdout" && stream != "stderr") return reply(err(400, "bad_request", "stream: stdout or stderr"));
-      if (stream == "stdout") sup_.read_instance_messages(*w);  // an instance's replies so far
-      const LogBuffer& buf = stream == "stdout" ? w->out : w->err;
-      HttpResponse r;
-      r.status = 200;
-      r.content_type = "text/plain; charset=utf-8";
-      r.body = buf.contents();
-      r.headers.emplace_back("X-Plume-Log-Dropped", std::to_string(buf.dropped()));
-      return reply(std::move(r));
+      uint64_t since = 0, wait_ms = 0;
+      if (!query_count(req, "since", since)) return reply(err(400, "bad_request", "since: expected a byte offset"));
+      if (!query_count(req, "wait_ms", wait_ms) || wait_ms > 600000)
+        return reply(err(400, "bad_request", "wait_ms: expected milliseconds, at most 600000"));
+      return sup_.worker_log(*w, stream == "stdout", since, wait_ms, responder);
     }
     case Route::messages: {
       Worker* w = visible_worker(p[2]);

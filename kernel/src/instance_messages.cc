@@ -79,6 +79,7 @@ size_t Supervisor::read_messages_of(Worker& w, size_t at_most) {
       }
     }
   }
+  if (n > 0) wake_log_waiters(w);  // those following its log
   return n;
 }
 

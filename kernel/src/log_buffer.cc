@@ -41,4 +41,10 @@ std::string LogBuffer::contents() const {
   return ring_.substr(head_) + ring_.substr(0, head_);
 }
 
+std::string LogBuffer::since(uint64_t offset, uint64_t& skipped) const {
+  skipped = offset < dropped_ ? dropped_ - offset : 0;
+  if (offset >= total_) return {};
+  return contents().substr(static_cast<size_t>(std::max(offset, dropped_) - dropped_));
+}
+
 }  // namespace plume::kernel

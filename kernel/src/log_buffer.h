@@ -14,6 +14,9 @@ class LogBuffer {
   void append(const char* data, size_t n);
   // The retained bytes, oldest first.
   std::string contents() const;
+  // The retained bytes from absolute offset `offset` on (the stream's byte count when a reader
+  // last looked: total()). Those before it that were dropped meanwhile are counted in `skipped`.
+  std::string since(uint64_t offset, uint64_t& skipped) const;
   uint64_t dropped() const { return dropped_; }
   uint64_t total() const { return total_; }
 

@@ -140,6 +140,8 @@ Supervisor::~Supervisor() {
     if (w->channel_op) loop_.cancel(w->channel_op);
     for (auto& r : w->reply_waiters)
       if (r->timer) loop_.cancel(r->timer);
+    for (auto& l : w->log_waiters)
+      if (l->timer) loop_.cancel(l->timer);
   }
   templates_.clear();
   tenant_namespaces_.clear();  // after the templates: their keepers are reaped by then
@@ -550,6 +552,7 @@ void Supervisor::arm_log(Worker& w, bool stdout_stream) {
     if (!wk) return;
     (stdout_stream ? wk->out_op : wk->err_op) = 0;
     drain_log(*wk, stdout_stream);
+    wake_log_waiters(*wk);
     arm_log(*wk, stdout_stream);
   });
   (stdout_stream ? w.out_op : w.err_op) = op;
@@ -618,6 +621,7 @@ void Supervisor::finish(Worker& w, ExitInfo info) {
                             {"code", info.code}, {"signal", info.signal}, {"cpu_ns", w.cpu_ns},
                             {"peak_memory_bytes", w.peak_memory_bytes}});
   answer_reply_waiters(w, true);
+  wake_log_waiters(w);  // ended: every follower gets the rest and the end
   auto waiters = std::move(w.waiters);
   w.waiters.clear();
   json body = worker_json(w);

@@ -75,6 +75,13 @@ struct Worker {
     EventLoop::OpId timer = 0;
   };
   std::vector<std::unique_ptr<ReplyWaiter>> reply_waiters;  // oldest first
+  struct LogWaiter {  // a GET .../logs?since=N&wait_ms=T waiting for bytes after N
+    std::shared_ptr<Responder> responder;
+    bool stdout_stream = true;
+    uint64_t since = 0;
+    EventLoop::OpId timer = 0;
+  };
+  std::vector<std::unique_ptr<LogWaiter>> log_waiters;
 
   // Live-process resources; all released when the worker ends.
   UniqueFd pidfd, status_fd, out_fd, err_fd;
@@ -167,6 +174,10 @@ class Supervisor {
                               uint64_t timeout_ms, std::shared_ptr<Responder> responder);
   // Reads what a running instance has sent and not yet been read (before its log is shown).
   void read_instance_messages(Worker& w);
+  // GET /v1/workers/<id>/logs: what one stream kept after absolute byte `since` (0: all of it),
+  // answered at once, or, with wait_ms > 0 while there is nothing after `since` and the worker
+  // runs, once there is, it has ended or wait_ms has passed (worker_logs.cc).
+  void worker_log(Worker& w, bool stdout_stream, uint64_t since, uint64_t wait_ms, std::shared_ptr<Responder> responder);
   bool remove_worker(const std::string& id);  // exited or failed workers only
 
   // CPU and peak memory of a running worker, read now from its cgroup (or, for a featherweight
@@ -208,6 +219,8 @@ class Supervisor {
   void on_exit(Worker& w);
   void arm_log(Worker& w, bool stdout_stream);
   void drain_log(Worker& w, bool stdout_stream);
+  HttpResponse log_answer(Worker& w, bool stdout_stream, uint64_t since);
+  void wake_log_waiters(Worker& w);  // bytes came, or it ended: answer those who wait for them
   void finish(Worker& w, ExitInfo info);
   void trim_exited(const std::string& tenant);
   void maybe_finish_tenant_removal(Tenant& t, Teardown when = Teardown::from_the_loop);

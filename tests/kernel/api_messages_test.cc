@@ -214,6 +214,43 @@ TEST_P(InstanceMessages, AtMostFourRequestsWaitForOneInstancesReplies) {
   EXPECT_EQ(text.find("w4"), std::string::npos) << text;
 }
 
+// `plume logs -f`'s way: from a byte offset, waiting in plumed until there is more.
+TEST_P(InstanceMessages, ALogIsFollowedFromAnOffsetUntilTheInstanceEnds) {
+  const std::string id = start("echo", "first");
+  ASSERT_EQ(await_log(id, "first\n"), "first\n");
+  auto get = [&](const std::string& query) {
+    return plumed_->request("GET", "/v1/workers/" + id + "/logs?" + query, token_, "", 30s);
+  };
+  auto all = get("since=0");
+  ASSERT_EQ(all.status, 200) << show(all);
+  EXPECT_EQ(all.body, "first\n");
+  EXPECT_EQ(all.header("x-plume-log-offset"), "6");
+  EXPECT_EQ(all.header("x-plume-log-end"), "false");
+  // Nothing new: the wait ends at wait_ms with nothing, at the same offset.
+  auto none = get("since=6&wait_ms=200");
+  EXPECT_EQ(none.body, "");
+  EXPECT_EQ(none.header("x-plume-log-offset"), "6");
+  EXPECT_EQ(none.header("x-plume-log-end"), "false");
+  // A follower waiting (or not yet: then it finds the bytes there) gets the next message.
+  Reply next;
+  std::thread follower([&] { next = get("since=6&wait_ms=15000"); });
+  EXPECT_EQ(post(id, {{"messages", "second"}}).status, 200);
+  follower.join();
+  EXPECT_EQ(next.body, "second\n") << show(next);
+  EXPECT_EQ(next.header("x-plume-log-offset"), "13");
+  // Its end ends the follower's wait, and says there is no more.
+  Reply last;
+  std::thread waiting([&] { last = get("since=13&wait_ms=15000"); });
+  EXPECT_EQ(post(id, {{"messages", ""}}).status, 200);
+  waiting.join();
+  EXPECT_EQ(last.status, 200) << show(last);
+  EXPECT_EQ(last.body, "") << show(last);
+  EXPECT_EQ(last.header("x-plume-log-end"), "true") << show(last);  // echo ends without a word
+  EXPECT_EQ(get("since=0").body, "first\nsecond\n");
+  EXPECT_EQ(get("since=x").status, 400);
+  EXPECT_EQ(get("wait_ms=600001").status, 400);
+}
+
 // plumed's own CPU time so far, in clock ticks (utime + stime of /proc/<pid>/stat).
 long cpu_ticks(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");

@@ -200,6 +200,21 @@ TEST_F(Cli, ImageAddTakesAnFwpPoolWithSpinningStandbys) {
   EXPECT_NE(refused.err.find("spinning_standbys"), std::string::npos) << refused.err;
 }
 
+TEST_F(Cli, LogsFollowAWorkerUntilItEnds) {
+  // The worker's own pauses, not the test's: the follower must wait for the second line.
+  auto run = cli({"run", "--", "/bin/sh", "-c", "echo one; sleep 0.3; echo two; sleep 0.3; echo three >&2"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string id = run.out.substr(0, run.out.find('\n'));
+  auto out = cli({"logs", "-f", id});
+  EXPECT_EQ(out.exit_code, 0) << out.err;
+  EXPECT_EQ(out.out, "one\ntwo\n");
+  // Once it has ended, following prints the whole log and returns.
+  auto err = cli({"logs", "--follow", "--stderr", id});
+  EXPECT_EQ(err.exit_code, 0) << err.err;
+  EXPECT_EQ(err.out, "three\n");
+  EXPECT_EQ(cli({"logs", "-f", "w-00000000"}).exit_code, 1);
+}
+
 TEST_F(Cli, SendPrintsAnInstancesRepliesAndSaysWhyItStopped) {
   json image = {{"name", "echo"}, {"fwp", {{"binary", PLUME_ECHO_APP}, {"pool_size", 1}}}};
   ASSERT_EQ(plumed_.admin("POST", "/v1/images", image.dump()).status, 201);

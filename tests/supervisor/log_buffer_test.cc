@@ -35,4 +35,21 @@ TEST(LogBuffer, OneChunkLargerThanCapacity) {
 }
 
 }  // namespace
+TEST(LogBuffer, SinceGivesWhatCameAfterAnOffsetAndCountsWhatWasDropped) {
+  LogBuffer b(8);
+  b.append("abcd", 4);
+  uint64_t skipped = 99;
+  EXPECT_EQ(b.since(0, skipped), "abcd");
+  EXPECT_EQ(skipped, 0u);
+  EXPECT_EQ(b.since(2, skipped), "cd");
+  EXPECT_EQ(b.since(4, skipped), "");
+  EXPECT_EQ(b.since(40, skipped), "");  // beyond the end: nothing (a reader from another stream)
+  b.append("efghij", 6);                // 10 written, 8 kept: "cdefghij"
+  EXPECT_EQ(b.total(), 10u);
+  EXPECT_EQ(b.since(4, skipped), "efghij");
+  EXPECT_EQ(skipped, 0u);
+  EXPECT_EQ(b.since(0, skipped), "cdefghij");
+  EXPECT_EQ(skipped, 2u);  // "ab" went before the reader came back
+}
+
 }  // namespace plume::kernel

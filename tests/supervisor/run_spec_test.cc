@@ -34,6 +34,35 @@ TEST(RunSpec, RejectsBadInput) {
   EXPECT_FALSE(run_spec_from_json(json{{"argv", {std::string("a\0b", 3)}}}).ok());
 }
 
+TEST(MessagesRequest, ParsesOneOrManyMessagesAndAReplyCount) {
+  auto one = messages_request_from_json(json{{"messages", "get key42"}});
+  ASSERT_TRUE(one.ok()) << one.error().message;
+  EXPECT_EQ(one->messages, std::vector<std::string>{"get key42"});
+  EXPECT_EQ(one->replies, 0u);
+  EXPECT_EQ(one->timeout_ms, 0u);
+  auto many = messages_request_from_json(json{{"messages", {"a", std::string("b\0c", 3), ""}}, {"replies", 3}, {"timeout_ms", 250}});
+  ASSERT_TRUE(many.ok()) << many.error().message;
+  ASSERT_EQ(many->messages.size(), 3u);
+  EXPECT_EQ(many->messages[1].size(), 3u);  // bytes: a NUL is carried, not cut
+  EXPECT_EQ(many->replies, 3u);
+  EXPECT_EQ(many->timeout_ms, 250u);
+  auto wait_only = messages_request_from_json(json{{"replies", 1}});
+  ASSERT_TRUE(wait_only.ok());
+  EXPECT_TRUE(wait_only->messages.empty());
+}
+
+TEST(MessagesRequest, RejectsBadInput) {
+  for (const json& j : {json::array(), json::object(), json{{"messages", 7}}, json{{"messages", {"a", 1}}},
+                        json{{"messages", "a"}, {"replies", -1}}, json{{"messages", "a"}, {"replies", 1025}},
+                        json{{"messages", "a"}, {"replies", "1"}}, json{{"messages", "a"}, {"timeout_ms", 1.5}},
+                        json{{"messages", "a"}, {"timeout_ms", 86400001}}, json{{"messages", "a"}, {"other", 1}},
+                        json{{"messages", json::array()}}})
+    EXPECT_FALSE(messages_request_from_json(j).ok()) << j.dump();
+  json many = {{"messages", json::array()}};
+  for (int i = 0; i < 4097; ++i) many["messages"].push_back("x");
+  EXPECT_FALSE(messages_request_from_json(many).ok());
+}
+
 TEST(Signals, NamesAndNumbers) {
   EXPECT_EQ(signal_from_name("TERM"), SIGTERM);
   EXPECT_EQ(signal_from_name("sigkill"), SIGKILL);
