@@ -1,6 +1,20 @@
 #include "run_spec.h"
 
 namespace plume::kernel {
+namespace {
+
+// A field holding a count up to `max`, left alone when absent: "" or what is wrong with it.
+std::string read_count(const json& j, const char* key, uint64_t max, uint64_t& out) {
+  if (!j.contains(key)) return {};
+  const json& v = j[key];
+  if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<int64_t>() < 0))
+    return std::string(key) + ": expected a non-negative integer";
+  if (v.get<uint64_t>() > max) return std::string(key) + ": at most " + std::to_string(max);
+  out = v.get<uint64_t>();
+  return {};
+}
+
+}  // namespace
 
 ConfigResult<RunSpec> run_spec_from_json(const json& j) {
   if (!j.is_object()) return fail(ConfigError{"body: expected a JSON object"});
@@ -63,12 +77,7 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
     r.has_pids = l.contains("pids_max") || l.contains("pids");
     r.has_cpu = l.contains("cpu_percent");
   }
-  if (j.contains("timeout_ms")) {
-    const json& t = j["timeout_ms"];
-    if (!t.is_number_integer() || (!t.is_number_unsigned() && t.get<int64_t>() < 0)) return fail(ConfigError{"timeout_ms: expected a non-negative integer"});
-    r.timeout_ms = j["timeout_ms"].get<uint64_t>();
-    if (r.timeout_ms > 365ull * 24 * 3600 * 1000) return fail(ConfigError{"timeout_ms: too large"});
-  }
+  if (auto e = read_count(j, "timeout_ms", 365ull * 24 * 3600 * 1000, r.timeout_ms); !e.empty()) return fail(ConfigError{e});
   return r;
 }
 
@@ -92,19 +101,10 @@ ConfigResult<MessagesRequest> messages_request_from_json(const json& j) {
       return fail(ConfigError{"messages: expected a string or an array of strings"});
     }
   }
-  auto count = [&](const char* key, uint64_t max, uint64_t& out) -> std::string {
-    if (!j.contains(key)) return {};
-    const json& v = j[key];
-    if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<int64_t>() < 0))
-      return std::string(key) + ": expected a non-negative integer";
-    out = v.get<uint64_t>();
-    if (out > max) return std::string(key) + ": at most " + std::to_string(max);
-    return {};
-  };
   uint64_t replies = 0;
-  if (auto e = count("replies", MessagesRequest::kMaxReplies, replies); !e.empty()) return fail(ConfigError{e});
+  if (auto e = read_count(j, "replies", MessagesRequest::kMaxReplies, replies); !e.empty()) return fail(ConfigError{e});
   r.replies = static_cast<size_t>(replies);
-  if (auto e = count("timeout_ms", 24ull * 3600 * 1000, r.timeout_ms); !e.empty()) return fail(ConfigError{e});
+  if (auto e = read_count(j, "timeout_ms", 24ull * 3600 * 1000, r.timeout_ms); !e.empty()) return fail(ConfigError{e});
   if (r.messages.empty() && r.replies == 0) return fail(ConfigError{"messages: required, unless replies are awaited"});
   return r;
 }
