@@ -288,11 +288,8 @@ void Supervisor::run_fwp(Tenant& tenant, Image& image, RunSpec spec,
     return responder->send(HttpResponse::error(400, "bad_request", "input: " + std::to_string(spec.input.size()) +
                                                    " messages, more than the instance's channel holds (" +
                                                    std::to_string(channel.slots) + ")"));
-  for (size_t i = 0; i < spec.input.size(); ++i)
-    if (spec.input[i].size() > channel.max_message())
-      return responder->send(HttpResponse::error(400, "bad_request", "input[" + std::to_string(i) + "]: " +
-                                                     std::to_string(spec.input[i].size()) + " bytes, more than a message holds (" +
-                                                     std::to_string(channel.max_message()) + ")"));
+  if (std::string e = oversized_message(spec.input, "input", channel.max_message()); !e.empty())
+    return responder->send(HttpResponse::error(400, "bad_request", e));
   const std::string first = spec.input.empty() ? std::string() : spec.input[0];
   auto inst = tpl->start_instance(std::as_bytes(std::span(first.data(), first.size())));
   if (!inst.ok())

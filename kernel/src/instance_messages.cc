@@ -167,12 +167,8 @@ void Supervisor::send_instance_messages(Worker& w, const std::vector<std::string
   fwp::Instance* inst = instance_of(w);
   if (w.state != WorkerState::running || !inst || w.channel_broken)
     return responder->send(HttpResponse::error(409, "conflict", "worker " + w.id + " is not running"));
-  const size_t max = inst->channel().geometry().max_message();
-  for (size_t i = 0; i < messages.size(); ++i)
-    if (messages[i].size() > max)
-      return responder->send(HttpResponse::error(400, "bad_request", "messages[" + std::to_string(i) + "]: " +
-                                                     std::to_string(messages[i].size()) +
-                                                     " bytes, more than a message holds (" + std::to_string(max) + ")"));
+  if (std::string e = oversized_message(messages, "messages", inst->channel().geometry().max_message()); !e.empty())
+    return responder->send(HttpResponse::error(400, "bad_request", e));
   if (replies > 0 && w.reply_waiters.size() >= kMaxWaitingPerInstance) {
     std::erase_if(w.reply_waiters, [&](const std::unique_ptr<Worker::ReplyWaiter>& r) {
       if (r->responder->connected()) return false;

@@ -109,4 +109,12 @@ ConfigResult<MessagesRequest> messages_request_from_json(const json& j) {
   return r;
 }
 
+std::string oversized_message(const std::vector<std::string>& messages, const char* field, size_t max_message) {
+  for (size_t i = 0; i < messages.size(); ++i)
+    if (messages[i].size() > max_message)
+      return std::string(field) + "[" + std::to_string(i) + "]: " + std::to_string(messages[i].size()) +
+             " bytes, more than a message holds (" + std::to_string(max_message) + ")";
+  return {};
+}
+
 }  // namespace plume::kernel

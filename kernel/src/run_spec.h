@@ -33,4 +33,8 @@ struct MessagesRequest {
 };
 ConfigResult<MessagesRequest> messages_request_from_json(const json& j);
 
+// The first of `messages` longer than `max_message` bytes (a slot of an instance's channel), as
+// the error that names it ("input[2]: 1200 bytes, more than a message holds (1016)"), or "".
+std::string oversized_message(const std::vector<std::string>& messages, const char* field, size_t max_message);
+
 }  // namespace plume::kernel
