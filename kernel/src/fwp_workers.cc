@@ -353,11 +353,9 @@ void Supervisor::on_instance_exited(const std::string& key, fwp::Instance& inst)
   Worker* w = find_worker(id);
   if (!w) return;
   if (inst.pid() > 0) w->pid = inst.pid();
-  // What it sent before it ended, then the answers of those still waiting for its replies.
-  if (w->channel_op) loop_.cancel(w->channel_op);
-  w->channel_op = 0;
+  // What it sent before it ended, read while its channel is still mapped (forget() below unmaps
+  // it); finish() then ends the wait on it and answers those still waiting for replies.
   (void)read_messages_of(*w, 4096);
-  answer_reply_waiters(*w, true);
   const fwp::InstanceExit& e = *inst.exit();
   ExitInfo info = exit_info_of(e);
   if (w->killed_for_timeout) info.cause = ExitCause::limit, info.message = "killed after timeout_ms";
