@@ -170,11 +170,7 @@ void Supervisor::send_instance_messages(Worker& w, const std::vector<std::string
   if (std::string e = oversized_message(messages, "messages", inst->channel().geometry().max_message()); !e.empty())
     return responder->send(HttpResponse::error(400, "bad_request", e));
   if (replies > 0 && w.reply_waiters.size() >= kMaxWaitingPerInstance) {
-    std::erase_if(w.reply_waiters, [&](const std::unique_ptr<Worker::ReplyWaiter>& r) {
-      if (r->responder->connected()) return false;
-      if (r->timer) loop_.cancel(r->timer);
-      return true;
-    });
+    drop_gone_waiters(w.reply_waiters);
     if (w.reply_waiters.size() >= kMaxWaitingPerInstance)
       return responder->send(HttpResponse::error(429, "limit_exceeded",
                                                  "worker " + w.id + " has " + std::to_string(kMaxWaitingPerInstance) +
@@ -212,12 +208,7 @@ void Supervisor::send_instance_messages(Worker& w, const std::vector<std::string
     waiter->timer = loop_.after(std::chrono::milliseconds(timeout_ms), [this, id, key] {
       Worker* wk = find_worker(id);
       if (!wk) return;
-      auto it = std::find_if(wk->reply_waiters.begin(), wk->reply_waiters.end(),
-                             [&](const std::unique_ptr<Worker::ReplyWaiter>& r) { return r.get() == key; });
-      if (it == wk->reply_waiters.end()) return;
-      std::unique_ptr<Worker::ReplyWaiter> r = std::move(*it);
-      wk->reply_waiters.erase(it);
-      r->responder->send(json_response(200, messages_answer(*r, true, false)));
+      if (auto r = take_waiter(wk->reply_waiters, key)) r->responder->send(json_response(200, messages_answer(*r, true, false)));
     });
   }
   w.reply_waiters.push_back(std::move(waiter));

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -241,6 +242,25 @@ class Supervisor {
   void on_instance_channel_rung(const std::string& id);
   void sweep_instance_channels();
   void answer_reply_waiters(Worker& w, bool ended);
+  // A worker's requests waiting for something (reply_waiters, log_waiters): the one `key` taken
+  // out as its timer fires (null when it has left already); those whose clients went away
+  // dropped, their timers cancelled.
+  template <class Waiter>
+  static std::unique_ptr<Waiter> take_waiter(std::vector<std::unique_ptr<Waiter>>& list, const Waiter* key) {
+    auto it = std::find_if(list.begin(), list.end(), [&](const std::unique_ptr<Waiter>& w) { return w.get() == key; });
+    if (it == list.end()) return nullptr;
+    std::unique_ptr<Waiter> taken = std::move(*it);
+    list.erase(it);
+    return taken;
+  }
+  template <class Waiter>
+  void drop_gone_waiters(std::vector<std::unique_ptr<Waiter>>& list) {
+    std::erase_if(list, [&](const std::unique_ptr<Waiter>& w) {
+      if (w->responder->connected()) return false;
+      if (w->timer) loop_.cancel(w->timer);
+      return true;
+    });
+  }
   // Templates are torn down from the loop (we may be inside one's callback), or at once where the
   // caller says it is not in one (Teardown::now). `keep` (what a
   // removed tenant leaves: its namespace holder and cgroup) is released only after the last of

@@ -2,7 +2,6 @@
 // offset on, and, for a client that follows a log (`plume logs -f`), an answer held until bytes
 // come after that offset, the worker ends, or the client's wait_ms passes. Nothing polls: every
 // append (a pipe drained, an instance's message read) and the worker's end wake the waiters.
-#include <algorithm>
 #include <string>
 
 #include "supervisor.h"
@@ -43,19 +42,10 @@ void Supervisor::worker_log(Worker& w, bool stdout_stream, uint64_t since, uint6
   waiter->timer = loop_.after(std::chrono::milliseconds(wait_ms), [this, id, key] {
     Worker* wk = find_worker(id);
     if (!wk) return;
-    auto it = std::find_if(wk->log_waiters.begin(), wk->log_waiters.end(),
-                           [&](const std::unique_ptr<Worker::LogWaiter>& l) { return l.get() == key; });
-    if (it == wk->log_waiters.end()) return;
-    std::unique_ptr<Worker::LogWaiter> l = std::move(*it);
-    wk->log_waiters.erase(it);
-    l->responder->send(log_answer(*wk, l->stdout_stream, l->since));
+    if (auto l = take_waiter(wk->log_waiters, key)) l->responder->send(log_answer(*wk, l->stdout_stream, l->since));
   });
   // Followers that went away wait no longer: a client that loops on this cannot grow the list.
-  std::erase_if(w.log_waiters, [&](const std::unique_ptr<Worker::LogWaiter>& l) {
-    if (l->responder->connected()) return false;
-    if (l->timer) loop_.cancel(l->timer);
-    return true;
-  });
+  drop_gone_waiters(w.log_waiters);
   w.log_waiters.push_back(std::move(waiter));
 }
 
