@@ -26,11 +26,9 @@ HttpResponse Supervisor::log_answer(Worker& w, bool stdout_stream, uint64_t sinc
 
 void Supervisor::worker_log(Worker& w, bool stdout_stream, uint64_t since, uint64_t wait_ms,
                             std::shared_ptr<Responder> responder) {
-  // The freshest bytes: what the pipes and an instance's channel hold now.
-  if (alive(w)) {
-    drain_log(w, stdout_stream);
-    if (stdout_stream) read_instance_messages(w);
-  }
+  // An instance's channel may hold messages a sweep has not read yet (without futex waits); its
+  // pipes are read as soon as they hold anything, like every worker's.
+  if (stdout_stream) read_instance_messages(w);
   const LogBuffer& buf = stdout_stream ? w.out : w.err;
   if (wait_ms == 0 || !alive(w) || buf.total() > since) return responder->send(log_answer(w, stdout_stream, since));
   auto waiter = std::make_unique<Worker::LogWaiter>();
