@@ -45,6 +45,12 @@ json messages_answer(const Worker::ReplyWaiter& r, bool timed_out, bool ended) {
 
 }  // namespace
 
+void Supervisor::channel_broke(Worker& w) {
+  w.channel_broken = true;
+  log::warn("worker.channel_broken", {{"tenant", w.tenant}, {"id", w.id}, {"action", "killed"}});
+  (void)signal_worker(w, SIGKILL);
+}
+
 size_t Supervisor::read_messages_of(Worker& w, size_t at_most) {
   fwp::Instance* inst = instance_of(w);
   if (!inst || w.channel_broken) return 0;
@@ -53,11 +59,7 @@ size_t Supervisor::read_messages_of(Worker& w, size_t at_most) {
   for (; n < at_most; ++n) {
     auto got = inst->try_recv(buf);
     if (!got.ok()) {
-      if (got.error() == fwp::ChannelError::corrupt) {
-        w.channel_broken = true;
-        log::warn("worker.channel_broken", {{"tenant", w.tenant}, {"id", w.id}, {"action", "killed"}});
-        (void)signal_worker(w, SIGKILL);
-      }
+      if (got.error() == fwp::ChannelError::corrupt) channel_broke(w);
       break;
     }
     const std::string_view msg(reinterpret_cast<const char*>(buf.data()), got.value());
@@ -179,15 +181,17 @@ void Supervisor::send_instance_messages(Worker& w, const std::vector<std::string
   // Replies to what came before are not this request's: read them into the log (and to the
   // requests waiting for them) first.
   (void)read_messages_of(w, 4096);
-  if (w.state != WorkerState::running)  // it broke its channel while we read
-    return responder->send(HttpResponse::error(409, "conflict", "worker " + w.id + " is not running"));
+  // A channel that lies (found by that read, or by this check of its consumer index) is broken for
+  // good, and its instance is killed: nothing more goes in.
   auto room = inst->send_capacity();
-  if (!room.ok() || room.value() < messages.size()) {
-    const std::string free = room.ok() ? std::to_string(room.value()) : "no";
-    return responder->send(HttpResponse::error(
-        429, "channel_full",
-        "worker " + w.id + "'s channel has room for " + free + " more messages; it has not read the others yet"));
+  if (!room.ok()) {
+    if (!w.channel_broken) channel_broke(w);
+    return responder->send(HttpResponse::error(409, "conflict", "worker " + w.id + "'s channel is broken"));
   }
+  if (room.value() < messages.size())
+    return responder->send(HttpResponse::error(
+        429, "channel_full", "worker " + w.id + "'s channel has room for " + std::to_string(room.value()) +
+                                 " more messages; it has not read the others yet"));
   for (const std::string& m : messages) {
     // Cannot fail for room (checked above, and only plumed sends on it); `corrupt` breaks it.
     if (auto sent = inst->queue(std::as_bytes(std::span(m.data(), m.size()))); !sent.ok()) {

@@ -238,6 +238,7 @@ class Supervisor {
   // Its channel, read as messages arrive (instance_messages.cc): a futex wait on the doorbell in
   // the loop where the kernel has one, else a sweep of every running instance's channel.
   size_t read_messages_of(Worker& w, size_t at_most);
+  void channel_broke(Worker& w);  // its indices lied: it is killed, its channel never used again
   void watch_instance_channel(Worker& w);
   void on_instance_channel_rung(const std::string& id);
   void sweep_instance_channels();
