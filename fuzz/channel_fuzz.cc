@@ -157,12 +157,13 @@ class Run {
     const size_t ring_at = L::ring_offset(g_, ring);
     const size_t slot_at = ring_at + L::kControlBytes + size_t{in.byte() % g_.slots} * g_.slot_size;
     size_t at = 0;
-    switch ((where >> 1) % 6) {
+    switch ((where >> 1) % 7) {
       case 0: at = ring_at + L::kProducerOffset; break;
       case 1: at = ring_at + L::kConsumerOffset; break;
       case 2: at = ring_at + L::kDoorbellOffset; break;
       case 3: at = slot_at; break;  // a slot's length
       case 4: at = slot_at + 4 + (in.byte() % (g_.slot_size - 4)) / 4 * 4; break;  // the rest
+      case 6: at = ring_at + L::kSpaceOffset; break;
       case 5: {  // anywhere: the header, the supervisor's own words, padding
         const size_t hi = in.byte();
         at = (hi << 8 | in.byte()) % (size_ - 3) / 4 * 4;

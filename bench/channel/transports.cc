@@ -52,7 +52,10 @@ void read_all(int fd, std::byte* p, size_t n) {
 
 class ChannelTransport : public Transport {
  public:
-  ChannelTransport(std::chrono::nanoseconds spin, bool busy_producer) : busy_(busy_producer), spin_(spin) {
+  // What the producer does while the ring is full: pause-spin, sched_yield, or sleep on the
+  // ring's space bell (Channel::send_wait, what libplume's plume_send does).
+  enum class WhenFull { spin, yield, sleep };
+  ChannelTransport(std::chrono::nanoseconds spin, WhenFull when_full) : when_full_(when_full), spin_(spin) {
     auto c = fwp::Channel::create(geometry_);
     if (!c) {
       std::fprintf(stderr, "channel_bench: %s\n", c.error().message().c_str());
@@ -74,11 +77,16 @@ class ChannelTransport : public Transport {
     a_->set_spin(spin_);
   }
   void send(const std::byte* msg, size_t n) override {
+    if (when_full_ == WhenFull::sleep) {
+      auto r = a_->send_wait({msg, n}, 10s);
+      if (!r) die(fwp::channel_error_name(r.error()));
+      return;
+    }
     for (;;) {
       auto r = a_->send({msg, n});
       if (r) return;
       if (r.error() != fwp::ChannelError::full) die(fwp::channel_error_name(r.error()));
-      if (busy_) {
+      if (when_full_ == WhenFull::spin) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
@@ -95,7 +103,7 @@ class ChannelTransport : public Transport {
 
  private:
   fwp::ChannelGeometry geometry_{64, 128};
-  bool busy_;
+  WhenFull when_full_;
   std::chrono::nanoseconds spin_;
   UniqueFd fd_;
   std::optional<fwp::Channel> a_;
@@ -211,13 +219,15 @@ class EventfdTransport : public Transport {
 }  // namespace
 
 std::vector<std::string> transport_names() {
-  return {"channel_spin", "channel_spin5us", "channel_sleep", "pipe", "unix_seqpacket", "eventfd"};
+  return {"channel_spin", "channel_spin5us", "channel_sleep", "channel_wait", "pipe", "unix_seqpacket", "eventfd"};
 }
 
 std::unique_ptr<Transport> make_transport(const std::string& name, size_t msg_size) {
-  if (name == "channel_spin") return std::make_unique<ChannelTransport>(std::chrono::hours(1), true);
-  if (name == "channel_spin5us") return std::make_unique<ChannelTransport>(5us, false);
-  if (name == "channel_sleep") return std::make_unique<ChannelTransport>(0ns, false);
+  using When = ChannelTransport::WhenFull;
+  if (name == "channel_spin") return std::make_unique<ChannelTransport>(std::chrono::hours(1), When::spin);
+  if (name == "channel_spin5us") return std::make_unique<ChannelTransport>(5us, When::yield);
+  if (name == "channel_sleep") return std::make_unique<ChannelTransport>(0ns, When::yield);
+  if (name == "channel_wait") return std::make_unique<ChannelTransport>(5us, When::sleep);
   if (name == "pipe") return std::make_unique<PipeTransport>();
   if (name == "unix_seqpacket") return std::make_unique<SeqpacketTransport>();
   if (name == "eventfd") return std::make_unique<EventfdTransport>(msg_size);

@@ -22,7 +22,8 @@ class Transport {
 };
 
 // Names: channel_spin (both sides busy-poll), channel_spin5us (the default: 5 µs spin, then
-// futex), channel_sleep (spin 0: futex at once), pipe, unix_seqpacket, eventfd (a shared-memory
+// futex), channel_sleep (spin 0: futex at once; a full ring's producer yields), channel_wait
+// (as libplume: 5 µs spin, then futex, and a full ring's producer sleeps on the space bell), pipe, unix_seqpacket, eventfd (a shared-memory
 // ring whose producer writes an eventfd per message; the consumer blocks in read(2) when empty).
 std::vector<std::string> transport_names();
 std::unique_ptr<Transport> make_transport(const std::string& name, size_t msg_size);

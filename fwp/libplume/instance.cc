@@ -211,7 +211,7 @@ long plume_recv(plume_instance* self, void* buf, size_t cap, int64_t timeout_ns)
   }
 }
 
-int plume_send(plume_instance* self, const void* msg, size_t len) {
+int plume_send_timeout(plume_instance* self, const void* msg, size_t len, int64_t timeout_ns) {
   if (!self->channel) {
     const char* p = static_cast<const char*>(msg);
     while (len > 0) {
@@ -224,15 +224,18 @@ int plume_send(plume_instance* self, const void* msg, size_t len) {
     return 0;
   }
   const auto span = std::span(static_cast<const std::byte*>(msg), len);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   for (;;) {
-    auto r = self->channel->send(span);
+    // A year at a time: send_wait's bound, which "forever" goes past.
+    const auto wait = timeout_ns < 0 ? std::chrono::nanoseconds(std::chrono::hours(24 * 365))
+                                     : std::chrono::nanoseconds(timeout_ns);
+    auto r = self->channel->send_wait(span, wait);
     if (r) return 0;
-    if (r.error() != ChannelError::full || std::chrono::steady_clock::now() > deadline)
-      return static_cast<int>(channel_errno(r.error()));
-    ::sched_yield();  // the supervisor drains its side from its loop
+    if (r.error() == ChannelError::timeout && timeout_ns < 0) continue;
+    return static_cast<int>(channel_errno(r.error()));
   }
 }
+
+int plume_send(plume_instance* self, const void* msg, size_t len) { return plume_send_timeout(self, msg, len, -1); }
 
 size_t plume_max_message(const plume_instance* self) {
   return self->channel ? self->channel->max_message() : 65536;

@@ -187,7 +187,8 @@ Channel Channel::over(void* p, const ChannelGeometry& geometry, ChannelSide side
     std::byte* r = ch.base_ + L::ring_offset(geometry, ring);
     return RingView{reinterpret_cast<uint32_t*>(r + L::kProducerOffset),
                     reinterpret_cast<uint32_t*>(r + L::kConsumerOffset),
-                    reinterpret_cast<uint32_t*>(r + L::kDoorbellOffset), r + L::kControlBytes};
+                    reinterpret_cast<uint32_t*>(r + L::kDoorbellOffset),
+                    reinterpret_cast<uint32_t*>(r + L::kSpaceOffset), r + L::kControlBytes};
   };
   ch.tx_ = view(side == ChannelSide::a ? 0 : 1);
   ch.rx_ = view(side == ChannelSide::a ? 1 : 0);
@@ -222,6 +223,7 @@ Channel& Channel::operator=(Channel&& o) noexcept {
   tx_peer_tail_ = o.tx_peer_tail_;
   rx_tail_ = o.rx_tail_;
   rx_peer_head_ = o.rx_peer_head_;
+  rx_freed_ = o.rx_freed_;
   broken_.store(o.broken_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   o.broken_.store(true, std::memory_order_relaxed);  // a moved-from endpoint maps nothing
   spin_ = o.spin_;
@@ -292,7 +294,36 @@ bool Channel::readable() {
     return false;
   }
   rx_peer_head_ = head;
-  return rx_tail_ != head;
+  if (rx_tail_ != head) return true;
+  if (rx_freed_) ring_space_bell();
+  return false;
+}
+
+// Dekker with the producer's "space = sleeping; fence; re-check" (send_wait), like send()'s with
+// the consumer. Looked at only when the ring is read empty: a producer waits only on a full ring,
+// and a consumer that reads a full ring goes on until it is empty (or stops reading, when the
+// producer should wait). So one fence per drained batch instead of one per message.
+void Channel::ring_space_bell() {
+  rx_freed_ = false;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  uint32_t* bell = rx_.space;
+  if (word(bell).load(std::memory_order_relaxed) != L::kSleeping) return;
+  uint32_t expected = L::kSleeping;
+  if (word(bell).compare_exchange_strong(expected, L::kRung, std::memory_order_seq_cst)) {
+    futex_wake_shared(bell);
+    ++stats_.space_wakes;
+  }
+}
+
+bool Channel::sendable() {
+  if (tx_head_ - tx_peer_tail_ != geometry_.slots) return true;
+  const uint32_t tail = word(tx_.consumer).load(std::memory_order_acquire);
+  if (!L::index_advance_ok(tx_peer_tail_, tail, tx_head_)) {
+    (void)mark_corrupt();
+    return false;
+  }
+  tx_peer_tail_ = tail;
+  return tx_head_ - tail != geometry_.slots;
 }
 
 ChannelResult<size_t> Channel::try_recv(std::span<std::byte> buf) {
@@ -310,6 +341,7 @@ ChannelResult<size_t> Channel::try_recv(std::span<std::byte> buf) {
   if (len != 0) std::memcpy(buf.data(), s + ChannelGeometry::kSlotHeader, len);
   // Release: our copy is done before the producer may reuse the slot.
   word(rx_.consumer).store(++rx_tail_, std::memory_order_release);
+  rx_freed_ = true;
   ++stats_.received;
   return size_t{len};
 }
@@ -385,6 +417,40 @@ ChannelResult<uint32_t> Channel::send_capacity() {
   if (!L::index_advance_ok(tx_peer_tail_, tail, tx_head_)) return mark_corrupt();
   tx_peer_tail_ = tail;
   return geometry_.slots - (tx_head_ - tail);
+}
+
+ChannelResult<void> Channel::send_wait(std::span<const std::byte> msg, std::chrono::nanoseconds timeout) {
+  // Room (nearly always): no clock read, which costs as much as the send on some VMs.
+  if (auto sent = send(msg); sent.ok() || sent.error() != ChannelError::full) return sent;
+  timeout = std::clamp(timeout, std::chrono::nanoseconds(0), std::chrono::nanoseconds(std::chrono::hours(24 * 365)));
+  const auto start = Clock::now();
+  const auto deadline = start + timeout;
+  // Spin first: a consumer that is reading frees a slot within microseconds.
+  const auto spin_end = start + std::min(spin_, timeout);
+  for (unsigned i = 1;; ++i) {
+    cpu_relax();
+    auto sent = send(msg);
+    if (sent.ok() || sent.error() != ChannelError::full) return sent;
+    if (i % 64 == 0 && Clock::now() >= spin_end) break;
+  }
+  // Then sleep: announce, fence, re-check, and wait for the space bell to leave "sleeping".
+  uint32_t* bell = tx_.space;
+  for (;;) {
+    word(bell).store(L::kSleeping, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const bool room = sendable();
+    const auto left = deadline - Clock::now();
+    if (room || broken() || left.count() <= 0) {
+      word(bell).store(L::kAwake, std::memory_order_relaxed);
+      if (room) return send(msg);
+      return fail(broken() ? ChannelError::corrupt : ChannelError::timeout);
+    }
+    ++stats_.space_sleeps;
+    // A consumer that scribbles the bell can only end this wait early (we loop, bounded by the
+    // deadline) or make it last until the deadline: its own loss either way.
+    (void)futex_wait_shared(bell, L::kSleeping, left);
+    word(bell).store(L::kAwake, std::memory_order_relaxed);  // only the producer clears it
+  }
 }
 
 ChannelResult<size_t> Channel::recv(std::span<std::byte> buf, std::chrono::nanoseconds timeout) {

@@ -1,7 +1,8 @@
 // The shared-memory layout of a channel memfd and the checks applied to what is read from it.
 //
 //   offset 0            header (128 B): magic, version, geometry (cross-checked at attach only)
-//   ring 0 (a → b)      producer index | consumer index | doorbell   (128 B each), then the slots
+//   ring 0 (a → b)      producer index | consumer index | doorbell | space bell  (128 B each),
+//                       then the slots
 //   ring 1 (b → a)      the same
 //   slot                u32 length, u32 reserved (0), payload (slot_size - 8 bytes)
 //
@@ -19,16 +20,20 @@ namespace plume::fwp::channel_layout {
 inline constexpr size_t kCacheLine = 64;
 inline constexpr size_t kControlStride = 128;
 inline constexpr size_t kHeaderBytes = 128;
-inline constexpr size_t kControlBytes = 3 * kControlStride;
+inline constexpr size_t kControlBytes = 4 * kControlStride;
 inline constexpr size_t kProducerOffset = 0;
 inline constexpr size_t kConsumerOffset = kControlStride;
 inline constexpr size_t kDoorbellOffset = 2 * kControlStride;
+// The producer's futex word, for a producer that waits for a free slot: the mirror of the
+// doorbell (only the producer sets it sleeping and clears it; the consumer only rings it 1 → 2).
+inline constexpr size_t kSpaceOffset = 3 * kControlStride;
 inline constexpr size_t kMaxMapping = size_t{1} << 30;  // 1 GiB: a bound, not a target
 
 inline constexpr uint64_t kMagic = 0x3148434d554c50ULL;  // "PLUMCH1\0" read little-endian
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kVersion = 2;  // 2: the space bell
 
 // Doorbell values. Only the consumer writes 0 and 1; the producer's only write is 1 → 2.
+// The space bell takes the same values with the roles swapped.
 inline constexpr uint32_t kAwake = 0;
 inline constexpr uint32_t kSleeping = 1;
 inline constexpr uint32_t kRung = 2;

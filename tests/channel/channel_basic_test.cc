@@ -216,6 +216,60 @@ TEST(Channel, FullUntilTheConsumerFreesASlot) {
   EXPECT_EQ(p.b.try_recv(buf).error(), ChannelError::empty);
 }
 
+TEST(Channel, SendWaitTimesOutOnAFullRingAndSendsNothing) {
+  ChannelGeometry g{8, 64};
+  auto p = make_pair(g);
+  p.a.set_spin(0ns);
+  std::array<std::byte, 56> msg{};
+  for (uint64_t i = 0; i < g.slots; ++i) {
+    fill_message(i, msg);
+    ASSERT_TRUE(p.a.send_wait(msg, 0ns).ok()) << i;  // room: no waiting at all
+  }
+  fill_message(g.slots, msg);
+  auto s = p.a.send_wait(msg, 20ms);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error(), ChannelError::timeout);
+  EXPECT_EQ(p.a.stats().space_sleeps, 1u);
+  std::array<std::byte, 56> buf{};
+  for (uint64_t i = 0; i < g.slots; ++i) {
+    auto r = p.b.try_recv(buf);
+    ASSERT_TRUE(r.ok()) << i;
+    EXPECT_TRUE(check_message(i, std::span(buf).first(*r))) << i;
+  }
+  EXPECT_EQ(p.b.try_recv(buf).error(), ChannelError::empty);
+  // Too big is said at once, whatever the room.
+  std::vector<std::byte> big(g.slot_size);
+  auto t = p.a.send_wait(big, 10s);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error(), ChannelError::too_big);
+}
+
+// A producer waiting on a full ring (asleep, or about to be) gets its slot once the consumer has
+// read the ring empty. ChannelStress.ProducersWaitingForRoomAreNeverLeftAsleep proves it asleep.
+TEST(Channel, SendWaitIsWokenWhenTheConsumerReadsTheRingEmpty) {
+  ChannelGeometry g{8, 64};
+  auto p = make_pair(g);
+  p.a.set_spin(0ns);
+  std::array<std::byte, 56> msg{}, buf{};
+  for (uint64_t i = 0; i < g.slots; ++i) {
+    fill_message(i, msg);
+    ASSERT_TRUE(p.a.send(msg).ok()) << i;
+  }
+  ChannelResult<void> sent = fail(ChannelError::empty);
+  std::thread producer([&] {
+    std::array<std::byte, 56> last{};
+    fill_message(g.slots, last);
+    sent = p.a.send_wait(last, 10s);
+  });
+  for (uint64_t i = 0; i <= g.slots; ++i) {
+    auto r = p.b.recv(buf, 10s);  // the last one only once the producer got its slot
+    ASSERT_TRUE(r.ok()) << i << ": " << channel_error_name(r.error());
+    EXPECT_TRUE(check_message(i, std::span(buf).first(*r))) << i;
+  }
+  producer.join();
+  EXPECT_TRUE(sent.ok());
+}
+
 TEST(Channel, TooBigIsRejectedAndLimitsAreExact) {
   ChannelGeometry g{4, 128};
   auto p = make_pair(g);

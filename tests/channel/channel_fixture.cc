@@ -93,9 +93,9 @@ uint32_t* RawMapping::word_at(size_t offset) const {
 }
 
 RingOffsets ring_offsets(const ChannelGeometry& g, unsigned ring) {
-  const size_t ring_bytes = 3 * 128 + size_t{g.slots} * g.slot_size;
+  const size_t ring_bytes = 4 * 128 + size_t{g.slots} * g.slot_size;
   const size_t base = 128 + ring * ring_bytes;
-  return {base, base + 128, base + 256, base + 384};
+  return {base, base + 128, base + 256, base + 384, base + 512};
 }
 
 }  // namespace plume::fwp::test

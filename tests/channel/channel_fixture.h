@@ -59,7 +59,7 @@ class RawMapping {
 // Offsets of a ring's control words and slots (the layout in docs/channels.md), computed here
 // independently of the implementation so a layout change has to be made on purpose.
 struct RingOffsets {
-  size_t producer, consumer, doorbell, slots;
+  size_t producer, consumer, doorbell, space, slots;
 };
 RingOffsets ring_offsets(const ChannelGeometry& g, unsigned ring);
 

@@ -3,7 +3,9 @@
 // receive buffers are heap vectors of exactly max_message bytes, so ASan sees any overflow). A peer
 // killed mid-stream leaves every published message intact and nothing torn.
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 #include <memory>
 #include <cstring>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -207,6 +210,57 @@ TEST(ChannelHostile, DoorbellScribblingCannotOutlastTheTimeout) {
     EXPECT_LT(took, 2s);
   }
   test::reap(child, 0ms);
+}
+
+// The space bell is the one word of ring 0 besides its consumer index that the worker may write
+// (1 → 2). Scribbling it can only end a waiting sender's sleep early, again and again: the sender
+// still gives up at its deadline, and its channel is not broken by it.
+TEST(ChannelHostile, SpaceBellScribblingCannotOutlastASendersTimeout) {
+  auto s = setup({8, 64});
+  std::array<std::byte, 8> msg{};
+  for (uint32_t i = 0; i < s.g.slots; ++i) ASSERT_TRUE(s.sup.send(msg).ok());
+  const int fd = s.fd.get();
+  const ChannelGeometry g = s.g;
+  auto child = test::fork_child([&] {
+    RawMapping raw(fd, g.mapping_size());
+    uint32_t* bell = raw.word_at(ring_offsets(g, 0).space);
+    for (uint32_t i = 0;; ++i) std::atomic_ref<uint32_t>(*bell).store(i % 3);
+    return 0;
+  });
+  s.sup.set_spin(0ns);
+  for (int i = 0; i < 3; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = s.sup.send_wait(msg, 40ms);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error(), ChannelError::timeout);
+    EXPECT_LT(took, 2s);
+  }
+  test::reap(child, 0ms);
+  EXPECT_FALSE(s.sup.broken());
+}
+
+// A sender waiting for room checks the consumer index it waits on like every other read of it.
+TEST(ChannelHostile, AConsumerIndexThatLiesBreaksAWaitingSender) {
+  auto s = setup({8, 64, 50});
+  std::array<std::byte, 8> msg{};
+  for (uint32_t i = 0; i < s.g.slots; ++i) ASSERT_TRUE(s.sup.send(msg).ok());
+  s.sup.set_spin(0ns);
+  std::thread liar([&] {
+    // Once the sender sleeps (its bell says so), "consume" more than was ever sent, and ring.
+    uint32_t* bell = s.word(ring_offsets(s.g, 0).space);
+    for (const auto until = std::chrono::steady_clock::now() + 10s;
+         std::atomic_ref<uint32_t>(*bell).load() != 1 && std::chrono::steady_clock::now() < until;)
+      std::this_thread::yield();
+    std::atomic_ref<uint32_t>(*s.word(ring_offsets(s.g, 0).consumer)).store(50 + 100);
+    std::atomic_ref<uint32_t>(*bell).store(2);
+    ::syscall(SYS_futex, bell, FUTEX_WAKE, 1, nullptr, nullptr, 0);
+  });
+  auto r = s.sup.send_wait(msg, 10s);
+  liar.join();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), ChannelError::corrupt);
+  expect_dead(s.sup);
 }
 
 // Random words at random offsets of the whole mapping (header, indices, doorbells, slots), mixed

@@ -162,5 +162,48 @@ TEST(ChannelStress, ProcessBurstsWithAcknowledgements) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
+// A producer that outpaces its consumer sleeps on the space bell (spin 0) and must always be woken:
+// a child sends with send_wait into a small ring while the parent reads in bursts with pauses of
+// busy work between them, so the ring fills again and again. A lost wake-up leaves the child
+// asleep until its bound, and it fails.
+TEST(ChannelStress, ProducersWaitingForRoomAreNeverLeftAsleep) {
+  auto p = create({8, 64});
+  const uint64_t total = scaled(300'000);
+  const int fd = p.fd.get();
+  const ChannelGeometry g = p.g;
+  auto child = test::fork_child([&] {
+    auto b = Channel::attach(fd, g, ChannelSide::b);
+    if (!b) return 2;
+    b->set_spin(0ns);
+    std::array<std::byte, 8> msg{};
+    for (uint64_t seq = 0; seq < total; ++seq) {
+      std::memcpy(msg.data(), &seq, 8);
+      const auto t0 = std::chrono::steady_clock::now();
+      auto r = b->send_wait(msg, kLostWakeup);
+      if (!r) return 10 + static_cast<int>(r.error());
+      // A wait that ran to its bound found room only because the deadline's re-check did.
+      if (std::chrono::steady_clock::now() - t0 >= kLostWakeup) return 41;
+    }
+    return b->stats().space_sleeps > total / 1000 ? 0 : 40;  // it really slept
+  });
+  p.a.set_spin(0ns);
+  std::mt19937 rng(11);
+  std::array<std::byte, 8> buf{};
+  for (uint64_t i = 0; i < total;) {
+    for (uint64_t burst = 1 + rng() % 24; burst > 0 && i < total; --burst, ++i) {
+      auto r = p.a.recv(buf, kLostWakeup);
+      ASSERT_TRUE(r.ok()) << "message " << i << ": " << channel_error_name(r.error());
+      uint64_t seq = 0;
+      std::memcpy(&seq, buf.data(), 8);
+      ASSERT_EQ(seq, i);
+    }
+    // Work between bursts, long enough for the producer to fill the ring and go to sleep.
+    for (uint64_t spin = rng() % 4000; spin > 0; --spin) asm volatile("" ::: "memory");
+  }
+  EXPECT_GT(p.a.stats().space_wakes, 0u);
+  const int status = test::reap(child, 20s);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+}
+
 }  // namespace
 }  // namespace plume::fwp

@@ -20,6 +20,9 @@
 //                    replies, sending nothing (a hostile instance making plumed spin)
 //   scribble       → moves its outbound ring's producer index 1000 slots ahead, rings, and waits:
 //                    a channel that lies (plumed must kill it, and nothing else)
+//   flood <n>      → sends "f0" … "f<n-1>" as fast as its channel takes them, then
+//                    "flooded cpu_ns=<c> wall_ns=<w>": the CPU it used and the time it took (an
+//                    instance that outpaces plumed waits for room, asleep, not spinning)
 //   exit <n>       → the instance ends with code n
 //   segv           → it crashes
 //   oom            → it allocates until the OOM killer ends it
@@ -121,8 +124,8 @@ std::string channel_mappings() {
 }
 
 // Its own channel's control words for the instance → supervisor ring (fwp/src/channel_layout.h:
-// a 128-byte header holding slots at 12 and slot_size at 16, then per ring three 128-byte control
-// lines, producer index, consumer index, doorbell, and the slots), found by the memfd's name.
+// a 128-byte header holding slots at 12 and slot_size at 16, then per ring four 128-byte control
+// lines, producer index, consumer index, doorbell, space bell, and the slots), found by the memfd's name.
 struct OutboundRing {
   uint32_t* producer = nullptr;
   uint32_t* doorbell = nullptr;
@@ -136,7 +139,7 @@ OutboundRing outbound_ring() {
   uint32_t slots = 0, slot_size = 0;
   std::memcpy(&slots, base + 12, 4);
   std::memcpy(&slot_size, base + 16, 4);
-  unsigned char* ring1 = base + 128 + 3 * 128 + size_t{slots} * slot_size;
+  unsigned char* ring1 = base + 128 + 4 * 128 + size_t{slots} * slot_size;
   return {reinterpret_cast<uint32_t*>(ring1), reinterpret_cast<uint32_t*>(ring1 + 256)};
 }
 
@@ -231,6 +234,23 @@ std::string uring(plume_instance* self) {
   const int setup = fd < 0 ? errno : 0;
   return "ring=1 nop=" + std::to_string(nop) + " openat=" + std::to_string(openat) +
          " setup=" + std::to_string(setup);
+}
+
+int64_t clock_ns(clockid_t clock) {
+  timespec t{};
+  clock_gettime(clock, &t);
+  return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+// Returns the closing reply, or "" when a send failed.
+std::string flood(plume_instance* self, int n) {
+  const int64_t cpu0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID), wall0 = clock_ns(CLOCK_MONOTONIC);
+  for (int i = 0; i < n; ++i) {
+    const std::string m = "f" + std::to_string(i);
+    if (plume_send(self, m.data(), m.size()) != 0) return "";
+  }
+  return "flooded cpu_ns=" + std::to_string(clock_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu0) +
+         " wall_ns=" + std::to_string(clock_ns(CLOCK_MONOTONIC) - wall0);
 }
 
 void burn(int ms) {
@@ -409,6 +429,9 @@ int handle(plume_instance* self) {
       __atomic_add_fetch(ring.producer, 1000u, __ATOMIC_RELEASE);
       futex_wake(ring.doorbell);
       for (;;) (void)plume_recv(self, buf, sizeof buf - 1, -1);
+    } else if (cmd.rfind("flood ", 0) == 0) {
+      reply = flood(self, std::atoi(cmd.c_str() + 6));
+      if (reply.empty()) return 103;
     } else if (cmd.rfind("exit ", 0) == 0) {
       return std::atoi(cmd.c_str() + 5);
     } else if (cmd == "segv") {

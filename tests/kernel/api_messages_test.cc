@@ -5,6 +5,7 @@
 // twice: with plumed waiting on channels through io_uring futex waits, and with the sweep it uses
 // on kernels without them (PLUME_FUTEX_WAIT=off).
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -145,6 +146,30 @@ TEST_P(InstanceMessages, AFullChannelRefusesTheWholeRequestAndLosesNothing) {
   json end = exchange(id, {""}, 1);
   EXPECT_TRUE(end.value("ended", false)) << end.dump();
   EXPECT_EQ(log(id).find("t0"), std::string::npos);
+}
+
+// An instance that sends faster than plumed reads fills its 16 slots again and again: each time it
+// waits, asleep, for plumed to read them (it used to spin for up to a second, then fail). With the
+// sweep, plumed reads every millisecond while a request waits, so the 400 replies take some 25
+// sweeps, and an instance that slept through them used a fraction of that time on a CPU.
+TEST_P(InstanceMessages, AnInstanceThatOutpacesPlumedWaitsAsleepForRoom) {
+  const std::string id = start("probe", "x");
+  ASSERT_EQ(await_log(id, "x\n"), "x\n");
+  const json got = exchange(id, {"flood 400"}, 401, 30000);
+  const json replies = got.value("replies", json::array());
+  ASSERT_EQ(replies.size(), 401u) << got.dump().substr(0, 300);
+  const auto want = numbered("f", 400);
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(replies[i], want[i]) << i;
+  const std::string last = replies[400].get<std::string>();
+  long long cpu_ns = -1, wall_ns = -1;
+  ASSERT_EQ(std::sscanf(last.c_str(), "flooded cpu_ns=%lld wall_ns=%lld", &cpu_ns, &wall_ns), 2) << last;
+  if (!futex_waits()) {
+    // 0.5-0.7 ms of CPU in 25 ms here; an instance spinning on its full channel used all of it.
+    EXPECT_LT(cpu_ns * 4, wall_ns) << last << ": the instance spun while its channel was full";
+  }
+  EXPECT_EQ(exchange(id, {""}, 0).value("sent", -1), 1);
+  json done = wait_worker(*plumed_, token_, id);
+  EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
 }
 
 TEST_P(InstanceMessages, BadRequestsAreRefusedAndStartNothing) {

@@ -74,9 +74,15 @@ uint64_t plume_instance_id(const plume_instance* self);
  * -EPIPE (the channel is broken or, standalone, stdin is at EOF). */
 long plume_recv(plume_instance* self, void* buf, size_t cap, int64_t timeout_ns);
 
-/* Sends one message, waiting (bounded, ~1 s) while the channel is full.
- * Returns 0, -EMSGSIZE (len > plume_max_message()), -EAGAIN (still full), -EPIPE (broken). */
+/* Sends one message. While the channel is full (the supervisor has not read what came before)
+ * it waits, asleep after a few microseconds, as a write to a full pipe does, until the
+ * supervisor reads; the instance's own time limit bounds the wait.
+ * Returns 0, -EMSGSIZE (len > plume_max_message()), -EPIPE (the channel is broken). */
 int plume_send(plume_instance* self, const void* msg, size_t len);
+
+/* plume_send, waiting at most timeout_ns (< 0: forever) while the channel is full.
+ * Returns plume_send's values, or -ETIMEDOUT (still full; nothing was sent). */
+int plume_send_timeout(plume_instance* self, const void* msg, size_t len, int64_t timeout_ns);
 
 /* Largest message plume_send accepts. */
 size_t plume_max_message(const plume_instance* self);

@@ -70,6 +70,8 @@ struct ChannelStats {
   uint64_t received = 0;
   uint64_t sleeps = 0;       // futex waits entered by this endpoint's consumer
   uint64_t wakes = 0;        // futex wakes issued by this endpoint's producer
+  uint64_t space_sleeps = 0;  // futex waits entered by this endpoint's producer for a free slot
+  uint64_t space_wakes = 0;   // futex wakes issued by this endpoint's consumer to such a producer
 };
 
 class Channel {
@@ -119,6 +121,11 @@ class Channel {
   // record nobody waits for, when the wake-up would cost the sender its CPU).
   // Errors: full, too_big, corrupt.
   ChannelResult<void> send(std::span<const std::byte> msg, bool wake = true);
+  // Like send, but while the ring is full waits up to `timeout` for the peer to free a slot
+  // (spinning for spin(), then sleeping on the ring's space bell, which the peer's consumer rings
+  // once it has read the ring empty; timeouts beyond a year count as a year). A producer that
+  // must not block uses send() and send_capacity(). Errors: timeout, too_big, corrupt.
+  ChannelResult<void> send_wait(std::span<const std::byte> msg, std::chrono::nanoseconds timeout);
   // Copies the next message into buf and returns its length. Errors: empty, buffer_too_small,
   // corrupt. Never blocks.
   ChannelResult<size_t> try_recv(std::span<std::byte> buf);
@@ -164,6 +171,7 @@ class Channel {
     uint32_t* producer = nullptr;  // producer index (written by the producer only)
     uint32_t* consumer = nullptr;  // consumer index (written by the consumer only)
     uint32_t* doorbell = nullptr;  // futex word: 0 awake, 1 consumer sleeps, 2 rung
+    uint32_t* space = nullptr;     // futex word: 0 awake, 1 producer waits for a slot, 2 rung
     std::byte* slots = nullptr;
   };
   static SysResult<Channel> map(int memfd, const ChannelGeometry& geometry, ChannelSide side,
@@ -176,6 +184,8 @@ class Channel {
   static SysResult<Channel> check_header(Channel ch, const ChannelGeometry& geometry);
   std::byte* slot(const RingView& ring, uint32_t index) const;
   bool readable();                 // a message is ready; reloads the peer's producer index
+  void ring_space_bell();          // wakes a producer that waits for a free slot, if it sleeps
+  bool sendable();                 // a slot is free; reloads the peer's consumer index
   Unexpected<ChannelError> mark_corrupt();  // breaks the endpoint for good
   void release_mapping();
 
@@ -190,6 +200,9 @@ class Channel {
   uint32_t tx_peer_tail_ = 0;  // the peer's consumer index, as last checked
   uint32_t rx_tail_ = 0;       // next index this endpoint will read
   uint32_t rx_peer_head_ = 0;  // the peer's producer index, as last checked
+  // Slots were freed since this consumer last looked at the space bell: it looks once it has read
+  // the ring empty (one fence per drained batch, not per message).
+  bool rx_freed_ = false;
   std::atomic<bool> broken_{false};  // set by the sending or the receiving thread
   std::chrono::nanoseconds spin_ = std::chrono::microseconds(5);
   ChannelStats stats_;
