@@ -43,6 +43,8 @@ struct AddOpts {
   std::vector<std::string> io_uring_ops;
   int64_t pool = -1;
   int64_t spinning = -1;
+  int64_t channel_slots = -1;
+  int64_t max_message = -1;
   bool io_uring = false;
   bool huge_text = false;
   bool replace = false;  // PUT over an existing image of that name
@@ -62,10 +64,13 @@ int add_cmd(const Context& ctx, const AddOpts& o) {
     if (!o.io_uring_ops.empty()) fwp["io_uring_ops"] = o.io_uring_ops;
     if (!o.instance_cgroups.empty()) fwp["instance_cgroups"] = o.instance_cgroups;
     if (o.huge_text) fwp["huge_text"] = true;
+    if (o.channel_slots >= 0) fwp["channel_slots"] = o.channel_slots;
+    if (o.max_message >= 0) fwp["max_message"] = o.max_message;
     spec["fwp"] = fwp;
   } else if (o.pool >= 0 || o.spinning >= 0 || !o.io_uring_ops.empty() || !o.instance_cgroups.empty() ||
-             o.huge_text) {
-    std::cerr << "plume: --pool, --spinning, --io-uring-op, --instance-cgroups and --huge-text need --fwp-binary\n";
+             o.huge_text || o.channel_slots >= 0 || o.max_message >= 0) {
+    std::cerr << "plume: --pool, --spinning, --io-uring-op, --instance-cgroups, --huge-text, --channel-slots and "
+                 "--max-message need --fwp-binary\n";
     return kExitUsage;
   }
   if (o.force && !o.replace) {
@@ -142,6 +147,12 @@ void add_image_commands(CLI::App& app, Context& ctx, Actions& actions) {
     sub->add_flag("--huge-text", o->huge_text,
                   "Keep the template's code on a 2 MiB transparent huge page: faster template forks, "
                   "2 MiB more memory per tenant (with --fwp-binary)");
+    sub->add_option("--channel-slots", o->channel_slots,
+                    "Messages each instance's channel holds each way: a power of two, 2 to 256 (default 16; "
+                    "with --fwp-binary)");
+    sub->add_option("--max-message", o->max_message,
+                    "Largest message either way, in bytes: 56 to 65528, rounded up so that a slot is a "
+                    "multiple of 64 (default 1016; with --fwp-binary)");
     sub->add_flag("--replace", o->replace,
                   "Replace the image of that name (PUT): its templates and pools go, the next start makes new "
                   "ones; also picks up a new build of its app. Refused while its instances run");

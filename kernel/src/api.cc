@@ -112,7 +112,9 @@ json image_json(const Image& i, const Supervisor& sup) {
     j["fwp"] = {{"binary", i.spec.fwp.binary}, {"pool_size", i.spec.fwp.pool_size},
                 {"spinning_standbys", i.spec.fwp.spinning_standbys},
                 {"io_uring_ops", i.spec.fwp.io_uring_ops}, {"instance_cgroups", i.spec.fwp.instance_cgroups},
-                {"huge_text", i.spec.fwp.huge_text}};
+                {"huge_text", i.spec.fwp.huge_text}, {"channel_slots", i.spec.fwp.channel_slots},
+                // What the channel really carries: the configured size rounded up to its slot.
+                {"max_message", i.spec.fwp.channel_slot_bytes() - 8}};
   return j;
 }
 

@@ -195,7 +195,9 @@ int io_uring_op_from_name(const std::string& name) {
 namespace {
 
 ConfigResult<FwpImageSpec> fwp_from_json(const json& j, const std::string& where) {
-  PLUME_TRY(ok, only_keys(j, {"binary", "pool_size", "spinning_standbys", "io_uring_ops", "instance_cgroups", "huge_text"}, where));
+  PLUME_TRY(ok, only_keys(j, {"binary", "pool_size", "spinning_standbys", "io_uring_ops", "instance_cgroups", "huge_text",
+                              "channel_slots", "max_message"},
+                          where));
   (void)ok;
   FwpImageSpec f;
   f.enabled = true;
@@ -212,6 +214,17 @@ ConfigResult<FwpImageSpec> fwp_from_json(const json& j, const std::string& where
   f.instance_cgroups = mode;
   PLUME_TRY(huge_text, get_bool(j, "huge_text", false, where));
   f.huge_text = huge_text;
+  PLUME_TRY(slots, get_uint<uint32_t>(j, "channel_slots", f.channel_slots, where, FwpImageSpec::kMaxChannelSlots));
+  if (slots < 2 || (slots & (slots - 1)) != 0)
+    return fail(err(where + ".channel_slots: a power of two in [2, " + std::to_string(FwpImageSpec::kMaxChannelSlots) + "]"));
+  f.channel_slots = slots;
+  PLUME_TRY(max_message, get_uint<uint32_t>(j, "max_message", f.max_message, where, 65536 - 8));
+  if (max_message < 56) return fail(err(where + ".max_message: at least 56 bytes"));
+  f.max_message = max_message;
+  if (uint64_t{f.channel_slots} * f.channel_slot_bytes() > FwpImageSpec::kMaxRingBytes)
+    return fail(err(where + ": channel_slots × (max_message + 8, rounded up to 64) is " +
+                    std::to_string(uint64_t{f.channel_slots} * f.channel_slot_bytes()) + " bytes, more than " +
+                    std::to_string(FwpImageSpec::kMaxRingBytes) + " per direction"));
   if (j.contains("io_uring_ops")) {
     const json& ops = j.at("io_uring_ops");
     if (!ops.is_array()) return fail(err(where + ".io_uring_ops: expected an array of opcode names"));
@@ -263,7 +276,7 @@ json image_to_json(const ImageSpec& i) {
   if (i.fwp.enabled)
     j["fwp"] = {{"binary", i.fwp.binary}, {"pool_size", i.fwp.pool_size}, {"spinning_standbys", i.fwp.spinning_standbys},
                 {"io_uring_ops", i.fwp.io_uring_ops}, {"instance_cgroups", i.fwp.instance_cgroups},
-                {"huge_text", i.fwp.huge_text}};
+                {"huge_text", i.fwp.huge_text}, {"channel_slots", i.fwp.channel_slots}, {"max_message", i.fwp.max_message}};
   return j;
 }
 

@@ -48,6 +48,13 @@ struct FwpImageSpec {
   std::vector<std::string> io_uring_ops;  // opcodes an instance's ring may carry ("nop", "read")
   std::string instance_cgroups = "shared";  // "own": a cgroup per instance; "shared": the template's
   bool huge_text = false;  // the template's code on a 2 MiB transparent huge page (TemplateSpec::huge_text)
+  // Each instance's channel: slots per direction, and the largest message either way (rounded up
+  // so that a slot, the message and its 8-byte header, is a multiple of 64 bytes).
+  static constexpr uint32_t kMaxChannelSlots = 256;
+  static constexpr uint32_t kMaxRingBytes = 1u << 20;  // slots × slot size, per direction
+  uint32_t channel_slots = 16;
+  uint32_t max_message = 1016;
+  uint32_t channel_slot_bytes() const { return (max_message + 8 + 63) / 64 * 64; }
   bool operator==(const FwpImageSpec&) const = default;
 };
 

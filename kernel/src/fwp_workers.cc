@@ -142,7 +142,7 @@ fwp::Template* Supervisor::template_for(Tenant& tenant, Image& image, std::strin
   spec.sandbox.cgroup_procs_files = cgroups_.procs_files(tpl_cgroup);
   // The tenant's user, pid, net, ipc and uts namespaces, shared by its images' templates.
   spec.tenant_namespaces = namespaces_for(tenant);
-  spec.channel = fwp::ChannelGeometry{16, 1024, 0};
+  spec.channel = fwp::ChannelGeometry{image.spec.fwp.channel_slots, image.spec.fwp.channel_slot_bytes(), 0};
   for (const std::string& op : image.spec.fwp.io_uring_ops)
     spec.io_uring_ops.push_back(static_cast<uint8_t>(io_uring_op_from_name(op)));
   spec.pool_size = image.spec.fwp.pool_size;

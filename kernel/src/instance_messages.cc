@@ -169,8 +169,15 @@ void Supervisor::send_instance_messages(Worker& w, const std::vector<std::string
   fwp::Instance* inst = instance_of(w);
   if (w.state != WorkerState::running || !inst || w.channel_broken)
     return responder->send(HttpResponse::error(409, "conflict", "worker " + w.id + " is not running"));
-  if (std::string e = oversized_message(messages, "messages", inst->channel().geometry().max_message()); !e.empty())
+  const size_t max_message = inst->channel().geometry().max_message();
+  if (std::string e = oversized_message(messages, "messages", max_message); !e.empty())
     return responder->send(HttpResponse::error(400, "bad_request", e));
+  if (replies > MessagesRequest::kMaxReplyBytes / max_message)
+    return responder->send(HttpResponse::error(
+        400, "bad_request",
+        "replies: " + std::to_string(replies) + " of up to " + std::to_string(max_message) +
+            " bytes each, more than a request may hold (" + std::to_string(MessagesRequest::kMaxReplyBytes) +
+            " bytes); at most " + std::to_string(MessagesRequest::kMaxReplyBytes / max_message) + " at a time"));
   if (replies > 0 && w.reply_waiters.size() >= kMaxWaitingPerInstance) {
     drop_gone_waiters(w.reply_waiters);
     if (w.reply_waiters.size() >= kMaxWaitingPerInstance)

@@ -26,7 +26,10 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j);
 
 // Messages for a running featherweight instance, and how many of its replies to wait for.
 struct MessagesRequest {
-  static constexpr size_t kMaxReplies = 1024;  // with the channel's 1016-byte messages: ~1 MiB held per request
+  static constexpr size_t kMaxReplies = 1024;  // with the default 1016-byte messages: ~1 MiB held per request
+  // And never more than this many bytes of replies (replies × the instance's largest message):
+  // an image with larger messages may ask for fewer at a time.
+  static constexpr size_t kMaxReplyBytes = size_t{1} << 20;
   std::vector<std::string> messages;  // in order; bytes (a JSON string may hold \u0000)
   size_t replies = 0;                 // 0: answer once they are in its channel
   uint64_t timeout_ms = 0;            // for the replies; 0: until they come or it ends

@@ -172,6 +172,40 @@ TEST_P(InstanceMessages, AnInstanceThatOutpacesPlumedWaitsAsleepForRoom) {
   EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
 }
 
+// An image sizes its instances' channel: more messages in flight and larger ones than the default
+// 16 × 1016 bytes, each bound said when crossed, and replies held per request bounded in bytes.
+TEST_P(InstanceMessages, AnImageSizesItsInstancesChannel) {
+  json image = {{"name", "wide"}, {"fwp", {{"binary", PLUME_ECHO_APP}, {"channel_slots", 64}, {"max_message", 4000}}}};
+  auto r = plumed_->admin("POST", "/v1/images", image.dump());
+  ASSERT_EQ(r.status, 201) << show(r);
+  EXPECT_EQ(json_of(r)["fwp"].value("channel_slots", 0), 64) << r.body;
+  EXPECT_EQ(json_of(r)["fwp"].value("max_message", 0), 4024) << r.body;  // 4000 + 8, rounded up to 64, - 8
+
+  // 40 messages at its start, more than a default channel holds: all go in, all are answered.
+  const auto first = numbered("m", 40);
+  json w = run_worker(*plumed_, token_, {{"fwp", true}, {"image", "wide"}, {"input", first}});
+  const std::string id = w.value("id", std::string());
+  ASSERT_FALSE(id.empty()) << w.dump();
+  EXPECT_EQ(await_log(id, lines(first)), lines(first));
+
+  const std::string big(4024, 'b');
+  json got = exchange(id, {big}, 1);
+  EXPECT_EQ(got["replies"], json({big})) << got.dump().substr(0, 200);
+  auto too_big = post(id, {{"messages", {big + "!"}}});
+  EXPECT_EQ(too_big.status, 400) << show(too_big);
+  EXPECT_NE(too_big.body.find("4025 bytes, more than a message holds (4024)"), std::string::npos) << too_big.body;
+  auto too_many = post(id, {{"messages", json::array()}, {"replies", 300}});
+  EXPECT_EQ(too_many.status, 400) << show(too_many);
+  EXPECT_NE(too_many.body.find("at most 260 at a time"), std::string::npos) << too_many.body;
+  EXPECT_EQ(exchange(id, {""}, 0).value("sent", -1), 1);
+  EXPECT_EQ(wait_worker(*plumed_, token_, id)["exit"].value("code", -1), 0);
+
+  // The default image's channel is as before: 16 messages at a start at most.
+  json refused = {{"fwp", true}, {"image", "echo"}, {"input", numbered("d", 17)}};
+  auto start17 = plumed_->request("POST", "/v1/workers", token_, refused.dump());
+  EXPECT_EQ(start17.status, 400) << show(start17);
+}
+
 TEST_P(InstanceMessages, BadRequestsAreRefusedAndStartNothing) {
   EXPECT_EQ(post("i-00000000", {{"messages", "x"}}).status, 404);
   // An exec-mode worker has no channel.

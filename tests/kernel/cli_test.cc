@@ -177,12 +177,13 @@ TEST_F(Cli, StatsHealthAndImages) {
   EXPECT_NE(images.out.find("host"), std::string::npos) << images.out;
 }
 
-TEST_F(Cli, ImageAddTakesAnFwpPoolWithSpinningStandbys) {
+TEST_F(Cli, ImageAddTakesAnFwpImagesPoolAndChannel) {
   auto admin = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {"--socket", plumed_.socket(), "--token", plumed_.admin_token()});
     return run_cli(args);
   };
-  auto added = admin({"image", "add", "spin", "--fwp-binary", PLUME_ECHO_APP, "--pool", "2", "--spinning", "1", "--huge-text"});
+  auto added = admin({"image", "add", "spin", "--fwp-binary", PLUME_ECHO_APP, "--pool", "2", "--spinning", "1", "--huge-text",
+                       "--channel-slots", "32", "--max-message", "2000"});
   EXPECT_EQ(added.exit_code, 0) << added.out << added.err;
   auto images = json_of(plumed_.admin("GET", "/v1/images"));
   bool found = false;
@@ -192,12 +193,20 @@ TEST_F(Cli, ImageAddTakesAnFwpPoolWithSpinningStandbys) {
     EXPECT_EQ(im["fwp"].value("pool_size", -1), 2) << im.dump();
     EXPECT_EQ(im["fwp"].value("spinning_standbys", -1), 1) << im.dump();
     EXPECT_EQ(im["fwp"].value("huge_text", false), true) << im.dump();
+    EXPECT_EQ(im["fwp"].value("channel_slots", -1), 32) << im.dump();
+    EXPECT_EQ(im["fwp"].value("max_message", -1), 2040) << im.dump();  // 2000 + 8 rounded up to 64, - 8
   }
   EXPECT_TRUE(found) << images.dump();
   // More spinners than the pool holds: the API's refusal, as exit 1.
   auto refused = admin({"image", "add", "spin2", "--fwp-binary", PLUME_ECHO_APP, "--pool", "1", "--spinning", "2"});
   EXPECT_EQ(refused.exit_code, 1) << refused.out;
   EXPECT_NE(refused.err.find("spinning_standbys"), std::string::npos) << refused.err;
+  auto odd = admin({"image", "add", "odd", "--fwp-binary", PLUME_ECHO_APP, "--channel-slots", "24"});
+  EXPECT_EQ(odd.exit_code, 1) << odd.out;
+  EXPECT_NE(odd.err.find("channel_slots: a power of two"), std::string::npos) << odd.err;
+  auto no_app = admin({"image", "add", "bare", "--rootfs", "/", "--max-message", "2000"});
+  EXPECT_EQ(no_app.exit_code, 2) << no_app.err;
+  EXPECT_NE(no_app.err.find("--max-message need --fwp-binary"), std::string::npos) << no_app.err;
 }
 
 TEST_F(Cli, LogsFollowAWorkerUntilItEnds) {

@@ -51,6 +51,46 @@ TEST(Config, RejectsUnknownKeysAndBadValues) {
   EXPECT_FALSE(image_from_json(json{{"name", "img"}, {"rootfs", "/a"}, {"bundle", "/b"}}).ok());
 }
 
+// An image's channel: 16 slots of 1016-byte messages unless it says otherwise; the message size
+// is rounded up to fill a slot (a multiple of 64 bytes with its 8-byte header), and the bounds
+// are named when refused.
+TEST(Config, AnImagesChannelIsSizedWithinBounds) {
+  auto image = [](json fwp) {
+    fwp["binary"] = "/bin/app";
+    return image_from_json(json{{"name", "img"}, {"fwp", fwp}});
+  };
+  auto plain = image(json::object());
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  EXPECT_EQ(plain->fwp.channel_slots, 16u);
+  EXPECT_EQ(plain->fwp.max_message, 1016u);
+  EXPECT_EQ(plain->fwp.channel_slot_bytes(), 1024u);
+
+  auto sized = image({{"channel_slots", 64}, {"max_message", 4000}});
+  ASSERT_TRUE(sized.ok()) << sized.error().message;
+  EXPECT_EQ(sized->fwp.channel_slots, 64u);
+  EXPECT_EQ(sized->fwp.channel_slot_bytes(), 4032u);  // 4000 + 8, rounded up to 64
+  auto again = image_from_json(image_to_json(*sized));
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->fwp, sized->fwp);
+  auto toml = parse_config_toml("[[image]]\nname = \"img\"\n[image.fwp]\nbinary = \"/bin/app\"\nchannel_slots = 64\n"
+                                "max_message = 4000\n", "t.toml");
+  ASSERT_TRUE(toml.ok()) << toml.error().message;
+  EXPECT_EQ(toml->images.at(0).fwp, sized->fwp);
+
+  auto refused = [&](json fwp, const std::string& why) {
+    auto r = image(fwp);
+    ASSERT_FALSE(r.ok()) << fwp.dump();
+    EXPECT_NE(r.error().message.find(why), std::string::npos) << r.error().message;
+  };
+  refused({{"channel_slots", 24}}, "channel_slots: a power of two in [2, 256]");
+  refused({{"channel_slots", 1}}, "channel_slots: a power of two");
+  refused({{"channel_slots", 512}}, "channel_slots");
+  refused({{"max_message", 55}}, "max_message: at least 56 bytes");
+  refused({{"max_message", 65529}}, "max_message");
+  refused({{"channel_slots", 256}, {"max_message", 8000}}, "more than 1048576 per direction");
+  EXPECT_TRUE(image({{"channel_slots", 256}, {"max_message", 4088}}).ok());  // exactly 1 MiB a ring
+}
+
 // Two entries the file cannot mean: which one to keep is not plumed's guess, and a token two
 // tenants (or a tenant and the admin) share lets each act as the other.
 TEST(Config, RefusesTwoEntriesOfOneNameAndSharedTokens) {
