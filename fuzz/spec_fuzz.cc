@@ -9,6 +9,7 @@
 #include <string>
 
 #include "config.h"
+#include "plume/base/base64.h"
 #include "run_spec.h"
 
 namespace {
@@ -51,8 +52,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto t = tenant_from_json(j); t.ok()) round_trip(t.value());
   if (auto i = image_from_json(j); i.ok()) round_trip(i.value());
   (void)run_spec_from_json(j);
-  if (auto m = messages_request_from_json(j); m.ok())  // what the supervisor relies on
+  if (auto m = messages_request_from_json(j); m.ok()) {  // what the supervisor relies on
     check(m->replies <= MessagesRequest::kMaxReplies && (!m->messages.empty() || m->replies > 0));
+    // Base64 is taken only in its one canonical spelling: encoding what was decoded gives it back.
+    if (m->base64) {
+      const json& given = j["messages"];
+      for (size_t i = 0; i < m->messages.size(); ++i)
+        check(plume::base64::encode(m->messages[i]) == (given.is_string() ? given : given[i]).get<std::string>());
+    }
+  }
   (void)limits_from_json(j, TenantLimits{}, "limits");
   (void)config_from_json(j);
   return 0;

@@ -302,6 +302,7 @@ struct SendOpts {
   std::string id, timeout;
   std::vector<std::string> messages;
   int64_t replies = 0;
+  bool base64 = false;  // messages given and replies printed in base64
 };
 
 // POST .../messages: the messages go into the instance's channel; its replies come back, one a line.
@@ -315,6 +316,7 @@ int send_cmd(const Context& ctx, const SendOpts& o) {
     return kExitUsage;
   }
   json body = {{"messages", o.messages}, {"replies", o.replies}};
+  if (o.base64) body["encoding"] = "base64";
   const auto timeout = timeout_option(o.timeout);
   if (!timeout) return kExitUsage;
   std::chrono::milliseconds client_timeout{0};  // none: the replies may take as long as they take
@@ -421,6 +423,9 @@ void add_worker_commands(CLI::App& app, Context& ctx, Actions& actions) {
     auto* sub = app.add_subcommand("send", "Send messages to a running featherweight instance; print its replies");
     sub->add_option("-r,--replies", o->replies, "Wait for this many replies and print them, one a line (default 0)");
     sub->add_option("--timeout", o->timeout, "Stop waiting for replies after DURATION (exit 124)");
+    sub->add_flag("--base64", o->base64,
+                  "Messages are given in base64 and replies printed in base64, one a line: for bytes that are "
+                  "not text");
     sub->add_option("id", o->id, "Worker id of the instance")->required();
     sub->add_option("messages", o->messages, "Messages, in order (each one message on its channel)");
     sub->footer(kExitCodesFooter);

@@ -484,7 +484,7 @@ void Api::handle(HttpRequest req, std::shared_ptr<Responder> raw) {
       if (!parse_body(req, body, e)) return reply(err(400, "bad_request", e));
       auto asked = messages_request_from_json(body);
       if (!asked.ok()) return reply(err(400, "bad_request", asked.error().message));
-      return sup_.send_instance_messages(*w, asked->messages, asked->replies, asked->timeout_ms, responder);
+      return sup_.send_instance_messages(*w, *asked, responder);
     }
     case Route::stats: {
       json list = json::array();

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "json_response.h"
+#include "plume/base/base64.h"
 #include "plume/base/log.h"
 #include "supervisor.h"
 
@@ -39,8 +40,10 @@ constexpr size_t kMaxWaitingPerInstance = 4;
 
 json messages_answer(const Worker::ReplyWaiter& r, bool timed_out, bool ended) {
   json replies = json::array();
-  for (const std::string& m : r.got) replies.push_back(m);
-  return {{"sent", r.sent}, {"replies", std::move(replies)}, {"timed_out", timed_out}, {"ended", ended}};
+  for (const std::string& m : r.got) replies.push_back(r.base64 ? base64::encode(m) : m);
+  json answer = {{"sent", r.sent}, {"replies", std::move(replies)}, {"timed_out", timed_out}, {"ended", ended}};
+  if (r.base64) answer["encoding"] = "base64";
+  return answer;
 }
 
 }  // namespace
@@ -162,8 +165,9 @@ void Supervisor::answer_reply_waiters(Worker& w, bool ended) {
   }
 }
 
-void Supervisor::send_instance_messages(Worker& w, const std::vector<std::string>& messages, size_t replies,
-                                        uint64_t timeout_ms, std::shared_ptr<Responder> responder) {
+void Supervisor::send_instance_messages(Worker& w, const MessagesRequest& asked, std::shared_ptr<Responder> responder) {
+  const std::vector<std::string>& messages = asked.messages;
+  const size_t replies = asked.replies;
   if (!w.fwp)
     return responder->send(HttpResponse::error(400, "bad_request", "worker " + w.id + " is not a featherweight instance: it has no channel"));
   fwp::Instance* inst = instance_of(w);
@@ -212,11 +216,12 @@ void Supervisor::send_instance_messages(Worker& w, const std::vector<std::string
   waiter->responder = std::move(responder);
   waiter->sent = messages.size();
   waiter->want = replies;
+  waiter->base64 = asked.base64;
   if (replies == 0) return waiter->responder->send(json_response(200, messages_answer(*waiter, false, false)));
-  if (timeout_ms > 0) {
+  if (asked.timeout_ms > 0) {
     const std::string id = w.id;
     const Worker::ReplyWaiter* key = waiter.get();
-    waiter->timer = loop_.after(std::chrono::milliseconds(timeout_ms), [this, id, key] {
+    waiter->timer = loop_.after(std::chrono::milliseconds(asked.timeout_ms), [this, id, key] {
       Worker* wk = find_worker(id);
       if (!wk) return;
       if (auto r = take_waiter(wk->reply_waiters, key)) r->responder->send(json_response(200, messages_answer(*r, true, false)));

@@ -1,5 +1,7 @@
 #include "run_spec.h"
 
+#include "plume/base/base64.h"
+
 namespace plume::kernel {
 namespace {
 
@@ -14,6 +16,27 @@ std::string read_count(const json& j, const char* key, uint64_t max, uint64_t& o
   return {};
 }
 
+// `key` of j: "text" (the default: each message is the string's UTF-8 bytes) or "base64" (each is
+// base64, for bytes that are not text). Returns an error or "".
+std::string read_encoding(const json& j, const char* key, bool& base64) {
+  base64 = false;
+  if (!j.contains(key)) return {};
+  const json& v = j[key];
+  if (!v.is_string() || (v != "text" && v != "base64")) return std::string(key) + ": \"text\" or \"base64\"";
+  base64 = v == "base64";
+  return {};
+}
+
+// Each of `messages` decoded in place from base64, or the error naming the first that is not.
+std::string decode_base64(std::vector<std::string>& messages, const char* field) {
+  for (size_t i = 0; i < messages.size(); ++i) {
+    auto bytes = base64::decode(messages[i]);
+    if (!bytes) return std::string(field) + "[" + std::to_string(i) + "]: not base64 (RFC 4648, padded)";
+    messages[i] = std::move(*bytes);
+  }
+  return {};
+}
+
 }  // namespace
 
 ConfigResult<RunSpec> run_spec_from_json(const json& j) {
@@ -22,7 +45,7 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     if (k != "tenant" && k != "image" && k != "argv" && k != "env" && k != "cwd" && k != "limits" && k != "timeout_ms" &&
-        k != "fwp" && k != "input")
+        k != "fwp" && k != "input" && k != "input_encoding")
       return fail(ConfigError{"unknown field \"" + k + "\""});
   }
   auto str = [&](const char* key, std::string& out) -> bool {
@@ -58,6 +81,10 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
   } else if (auto e = strings("input", r.input); !e.empty()) {
     return fail(ConfigError{"input: expected a string or an array of strings"});
   }
+  bool input_base64 = false;
+  if (auto e = read_encoding(j, "input_encoding", input_base64); !e.empty()) return fail(ConfigError{e});
+  if (input_base64)
+    if (auto e = decode_base64(r.input, "input"); !e.empty()) return fail(ConfigError{e});
   if (!r.fwp && !r.input.empty()) return fail(ConfigError{"input: only for fwp instances (\"fwp\": true)"});
   // An instance runs the image's app: argv is the image's, not the request's.
   if (!r.fwp && (r.argv.empty() || r.argv[0].empty())) return fail(ConfigError{"argv: required, with a non-empty program"});
@@ -84,7 +111,7 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
 ConfigResult<MessagesRequest> messages_request_from_json(const json& j) {
   if (!j.is_object()) return fail(ConfigError{"body: expected a JSON object"});
   for (auto it = j.begin(); it != j.end(); ++it)
-    if (it.key() != "messages" && it.key() != "replies" && it.key() != "timeout_ms")
+    if (it.key() != "messages" && it.key() != "replies" && it.key() != "timeout_ms" && it.key() != "encoding")
       return fail(ConfigError{"unknown field \"" + it.key() + "\""});
   MessagesRequest r;
   if (j.contains("messages")) {
@@ -106,6 +133,9 @@ ConfigResult<MessagesRequest> messages_request_from_json(const json& j) {
   r.replies = static_cast<size_t>(replies);
   if (auto e = read_count(j, "timeout_ms", 24ull * 3600 * 1000, r.timeout_ms); !e.empty()) return fail(ConfigError{e});
   if (r.messages.empty() && r.replies == 0) return fail(ConfigError{"messages: required, unless replies are awaited"});
+  if (auto e = read_encoding(j, "encoding", r.base64); !e.empty()) return fail(ConfigError{e});
+  if (r.base64)
+    if (auto e = decode_base64(r.messages, "messages"); !e.empty()) return fail(ConfigError{e});
   return r;
 }
 

@@ -20,7 +20,7 @@ struct RunSpec {
   bool has_memory = false, has_pids = false, has_cpu = false;
   uint64_t timeout_ms = 0;
   bool fwp = false;   // start a featherweight instance of the image's app
-  std::vector<std::string> input;  // its messages, in order: the first starts it
+  std::vector<std::string> input;  // its messages, in order: the first starts it (decoded bytes)
 };
 ConfigResult<RunSpec> run_spec_from_json(const json& j);
 
@@ -30,9 +30,10 @@ struct MessagesRequest {
   // And never more than this many bytes of replies (replies × the instance's largest message):
   // an image with larger messages may ask for fewer at a time.
   static constexpr size_t kMaxReplyBytes = size_t{1} << 20;
-  std::vector<std::string> messages;  // in order; bytes (a JSON string may hold \u0000)
+  std::vector<std::string> messages;  // in order; bytes (decoded when base64)
   size_t replies = 0;                 // 0: answer once they are in its channel
   uint64_t timeout_ms = 0;            // for the replies; 0: until they come or it ends
+  bool base64 = false;                // "encoding": "base64": messages and replies are base64 in JSON
 };
 ConfigResult<MessagesRequest> messages_request_from_json(const json& j);
 

@@ -73,6 +73,7 @@ struct Worker {
     std::shared_ptr<Responder> responder;
     size_t sent = 0, want = 0, received = 0;
     std::vector<std::string> got;  // the replies received, unless its client went away
+    bool base64 = false;           // answer them in base64 (the request's "encoding")
     EventLoop::OpId timer = 0;
   };
   std::vector<std::unique_ptr<ReplyWaiter>> reply_waiters;  // oldest first
@@ -171,8 +172,7 @@ class Supervisor {
   // POST /v1/workers/<id>/messages: puts `messages` into a running instance's channel, all or
   // none, then answers with the next `replies` messages it sends, or what came of them once
   // timeout_ms (0: no limit) has passed or it has ended (instance_messages.cc).
-  void send_instance_messages(Worker& w, const std::vector<std::string>& messages, size_t replies,
-                              uint64_t timeout_ms, std::shared_ptr<Responder> responder);
+  void send_instance_messages(Worker& w, const MessagesRequest& asked, std::shared_ptr<Responder> responder);
   // Reads what a running instance has sent and not yet been read (before its log is shown).
   void read_instance_messages(Worker& w);
   // GET /v1/workers/<id>/logs: what one stream kept after absolute byte `since` (0: all of it),

@@ -206,6 +206,28 @@ TEST_P(InstanceMessages, AnImageSizesItsInstancesChannel) {
   EXPECT_EQ(start17.status, 400) << show(start17);
 }
 
+// Bytes that are not UTF-8 go in and come back in base64, unchanged (as text, a JSON string
+// cannot carry them in, and a reply that is not UTF-8 comes back with U+FFFD in its place).
+TEST_P(InstanceMessages, BytesThatAreNotTextTravelInBase64) {
+  // "\x00\xff\xfe\x80 ok" and "\xc3\x28" (an invalid UTF-8 sequence), as base64.
+  const std::string raw("\x00\xff\xfe\x80 ok\n", 8);
+  json start = {{"fwp", true}, {"image", "echo"}, {"input", {"AP/+gCBvaw=="}}, {"input_encoding", "base64"}};
+  json w = run_worker(*plumed_, token_, start);
+  const std::string id = w.value("id", std::string());
+  ASSERT_FALSE(id.empty()) << w.dump();
+  EXPECT_EQ(await_log(id, raw), raw);  // the log keeps the bytes
+  auto r = post(id, {{"messages", {"wyg=", "AP/+gCBvaw=="}}, {"replies", 2}, {"encoding", "base64"}});
+  ASSERT_EQ(r.status, 200) << show(r);
+  const json got = json_of(r);
+  EXPECT_EQ(got["replies"], json({"wyg=", "AP/+gCBvaw=="})) << got.dump();
+  EXPECT_EQ(got.value("encoding", std::string()), "base64") << got.dump();
+  auto bad = post(id, {{"messages", {"wyg"}}, {"encoding", "base64"}});
+  EXPECT_EQ(bad.status, 400) << show(bad);
+  EXPECT_NE(bad.body.find("messages[0]: not base64"), std::string::npos) << bad.body;
+  EXPECT_EQ(exchange(id, {""}, 0).value("sent", -1), 1);
+  EXPECT_EQ(wait_worker(*plumed_, token_, id)["exit"].value("code", -1), 0);
+}
+
 TEST_P(InstanceMessages, BadRequestsAreRefusedAndStartNothing) {
   EXPECT_EQ(post("i-00000000", {{"messages", "x"}}).status, 404);
   // An exec-mode worker has no channel.

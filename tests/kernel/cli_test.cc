@@ -243,6 +243,9 @@ TEST_F(Cli, SendPrintsAnInstancesRepliesAndSaysWhyItStopped) {
   auto none = cli({"send", "--replies", "1", "--timeout", "100ms", id});
   EXPECT_EQ(none.exit_code, 124) << none.err;
   EXPECT_NE(none.err.find("timed out after 0 of 1 replies"), std::string::npos) << none.err;
+  auto binary = cli({"send", "--base64", "-r", "2", id, "AP/+gCBvaw==", "wyg="});  // bytes that are not text
+  EXPECT_EQ(binary.exit_code, 0) << binary.err;
+  EXPECT_EQ(binary.out, "AP/+gCBvaw==\nwyg=\n");
   auto json_out = cli({"--json", "send", "-r", "1", id, "three"});
   ASSERT_EQ(json_out.exit_code, 0) << json_out.err;
   EXPECT_EQ(json::parse(json_out.out, nullptr, false)["replies"], json({"three"})) << json_out.out;

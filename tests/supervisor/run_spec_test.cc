@@ -63,6 +63,37 @@ TEST(MessagesRequest, RejectsBadInput) {
   EXPECT_FALSE(messages_request_from_json(many).ok());
 }
 
+// Bytes that are not text travel in base64: "encoding" for a request's messages (and its
+// replies), "input_encoding" for a start's input. Only canonical base64 is taken, and the error
+// names the message.
+TEST(MessagesRequest, Base64CarriesBytesThatAreNotText) {
+  const std::string bytes("\x00\xff\xfe\x80 ok", 7);
+  auto r = messages_request_from_json(json{{"messages", {"AP/+gCBvaw==", ""}}, {"encoding", "base64"}, {"replies", 1}});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->base64);
+  EXPECT_EQ(r->messages, (std::vector<std::string>{bytes, ""}));
+  auto text = messages_request_from_json(json{{"messages", "AP/+gCBvaw=="}, {"encoding", "text"}});
+  ASSERT_TRUE(text.ok());
+  EXPECT_FALSE(text->base64);
+  EXPECT_EQ(text->messages[0], "AP/+gCBvaw==");
+
+  auto bad = messages_request_from_json(json{{"messages", {"QQ==", "QR=="}}, {"encoding", "base64"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().message, "messages[1]: not base64 (RFC 4648, padded)");
+  for (const json& e : {json("BASE64"), json(1), json(nullptr)}) {
+    auto odd = messages_request_from_json(json{{"messages", "x"}, {"encoding", e}});
+    ASSERT_FALSE(odd.ok()) << e.dump();
+    EXPECT_EQ(odd.error().message, "encoding: \"text\" or \"base64\"");
+  }
+
+  auto start = run_spec_from_json(json{{"fwp", true}, {"input", {"AP/+gCBvaw=="}}, {"input_encoding", "base64"}});
+  ASSERT_TRUE(start.ok()) << start.error().message;
+  EXPECT_EQ(start->input, std::vector<std::string>{bytes});
+  auto bad_start = run_spec_from_json(json{{"fwp", true}, {"input", "not base64!"}, {"input_encoding", "base64"}});
+  ASSERT_FALSE(bad_start.ok());
+  EXPECT_EQ(bad_start.error().message, "input[0]: not base64 (RFC 4648, padded)");
+}
+
 TEST(Signals, NamesAndNumbers) {
   EXPECT_EQ(signal_from_name("TERM"), SIGTERM);
   EXPECT_EQ(signal_from_name("sigkill"), SIGKILL);
