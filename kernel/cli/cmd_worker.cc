@@ -111,6 +111,7 @@ struct RunOpts {
   int64_t pids = -1, cpu = -1;
   std::vector<std::string> env, argv, input;
   bool wait = false;
+  bool input_base64 = false;  // --input values are base64
 };
 
 int run_cmd(const Context& ctx, const RunOpts& o) {
@@ -124,13 +125,14 @@ int run_cmd(const Context& ctx, const RunOpts& o) {
     spec["fwp"] = true;
     spec["image"] = o.fwp_image;
     if (!o.input.empty()) spec["input"] = o.input;
+    if (o.input_base64) spec["input_encoding"] = "base64";
   } else {
     if (o.argv.empty()) {
       std::cerr << "plume: run: a command is required (plume run [OPTIONS] -- CMD [ARGS...])\n";
       return kExitUsage;
     }
-    if (!o.input.empty()) {
-      std::cerr << "plume: --input is for featherweight instances (--fwp IMAGE)\n";
+    if (!o.input.empty() || o.input_base64) {
+      std::cerr << "plume: --input and --input-base64 are for featherweight instances (--fwp IMAGE)\n";
       return kExitUsage;
     }
     spec["argv"] = o.argv;
@@ -370,6 +372,7 @@ void add_worker_commands(CLI::App& app, Context& ctx, Actions& actions) {
     sub->add_option("--fwp", o->fwp_image, "Start a featherweight instance of IMAGE's app (from its template or warm pool)");
     sub->add_option("--input", o->input, "Message for the instance (repeatable, in order; the first starts it)")
         ->allow_extra_args(false);
+    sub->add_flag("--input-base64", o->input_base64, "The --input messages are base64: for bytes that are not text");
     sub->add_option("command", o->argv, "CMD [ARGS...]");
     sub->footer(kExitCodesFooter);
     actions[sub] = [&ctx, o] { return run_cmd(ctx, *o); };

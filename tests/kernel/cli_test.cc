@@ -255,6 +255,11 @@ TEST_F(Cli, SendPrintsAnInstancesRepliesAndSaysWhyItStopped) {
   auto gone = cli({"send", id, "late"});
   EXPECT_EQ(gone.exit_code, 1);
   EXPECT_NE(gone.err.find("conflict"), std::string::npos) << gone.err;
+  // A start's input in base64: the instance gets the bytes, and its log shows them.
+  auto raw = cli({"run", "--fwp", "echo", "--input-base64", "--input", "AP/+gCBvaw==", "--input", "", "--wait"});
+  EXPECT_EQ(raw.exit_code, 0) << raw.err;
+  EXPECT_EQ(raw.out, std::string("\x00\xff\xfe\x80 ok\n", 8));
+  EXPECT_EQ(cli({"run", "--input-base64", "--", "/bin/true"}).exit_code, 2);
 }
 
 TEST_F(Cli, AdminTokenComesFromFlagOrTheTokenFile) {
