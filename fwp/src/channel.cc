@@ -365,23 +365,27 @@ ChannelResult<void> Channel::wait_readable(std::chrono::nanoseconds timeout) {
       if (i % 64 == 0 && Clock::now() >= spin_end) break;
     }
   }
-  // Sleep: announce, fence, re-check, then wait for the doorbell to leave "sleeping".
-  uint32_t* bell = rx_.doorbell;
+  return sleep_on(rx_.doorbell, &Channel::readable, deadline, stats_.sleeps);
+}
+
+ChannelResult<void> Channel::sleep_on(uint32_t* bell, bool (Channel::*ready)(), Clock::time_point deadline,
+                                      uint64_t& sleeps) {
   for (;;) {
+    // Announce, fence, re-check, then wait for the bell to leave "sleeping".
     word(bell).store(L::kSleeping, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    const bool ready = readable();
+    const bool is_ready = (this->*ready)();
     const auto left = deadline - Clock::now();
-    if (ready || broken() || left.count() <= 0) {
+    if (is_ready || broken() || left.count() <= 0) {
       word(bell).store(L::kAwake, std::memory_order_relaxed);
-      if (ready) return {};
+      if (is_ready) return {};
       return fail(broken() ? ChannelError::corrupt : ChannelError::timeout);
     }
-    ++stats_.sleeps;
-    // A peer that scribbles the doorbell can only make this return early (we loop, bounded by
-    // the deadline) or make it sleep until the deadline; both are its own loss.
+    ++sleeps;
+    // A peer that scribbles the bell can only make this return early (we loop, bounded by the
+    // deadline) or make it sleep until the deadline; both are its own loss.
     (void)futex_wait_shared(bell, L::kSleeping, left);
-    word(bell).store(L::kAwake, std::memory_order_relaxed);  // only the consumer clears it
+    word(bell).store(L::kAwake, std::memory_order_relaxed);  // only the side that sleeps clears it
   }
 }
 
@@ -433,24 +437,9 @@ ChannelResult<void> Channel::send_wait(std::span<const std::byte> msg, std::chro
     if (sent.ok() || sent.error() != ChannelError::full) return sent;
     if (i % 64 == 0 && Clock::now() >= spin_end) break;
   }
-  // Then sleep: announce, fence, re-check, and wait for the space bell to leave "sleeping".
-  uint32_t* bell = tx_.space;
-  for (;;) {
-    word(bell).store(L::kSleeping, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    const bool room = sendable();
-    const auto left = deadline - Clock::now();
-    if (room || broken() || left.count() <= 0) {
-      word(bell).store(L::kAwake, std::memory_order_relaxed);
-      if (room) return send(msg);
-      return fail(broken() ? ChannelError::corrupt : ChannelError::timeout);
-    }
-    ++stats_.space_sleeps;
-    // A consumer that scribbles the bell can only end this wait early (we loop, bounded by the
-    // deadline) or make it last until the deadline: its own loss either way.
-    (void)futex_wait_shared(bell, L::kSleeping, left);
-    word(bell).store(L::kAwake, std::memory_order_relaxed);  // only the producer clears it
-  }
+  // Then sleep on the space bell, which the consumer rings once it has read the ring empty.
+  if (auto slept = sleep_on(tx_.space, &Channel::sendable, deadline, stats_.space_sleeps); !slept) return slept;
+  return send(msg);
 }
 
 ChannelResult<size_t> Channel::recv(std::span<std::byte> buf, std::chrono::nanoseconds timeout) {

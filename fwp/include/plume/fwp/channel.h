@@ -186,6 +186,11 @@ class Channel {
   bool readable();                 // a message is ready; reloads the peer's producer index
   void ring_space_bell();          // wakes a producer that waits for a free slot, if it sleeps
   bool sendable();                 // a slot is free; reloads the peer's consumer index
+  // The sleeping half of both wake-up protocols (a consumer on the doorbell, a producer on the
+  // space bell): announce on `bell`, fence, re-check `ready`, futex-wait until the peer rings or
+  // `deadline`, counting each sleep in `sleeps`. Errors: timeout, corrupt.
+  ChannelResult<void> sleep_on(uint32_t* bell, bool (Channel::*ready)(),
+                               std::chrono::steady_clock::time_point deadline, uint64_t& sleeps);
   Unexpected<ChannelError> mark_corrupt();  // breaks the endpoint for good
   void release_mapping();
 
