@@ -76,10 +76,20 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
     if (!j["fwp"].is_boolean()) return fail(ConfigError{"fwp: expected true or false"});
     r.fwp = j["fwp"].get<bool>();
   }
-  if (j.contains("input") && j["input"].is_string()) {
-    r.input.push_back(j["input"].get<std::string>());
-  } else if (auto e = strings("input", r.input); !e.empty()) {
-    return fail(ConfigError{"input: expected a string or an array of strings"});
+  // Messages are bytes: unlike argv and env, a NUL is one of them (as in POST .../messages).
+  if (j.contains("input")) {
+    const json& in = j["input"];
+    if (in.is_string()) {
+      r.input.push_back(in.get<std::string>());
+    } else if (in.is_array() && in.size() <= 4096) {
+      for (const json& v : in) {
+        if (!v.is_string()) return fail(ConfigError{"input: expected a string or an array of strings"});
+        r.input.push_back(v.get<std::string>());
+      }
+    } else {
+      return fail(ConfigError{in.is_array() ? "input: too many entries (max 4096)"
+                                            : "input: expected a string or an array of strings"});
+    }
   }
   bool input_base64 = false;
   if (auto e = read_encoding(j, "input_encoding", input_base64); !e.empty()) return fail(ConfigError{e});

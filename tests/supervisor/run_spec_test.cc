@@ -86,6 +86,10 @@ TEST(MessagesRequest, Base64CarriesBytesThatAreNotText) {
     EXPECT_EQ(odd.error().message, "encoding: \"text\" or \"base64\"");
   }
 
+  // As text, a NUL is a byte of a message like any other (argv refuses it).
+  auto nul = run_spec_from_json(json{{"fwp", true}, {"input", {std::string("a\0b", 3), "c"}}});
+  ASSERT_TRUE(nul.ok()) << nul.error().message;
+  EXPECT_EQ(nul->input[0], std::string("a\0b", 3));
   auto start = run_spec_from_json(json{{"fwp", true}, {"input", {"AP/+gCBvaw=="}}, {"input_encoding", "base64"}});
   ASSERT_TRUE(start.ok()) << start.error().message;
   EXPECT_EQ(start->input, std::vector<std::string>{bytes});
