@@ -23,6 +23,9 @@
 //   flood <n>      → sends "f0" … "f<n-1>" as fast as its channel takes them, then
 //                    "flooded cpu_ns=<c> wall_ns=<w>": the CPU it used and the time it took (an
 //                    instance that outpaces plumed waits for room, asleep, not spinning)
+//   burst <n>      → sends "b0" … "b<n-1>" with plume_send_timeout(…, 0), which gives up at once
+//                    on a full channel: "burst sent=<k> first_full=<i>" (i: the first that found it
+//                    full, -1 if none; each that did is not sent)
 //   exit <n>       → the instance ends with code n
 //   segv           → it crashes
 //   oom            → it allocates until the OOM killer ends it
@@ -253,6 +256,18 @@ std::string flood(plume_instance* self, int n) {
          " wall_ns=" + std::to_string(clock_ns(CLOCK_MONOTONIC) - wall0);
 }
 
+std::string burst(plume_instance* self, int n) {
+  int sent = 0, first_full = -1;
+  for (int i = 0; i < n; ++i) {
+    const std::string m = "b" + std::to_string(i);
+    const int r = plume_send_timeout(self, m.data(), m.size(), 0);
+    if (r == 0) ++sent;
+    else if (r == -ETIMEDOUT && first_full < 0) first_full = i;
+    else if (r != -ETIMEDOUT) return "burst error=" + std::to_string(r);
+  }
+  return "burst sent=" + std::to_string(sent) + " first_full=" + std::to_string(first_full);
+}
+
 void burn(int ms) {
   timespec t0{}, t{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
@@ -432,6 +447,8 @@ int handle(plume_instance* self) {
     } else if (cmd.rfind("flood ", 0) == 0) {
       reply = flood(self, std::atoi(cmd.c_str() + 6));
       if (reply.empty()) return 103;
+    } else if (cmd.rfind("burst ", 0) == 0) {
+      reply = burst(self, std::atoi(cmd.c_str() + 6));  // plume_send below waits for room
     } else if (cmd.rfind("exit ", 0) == 0) {
       return std::atoi(cmd.c_str() + 5);
     } else if (cmd == "segv") {

@@ -172,6 +172,42 @@ TEST_P(InstanceMessages, AnInstanceThatOutpacesPlumedWaitsAsleepForRoom) {
   EXPECT_EQ(done["exit"].value("code", -1), 0) << done.dump();
 }
 
+// plume_send_timeout with no time to wait gives up on a full channel at once and sends nothing of
+// that message: with the sweep, plumed reads every 10 ms (and when a log is asked for), and 2000
+// messages sent in a tight loop fill the 16 slots long before that (reading as the instance sends,
+// plumed may keep up). What was sent arrives, in order, and nothing else.
+TEST_P(InstanceMessages, ASendThatMayNotWaitGivesUpOnAFullChannelAndSendsNothing) {
+  const std::string id = start("probe", "x");
+  ASSERT_EQ(await_log(id, "x\n"), "x\n");
+  EXPECT_EQ(exchange(id, {"burst 2000"}, 0).value("sent", -1), 1);
+  std::string log_text;
+  for (int i = 0; i < 500 && (log_text = log(id)).find("burst sent=") == std::string::npos; ++i)
+    std::this_thread::sleep_for(20ms);
+  const size_t at = log_text.find("burst sent=");
+  ASSERT_NE(at, std::string::npos) << log_text.substr(0, 300);
+  int sent = -1, first_full = -2;
+  ASSERT_EQ(std::sscanf(log_text.c_str() + at, "burst sent=%d first_full=%d", &sent, &first_full), 2) << log_text.substr(at);
+  if (!futex_waits() || first_full >= 0) {
+    EXPECT_GE(first_full, 16) << "the channel holds 16 before it is full";
+    EXPECT_LT(sent, 2000);
+  } else {
+    EXPECT_EQ(sent, 2000);
+  }
+  // Exactly the messages that were sent, in order: b0 … b<first_full - 1> at least, and no gap
+  // filled twice.
+  std::vector<std::string> got;
+  for (size_t from = 2; from < at;) {  // after "x\n"
+    const size_t nl = log_text.find('\n', from);
+    got.push_back(log_text.substr(from, nl - from));
+    from = nl + 1;
+  }
+  ASSERT_EQ(got.size(), static_cast<size_t>(sent));
+  for (int i = 0; i < (first_full < 0 ? sent : first_full); ++i) EXPECT_EQ(got[static_cast<size_t>(i)], "b" + std::to_string(i));
+  for (size_t i = 1; i < got.size(); ++i)
+    EXPECT_LT(std::stoi(got[i - 1].substr(1)), std::stoi(got[i].substr(1))) << "out of order at " << i;
+  EXPECT_EQ(exchange(id, {""}, 0).value("sent", -1), 1);
+}
+
 // An image sizes its instances' channel: more messages in flight and larger ones than the default
 // 16 × 1016 bytes, each bound said when crossed, and replies held per request bounded in bytes.
 TEST_P(InstanceMessages, AnImageSizesItsInstancesChannel) {
