@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -70,6 +71,19 @@ Pair create(ChannelGeometry g) {
   return Pair{g, std::move(c->memfd), std::move(c->endpoint)};
 }
 
+// A child process running fn on side b of the channel, attached with spin 0 (a consumer that
+// sleeps at once); it exits 2 when it cannot attach.
+test::Child spawn_peer(const Pair& p, const std::function<int(Channel&)>& fn) {
+  const int fd = p.fd.get();
+  const ChannelGeometry g = p.g;
+  return test::fork_child([fd, g, &fn] {
+    auto b = Channel::attach(fd, g, ChannelSide::b);
+    if (!b) return 2;
+    b->set_spin(0ns);
+    return fn(*b);
+  });
+}
+
 TEST(ChannelStress, ThreadsPingPongWithSleepingConsumers) {
   auto p = create({8, 128});
   auto b = Channel::attach(p.fd.get(), p.g, ChannelSide::b);
@@ -91,15 +105,10 @@ TEST(ChannelStress, ThreadsPingPongWithSleepingConsumers) {
 TEST(ChannelStress, ProcessesPingPongWithSleepingConsumers) {
   auto p = create({8, 128});
   const uint64_t rounds = scaled(50000);
-  const int fd = p.fd.get();
-  const ChannelGeometry g = p.g;
-  auto child = test::fork_child([&] {
-    auto b = Channel::attach(fd, g, ChannelSide::b);
-    if (!b) return 2;
-    b->set_spin(0ns);
-    const int rc = echo_side(*b, rounds);
+  auto child = spawn_peer(p, [&](Channel& b) {
+    const int rc = echo_side(b, rounds);
     if (rc != 0) return rc;
-    return b->stats().sleeps > rounds / 10 ? 0 : 40;
+    return b.stats().sleeps > rounds / 10 ? 0 : 40;
   });
   p.a.set_spin(0ns);
   ping_side(p.a, rounds);
@@ -114,12 +123,7 @@ TEST(ChannelStress, ProcessesPingPongWithSleepingConsumers) {
 TEST(ChannelStress, ProcessBurstsWithAcknowledgements) {
   auto p = create({32, 64});
   const uint64_t total = scaled(1'000'000);
-  const int fd = p.fd.get();
-  const ChannelGeometry g = p.g;
-  auto child = test::fork_child([&] {
-    auto b = Channel::attach(fd, g, ChannelSide::b);
-    if (!b) return 2;
-    b->set_spin(0ns);
+  auto child = spawn_peer(p, [&](Channel& b) {
     std::mt19937 rng(7);
     std::array<std::byte, 16> msg{}, ack{};
     uint64_t seq = 0;
@@ -130,14 +134,14 @@ TEST(ChannelStress, ProcessBurstsWithAcknowledgements) {
         std::memcpy(msg.data(), &seq, 8);
         std::memcpy(msg.data() + 8, &last, 8);
         for (const auto until = std::chrono::steady_clock::now() + kLostWakeup;;) {
-          auto r = b->send(msg);
+          auto r = b.send(msg);
           if (r) break;
           if (r.error() != ChannelError::full) return 3;
           if (std::chrono::steady_clock::now() > until) return 4;  // the parent stopped reading
           std::this_thread::yield();
         }
       }
-      auto r = b->recv(ack, kLostWakeup);
+      auto r = b.recv(ack, kLostWakeup);
       if (!r) return 10 + static_cast<int>(r.error());
     }
     return 0;
@@ -169,22 +173,17 @@ TEST(ChannelStress, ProcessBurstsWithAcknowledgements) {
 TEST(ChannelStress, ProducersWaitingForRoomAreNeverLeftAsleep) {
   auto p = create({8, 64});
   const uint64_t total = scaled(300'000);
-  const int fd = p.fd.get();
-  const ChannelGeometry g = p.g;
-  auto child = test::fork_child([&] {
-    auto b = Channel::attach(fd, g, ChannelSide::b);
-    if (!b) return 2;
-    b->set_spin(0ns);
+  auto child = spawn_peer(p, [&](Channel& b) {
     std::array<std::byte, 8> msg{};
     for (uint64_t seq = 0; seq < total; ++seq) {
       std::memcpy(msg.data(), &seq, 8);
       const auto t0 = std::chrono::steady_clock::now();
-      auto r = b->send_wait(msg, kLostWakeup);
+      auto r = b.send_wait(msg, kLostWakeup);
       if (!r) return 10 + static_cast<int>(r.error());
       // A wait that ran to its bound found room only because the deadline's re-check did.
       if (std::chrono::steady_clock::now() - t0 >= kLostWakeup) return 41;
     }
-    return b->stats().space_sleeps > total / 1000 ? 0 : 40;  // it really slept
+    return b.stats().space_sleeps > total / 1000 ? 0 : 40;  // it really slept
   });
   p.a.set_spin(0ns);
   std::mt19937 rng(11);
