@@ -59,9 +59,9 @@ void run_keeper(int argc, char** argv, const plume_app& app) {
   if (int err = fwp::wire::recv_msg(kControlFd, config, nullptr); err != 0 || config.type != Type::config) {
     // A record this libplume cannot read (EBADMSG: another size, magic or version) comes from a
     // plumed whose libplume is another version than the one the app was linked with.
-    static_assert(fwp::wire::kVersion == 3, "say the new version below");
+    static_assert(fwp::wire::kVersion == 4, "say the new version below");
     if (err == EBADMSG)
-      diag("keeper: the controller's config is not control protocol version 3 (this app's "
+      diag("keeper: the controller's config is not control protocol version 4 (this app's "
            "libplume): rebuild the app against the plumed it runs under", 0);
     else
       diag("keeper: no config from the controller", err);

@@ -20,7 +20,9 @@ namespace plume::fwp::wire {
 
 inline constexpr uint32_t kMagic = 0x504c4d46;  // "PLMF"
 // 2: channels are staged ahead of their FORK. 3: an instance forked for a start sends no Ready.
-inline constexpr uint16_t kVersion = 3;
+// 4: channel layout version 2 (a space bell per ring): the channels it configures are another
+// shape, so an app linked with an older libplume must be refused here, where it says why.
+inline constexpr uint16_t kVersion = 4;
 
 enum class Type : uint16_t {
   config = 1,          // controller → keeper, once, first: geometry, io_uring
