@@ -16,20 +16,36 @@ std::string read_count(const json& j, const char* key, uint64_t max, uint64_t& o
   return {};
 }
 
-// `key` of j: "text" (the default: each message is the string's UTF-8 bytes) or "base64" (each is
-// base64, for bytes that are not text). Returns an error or "".
-std::string read_encoding(const json& j, const char* key, bool& base64) {
-  base64 = false;
+// Messages (a start's input, a request's messages) under `key`: one string or an array of at most
+// 4096, appended to `out`. Bytes: unlike argv and env, a NUL is one of them. "" or what is wrong.
+std::string read_messages(const json& j, const char* key, std::vector<std::string>& out) {
   if (!j.contains(key)) return {};
-  const json& v = j[key];
-  if (!v.is_string() || (v != "text" && v != "base64")) return std::string(key) + ": \"text\" or \"base64\"";
-  base64 = v == "base64";
+  const json& m = j[key];
+  std::string not_messages = std::string(key) + ": expected a string or an array of strings";
+  if (m.is_string()) {
+    out.push_back(m.get<std::string>());
+    return {};
+  }
+  if (!m.is_array()) return not_messages;
+  if (m.size() > 4096) return std::string(key) + ": too many entries (max 4096)";
+  for (const json& v : m) {
+    if (!v.is_string()) return not_messages;
+    out.push_back(v.get<std::string>());
+  }
   return {};
 }
 
-// Each of `messages` decoded in place from base64, or the error naming the first that is not.
-std::string decode_base64(std::vector<std::string>& messages, const char* field) {
-  for (size_t i = 0; i < messages.size(); ++i) {
+// The encoding named by `encoding_key`: "text" (the default: each message is the string's UTF-8
+// bytes) or "base64" (each is base64, for bytes that are not text, decoded here in place).
+// Sets `base64`; returns "" or the error naming the key or the first message that is not base64.
+std::string decode_messages(const json& j, const char* encoding_key, const char* field,
+                            std::vector<std::string>& messages, bool& base64) {
+  base64 = false;
+  if (!j.contains(encoding_key)) return {};
+  const json& v = j[encoding_key];
+  if (!v.is_string() || (v != "text" && v != "base64")) return std::string(encoding_key) + ": \"text\" or \"base64\"";
+  base64 = v == "base64";
+  for (size_t i = 0; base64 && i < messages.size(); ++i) {
     auto bytes = base64::decode(messages[i]);
     if (!bytes) return std::string(field) + "[" + std::to_string(i) + "]: not base64 (RFC 4648, padded)";
     messages[i] = std::move(*bytes);
@@ -76,25 +92,10 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
     if (!j["fwp"].is_boolean()) return fail(ConfigError{"fwp: expected true or false"});
     r.fwp = j["fwp"].get<bool>();
   }
-  // Messages are bytes: unlike argv and env, a NUL is one of them (as in POST .../messages).
-  if (j.contains("input")) {
-    const json& in = j["input"];
-    if (in.is_string()) {
-      r.input.push_back(in.get<std::string>());
-    } else if (in.is_array() && in.size() <= 4096) {
-      for (const json& v : in) {
-        if (!v.is_string()) return fail(ConfigError{"input: expected a string or an array of strings"});
-        r.input.push_back(v.get<std::string>());
-      }
-    } else {
-      return fail(ConfigError{in.is_array() ? "input: too many entries (max 4096)"
-                                            : "input: expected a string or an array of strings"});
-    }
-  }
+  if (auto e = read_messages(j, "input", r.input); !e.empty()) return fail(ConfigError{e});
   bool input_base64 = false;
-  if (auto e = read_encoding(j, "input_encoding", input_base64); !e.empty()) return fail(ConfigError{e});
-  if (input_base64)
-    if (auto e = decode_base64(r.input, "input"); !e.empty()) return fail(ConfigError{e});
+  if (auto e = decode_messages(j, "input_encoding", "input", r.input, input_base64); !e.empty())
+    return fail(ConfigError{e});
   if (!r.fwp && !r.input.empty()) return fail(ConfigError{"input: only for fwp instances (\"fwp\": true)"});
   // An instance runs the image's app: argv is the image's, not the request's.
   if (!r.fwp && (r.argv.empty() || r.argv[0].empty())) return fail(ConfigError{"argv: required, with a non-empty program"});
@@ -124,28 +125,13 @@ ConfigResult<MessagesRequest> messages_request_from_json(const json& j) {
     if (it.key() != "messages" && it.key() != "replies" && it.key() != "timeout_ms" && it.key() != "encoding")
       return fail(ConfigError{"unknown field \"" + it.key() + "\""});
   MessagesRequest r;
-  if (j.contains("messages")) {
-    const json& m = j["messages"];
-    if (m.is_string()) {
-      r.messages.push_back(m.get<std::string>());
-    } else if (m.is_array()) {
-      if (m.size() > 4096) return fail(ConfigError{"messages: too many entries (max 4096)"});
-      for (const json& v : m) {
-        if (!v.is_string()) return fail(ConfigError{"messages: expected a string or an array of strings"});
-        r.messages.push_back(v.get<std::string>());
-      }
-    } else {
-      return fail(ConfigError{"messages: expected a string or an array of strings"});
-    }
-  }
+  if (auto e = read_messages(j, "messages", r.messages); !e.empty()) return fail(ConfigError{e});
   uint64_t replies = 0;
   if (auto e = read_count(j, "replies", MessagesRequest::kMaxReplies, replies); !e.empty()) return fail(ConfigError{e});
   r.replies = static_cast<size_t>(replies);
   if (auto e = read_count(j, "timeout_ms", 24ull * 3600 * 1000, r.timeout_ms); !e.empty()) return fail(ConfigError{e});
   if (r.messages.empty() && r.replies == 0) return fail(ConfigError{"messages: required, unless replies are awaited"});
-  if (auto e = read_encoding(j, "encoding", r.base64); !e.empty()) return fail(ConfigError{e});
-  if (r.base64)
-    if (auto e = decode_base64(r.messages, "messages"); !e.empty()) return fail(ConfigError{e});
+  if (auto e = decode_messages(j, "encoding", "messages", r.messages, r.base64); !e.empty()) return fail(ConfigError{e});
   return r;
 }
 
