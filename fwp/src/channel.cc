@@ -255,11 +255,8 @@ ChannelResult<void> Channel::send(std::span<const std::byte> msg, bool wake) {
   if (broken()) return fail(ChannelError::corrupt);
   if (msg.size() > max_message()) return fail(ChannelError::too_big);
   if (tx_head_ - tx_peer_tail_ == geometry_.slots) {
-    // Acquire: the peer finished reading the slots it gives back before we overwrite them.
-    const uint32_t tail = word(tx_.consumer).load(std::memory_order_acquire);
-    if (!L::index_advance_ok(tx_peer_tail_, tail, tx_head_)) return mark_corrupt();
-    tx_peer_tail_ = tail;
-    if (tx_head_ - tail == geometry_.slots) return fail(ChannelError::full);
+    if (!reload_peer_tail()) return fail(ChannelError::corrupt);
+    if (tx_head_ - tx_peer_tail_ == geometry_.slots) return fail(ChannelError::full);
   }
   std::byte* s = slot(tx_, tx_head_);
   const uint32_t header[2] = {static_cast<uint32_t>(msg.size()), 0};
@@ -315,15 +312,20 @@ void Channel::ring_space_bell() {
   }
 }
 
-bool Channel::sendable() {
-  if (tx_head_ - tx_peer_tail_ != geometry_.slots) return true;
+bool Channel::reload_peer_tail() {
+  // Acquire: the peer finished reading the slots it gives back before we overwrite them.
   const uint32_t tail = word(tx_.consumer).load(std::memory_order_acquire);
   if (!L::index_advance_ok(tx_peer_tail_, tail, tx_head_)) {
     (void)mark_corrupt();
     return false;
   }
   tx_peer_tail_ = tail;
-  return tx_head_ - tail != geometry_.slots;
+  return true;
+}
+
+bool Channel::sendable() {
+  if (tx_head_ - tx_peer_tail_ != geometry_.slots) return true;
+  return reload_peer_tail() && tx_head_ - tx_peer_tail_ != geometry_.slots;
 }
 
 ChannelResult<size_t> Channel::try_recv(std::span<std::byte> buf) {
@@ -416,11 +418,26 @@ void Channel::end_async_wait() {
 }
 
 ChannelResult<uint32_t> Channel::send_capacity() {
+  if (broken() || !reload_peer_tail()) return fail(ChannelError::corrupt);
+  return geometry_.slots - (tx_head_ - tx_peer_tail_);
+}
+
+ChannelResult<bool> Channel::begin_async_space_wait(uint32_t wanted) {
   if (broken()) return fail(ChannelError::corrupt);
-  const uint32_t tail = word(tx_.consumer).load(std::memory_order_acquire);
-  if (!L::index_advance_ok(tx_peer_tail_, tail, tx_head_)) return mark_corrupt();
-  tx_peer_tail_ = tail;
-  return geometry_.slots - (tx_head_ - tail);
+  // sleep_on()'s announce, fence, re-check on the space bell; the waiting is the caller's.
+  word(tx_.space).store(L::kSleeping, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!reload_peer_tail()) {
+    word(tx_.space).store(L::kAwake, std::memory_order_relaxed);
+    return fail(ChannelError::corrupt);
+  }
+  const bool ready = geometry_.slots - (tx_head_ - tx_peer_tail_) >= std::min(wanted, geometry_.slots);
+  if (ready) word(tx_.space).store(L::kAwake, std::memory_order_relaxed);
+  return ready;
+}
+
+void Channel::end_async_space_wait() {
+  if (base_ != nullptr) word(tx_.space).store(L::kAwake, std::memory_order_relaxed);  // only the producer clears it
 }
 
 ChannelResult<void> Channel::send_wait(std::span<const std::byte> msg, std::chrono::nanoseconds timeout) {

@@ -84,6 +84,38 @@ TEST(Channel, AnAsyncWaiterIsRungBySendAndFindsWhatCameFirst) {
   EXPECT_EQ(p.b.stats().wakes, 1u);
 }
 
+// An event loop's producer (plumed, for a request that may wait for room): it announces on the
+// space bell, waits on the word itself, and the consumer rings it once it has read the ring empty,
+// not before (a request goes in whole, so a wake-up before then would be for nothing).
+TEST(Channel, AnAsyncSpaceWaiterIsRungOnceTheConsumerReadsTheRingEmpty) {
+  ChannelGeometry g{4, 64};
+  Pair p = make_pair(g);
+  std::atomic_ref<uint32_t> bell(*p.a.async_space_word());
+  // Room for what is asked: begin says so and leaves the bell awake.
+  auto armed = p.a.begin_async_space_wait(4);
+  ASSERT_TRUE(armed.ok());
+  EXPECT_TRUE(armed.value());
+  EXPECT_EQ(bell.load(), 0u);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(p.a.send(bytes("x")).ok());
+  EXPECT_TRUE(p.a.begin_async_space_wait(1).value()) << "one slot is free";
+  armed = p.a.begin_async_space_wait(2);
+  ASSERT_TRUE(armed.ok());
+  EXPECT_FALSE(armed.value()) << "only one slot is free";
+  EXPECT_EQ(bell.load(), Channel::kAsyncWaitValue);
+  std::array<std::byte, 64> buf{};
+  ASSERT_TRUE(p.b.try_recv(buf).ok());
+  ASSERT_TRUE(p.b.try_recv(buf).ok());
+  EXPECT_EQ(bell.load(), Channel::kAsyncWaitValue) << "rung before the ring was read empty";
+  ASSERT_TRUE(p.b.try_recv(buf).ok());
+  EXPECT_EQ(p.b.try_recv(buf).error(), ChannelError::empty);
+  EXPECT_NE(bell.load(), Channel::kAsyncWaitValue) << "read empty, and the word left as it was: a futex wait never ends";
+  EXPECT_EQ(p.b.stats().space_wakes, 1u);
+  p.a.end_async_space_wait();
+  EXPECT_EQ(bell.load(), 0u);
+  // More than the ring holds counts as all of it.
+  EXPECT_TRUE(p.a.begin_async_space_wait(100).value());
+}
+
 TEST(Channel, SendCapacityFollowsThePeersReads) {
   Pair p = make_pair(ChannelGeometry{4, 64});
   ASSERT_EQ(p.a.send_capacity().value(), 4u);

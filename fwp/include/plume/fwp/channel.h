@@ -153,6 +153,15 @@ class Channel {
   uint32_t* async_wait_word() const { return rx_.doorbell; }
   // Free slots in the sending ring now (the peer's consumer index read again). Errors: corrupt.
   ChannelResult<uint32_t> send_capacity();
+  // The same for a producer that waits for room in an event loop (plumed, for a request that may
+  // wait): begin_async_space_wait() announces on the space bell, then re-checks: true when
+  // `wanted` slots are free after all (the bell is awake again), false when the caller may now
+  // wait for async_space_word() to leave kAsyncWaitValue. The peer rings it once it has read the
+  // ring empty, so a wake-up means the whole ring is free unless the peer lies. Once the wait
+  // ends (or is given up), end_async_space_wait(). Errors: corrupt.
+  ChannelResult<bool> begin_async_space_wait(uint32_t wanted);
+  void end_async_space_wait();
+  uint32_t* async_space_word() const { return tx_.space; }
 
   // How long a waiting consumer busy-polls before it sleeps (default 5 µs; 0: sleep at once).
   void set_spin(std::chrono::nanoseconds spin) { spin_ = spin; }
@@ -186,6 +195,9 @@ class Channel {
   bool readable();                 // a message is ready; reloads the peer's producer index
   void ring_space_bell();          // wakes a producer that waits for a free slot, if it sleeps
   bool sendable();                 // a slot is free; reloads the peer's consumer index
+  // Reads the peer's consumer index into tx_peer_tail_, checked as every read of it is: false
+  // (and the endpoint broken) when it lies.
+  bool reload_peer_tail();
   // The sleeping half of both wake-up protocols (a consumer on the doorbell, a producer on the
   // space bell): announce on `bell`, fence, re-check `ready`, futex-wait until the peer rings or
   // `deadline`, counting each sleep in `sleeps`. Errors: timeout, corrupt.
