@@ -13,6 +13,7 @@
 #include <atomic>
 #include <memory>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -188,27 +189,38 @@ TEST(ChannelHostile, PunchedHoleReadsAsZerosAndIsCaught) {
   EXPECT_TRUE(corrupt);
 }
 
-// A peer that keeps writing the doorbell cannot make the waiter hang past its deadline.
-TEST(ChannelHostile, DoorbellScribblingCannotOutlastTheTimeout) {
-  auto s = setup({8, 64});
+// A peer process that writes 0, 1, 2, 0, … into the word at `offset` of the channel's mapping
+// until it is killed: one of its bells, scribbled as fast as it can.
+test::Child hammer_word(const Setup& s, size_t offset) {
   const int fd = s.fd.get();
   const ChannelGeometry g = s.g;
-  auto child = test::fork_child([&] {
+  return test::fork_child([fd, g, offset] {
     RawMapping raw(fd, g.mapping_size());
-    uint32_t* bell = raw.word_at(ring_offsets(g, 1).doorbell);
+    uint32_t* bell = raw.word_at(offset);
     for (uint32_t i = 0;; ++i) std::atomic_ref<uint32_t>(*bell).store(i % 3);
     return 0;
   });
-  std::vector<std::byte> buf(s.sup.max_message());
-  s.sup.set_spin(0ns);
+}
+
+// Three waits of 40 ms (`wait` returns how one failed), each ending in a timeout, not later.
+void expect_each_wait_times_out(const std::function<ChannelError()>& wait) {
   for (int i = 0; i < 3; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    auto r = s.sup.recv(buf, 40ms);
-    const auto took = std::chrono::steady_clock::now() - t0;
-    ASSERT_FALSE(r.ok());
-    EXPECT_EQ(r.error(), ChannelError::timeout);
-    EXPECT_LT(took, 2s);
+    EXPECT_EQ(wait(), ChannelError::timeout);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
   }
+}
+
+// A peer that keeps writing the doorbell cannot make the waiter hang past its deadline.
+TEST(ChannelHostile, DoorbellScribblingCannotOutlastTheTimeout) {
+  auto s = setup({8, 64});
+  auto child = hammer_word(s, ring_offsets(s.g, 1).doorbell);
+  std::vector<std::byte> buf(s.sup.max_message());
+  s.sup.set_spin(0ns);
+  expect_each_wait_times_out([&] {
+    auto r = s.sup.recv(buf, 40ms);
+    return r.ok() ? ChannelError::empty : r.error();  // a message from nowhere: not a timeout
+  });
   test::reap(child, 0ms);
 }
 
@@ -219,23 +231,12 @@ TEST(ChannelHostile, SpaceBellScribblingCannotOutlastASendersTimeout) {
   auto s = setup({8, 64});
   std::array<std::byte, 8> msg{};
   for (uint32_t i = 0; i < s.g.slots; ++i) ASSERT_TRUE(s.sup.send(msg).ok());
-  const int fd = s.fd.get();
-  const ChannelGeometry g = s.g;
-  auto child = test::fork_child([&] {
-    RawMapping raw(fd, g.mapping_size());
-    uint32_t* bell = raw.word_at(ring_offsets(g, 0).space);
-    for (uint32_t i = 0;; ++i) std::atomic_ref<uint32_t>(*bell).store(i % 3);
-    return 0;
-  });
+  auto child = hammer_word(s, ring_offsets(s.g, 0).space);
   s.sup.set_spin(0ns);
-  for (int i = 0; i < 3; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
+  expect_each_wait_times_out([&] {
     auto r = s.sup.send_wait(msg, 40ms);
-    const auto took = std::chrono::steady_clock::now() - t0;
-    ASSERT_FALSE(r.ok());
-    EXPECT_EQ(r.error(), ChannelError::timeout);
-    EXPECT_LT(took, 2s);
-  }
+    return r.ok() ? ChannelError::full : r.error();  // room from nowhere: not a timeout
+  });
   test::reap(child, 0ms);
   EXPECT_FALSE(s.sup.broken());
 }
@@ -260,6 +261,19 @@ TEST(ChannelHostile, AConsumerIndexThatLiesBreaksAWaitingSender) {
   liar.join();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error(), ChannelError::corrupt);
+  expect_dead(s.sup);
+}
+
+// plumed's way of waiting for room (in its loop) checks the index as send_wait does.
+TEST(ChannelHostile, AConsumerIndexThatLiesBreaksAnAsyncSpaceWaiter) {
+  auto s = setup({8, 64, 50});
+  std::array<std::byte, 8> msg{};
+  for (uint32_t i = 0; i < s.g.slots; ++i) ASSERT_TRUE(s.sup.send(msg).ok());
+  std::atomic_ref<uint32_t>(*s.word(ring_offsets(s.g, 0).consumer)).store(50 + 100);
+  auto armed = s.sup.begin_async_space_wait(1);
+  ASSERT_FALSE(armed.ok());
+  EXPECT_EQ(armed.error(), ChannelError::corrupt);
+  EXPECT_EQ(std::atomic_ref<uint32_t>(*s.sup.async_space_word()).load(), 0u) << "left announcing a wait";
   expect_dead(s.sup);
 }
 
