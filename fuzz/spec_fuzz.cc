@@ -54,6 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)run_spec_from_json(j);
   if (auto m = messages_request_from_json(j); m.ok()) {  // what the supervisor relies on
     check(m->replies <= MessagesRequest::kMaxReplies && (!m->messages.empty() || m->replies > 0));
+    check(m->wait_for_room_ms <= 24ull * 3600 * 1000);  // a timer plumed arms as given
     // Base64 is taken only in its one canonical spelling: encoding what was decoded gives it back.
     if (m->base64) {
       const json& given = j["messages"];

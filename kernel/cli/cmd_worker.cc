@@ -87,10 +87,10 @@ std::optional<std::string> fetch_log(const Context& ctx, const std::string& id, 
 }
 
 // --timeout's value: 0 when it was not given; nullopt, once said why, when it is not a duration.
-std::optional<std::chrono::milliseconds> timeout_option(const std::string& text) {
+std::optional<std::chrono::milliseconds> timeout_option(const std::string& text, const char* option = "--timeout") {
   if (text.empty()) return std::chrono::milliseconds{0};
   auto d = parse_duration(text);
-  if (!d) std::cerr << "plume: --timeout: not a duration: " << text << " (try 500ms or 2s)\n";
+  if (!d) std::cerr << "plume: " << option << ": not a duration: " << text << " (try 500ms or 2s)\n";
   return d;
 }
 
@@ -301,7 +301,7 @@ int wait_cmd(const Context& ctx, const std::string& id, const std::string& timeo
 }
 
 struct SendOpts {
-  std::string id, timeout;
+  std::string id, timeout, wait_for_room;
   std::vector<std::string> messages;
   int64_t replies = 0;
   bool base64 = false;  // messages given and replies printed in base64
@@ -321,10 +321,13 @@ int send_cmd(const Context& ctx, const SendOpts& o) {
   if (o.base64) body["encoding"] = "base64";
   const auto timeout = timeout_option(o.timeout);
   if (!timeout) return kExitUsage;
+  const auto room = timeout_option(o.wait_for_room, "--wait-for-room");
+  if (!room) return kExitUsage;
+  if (room->count() > 0) body["wait_for_room_ms"] = room->count();
   std::chrono::milliseconds client_timeout{0};  // none: the replies may take as long as they take
   if (timeout->count() > 0) {
     body["timeout_ms"] = timeout->count();
-    client_timeout = *timeout + std::chrono::seconds(30);
+    client_timeout = *timeout + *room + std::chrono::seconds(30);
   }
   int rc = kExitOk;
   auto answer = call_json(ctx, "POST", worker_path(o.id) + "/messages", &body, rc, client_timeout);
@@ -426,6 +429,9 @@ void add_worker_commands(CLI::App& app, Context& ctx, Actions& actions) {
     auto* sub = app.add_subcommand("send", "Send messages to a running featherweight instance; print its replies");
     sub->add_option("-r,--replies", o->replies, "Wait for this many replies and print them, one a line (default 0)");
     sub->add_option("--timeout", o->timeout, "Stop waiting for replies after DURATION (exit 124)");
+    sub->add_option("--wait-for-room", o->wait_for_room,
+                    "While the instance's channel is full, wait up to DURATION for it to read enough "
+                    "(default: refused at once)");
     sub->add_flag("--base64", o->base64,
                   "Messages are given in base64 and replies printed in base64, one a line: for bytes that are "
                   "not text");

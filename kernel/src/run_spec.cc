@@ -122,7 +122,8 @@ ConfigResult<RunSpec> run_spec_from_json(const json& j) {
 ConfigResult<MessagesRequest> messages_request_from_json(const json& j) {
   if (!j.is_object()) return fail(ConfigError{"body: expected a JSON object"});
   for (auto it = j.begin(); it != j.end(); ++it)
-    if (it.key() != "messages" && it.key() != "replies" && it.key() != "timeout_ms" && it.key() != "encoding")
+    if (it.key() != "messages" && it.key() != "replies" && it.key() != "timeout_ms" && it.key() != "encoding" &&
+        it.key() != "wait_for_room_ms")
       return fail(ConfigError{"unknown field \"" + it.key() + "\""});
   MessagesRequest r;
   if (auto e = read_messages(j, "messages", r.messages); !e.empty()) return fail(ConfigError{e});
@@ -130,6 +131,8 @@ ConfigResult<MessagesRequest> messages_request_from_json(const json& j) {
   if (auto e = read_count(j, "replies", MessagesRequest::kMaxReplies, replies); !e.empty()) return fail(ConfigError{e});
   r.replies = static_cast<size_t>(replies);
   if (auto e = read_count(j, "timeout_ms", 24ull * 3600 * 1000, r.timeout_ms); !e.empty()) return fail(ConfigError{e});
+  if (auto e = read_count(j, "wait_for_room_ms", 24ull * 3600 * 1000, r.wait_for_room_ms); !e.empty())
+    return fail(ConfigError{e});
   if (r.messages.empty() && r.replies == 0) return fail(ConfigError{"messages: required, unless replies are awaited"});
   if (auto e = decode_messages(j, "encoding", "messages", r.messages, r.base64); !e.empty()) return fail(ConfigError{e});
   return r;

@@ -33,6 +33,9 @@ struct MessagesRequest {
   std::vector<std::string> messages;  // in order; bytes (decoded when base64)
   size_t replies = 0;                 // 0: answer once they are in its channel
   uint64_t timeout_ms = 0;            // for the replies; 0: until they come or it ends
+  // How long it may wait for room in the instance's channel (behind the requests that wait
+  // already); 0: refused at once (429 channel_full) when its messages do not all fit now.
+  uint64_t wait_for_room_ms = 0;
   bool base64 = false;                // "encoding": "base64": messages and replies are base64 in JSON
 };
 ConfigResult<MessagesRequest> messages_request_from_json(const json& j);

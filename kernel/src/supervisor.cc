@@ -138,6 +138,9 @@ Supervisor::~Supervisor() {
   if (channel_sweep_op_) loop_.cancel(channel_sweep_op_);
   for (auto& [id, w] : workers_) {
     if (w->channel_op) loop_.cancel(w->channel_op);
+    if (w->room_op) loop_.cancel(w->room_op);
+    for (auto& r : w->room_waiters)
+      if (r->timer) loop_.cancel(r->timer);
     for (auto& r : w->reply_waiters)
       if (r->timer) loop_.cancel(r->timer);
     for (auto& l : w->log_waiters)
@@ -592,7 +595,7 @@ void Supervisor::refresh_usage(Worker& w) {
 }
 
 void Supervisor::finish(Worker& w, ExitInfo info) {
-  for (EventLoop::OpId* op : {&w.exit_op, &w.status_op, &w.out_op, &w.err_op, &w.timeout_op, &w.channel_op}) {
+  for (EventLoop::OpId* op : {&w.exit_op, &w.status_op, &w.out_op, &w.err_op, &w.timeout_op, &w.channel_op, &w.room_op}) {
     if (*op) loop_.cancel(*op);
     *op = 0;
   }
@@ -620,6 +623,8 @@ void Supervisor::finish(Worker& w, ExitInfo info) {
   log::info("worker.exit", {{"tenant", w.tenant}, {"id", w.id}, {"pid", w.pid}, {"cause", exit_cause_name(info.cause)},
                             {"code", info.code}, {"signal", info.signal}, {"cpu_ns", w.cpu_ns},
                             {"peak_memory_bytes", w.peak_memory_bytes}});
+  refuse_room_waiters(w, 409, "conflict",
+                     "worker " + w.id + " ended before its channel had room for these messages; none of them were sent");
   answer_reply_waiters(w, true);
   wake_log_waiters(w);  // ended: every follower gets the rest and the end
   auto waiters = std::move(w.waiters);
@@ -732,7 +737,7 @@ json Supervisor::worker_json(Worker& w) {
                         {"cpu_percent", w.limits.cpu_percent}}}};
   if (w.fwp) {
     j["start_path"] = w.from_pool ? "pool" : "fork";
-    j["messages"] = {{"in", w.messages_in}, {"out", w.messages_out}};
+    j["messages"] = {{"in", w.messages_in}, {"out", w.messages_out}, {"waiting_for_room", w.room_waiters.size()}};
   }
   if (w.exit) {
     j["ended_at"] = rfc3339(w.ended_at);

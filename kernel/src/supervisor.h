@@ -77,6 +77,14 @@ struct Worker {
     EventLoop::OpId timer = 0;
   };
   std::vector<std::unique_ptr<ReplyWaiter>> reply_waiters;  // oldest first
+  struct RoomWaiter {  // a POST .../messages whose messages wait for room in the channel
+    std::shared_ptr<Responder> responder;
+    MessagesRequest asked;
+    EventLoop::OpId timer = 0;
+  };
+  std::vector<std::unique_ptr<RoomWaiter>> room_waiters;  // oldest first: sent in this order
+  EventLoop::OpId room_op = 0;   // the futex wait on its channel's space bell, or a timer
+  uint32_t empty_room_wakes = 0;  // space bell wake-ups in a row after which nothing fitted
   struct LogWaiter {  // a GET .../logs?since=N&wait_ms=T waiting for bytes after N
     std::shared_ptr<Responder> responder;
     bool stdout_stream = true;
@@ -243,6 +251,14 @@ class Supervisor {
   void on_instance_channel_rung(const std::string& id);
   void sweep_instance_channels();
   void answer_reply_waiters(Worker& w, bool ended);
+  // Requests that may wait for room in its channel: queued oldest first, sent (all of a request's
+  // messages or none) as the instance frees the ring, which it says by ringing the space bell.
+  void deliver_messages(Worker& w, const MessagesRequest& asked, std::shared_ptr<Responder> responder);
+  void wait_for_room(Worker& w, const MessagesRequest& asked, std::shared_ptr<Responder> responder);
+  bool send_waiting_for_room(Worker& w);  // true when a request went in
+  void watch_instance_room(Worker& w);
+  void on_instance_room_rung(const std::string& id);
+  void refuse_room_waiters(Worker& w, int status, const std::string& code, const std::string& why);
   // A worker's requests waiting for something (reply_waiters, log_waiters): the one `key` taken
   // out as its timer fires (null when it has left already); those whose clients went away
   // dropped, their timers cancelled.

@@ -18,6 +18,8 @@
 //   touch <MiB>    → "touched" after writing <MiB> MiB of fresh memory, which it keeps
 //   ring <ms>      → "rang <n>": for <ms> ms it futex-wakes the doorbell plumed waits on for its
 //                    replies, sending nothing (a hostile instance making plumed spin)
+//   ring-space <ms> → "rang <n>": the same with the space bell of its inbound ring, which plumed
+//                    waits on while a request waits for room in its channel (rung, never read)
 //   scribble       → moves its outbound ring's producer index 1000 slots ahead, rings, and waits:
 //                    a channel that lies (plumed must kill it, and nothing else)
 //   flood <n>      → sends "f0" … "f<n-1>" as fast as its channel takes them, then
@@ -132,6 +134,7 @@ std::string channel_mappings() {
 struct OutboundRing {
   uint32_t* producer = nullptr;
   uint32_t* doorbell = nullptr;
+  uint32_t* inbound_space_bell = nullptr;  // ring 0's: plumed produces there, and waits on it for room
 };
 OutboundRing outbound_ring() {
   const std::string maps = read_file("/proc/self/maps");
@@ -143,18 +146,22 @@ OutboundRing outbound_ring() {
   std::memcpy(&slots, base + 12, 4);
   std::memcpy(&slot_size, base + 16, 4);
   unsigned char* ring1 = base + 128 + 4 * 128 + size_t{slots} * slot_size;
-  return {reinterpret_cast<uint32_t*>(ring1), reinterpret_cast<uint32_t*>(ring1 + 256)};
+  return {reinterpret_cast<uint32_t*>(ring1), reinterpret_cast<uint32_t*>(ring1 + 256),
+          reinterpret_cast<uint32_t*>(base + 128 + 3 * 128)};
 }
 
 void futex_wake(uint32_t* word) { syscall(SYS_futex, word, FUTEX_WAKE, 1, nullptr, nullptr, 0); }
 
-std::string ring_for(int ms) {
+// Rings `which` bell for `ms` ms as a peer would ring it (rung, then woken), never with cause.
+std::string ring_for(int ms, uint32_t* OutboundRing::*which) {
   const OutboundRing ring = outbound_ring();
-  if (!ring.doorbell) return "no channel";
+  uint32_t* bell = ring.*which;
+  if (!bell) return "no channel";
   const uint64_t end = now_ns() + static_cast<uint64_t>(ms) * 1000000u;
   uint64_t n = 0;
   while (now_ns() < end) {
-    futex_wake(ring.doorbell);
+    __atomic_store_n(bell, 2u, __ATOMIC_SEQ_CST);
+    futex_wake(bell);
     ++n;
   }
   return "rang " + std::to_string(n);
@@ -437,7 +444,9 @@ int handle(plume_instance* self) {
       touch(std::atoi(cmd.c_str() + 6));
       reply = "touched";
     } else if (cmd.rfind("ring ", 0) == 0) {
-      reply = ring_for(std::atoi(cmd.c_str() + 5));
+      reply = ring_for(std::atoi(cmd.c_str() + 5), &OutboundRing::doorbell);
+    } else if (cmd.rfind("ring-space ", 0) == 0) {
+      reply = ring_for(std::atoi(cmd.c_str() + 11), &OutboundRing::inbound_space_bell);
     } else if (cmd == "scribble") {
       const OutboundRing ring = outbound_ring();
       if (!ring.producer) return 102;

@@ -67,6 +67,18 @@ class InstanceMessages : public ::testing::TestWithParam<bool> {
     for (int i = 0; i < 500 && (got = log(id)) != want; ++i) std::this_thread::sleep_for(20ms);
     return got;
   }
+  // How many requests wait for room in its channel, once that is `want` (asked again until it is,
+  // for up to 10 s): the other requests are on connections of their own.
+  int await_waiting_for_room(const std::string& id, int want) {
+    int got = -1;
+    for (int i = 0; i < 500; ++i) {
+      json w = json_of(plumed_->request("GET", "/v1/workers/" + id, token_));
+      got = w.contains("messages") ? w["messages"].value("waiting_for_room", -1) : -1;
+      if (got == want) break;
+      std::this_thread::sleep_for(20ms);
+    }
+    return got;
+  }
   std::string start(const std::string& image, const std::string& first) {
     json w = run_worker(*plumed_, token_, {{"fwp", true}, {"image", image}, {"input", first}});
     return w.value("id", std::string());
@@ -285,7 +297,8 @@ TEST_P(InstanceMessages, BadRequestsAreRefusedAndStartNothing) {
   ASSERT_EQ(await_log(id, "first\n"), "first\n");
   for (const json& body : {json{{"messages", std::string(1017, 'x')}}, json{{"messages", "x"}, {"nope", 1}},
                            json{{"replies", 1025}}, json::object(), json{{"messages", 5}},
-                           json{{"messages", "x"}, {"timeout_ms", -1}}, json::array()}) {
+                           json{{"messages", "x"}, {"timeout_ms", -1}}, json{{"messages", "x"}, {"wait_for_room_ms", "1s"}},
+                           json{{"messages", "x"}, {"wait_for_room_ms", 86400001}}, json::array()}) {
     auto r = post(id, body);
     EXPECT_EQ(r.status, 400) << body.dump() << " → " << show(r);
   }
@@ -329,6 +342,88 @@ TEST_P(InstanceMessages, AtMostFourRequestsWaitForOneInstancesReplies) {
   for (int i = 0; i < 500 && (text = log(id)).find("w5\n") == std::string::npos; ++i) std::this_thread::sleep_for(20ms);
   EXPECT_NE(text.find("w5\n"), std::string::npos) << text;
   EXPECT_EQ(text.find("w4"), std::string::npos) << text;
+}
+
+// Requests that say wait_for_room_ms queue in plumed while the channel is full, and go in whole,
+// oldest first, once the instance has read enough; one that may not wait is refused rather than
+// overtake them. (Replies are not checked here: they are the stream's next, whichever request
+// waits; the log shows what went in, in order.)
+TEST_P(InstanceMessages, RequestsThatMayWaitForRoomGoInWholeAndInOrderOnceItReads) {
+  const std::string id = start("echo", "first");
+  ASSERT_EQ(await_log(id, "first\n"), "first\n");
+  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", token_, R"({"signal":"STOP"})").status, 202);
+  const auto held = numbered("s", 16);
+  ASSERT_EQ(exchange(id, held, 0).value("sent", -1), 16);
+  Reply first, second;
+  std::thread t1([&] { first = post(id, {{"messages", {"t0", "t1"}}, {"wait_for_room_ms", 20000}}); });
+  ASSERT_EQ(await_waiting_for_room(id, 1), 1);
+  std::thread t2([&] { second = post(id, {{"messages", {"u0"}}, {"wait_for_room_ms", 20000}}); });
+  ASSERT_EQ(await_waiting_for_room(id, 2), 2);
+  // One that may not wait does not overtake them, though it alone would not fit either.
+  auto now = post(id, {{"messages", "v0"}});
+  EXPECT_EQ(now.status, 429) << show(now);
+  EXPECT_EQ(json_of(now)["error"].value("code", std::string()), "channel_full") << show(now);
+  EXPECT_NE(json_of(now)["error"].value("message", std::string()).find("2 requests wait for room ahead"), std::string::npos)
+      << show(now);
+  // More than the whole channel can never fit: refused at once, waiting or not.
+  auto huge = post(id, {{"messages", numbered("h", 17)}, {"wait_for_room_ms", 20000}});
+  EXPECT_EQ(huge.status, 400) << show(huge);
+  // Nor do requests queue without bound: plumed holds their messages.
+  std::vector<std::thread> more;
+  std::vector<Reply> more_answers(2);
+  for (int i = 0; i < 2; ++i)
+    more.emplace_back([&, i] { more_answers[i] = post(id, {{"messages", {"m" + std::to_string(i)}}, {"wait_for_room_ms", 20000}}); });
+  ASSERT_EQ(await_waiting_for_room(id, 4), 4);
+  auto fifth = post(id, {{"messages", "m9"}, {"wait_for_room_ms", 20000}});
+  EXPECT_EQ(fifth.status, 429) << show(fifth);
+  EXPECT_EQ(json_of(fifth)["error"].value("code", std::string()), "limit_exceeded") << show(fifth);
+  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", token_, R"({"signal":"CONT"})").status, 202);
+  t1.join();
+  t2.join();
+  for (auto& t : more) t.join();
+  EXPECT_EQ(first.status, 200) << show(first);
+  EXPECT_EQ(json_of(first).value("sent", -1), 2) << show(first);
+  EXPECT_EQ(second.status, 200) << show(second);
+  for (const Reply& r : more_answers) EXPECT_EQ(r.status, 200) << show(r);
+  // The two that queued behind each other went in in the order they came; m0 and m1 after them
+  // (between themselves, in whichever order their connections reached plumed).
+  const std::string want = "first\n" + lines(held) + "t0\nt1\nu0\n";
+  std::string text;
+  for (int i = 0; i < 500 && (text = log(id)).size() < want.size() + 6; ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(text.substr(0, want.size()), want) << text;
+  const std::string tail = text.size() >= want.size() ? text.substr(want.size()) : "";
+  EXPECT_TRUE(tail == "m0\nm1\n" || tail == "m1\nm0\n") << text;
+  EXPECT_EQ(text.find("v0"), std::string::npos) << text;
+  EXPECT_EQ(text.find("h0"), std::string::npos) << text;
+  EXPECT_EQ(text.find("m9"), std::string::npos) << text;
+  EXPECT_EQ(await_waiting_for_room(id, 0), 0);
+}
+
+// A wait for room ends with nothing sent: when its time is up (429, as a request that may not
+// wait), or when the instance ends first (409).
+TEST_P(InstanceMessages, AWaitForRoomThatEndsInVainSendsNothing) {
+  const std::string id = start("echo", "first");
+  ASSERT_EQ(await_log(id, "first\n"), "first\n");
+  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", token_, R"({"signal":"STOP"})").status, 202);
+  const auto held = numbered("s", 16);
+  ASSERT_EQ(exchange(id, held, 0).value("sent", -1), 16);
+  const auto asked = std::chrono::steady_clock::now();
+  auto late = post(id, {{"messages", "late"}, {"wait_for_room_ms", 300}});
+  EXPECT_GE(std::chrono::steady_clock::now() - asked, 300ms);
+  EXPECT_EQ(late.status, 429) << show(late);
+  EXPECT_EQ(json_of(late)["error"].value("code", std::string()), "channel_full") << show(late);
+  EXPECT_EQ(await_waiting_for_room(id, 0), 0);
+  // Ended while one waits.
+  Reply orphan;
+  std::thread waiting([&] { orphan = post(id, {{"messages", "orphan"}, {"replies", 1}, {"wait_for_room_ms", 20000}}); });
+  ASSERT_EQ(await_waiting_for_room(id, 1), 1);
+  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", token_, R"({"signal":"KILL"})").status, 202);
+  waiting.join();
+  EXPECT_EQ(orphan.status, 409) << show(orphan);
+  EXPECT_NE(json_of(orphan)["error"].value("message", std::string()).find("ended before"), std::string::npos) << show(orphan);
+  json done = wait_worker(*plumed_, token_, id);
+  EXPECT_EQ(done["messages"].value("in", -1), 17) << done.dump();  // first and the 16 held
+  EXPECT_EQ(done["messages"].value("waiting_for_room", -1), 0) << done.dump();
 }
 
 // `plume logs -f`'s way: from a byte offset, waiting in plumed until there is more.
@@ -406,6 +501,36 @@ TEST_P(InstanceMessages, AnInstanceRingingForNothingCostsPlumedLittle) {
   json after = exchange(id, {"ids"}, 1);
   ASSERT_EQ(after["replies"].size(), 1u) << after.dump();
   EXPECT_EQ(after["replies"][0].get<std::string>().rfind("pid=", 0), 0u) << after.dump();
+}
+
+// The same with the space bell plumed waits on while a request waits for room: the probe rings it
+// for a second while its channel is full (it reads nothing meanwhile), and plumed backs off.
+TEST_P(InstanceMessages, AnInstanceRingingItsSpaceBellForNothingCostsPlumedLittle) {
+  const std::string id = start("probe", "hello");
+  ASSERT_FALSE(id.empty());
+  ASSERT_EQ(await_log(id, "hello\n"), "hello\n");
+  const long before = cpu_ticks(plumed_->pid());
+  ASSERT_EQ(exchange(id, {"ring-space 1000"}, 0).value("sent", -1), 1);
+  // 15 more fill its 16 slots, whether it has taken the ring command out yet or not.
+  const auto filler = numbered("fill", 15);
+  ASSERT_EQ(exchange(id, filler, 0).value("sent", -1), 15);
+  auto waited = post(id, {{"messages", {"ids", "w1"}}, {"wait_for_room_ms", 20000}});
+  const long spent = cpu_ticks(plumed_->pid()) - before;
+  ASSERT_EQ(waited.status, 200) << show(waited);
+  EXPECT_EQ(json_of(waited).value("sent", -1), 2) << show(waited);
+  // The stream: the ring command's answer, the 15 fillers echoed, then ids' answer and w1.
+  std::string text;
+  for (int i = 0; i < 500 && (text = log(id)).find("w1\n") == std::string::npos; ++i) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(text.rfind("hello\nrang ", 0), 0u) << text;
+  const long rings = std::stol(text.substr(11));
+  EXPECT_GT(rings, 10000) << "it hardly rang: the test proves nothing";
+  const size_t fillers_at = text.find('\n', 11) + 1;
+  EXPECT_EQ(text.substr(fillers_at, lines(filler).size()), lines(filler)) << text;
+  const std::string rest = text.substr(std::min(text.size(), fillers_at + lines(filler).size()));
+  EXPECT_EQ(rest.rfind("pid=", 0), 0u) << text;
+  EXPECT_EQ(rest.substr(rest.find('\n') + 1), "w1\n") << text;
+  EXPECT_LT(spent, ::sysconf(_SC_CLK_TCK) / 5) << rings << " rings cost plumed " << spent << " ticks";
+  std::cout << rings << " space bell rings cost plumed " << spent << " ticks\n";
 }
 
 TEST_P(InstanceMessages, AnInstanceThatLiesInItsChannelIsKilledAlone) {

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 #include "e2e.h"
 
@@ -249,6 +250,29 @@ TEST_F(Cli, SendPrintsAnInstancesRepliesAndSaysWhyItStopped) {
   auto json_out = cli({"--json", "send", "-r", "1", id, "three"});
   ASSERT_EQ(json_out.exit_code, 0) << json_out.err;
   EXPECT_EQ(json::parse(json_out.out, nullptr, false)["replies"], json({"three"})) << json_out.out;
+  // Its channel full (stopped, it reads nothing): refused at once, or once --wait-for-room has
+  // passed; a send that may wait goes in when it reads again.
+  ASSERT_EQ(cli({"kill", "-s", "STOP", id}).exit_code, 0);
+  std::vector<std::string> fill = {"send", id};
+  for (int i = 0; i < 16; ++i) fill.push_back("s" + std::to_string(i));
+  ASSERT_EQ(cli(fill).exit_code, 0);
+  auto full = cli({"send", id, "x"});
+  EXPECT_EQ(full.exit_code, 1);
+  EXPECT_NE(full.err.find("channel_full"), std::string::npos) << full.err;
+  auto waited = cli({"send", "--wait-for-room", "150ms", id, "x"});
+  EXPECT_EQ(waited.exit_code, 1);
+  EXPECT_NE(waited.err.find("within 150 ms"), std::string::npos) << waited.err;
+  EXPECT_EQ(cli({"send", "--wait-for-room", "soon", id, "x"}).exit_code, 2);
+  CliResult later;
+  std::thread sender([&] { later = cli({"send", "--wait-for-room", "20s", id, "later"}); });
+  for (int i = 0; i < 500; ++i) {
+    json w = json::parse(cli({"--json", "inspect", id}).out, nullptr, false);
+    if (w.is_object() && w["messages"].value("waiting_for_room", 0) == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(cli({"kill", "-s", "CONT", id}).exit_code, 0);
+  sender.join();
+  EXPECT_EQ(later.exit_code, 0) << later.err;
   auto ended = cli({"send", "-r", "1", id, ""});  // echo ends on an empty message, without a reply
   EXPECT_EQ(ended.exit_code, 1) << ended.err;
   EXPECT_NE(ended.err.find("ended after 0 of 1 replies"), std::string::npos) << ended.err;

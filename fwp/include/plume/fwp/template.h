@@ -199,6 +199,9 @@ class Instance {
   // How many more messages queue() takes now: the free slots of its channel, less what waits
   // for the start message. Errors: corrupt.
   ChannelResult<uint32_t> send_capacity();
+  // Whether queue() holds messages back still (a fork-path start not set up yet): they go into
+  // the channel without a wake-up of the supervisor's, so room cannot be waited for on its bell.
+  bool holds_messages_back() const { return !first_sent_; }
   // Sends one message to the instance.
   ChannelResult<void> send(std::span<const std::byte> msg) { return channel_->send(msg); }
   // Sends one message after the start message: now when that is in the channel, otherwise as
