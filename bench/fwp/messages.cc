@@ -34,6 +34,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "plumed_under_test.h"
 #include "report.h"
 #include "unix_http_client.h"
 
@@ -46,78 +47,6 @@ uint64_t now_ns() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-const char kToken[] = "msgbench-tenant-token-0123456789";
-const char kAdmin[] = "msgbench-admin-token-0123456789";
-
-// One private plumed with a tenant, an echo image and one running instance of it.
-struct PlumedUnderTest {
-  std::string dir, socket, instance;
-  pid_t pid = -1;
-};
-
-bool start_plumed(const std::string& plumed, const std::string& echo, const std::string& dir, bool futex,
-                  PlumedUnderTest& p, std::string& error) {
-  p.dir = dir;
-  p.socket = dir + "/plumed.sock";
-  std::filesystem::create_directories(dir);
-  const std::string parent = "plume-msgbench-" + std::to_string(::getpid()) + (futex ? "-f" : "-s");
-  p.pid = ::fork();
-  if (p.pid < 0) return error = "fork: " + std::string(std::strerror(errno)), false;
-  if (p.pid == 0) {
-    if (!futex) ::setenv("PLUME_FUTEX_WAIT", "off", 1);
-    const std::string log = dir + "/plumed.log";
-    if (std::FILE* f = std::freopen(log.c_str(), "w", stderr); f == nullptr) ::_exit(126);
-    ::execl(plumed.c_str(), plumed.c_str(), "--runtime-dir", dir.c_str(), "--cgroup-parent", parent.c_str(),
-            "--admin-token", kAdmin, "--log-level", "warn", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  UnixHttpClient client(p.socket);
-  bool up = false;
-  for (int i = 0; i < 500 && !up; ++i) {
-    auto r = client.request("GET", "/v1/health", kAdmin);
-    up = r.ok() && r->status == 200;
-    if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (!up) {
-    std::ifstream log(dir + "/plumed.log");
-    std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-    return error = "plumed did not answer on " + p.socket + "; its log:\n" + text, false;
-  }
-  auto must = [&](const char* method, const std::string& target, const std::string& token, const json& body,
-                  int want, json* out) {
-    auto r = client.request(method, target, token, body.dump());
-    if (!r.ok() || r->status != want) {
-      error = std::string(method) + " " + target + ": " + (r.ok() ? std::to_string(r->status) + " " + r->body : r.error().message());
-      return false;
-    }
-    if (out) *out = json::parse(r->body, nullptr, false);
-    return true;
-  };
-  json w;
-  if (!must("POST", "/v1/tenants", kAdmin, {{"name", "bench"}, {"token", kToken}}, 201, nullptr) ||
-      !must("POST", "/v1/images", kAdmin, {{"name", "echo"}, {"fwp", {{"binary", echo}, {"pool_size", 1}}}}, 201, nullptr) ||
-      !must("POST", "/v1/workers", kToken, {{"fwp", true}, {"image", "echo"}, {"input", "warm"}}, 201, &w))
-    return false;
-  p.instance = w.value("id", std::string());
-  // Its reply to the start message first: the channel is one ordered stream.
-  for (int i = 0; i < 500; ++i) {
-    auto r = client.request("GET", "/v1/workers/" + p.instance + "/logs", kToken);
-    if (r.ok() && r->body == "warm\n") return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return error = "the instance never answered its start message", false;
-}
-
-void stop_plumed(PlumedUnderTest& p) {
-  if (p.pid <= 0) return;
-  ::kill(p.pid, SIGTERM);
-  int status = 0;
-  ::waitpid(p.pid, &status, 0);
-  p.pid = -1;
-  std::error_code ec;
-  std::filesystem::remove_all(p.dir, ec);
 }
 
 struct RoundTrips {
@@ -164,6 +93,7 @@ int run(int argc, char** argv) {
   ::chmod(root.c_str(), 0711);  // plumed's workers reach its runtime directory below it
 
   PlumedUnderTest futex, sweep;
+  std::string futex_instance, sweep_instance;
   std::string error;
   auto cleanup = [&] {
     stop_plumed(futex);
@@ -171,8 +101,10 @@ int run(int argc, char** argv) {
     std::error_code ec;
     std::filesystem::remove_all(root, ec);
   };
-  if (!start_plumed(plumed, echo, root + "/futex", true, futex, error) ||
-      !start_plumed(plumed, echo, root + "/sweep", false, sweep, error)) {
+  if (!start_plumed(plumed, root + "/futex", "msgbench", true, futex, error) ||
+      (futex_instance = start_instance(futex, "echo", echo, "warm", "warm", error)).empty() ||
+      !start_plumed(plumed, root + "/sweep", "msgbench", false, sweep, error) ||
+      (sweep_instance = start_instance(sweep, "echo", echo, "warm", "warm", error)).empty()) {
     std::fprintf(stderr, "fwp_messages_bench: %s\n", error.c_str());
     cleanup();
     return 1;
@@ -195,8 +127,8 @@ int run(int argc, char** argv) {
   UnixHttpClient futex_client(futex.socket), sweep_client(sweep.socket);
   const std::string body = json{{"messages", "ping"}, {"replies", 1}, {"timeout_ms", 5000}}.dump();
   std::vector<RoundTrips> peers = {{"api_futex", {}}, {"api_sweep", {}}, {"unix_echo", {}}};
-  auto api_round = [&](UnixHttpClient& c, const PlumedUnderTest& p) -> bool {
-    auto r = c.request("POST", "/v1/workers/" + p.instance + "/messages", kToken, body);
+  auto api_round = [&](UnixHttpClient& c, const std::string& instance) -> bool {
+    auto r = c.request("POST", "/v1/workers/" + instance + "/messages", PlumedUnderTest::kTenantToken, body);
     if (!r.ok() || r->status != 200 || r->body.find("\"replies\":[\"ping\"]") == std::string::npos) {
       error = r.ok() ? std::to_string(r->status) + " " + r->body : r.error().message();
       return false;
@@ -208,8 +140,8 @@ int run(int argc, char** argv) {
     for (RoundTrips& peer : peers) {
       for (int i = 0; i < rounds && ok; ++i) {
         const uint64_t t0 = now_ns();
-        if (peer.name == "api_futex") ok = api_round(futex_client, futex);
-        else if (peer.name == "api_sweep") ok = api_round(sweep_client, sweep);
+        if (peer.name == "api_futex") ok = api_round(futex_client, futex_instance);
+        else if (peer.name == "api_sweep") ok = api_round(sweep_client, sweep_instance);
         else {
           char buf[8];
           ok = ::write(sv[0], "ping", 4) == 4 && ::read(sv[0], buf, sizeof buf) == 4;
