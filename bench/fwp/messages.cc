@@ -34,6 +34,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "command_line.h"
 #include "plumed_under_test.h"
 #include "report.h"
 #include "unix_http_client.h"
@@ -57,28 +58,20 @@ struct RoundTrips {
 int run(int argc, char** argv) {
   std::string plumed, echo, out = "bench/results/fwp/messages";
   int rounds = 200, slices = 10;
-  std::string command = "fwp_messages_bench";
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    command += " " + a;
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "fwp_messages_bench: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      command += " " + std::string(argv[i + 1]);
-      return argv[++i];
-    };
-    if (a == "--plumed") plumed = value();
-    else if (a == "--echo") echo = value();
-    else if (a == "--out") out = value();
-    else if (a == "--rounds") rounds = std::atoi(value().c_str());
-    else if (a == "--slices") slices = std::atoi(value().c_str());
+  CommandLine args("fwp_messages_bench", argc, argv);
+  while (args.next()) {
+    const std::string& a = args.flag();
+    if (a == "--plumed") plumed = args.value();
+    else if (a == "--echo") echo = args.value();
+    else if (a == "--out") out = args.value();
+    else if (a == "--rounds") rounds = args.int_value();
+    else if (a == "--slices") slices = args.int_value();
     else {
       std::fprintf(stderr, "usage: fwp_messages_bench --plumed PLUMED --echo PLUME_ECHO [--rounds N] [--slices S] [--out DIR]\n");
       return 2;
     }
   }
+  const std::string& command = args.command();
   if (plumed.empty() || echo.empty() || rounds < 1 || slices < 1) {
     std::fprintf(stderr, "fwp_messages_bench: --plumed and --echo are required; --rounds and --slices at least 1\n");
     return 2;

@@ -26,6 +26,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "command_line.h"
 #include "plumed_under_test.h"
 #include "report.h"
 #include "unix_http_client.h"
@@ -73,25 +74,16 @@ int run(int argc, char** argv) {
   std::string plumed, consumer, out = "bench/results/fwp/push";
   int messages = 800, batch = 8, slices = 5, work_us = 100;
   bool sweep = false;
-  std::string command = "fwp_push_bench";
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    command += " " + a;
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "fwp_push_bench: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      command += " " + std::string(argv[i + 1]);
-      return argv[++i];
-    };
-    if (a == "--plumed") plumed = value();
-    else if (a == "--consumer") consumer = value();
-    else if (a == "--out") out = value();
-    else if (a == "--messages") messages = std::atoi(value().c_str());
-    else if (a == "--batch") batch = std::atoi(value().c_str());
-    else if (a == "--slices") slices = std::atoi(value().c_str());
-    else if (a == "--work-us") work_us = std::atoi(value().c_str());
+  CommandLine args("fwp_push_bench", argc, argv);
+  while (args.next()) {
+    const std::string& a = args.flag();
+    if (a == "--plumed") plumed = args.value();
+    else if (a == "--consumer") consumer = args.value();
+    else if (a == "--out") out = args.value();
+    else if (a == "--messages") messages = args.int_value();
+    else if (a == "--batch") batch = args.int_value();
+    else if (a == "--slices") slices = args.int_value();
+    else if (a == "--work-us") work_us = args.int_value();
     else if (a == "--sweep") sweep = true;
     else {
       std::fprintf(stderr,
@@ -100,6 +92,7 @@ int run(int argc, char** argv) {
       return 2;
     }
   }
+  const std::string& command = args.command();
   if (plumed.empty() || consumer.empty() || messages < 1 || batch < 1 || batch > 16 || slices < 1 || work_us < 0) {
     std::fprintf(stderr, "fwp_push_bench: --plumed and --consumer are required; --batch 1-16 (the channel's slots)\n");
     return 2;

@@ -148,17 +148,24 @@ void Supervisor::on_instance_channel_rung(const std::string& id) {
   inst->channel().end_async_wait();
   if (read_messages_of(*w, kReadPerTurn) > 0) {
     w->empty_wakes = 0;
-  } else if (const auto back_off = back_off_after(++w->empty_wakes); back_off > 0ms) {
-    // Woken for nothing, again and again: its own doing (see the top). Wait a while first.
-    w->channel_op = loop_.after(back_off, [this, id] {
-      Worker* wk = find_worker(id);
-      if (!wk) return;
-      wk->channel_op = 0;
-      watch_instance_channel(*wk);
-    });
-    return;
+  } else if (back_off_watching(*w, &Worker::channel_op, ++w->empty_wakes, &Supervisor::watch_instance_channel)) {
+    return;  // woken for nothing, again and again: its own doing (see the top)
   }
   watch_instance_channel(*w);
+}
+
+bool Supervisor::back_off_watching(Worker& w, EventLoop::OpId Worker::*op, uint32_t empty_wakes,
+                                   void (Supervisor::*watch)(Worker&)) {
+  const auto back_off = back_off_after(empty_wakes);
+  if (back_off == 0ms) return false;
+  const std::string id = w.id;
+  w.*op = loop_.after(back_off, [this, id, op, watch] {
+    Worker* wk = find_worker(id);
+    if (!wk) return;
+    wk->*op = 0;
+    (this->*watch)(*wk);
+  });
+  return true;
 }
 
 void Supervisor::sweep_instance_channels() {
@@ -362,18 +369,11 @@ void Supervisor::on_instance_room_rung(const std::string& id) {
   if (w->room_waiters.empty()) return;
   if (send_waiting_for_room(*w)) {
     w->empty_room_wakes = 0;
-  } else if (!inst->holds_messages_back()) {
+  } else if (!inst->holds_messages_back() &&
+             back_off_watching(*w, &Worker::room_op, ++w->empty_room_wakes, &Supervisor::watch_instance_room)) {
     // The bell rings once the ring is read empty, when any request fits: one that rings without
-    // that is the instance's own doing, as with the doorbell. Wait a while first.
-    if (const auto back_off = back_off_after(++w->empty_room_wakes); back_off > 0ms) {
-      w->room_op = loop_.after(back_off, [this, id] {
-        Worker* wk = find_worker(id);
-        if (!wk) return;
-        wk->room_op = 0;
-        watch_instance_room(*wk);
-      });
-      return;
-    }
+    // that is the instance's own doing, as with the doorbell.
+    return;
   }
   watch_instance_room(*w);
 }

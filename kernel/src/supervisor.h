@@ -249,6 +249,10 @@ class Supervisor {
   void channel_broke(Worker& w);  // its indices lied: it is killed, its channel never used again
   void watch_instance_channel(Worker& w);
   void on_instance_channel_rung(const std::string& id);
+  // After `empty_wakes` wake-ups in a row for nothing: true when `watch` is to run again only after
+  // a back-off (a timer in w.*op), false when the caller watches at once.
+  bool back_off_watching(Worker& w, EventLoop::OpId Worker::*op, uint32_t empty_wakes,
+                         void (Supervisor::*watch)(Worker&));
   void sweep_instance_channels();
   void answer_reply_waiters(Worker& w, bool ended);
   // Requests that may wait for room in its channel: queued oldest first, sent (all of a request's

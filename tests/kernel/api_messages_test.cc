@@ -79,6 +79,26 @@ class InstanceMessages : public ::testing::TestWithParam<bool> {
     }
     return got;
   }
+  // An echo instance that has answered its start ("first"), then stopped (SIGSTOP: it reads
+  // nothing more) with `held` in its channel; "" (and a failure) if any step went wrong.
+  std::string stopped_echo_holding(const std::vector<std::string>& held) {
+    const std::string id = start("echo", "first");
+    if (id.empty() || await_log(id, "first\n") != "first\n") {
+      ADD_FAILURE() << "echo did not start";
+      return "";
+    }
+    auto stop = plumed_->request("POST", "/v1/workers/" + id + "/signal", token_, R"({"signal":"STOP"})");
+    if (stop.status != 202) {
+      ADD_FAILURE() << show(stop);
+      return "";
+    }
+    const json in = exchange(id, held, 0);
+    if (in.value("sent", -1) != static_cast<int>(held.size())) {
+      ADD_FAILURE() << in.dump();
+      return "";
+    }
+    return id;
+  }
   std::string start(const std::string& image, const std::string& first) {
     json w = run_worker(*plumed_, token_, {{"fwp", true}, {"image", image}, {"input", first}});
     return w.value("id", std::string());
@@ -138,13 +158,10 @@ TEST_P(InstanceMessages, RepliesComeBackAsTheyAreSentAndAllAreLogged) {
 }
 
 TEST_P(InstanceMessages, AFullChannelRefusesTheWholeRequestAndLosesNothing) {
-  const std::string id = start("echo", "first");
-  ASSERT_EQ(await_log(id, "first\n"), "first\n");
   // Stopped, it reads nothing: its 16-slot channel fills.
-  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", token_, R"({"signal":"STOP"})").status, 202);
   const auto held = numbered("s", 16);
-  json in = exchange(id, held, 0);
-  EXPECT_EQ(in.value("sent", -1), 16) << in.dump();
+  const std::string id = stopped_echo_holding(held);
+  ASSERT_FALSE(id.empty());
   auto full = post(id, {{"messages", {"t0", "t1"}}});
   EXPECT_EQ(full.status, 429) << show(full);
   EXPECT_EQ(json_of(full)["error"].value("code", std::string()), "channel_full") << show(full);
@@ -349,11 +366,9 @@ TEST_P(InstanceMessages, AtMostFourRequestsWaitForOneInstancesReplies) {
 // overtake them. (Replies are not checked here: they are the stream's next, whichever request
 // waits; the log shows what went in, in order.)
 TEST_P(InstanceMessages, RequestsThatMayWaitForRoomGoInWholeAndInOrderOnceItReads) {
-  const std::string id = start("echo", "first");
-  ASSERT_EQ(await_log(id, "first\n"), "first\n");
-  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", token_, R"({"signal":"STOP"})").status, 202);
   const auto held = numbered("s", 16);
-  ASSERT_EQ(exchange(id, held, 0).value("sent", -1), 16);
+  const std::string id = stopped_echo_holding(held);
+  ASSERT_FALSE(id.empty());
   Reply first, second;
   std::thread t1([&] { first = post(id, {{"messages", {"t0", "t1"}}, {"wait_for_room_ms", 20000}}); });
   ASSERT_EQ(await_waiting_for_room(id, 1), 1);
@@ -402,11 +417,9 @@ TEST_P(InstanceMessages, RequestsThatMayWaitForRoomGoInWholeAndInOrderOnceItRead
 // A wait for room ends with nothing sent: when its time is up (429, as a request that may not
 // wait), or when the instance ends first (409).
 TEST_P(InstanceMessages, AWaitForRoomThatEndsInVainSendsNothing) {
-  const std::string id = start("echo", "first");
-  ASSERT_EQ(await_log(id, "first\n"), "first\n");
-  ASSERT_EQ(plumed_->request("POST", "/v1/workers/" + id + "/signal", token_, R"({"signal":"STOP"})").status, 202);
   const auto held = numbered("s", 16);
-  ASSERT_EQ(exchange(id, held, 0).value("sent", -1), 16);
+  const std::string id = stopped_echo_holding(held);
+  ASSERT_FALSE(id.empty());
   const auto asked = std::chrono::steady_clock::now();
   auto late = post(id, {{"messages", "late"}, {"wait_for_room_ms", 300}});
   EXPECT_GE(std::chrono::steady_clock::now() - asked, 300ms);
