@@ -152,7 +152,6 @@ int run(int argc, char** argv) {
     return 1;
   }
 
-  std::filesystem::create_directories(out);
   std::string csv = "peer,round,us\n";
   for (const RoundTrips& p : peers)
     for (size_t i = 0; i < p.us.size(); ++i) csv += p.name + "," + std::to_string(i) + "," + fixed(p.us[i], 2) + "\n";
@@ -169,10 +168,7 @@ int run(int argc, char** argv) {
     md += "| " + p.name + " | " + std::to_string(sorted.size()) + " | " + fixed(median(sorted), 1) + " µs | " +
           fixed(percentile(sorted, 0.99), 1) + " µs | " + fixed(median(sorted) / floor, 1) + "× |\n";
   }
-  if (auto w = write_file(out + "/samples.csv", csv); !w.ok()) return std::fprintf(stderr, "%s\n", w.error().message().c_str()), 1;
-  if (auto w = write_file(out + "/summary.md", md); !w.ok()) return std::fprintf(stderr, "%s\n", w.error().message().c_str()), 1;
-  std::fputs(md.c_str(), stdout);
-  return 0;
+  return write_samples_and_summary(out, csv, md);
 }
 
 }  // namespace

@@ -174,7 +174,6 @@ int run(int argc, char** argv) {
     return 1;
   }
 
-  std::filesystem::create_directories(out);
   std::string csv = "peer,slice,seconds,requests,refused,plumed_cpu_ms,client_cpu_ms\n";
   for (const Peer& peer : peers)
     for (size_t i = 0; i < peer.slices.size(); ++i) {
@@ -201,10 +200,7 @@ int run(int argc, char** argv) {
           fixed(median_of(peer.slices, [](const Slice& s) { return s.plumed_cpu_ms; }), 0) + " ms | " +
           fixed(median_of(peer.slices, [](const Slice& s) { return s.client_cpu_ms; }), 1) + " ms |\n";
   }
-  if (auto w = write_file(out + "/samples.csv", csv); !w.ok()) return std::fprintf(stderr, "%s\n", w.error().message().c_str()), 1;
-  if (auto w = write_file(out + "/summary.md", md); !w.ok()) return std::fprintf(stderr, "%s\n", w.error().message().c_str()), 1;
-  std::fputs(md.c_str(), stdout);
-  return 0;
+  return write_samples_and_summary(out, csv, md);
 }
 
 }  // namespace

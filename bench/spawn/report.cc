@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 namespace plume::bench {
 namespace {
@@ -50,6 +52,19 @@ SysResult<void> write_file(const std::string& path, const std::string& text) {
   out.close();
   if (!out) return fail(plain_error("write", path));
   return {};
+}
+
+int write_samples_and_summary(const std::string& out_dir, const std::string& csv, const std::string& md) {
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  for (const auto& [name, text] : {std::pair{"/samples.csv", &csv}, std::pair{"/summary.md", &md}}) {
+    if (auto w = write_file(out_dir + name, *text); !w.ok()) {
+      std::fprintf(stderr, "%s\n", w.error().message().c_str());
+      return 1;
+    }
+  }
+  std::fputs(md.c_str(), stdout);
+  return 0;
 }
 
 std::string host_line() {

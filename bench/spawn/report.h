@@ -30,6 +30,9 @@ double median(const std::vector<double>& sorted);
 // Pieces of a report, for every benchmark that writes one.
 std::string fixed(double v, int digits);  // "%.*f"
 SysResult<void> write_file(const std::string& path, const std::string& text);
+// <out_dir>/samples.csv and <out_dir>/summary.md (the directory made if need be), and the summary
+// on stdout: a main's last step. 0, or 1 with the error on stderr.
+int write_samples_and_summary(const std::string& out_dir, const std::string& csv, const std::string& md);
 std::string host_line();     // "<UTC date>, Linux <release> <machine>, N CPUs"
 // Other work on the machine shows in the figures: say how busy it was ("a b c", /proc/loadavg).
 std::string load_average();
