@@ -4,8 +4,10 @@
 //   api_futex  plumed waits on the instance's channel doorbell with an io_uring futex wait
 //              (Linux 6.7+): the request wakes plumed, plumed rings the instance, the instance's
 //              reply rings plumed, plumed answers;
-//   api_sweep  a second plumed started with PLUME_FUTEX_WAIT=off, as on older kernels: it reads
-//              running instances' channels every 10 ms, so a reply waits for the next sweep;
+//   api_waitv  a second plumed started with PLUME_FUTEX_WAIT=threads, as on kernels 5.16-6.6: it
+//              waits on the doorbell from a futex_waitv thread, which wakes the loop by an eventfd;
+//   api_sweep  a third started with PLUME_FUTEX_WAIT=off, as on kernels before 5.16: it reads
+//              running instances' channels every 10 ms, every 1 ms while a request waits;
 //   unix_echo  a plain process echoing on a Unix stream socket: one write, one read each way, no
 //              HTTP, no plumed (the floor).
 // The instance is apps/echo (one reply per message). Slices of --rounds round trips alternate
@@ -85,22 +87,26 @@ int run(int argc, char** argv) {
   const std::string root = tmpl;
   ::chmod(root.c_str(), 0711);  // plumed's workers reach its runtime directory below it
 
-  PlumedUnderTest futex, sweep;
-  std::string futex_instance, sweep_instance;
+  // One private plumed per way of waiting on channels, each with an echo instance.
+  struct ApiPeer {
+    std::string name, futex_wait;  // PLUME_FUTEX_WAIT for it ("" = unset)
+    PlumedUnderTest plumed;
+    std::string instance;
+  };
+  std::vector<ApiPeer> api = {{"api_futex", "", {}, {}}, {"api_waitv", "threads", {}, {}}, {"api_sweep", "off", {}, {}}};
   std::string error;
   auto cleanup = [&] {
-    stop_plumed(futex);
-    stop_plumed(sweep);
+    for (ApiPeer& a : api) stop_plumed(a.plumed);
     std::error_code ec;
     std::filesystem::remove_all(root, ec);
   };
-  if (!start_plumed(plumed, root + "/futex", "msgbench", true, futex, error) ||
-      (futex_instance = start_instance(futex, "echo", echo, "warm", "warm", error)).empty() ||
-      !start_plumed(plumed, root + "/sweep", "msgbench", false, sweep, error) ||
-      (sweep_instance = start_instance(sweep, "echo", echo, "warm", "warm", error)).empty()) {
-    std::fprintf(stderr, "fwp_messages_bench: %s\n", error.c_str());
-    cleanup();
-    return 1;
+  for (ApiPeer& a : api) {
+    if (!start_plumed(plumed, root + "/" + a.name, "msgbench", a.futex_wait, a.plumed, error) ||
+        (a.instance = start_instance(a.plumed, "echo", echo, "warm", "warm", error)).empty()) {
+      std::fprintf(stderr, "fwp_messages_bench: %s: %s\n", a.name.c_str(), error.c_str());
+      cleanup();
+      return 1;
+    }
   }
 
   // The floor: a plain echo process on a Unix stream socket.
@@ -117,11 +123,16 @@ int run(int argc, char** argv) {
   }
   ::close(sv[1]);
 
-  UnixHttpClient futex_client(futex.socket), sweep_client(sweep.socket);
+  std::vector<UnixHttpClient> clients;
+  clients.reserve(api.size());
+  for (const ApiPeer& a : api) clients.emplace_back(a.plumed.socket);
   const std::string body = json{{"messages", "ping"}, {"replies", 1}, {"timeout_ms", 5000}}.dump();
-  std::vector<RoundTrips> peers = {{"api_futex", {}}, {"api_sweep", {}}, {"unix_echo", {}}};
-  auto api_round = [&](UnixHttpClient& c, const std::string& instance) -> bool {
-    auto r = c.request("POST", "/v1/workers/" + instance + "/messages", PlumedUnderTest::kTenantToken, body);
+  std::vector<RoundTrips> peers;
+  peers.reserve(api.size() + 1);
+  for (const ApiPeer& a : api) peers.push_back({a.name, {}});
+  peers.push_back({"unix_echo", {}});  // last: the floor
+  auto api_round = [&](size_t at) -> bool {
+    auto r = clients[at].request("POST", "/v1/workers/" + api[at].instance + "/messages", PlumedUnderTest::kTenantToken, body);
     if (!r.ok() || r->status != 200 || r->body.find("\"replies\":[\"ping\"]") == std::string::npos) {
       error = r.ok() ? std::to_string(r->status) + " " + r->body : r.error().message();
       return false;
@@ -130,17 +141,17 @@ int run(int argc, char** argv) {
   };
   bool ok = true;
   for (int s = 0; s < slices && ok; ++s) {
-    for (RoundTrips& peer : peers) {
+    for (size_t at = 0; at < peers.size() && ok; ++at) {
       for (int i = 0; i < rounds && ok; ++i) {
         const uint64_t t0 = now_ns();
-        if (peer.name == "api_futex") ok = api_round(futex_client, futex_instance);
-        else if (peer.name == "api_sweep") ok = api_round(sweep_client, sweep_instance);
-        else {
+        if (at < api.size()) {
+          ok = api_round(at);
+        } else {
           char buf[8];
           ok = ::write(sv[0], "ping", 4) == 4 && ::read(sv[0], buf, sizeof buf) == 4;
           if (!ok) error = "the echo process did not answer";
         }
-        peer.us.push_back(static_cast<double>(now_ns() - t0) / 1e3);
+        peers[at].us.push_back(static_cast<double>(now_ns() - t0) / 1e3);
       }
     }
   }

@@ -41,16 +41,17 @@ bool must(UnixHttpClient& client, const char* method, const std::string& target,
 
 }  // namespace
 
-bool start_plumed(const std::string& plumed, const std::string& dir, const std::string& tag, bool futex,
-                  PlumedUnderTest& p, std::string& error) {
+bool start_plumed(const std::string& plumed, const std::string& dir, const std::string& tag,
+                  const std::string& futex_wait, PlumedUnderTest& p, std::string& error) {
   p.dir = dir;
   p.socket = dir + "/plumed.sock";
   std::filesystem::create_directories(dir);
-  const std::string parent = "plume-" + tag + "-" + std::to_string(::getpid()) + (futex ? "-f" : "-s");
+  const std::string parent = "plume-" + tag + "-" + std::to_string(::getpid()) + "-" +
+                             std::filesystem::path(dir).filename().string();
   p.pid = ::fork();
   if (p.pid < 0) return error = "fork: " + std::string(std::strerror(errno)), false;
   if (p.pid == 0) {
-    if (!futex) ::setenv("PLUME_FUTEX_WAIT", "off", 1);
+    if (!futex_wait.empty()) ::setenv("PLUME_FUTEX_WAIT", futex_wait.c_str(), 1);
     const std::string log = dir + "/plumed.log";
     if (std::FILE* f = std::freopen(log.c_str(), "w", stderr); f == nullptr) ::_exit(126);
     ::execl(plumed.c_str(), plumed.c_str(), "--runtime-dir", dir.c_str(), "--cgroup-parent", parent.c_str(),

@@ -20,11 +20,12 @@ struct PlumedUnderTest {
   pid_t pid = -1;
 };
 
-// Starts `plumed` in `dir` (created; its log is dir/plumed.log) with futex waits on channels, or
-// with the sweep (PLUME_FUTEX_WAIT=off), and adds the tenant "bench". `tag` names its cgroup
-// parent. False with `error` said.
-bool start_plumed(const std::string& plumed, const std::string& dir, const std::string& tag, bool futex,
-                  PlumedUnderTest& p, std::string& error);
+// Starts `plumed` in `dir` (created; its log is dir/plumed.log) with PLUME_FUTEX_WAIT set to
+// `futex_wait` ("" leaves it unset: io_uring futex waits on channels where the kernel has them;
+// "threads": futex_waitv threads; "off": the sweep), and adds the tenant "bench". `tag` names its
+// cgroup parent. False with `error` said.
+bool start_plumed(const std::string& plumed, const std::string& dir, const std::string& tag,
+                  const std::string& futex_wait, PlumedUnderTest& p, std::string& error);
 
 // Adds a featherweight image of `binary` (pool of one) and starts an instance of it with `input`;
 // once its log reads `input_reply` (its answer to the input, if it gives one; "" to skip), the

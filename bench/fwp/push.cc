@@ -113,7 +113,7 @@ int run(int argc, char** argv) {
     std::filesystem::remove_all(root, ec);
   };
   const std::string work = "work " + std::to_string(work_us);
-  if (!start_plumed(plumed, root + "/plumed", "pushbench", !sweep, p, error) ||
+  if (!start_plumed(plumed, root + "/plumed", "pushbench", sweep ? "off" : "", p, error) ||
       (instance = start_instance(p, "slow", consumer, work, work, error)).empty()) {
     std::fprintf(stderr, "fwp_push_bench: %s\n", error.c_str());
     cleanup();

@@ -3,12 +3,16 @@
 // the cancel (even in the same CQE batch) is recognised and dropped, never delivered.
 #include "plume/kernel/event_loop.h"
 
+#include <poll.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <exception>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#include "futex_waiter.h"
 #include "plume/base/log.h"
 
 namespace plume::kernel {
@@ -24,14 +28,24 @@ constexpr uint64_t kFutexBitsetMatchAny = 0xffffffffu;
 
 }  // namespace
 
+const char* futex_waits_name(FutexWaits how) {
+  switch (how) {
+    case FutexWaits::none: return "none";
+    case FutexWaits::threads: return "threads";
+    case FutexWaits::best: return "io_uring";
+  }
+  return "?";
+}
+
 struct EventLoop::Op {
   std::variant<PollCallback, TimerCallback> cb;
   __kernel_timespec ts{};  // a timer's timespec; must stay put until the kernel has read it
   bool futex = false;      // a futex wait (its callback is a PollCallback)
+  bool threaded = false;   // ... waited for by futex_waiter_, not by the ring (no CQE comes)
   bool is_timer() const { return cb.index() == 1; }
 };
 
-SysResult<std::unique_ptr<EventLoop>> EventLoop::create(unsigned entries, bool futex_wait) {
+SysResult<std::unique_ptr<EventLoop>> EventLoop::create(unsigned entries, FutexWaits futex_waits) {
   std::unique_ptr<EventLoop> loop(new EventLoop());
   // COOP_TASKRUN: the loop is single-threaded, no need for IPIs to run completions early.
   io_uring_params params{};
@@ -46,14 +60,23 @@ SysResult<std::unique_ptr<EventLoop>> EventLoop::create(unsigned entries, bool f
     return fail(sys_error("io_uring_queue_init", std::to_string(entries) + " entries"));
   }
   loop->ring_ready_ = true;
-  if (io_uring_probe* probe = futex_wait ? io_uring_get_probe_ring(&loop->ring_) : nullptr) {
-    loop->futex_wait_supported_ = io_uring_opcode_supported(probe, kOpFutexWait) != 0;
-    io_uring_free_probe(probe);
+  if (futex_waits == FutexWaits::best) {
+    if (io_uring_probe* probe = io_uring_get_probe_ring(&loop->ring_)) {
+      if (io_uring_opcode_supported(probe, kOpFutexWait) != 0) loop->futex_waits_ = FutexWaits::best;
+      io_uring_free_probe(probe);
+    }
+  }
+  if (futex_waits != FutexWaits::none && loop->futex_waits_ == FutexWaits::none) {
+    if (auto waiter = FutexWaiter::create(); waiter.ok()) {
+      loop->futex_waiter_ = std::move(waiter.value());
+      loop->futex_waits_ = FutexWaits::threads;
+    }
   }
   return loop;
 }
 
 EventLoop::~EventLoop() {
+  futex_waiter_.reset();  // its threads stop first: nothing writes to its eventfd after this
   // Tearing the ring down cancels everything in flight; no callback runs after this.
   if (ring_ready_) io_uring_queue_exit(&ring_);
 }
@@ -101,7 +124,17 @@ EventLoop::OpId EventLoop::after(std::chrono::milliseconds after, TimerCallback 
 }
 
 EventLoop::OpId EventLoop::futex_wait(uint32_t* word, uint32_t expected, PollCallback cb) {
-  if (!futex_wait_supported_) return 0;
+  if (futex_waits_ == FutexWaits::none) return 0;
+  if (futex_waits_ == FutexWaits::threads) {
+    OpId id = next_id_++;
+    auto op = std::make_unique<Op>();
+    op->cb.emplace<PollCallback>(std::move(cb));
+    op->futex = op->threaded = true;
+    ops_.emplace(id, std::move(op));
+    futex_waiter_->add(id, word, expected);
+    watch_futex_waiter();
+    return id;
+  }
   io_uring_sqe* sqe = get_sqe();
   if (sqe == nullptr) return 0;
   OpId id = next_id_++;
@@ -122,6 +155,13 @@ void EventLoop::cancel(OpId id) {
   if (it == ops_.end()) return;  // unknown, already delivered, or already cancelled
   std::unique_ptr<Op> op = std::move(it->second);
   ops_.erase(it);
+  if (op->threaded) {
+    // No CQE to wait for: once removed, a late end of it is not in ops_ and is dropped.
+    futex_waiter_->remove(id);
+    --threaded_waits_;
+    if (threaded_waits_ == 0 && futex_waiter_poll_) cancel(std::exchange(futex_waiter_poll_, 0));
+    return;
+  }
   io_uring_sqe* sqe = get_sqe();
   if (sqe != nullptr) {
     if (op->is_timer()) {
@@ -136,6 +176,35 @@ void EventLoop::cancel(OpId id) {
   // Even when no cancel SQE could be queued the op ends in one CQE (completion or ring exit);
   // parking it here guarantees that CQE is swallowed.
   cancelled_.emplace(id, std::move(op));
+}
+
+void EventLoop::watch_futex_waiter() {
+  ++threaded_waits_;
+  if (futex_waiter_poll_ == 0)
+    futex_waiter_poll_ = poll(futex_waiter_->notify_fd(), POLLIN, [this](int) { on_futex_waits_ended(); });
+}
+
+void EventLoop::on_futex_waits_ended() {
+  futex_waiter_poll_ = 0;
+  uint64_t count = 0;
+  (void)!::read(futex_waiter_->notify_fd(), &count, sizeof count);
+  for (const auto& [id, result] : futex_waiter_->take_done()) {
+    auto it = ops_.find(id);
+    if (it == ops_.end()) continue;  // cancelled meanwhile
+    std::unique_ptr<Op> op = std::move(it->second);
+    ops_.erase(it);
+    --threaded_waits_;
+    try {
+      if (auto& cb = std::get<PollCallback>(op->cb)) cb(result);
+    } catch (const std::exception& e) {
+      log::error("event_loop.callback_threw", {{"op", id}, {"what", e.what()}});
+    } catch (...) {
+      log::error("event_loop.callback_threw", {{"op", id}, {"what", "unknown exception"}});
+    }
+  }
+  // Callbacks re-arm their waits (watch_futex_waiter re-polls then); poll again for the others.
+  if (threaded_waits_ > 0 && futex_waiter_poll_ == 0)
+    futex_waiter_poll_ = poll(futex_waiter_->notify_fd(), POLLIN, [this](int) { on_futex_waits_ended(); });
 }
 
 SysResult<void> EventLoop::run() {

@@ -204,12 +204,19 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   if (stale.value() > 0) log::warn("plumed.recovered", {{"stale_cgroups", stale.value()}});
 
   // Instances' channels are waited on with io_uring futex waits where the kernel has them (Linux
-  // 6.7+); PLUME_FUTEX_WAIT=off sweeps them instead, as on older kernels (instance_messages.cc).
+  // 6.7+), else from futex_waitv threads (5.16+), else swept (instance_messages.cc).
+  // PLUME_FUTEX_WAIT=threads or =off picks the second or the third anyway (tests, comparisons).
   const char* futex_env = std::getenv("PLUME_FUTEX_WAIT");
-  const bool futex_wait = futex_env == nullptr || std::string_view(futex_env) != "off";
-  auto loop = EventLoop::create(512, futex_wait);
+  const std::string_view futex_asked = futex_env == nullptr ? "" : futex_env;
+  const FutexWaits futex_waits = futex_asked == "off"       ? FutexWaits::none
+                                 : futex_asked == "threads" ? FutexWaits::threads
+                                                            : FutexWaits::best;
+  auto loop = EventLoop::create(512, futex_waits);
   if (!loop.ok()) return die("plumed.start", loop.error().message());
-  log::info("plumed.channels", {{"wait", loop.value()->supports_futex_wait() ? "futex" : "sweep"}});
+  // wait=futex (io_uring), futex_waitv (threads) or sweep.
+  const FutexWaits waits = loop.value()->futex_waits();
+  log::info("plumed.channels",
+            {{"wait", waits == FutexWaits::best ? "futex" : waits == FutexWaits::threads ? "futex_waitv" : "sweep"}});
 
   Supervisor sup(*loop.value(), config, std::move(cgroups.value()), spawner.ok() ? spawner.value().get() : nullptr);
   if (auto r = sup.init(); !r.ok()) return die("plumed.start", r.error().message);

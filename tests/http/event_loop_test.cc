@@ -275,10 +275,21 @@ struct SharedWord {
   ~SharedWord() { ::munmap(word, 4096); }
 };
 
-TEST(EventLoop, FutexWaitEndsWhenAnotherProcessWakesTheWord) {
-  auto loop = make_loop();
-  ASSERT_TRUE(loop);
-  if (!loop->supports_futex_wait()) GTEST_SKIP() << "this kernel has no IORING_OP_FUTEX_WAIT (Linux 6.7+)";
+// The loop's futex waits both ways: io_uring's op (Linux 6.7+) and the futex_waitv threads that
+// stand in for it on older kernels.
+class FutexWait : public ::testing::TestWithParam<FutexWaits> {
+ protected:
+  // A loop that waits the way asked, or null where this kernel cannot.
+  std::unique_ptr<EventLoop> make_futex_loop() {
+    auto loop = EventLoop::create(64, GetParam());
+    if (!loop.ok() || loop.value()->futex_waits() != GetParam()) return nullptr;
+    return std::move(loop.value());
+  }
+};
+
+TEST_P(FutexWait, EndsWhenAnotherProcessWakesTheWord) {
+  auto loop = make_futex_loop();
+  if (!loop) GTEST_SKIP() << "this kernel cannot wait this way";
   SharedWord shared;
   ASSERT_NE(shared.word, MAP_FAILED);
   *shared.word = 1;
@@ -309,10 +320,9 @@ TEST(EventLoop, FutexWaitEndsWhenAnotherProcessWakesTheWord) {
   EXPECT_EQ(loop->pending(), 0U);
 }
 
-TEST(EventLoop, FutexWaitOnAWordThatChangedEndsAtOnce) {
-  auto loop = make_loop();
-  ASSERT_TRUE(loop);
-  if (!loop->supports_futex_wait()) GTEST_SKIP() << "this kernel has no IORING_OP_FUTEX_WAIT (Linux 6.7+)";
+TEST_P(FutexWait, OnAWordThatChangedEndsAtOnce) {
+  auto loop = make_futex_loop();
+  if (!loop) GTEST_SKIP() << "this kernel cannot wait this way";
   SharedWord shared;
   *shared.word = 2;
   int result = 1;
@@ -321,10 +331,9 @@ TEST(EventLoop, FutexWaitOnAWordThatChangedEndsAtOnce) {
   EXPECT_EQ(result, -EAGAIN);
 }
 
-TEST(EventLoop, CancelledFutexWaitNeverRunsAndLetsTheLoopEnd) {
-  auto loop = make_loop();
-  ASSERT_TRUE(loop);
-  if (!loop->supports_futex_wait()) GTEST_SKIP() << "this kernel has no IORING_OP_FUTEX_WAIT (Linux 6.7+)";
+TEST_P(FutexWait, ACancelledWaitNeverRunsAndLetsTheLoopEnd) {
+  auto loop = make_futex_loop();
+  if (!loop) GTEST_SKIP() << "this kernel cannot wait this way";
   SharedWord shared;
   *shared.word = 1;
   bool ran = false;
@@ -338,8 +347,49 @@ TEST(EventLoop, CancelledFutexWaitNeverRunsAndLetsTheLoopEnd) {
   EXPECT_EQ(loop->pending(), 0U);
 }
 
+// More words than one futex_waitv call takes (128): the waits spread over several threads, each
+// ends once, a cancelled one never, and ending them in any order loses none.
+TEST_P(FutexWait, ManyWordsEachEndOnceAndCancelledOnesNever) {
+  auto loop = make_futex_loop();
+  if (!loop) GTEST_SKIP() << "this kernel cannot wait this way";
+  constexpr int kWords = 300;
+  auto* words = static_cast<uint32_t*>(
+      ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(words, MAP_FAILED);
+  std::vector<int> ended(kWords, 0);
+  std::vector<EventLoop::OpId> ids(kWords);
+  for (int i = 0; i < kWords; ++i) {
+    words[i] = 1;
+    ids[i] = loop->futex_wait(&words[i], 1, [&ended, i](int res) { ended[i] += res == 0 || res == -EAGAIN ? 1 : 100; });
+    ASSERT_NE(ids[i], 0u);
+  }
+  ASSERT_TRUE(loop->run_once(false).ok());
+  for (int i = 0; i < kWords; i += 3) loop->cancel(ids[i]);
+  // Woken from the last to the first, as a peer would ring them: changed, then woken.
+  for (int i = kWords; i-- > 0;) {
+    __atomic_store_n(&words[i], 2, __ATOMIC_SEQ_CST);
+    ::syscall(SYS_futex, &words[i], FUTEX_WAKE, 1, nullptr, nullptr, 0);
+  }
+  int expected = 0;
+  for (int i = 0; i < kWords; ++i) expected += i % 3 != 0;
+  ASSERT_TRUE(run_until(*loop, [&] {
+    int n = 0;
+    for (int e : ended) n += e;
+    return n >= expected;
+  }));
+  for (int i = 0; i < kWords; ++i) EXPECT_EQ(ended[i], i % 3 == 0 ? 0 : 1) << i;
+  ASSERT_TRUE(loop->run().ok());  // nothing left in flight: it returns
+  EXPECT_EQ(loop->pending(), 0U);
+  ::munmap(words, 4096);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ways, FutexWait, ::testing::Values(FutexWaits::best, FutexWaits::threads),
+                         [](const ::testing::TestParamInfo<FutexWaits>& p) {
+                           return p.param == FutexWaits::best ? "IoUring" : "Threads";
+                         });
+
 TEST(EventLoop, FutexWaitCanBeTurnedOff) {
-  auto loop = EventLoop::create(64, /*futex_wait=*/false);
+  auto loop = EventLoop::create(64, FutexWaits::none);
   ASSERT_TRUE(loop.ok());
   SharedWord shared;
   EXPECT_FALSE(loop.value()->supports_futex_wait());

@@ -2,10 +2,12 @@
 // messages go into a real instance's channel, its replies come back as it sends them and fill its
 // log, a full channel refuses a request whole, and instances that ring their doorbell for nothing
 // or lie in their channel cost plumed little and are killed alone. Every test of the exchange runs
-// twice: with plumed waiting on channels through io_uring futex waits, and with the sweep it uses
-// on kernels without them (PLUME_FUTEX_WAIT=off).
+// three times: with plumed waiting on channels through io_uring futex waits, from futex_waitv
+// threads as on kernels before 6.7 (PLUME_FUTEX_WAIT=threads), and with the sweep it uses on
+// kernels before 5.16 (PLUME_FUTEX_WAIT=off).
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -21,12 +23,17 @@ namespace {
 
 using namespace std::chrono_literals;
 
-class InstanceMessages : public ::testing::TestWithParam<bool> {
+// How plumed waits on instances' channels: io_uring futex waits (Linux 6.7+), futex_waitv threads
+// (what it does on 5.16-6.6 kernels), or the sweep (older ones).
+enum class ChannelWait { io_uring, threads, sweep };
+
+class InstanceMessages : public ::testing::TestWithParam<ChannelWait> {
  protected:
   void SetUp() override {
     PLUME_SKIP_UNLESS_ROOT();
     PlumedOptions options;
-    if (!futex_waits()) options.extra_env = {"PLUME_FUTEX_WAIT=off"};
+    if (GetParam() == ChannelWait::sweep) options.extra_env = {"PLUME_FUTEX_WAIT=off"};
+    if (GetParam() == ChannelWait::threads) options.extra_env = {"PLUME_FUTEX_WAIT=threads"};
     plumed_ = std::make_unique<Plumed>(options);
     ASSERT_TRUE(plumed_->start());
     token_ = add_tenant(*plumed_, "alpha");
@@ -36,7 +43,7 @@ class InstanceMessages : public ::testing::TestWithParam<bool> {
       ASSERT_EQ(r.status, 201) << show(r);
     }
   }
-  bool futex_waits() const { return GetParam(); }
+  bool futex_waits() const { return GetParam() != ChannelWait::sweep; }
   // What plumed says it waits with ("futex" or "sweep"), from its start-up log line.
   std::string channel_wait() const {
     const std::string text = plumed_->stderr_text();
@@ -120,7 +127,9 @@ std::string lines(const std::vector<std::string>& messages) {
 }
 
 TEST_P(InstanceMessages, RepliesComeBackAsTheyAreSentAndAllAreLogged) {
-  EXPECT_EQ(channel_wait(), futex_waits() ? "futex" : "sweep");
+  EXPECT_EQ(channel_wait(), GetParam() == ChannelWait::io_uring  ? "futex"
+                            : GetParam() == ChannelWait::threads ? "futex_waitv"
+                                                                 : "sweep");
   const std::string id = start("echo", "first");
   ASSERT_FALSE(id.empty());
   ASSERT_EQ(await_log(id, "first\n"), "first\n");
@@ -493,6 +502,37 @@ long cpu_ticks(pid_t pid) {
   return utime + stime;
 }
 
+// Context switches of all of a process's threads so far (/proc/<pid>/task/*/status).
+long context_switches(pid_t pid) {
+  long total = 0;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream in(task.path() / "status");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind("voluntary_ctxt_switches:", 0) == 0 || line.rfind("nonvoluntary_ctxt_switches:", 0) == 0)
+        total += std::stol(line.substr(line.find(':') + 1));
+  }
+  return total;
+}
+
+// Nothing polls: with an instance running and quiet, a plumed that waits on its doorbell (either
+// way) is not woken at all; one that sweeps is, 100 times a second.
+TEST_P(InstanceMessages, AQuietRunningInstanceWakesPlumedOnlyIfItSweeps) {
+  const std::string id = start("echo", "first");
+  ASSERT_EQ(await_log(id, "first\n"), "first\n");
+  const long before = context_switches(plumed_->pid());
+  std::this_thread::sleep_for(1s);  // the window measured, not a wait for anything
+  const long woken = context_switches(plumed_->pid()) - before;
+  if (futex_waits()) {
+    EXPECT_LT(woken, 10) << "plumed was woken while its only instance said nothing";
+  } else {
+    EXPECT_GT(woken, 50) << "the sweep runs every 10 ms: the count would show it";
+  }
+  std::cout << "plumed context switches in 1 s: " << woken << "\n";
+  EXPECT_EQ(exchange(id, {"still here"}, 1)["replies"], json({"still here"}));
+}
+
 TEST_P(InstanceMessages, AnInstanceRingingForNothingCostsPlumedLittle) {
   const std::string id = start("probe", "hello");
   ASSERT_FALSE(id.empty());
@@ -564,8 +604,13 @@ TEST_P(InstanceMessages, AnInstanceThatLiesInItsChannelIsKilledAlone) {
   EXPECT_EQ(still["replies"][0].get<std::string>().rfind("pid=", 0), 0u) << still.dump();
 }
 
-INSTANTIATE_TEST_SUITE_P(Waits, InstanceMessages, ::testing::Values(true, false),
-                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "FutexWait" : "Sweep"; });
+INSTANTIATE_TEST_SUITE_P(Waits, InstanceMessages,
+                         ::testing::Values(ChannelWait::io_uring, ChannelWait::threads, ChannelWait::sweep),
+                         [](const ::testing::TestParamInfo<ChannelWait>& p) {
+                           return p.param == ChannelWait::io_uring  ? "FutexWait"
+                                  : p.param == ChannelWait::threads ? "FutexWaitvThreads"
+                                                                    : "Sweep";
+                         });
 
 }  // namespace
 }  // namespace plume::test

@@ -1,6 +1,7 @@
 // EventLoop: the supervisor's one io_uring loop. Everything in the control core — the control
 // socket, signals (signalfd), worker exits (pidfds), log pipes, timers — is a one-shot operation
-// submitted here with a callback. Single-threaded: callbacks run on the thread that calls run().
+// submitted here with a callback. Single-threaded: callbacks run on the thread that calls run()
+// (FutexWaits::threads adds threads that only wait on futex words and never run a callback).
 #pragma once
 
 #include <liburing.h>
@@ -15,6 +16,17 @@
 
 namespace plume::kernel {
 
+class FutexWaiter;
+
+// How EventLoop::futex_wait() waits: an io_uring op (Linux 6.7+), threads in futex_waitv (Linux
+// 5.16+; kernel/src/futex_waiter.h), or not at all.
+enum class FutexWaits : uint8_t {
+  none,      // futex_wait() unused: the caller sweeps (tests of the oldest kernels)
+  threads,   // futex_waitv threads even where io_uring has the op (tests of 5.16–6.6 kernels)
+  best,      // io_uring where the kernel has the op, else threads, else none
+};
+const char* futex_waits_name(FutexWaits how);  // "none", "threads", "io_uring"
+
 class EventLoop {
  public:
   using OpId = uint64_t;  // 0 is never a valid id
@@ -22,9 +34,7 @@ class EventLoop {
   using PollCallback = std::function<void(int result)>;
   using TimerCallback = std::function<void()>;
 
-  // `futex_wait`: false leaves futex_wait() unused even where the kernel has it (tests of what
-  // plumed does on older kernels).
-  static SysResult<std::unique_ptr<EventLoop>> create(unsigned entries = 256, bool futex_wait = true);
+  static SysResult<std::unique_ptr<EventLoop>> create(unsigned entries = 256, FutexWaits futex_waits = FutexWaits::best);
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
@@ -34,11 +44,14 @@ class EventLoop {
   // Runs cb once, `after` from now (io_uring timeout; no timerfd needed).
   OpId after(std::chrono::milliseconds after, TimerCallback cb);
   // Waits until the shared (cross-process) futex word at `word` no longer holds `expected` and
-  // a futex wake comes (IORING_OP_FUTEX_WAIT, Linux 6.7+); cb gets 0, or -EAGAIN when the word
-  // had changed already. The word must stay mapped until the callback ran or cancel() was called.
-  // Returns 0 where the kernel lacks the operation (supports_futex_wait()), or the SQ is full.
+  // a futex wake comes (IORING_OP_FUTEX_WAIT, or a futex_waitv thread: futex_waits()); cb gets
+  // 0, or -EAGAIN when the word had changed already. The word must stay mapped until the
+  // callback ran or cancel() was called. Returns 0 where there is no way to wait
+  // (supports_futex_wait()), or the SQ is full.
   OpId futex_wait(uint32_t* word, uint32_t expected, PollCallback cb);
-  bool supports_futex_wait() const { return futex_wait_supported_; }
+  bool supports_futex_wait() const { return futex_waits_ != FutexWaits::none; }
+  // How futex_wait() waits here: none, threads, or best (= io_uring).
+  FutexWaits futex_waits() const { return futex_waits_; }
   // Cancels a pending op (poll, timer or futex wait). Its callback will not run. Unknown ids are
   // ignored.
   void cancel(OpId id);
@@ -57,9 +70,15 @@ class EventLoop {
   EventLoop() = default;
   io_uring_sqe* get_sqe();
 
+  void watch_futex_waiter();  // polls the waiter's eventfd while any of its waits is pending
+  void on_futex_waits_ended();
+
   io_uring ring_{};
   bool ring_ready_ = false;
-  bool futex_wait_supported_ = false;
+  FutexWaits futex_waits_ = FutexWaits::none;
+  std::unique_ptr<FutexWaiter> futex_waiter_;  // with FutexWaits::threads
+  OpId futex_waiter_poll_ = 0;
+  size_t threaded_waits_ = 0;  // futex waits with futex_waiter_ now
   bool stopping_ = false;
   OpId next_id_ = 1;
   std::unordered_map<OpId, std::unique_ptr<Op>> ops_;
