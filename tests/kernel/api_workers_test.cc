@@ -283,7 +283,9 @@ TEST_F(ApiWorkers, StatsAndMetricsCountEachExitCause) {
   EXPECT_EQ(metric(m.body, R"(plume_workers_exited_total{tenant="counted",cause="limit"})"), 1) << m.body;
   EXPECT_EQ(metric(m.body, R"(plume_workers_exited_total{tenant="counted",cause="spawn_failed"})"), 1) << m.body;
   EXPECT_GT(metric(m.body, R"(plume_worker_cpu_seconds_total{tenant="counted"})"), 0) << m.body;
-  EXPECT_EQ(metric(m.body, R"(plume_worker_peak_memory_bytes{tenant="counted"})"),
+  // A peak only grows, and the running worker's is read afresh for each answer: it may have grown
+  // between the two.
+  EXPECT_GE(metric(m.body, R"(plume_worker_peak_memory_bytes{tenant="counted"})"),
             static_cast<double>(st.value("peak_memory_bytes", uint64_t{0})))
       << m.body;
   EXPECT_GT(metric(m.body, R"(plume_http_requests_total{code="200"})"), 0) << m.body;
