@@ -28,15 +28,6 @@ constexpr uint64_t kFutexBitsetMatchAny = 0xffffffffu;
 
 }  // namespace
 
-const char* futex_waits_name(FutexWaits how) {
-  switch (how) {
-    case FutexWaits::none: return "none";
-    case FutexWaits::threads: return "threads";
-    case FutexWaits::best: return "io_uring";
-  }
-  return "?";
-}
-
 struct EventLoop::Op {
   std::variant<PollCallback, TimerCallback> cb;
   __kernel_timespec ts{};  // a timer's timespec; must stay put until the kernel has read it
@@ -125,22 +116,21 @@ EventLoop::OpId EventLoop::after(std::chrono::milliseconds after, TimerCallback 
 
 EventLoop::OpId EventLoop::futex_wait(uint32_t* word, uint32_t expected, PollCallback cb) {
   if (futex_waits_ == FutexWaits::none) return 0;
-  if (futex_waits_ == FutexWaits::threads) {
-    OpId id = next_id_++;
-    auto op = std::make_unique<Op>();
-    op->cb.emplace<PollCallback>(std::move(cb));
-    op->futex = op->threaded = true;
-    ops_.emplace(id, std::move(op));
-    futex_waiter_->add(id, word, expected);
-    watch_futex_waiter();
-    return id;
-  }
-  io_uring_sqe* sqe = get_sqe();
-  if (sqe == nullptr) return 0;
+  const bool threaded = futex_waits_ == FutexWaits::threads;
+  io_uring_sqe* sqe = threaded ? nullptr : get_sqe();
+  if (!threaded && sqe == nullptr) return 0;
   OpId id = next_id_++;
   auto op = std::make_unique<Op>();
   op->cb.emplace<PollCallback>(std::move(cb));
   op->futex = true;
+  op->threaded = threaded;
+  if (threaded) {
+    ops_.emplace(id, std::move(op));
+    futex_waiter_->add(id, word, expected);
+    ++threaded_waits_;
+    poll_futex_waiter();
+    return id;
+  }
   // io_uring_prep_futex_wait of later liburings: fd = futex2 flags (shared: no FUTEX2_PRIVATE,
   // the word is in a mapping two processes share), addr = the word, off = the value, addr3 = mask.
   io_uring_prep_rw(kOpFutexWait, sqe, static_cast<int>(kFutex2SizeU32), word, 0, expected);
@@ -178,10 +168,25 @@ void EventLoop::cancel(OpId id) {
   cancelled_.emplace(id, std::move(op));
 }
 
-void EventLoop::watch_futex_waiter() {
-  ++threaded_waits_;
+void EventLoop::poll_futex_waiter() {
   if (futex_waiter_poll_ == 0)
     futex_waiter_poll_ = poll(futex_waiter_->notify_fd(), POLLIN, [this](int) { on_futex_waits_ended(); });
+}
+
+void EventLoop::deliver(OpId id, Op& op, int result) {
+  try {
+    if (op.is_timer()) {
+      // -ETIME is the normal expiry; -ECANCELED (ring teardown) is swallowed.
+      if (result == -ECANCELED) return;
+      if (auto& cb = std::get<TimerCallback>(op.cb)) cb();
+    } else if (auto& cb = std::get<PollCallback>(op.cb)) {
+      cb(result);
+    }
+  } catch (const std::exception& e) {
+    log::error("event_loop.callback_threw", {{"op", id}, {"what", e.what()}});
+  } catch (...) {
+    log::error("event_loop.callback_threw", {{"op", id}, {"what", "unknown exception"}});
+  }
 }
 
 void EventLoop::on_futex_waits_ended() {
@@ -194,17 +199,10 @@ void EventLoop::on_futex_waits_ended() {
     std::unique_ptr<Op> op = std::move(it->second);
     ops_.erase(it);
     --threaded_waits_;
-    try {
-      if (auto& cb = std::get<PollCallback>(op->cb)) cb(result);
-    } catch (const std::exception& e) {
-      log::error("event_loop.callback_threw", {{"op", id}, {"what", e.what()}});
-    } catch (...) {
-      log::error("event_loop.callback_threw", {{"op", id}, {"what", "unknown exception"}});
-    }
+    deliver(id, *op, result);
   }
-  // Callbacks re-arm their waits (watch_futex_waiter re-polls then); poll again for the others.
-  if (threaded_waits_ > 0 && futex_waiter_poll_ == 0)
-    futex_waiter_poll_ = poll(futex_waiter_->notify_fd(), POLLIN, [this](int) { on_futex_waits_ended(); });
+  // Callbacks re-arm their waits (and the poll with them); poll again for the others.
+  if (threaded_waits_ > 0) poll_futex_waiter();
 }
 
 SysResult<void> EventLoop::run() {
@@ -255,21 +253,7 @@ SysResult<void> EventLoop::run_once(bool block) {
     // Take the op out before running it: its callback may re-arm, cancel or destroy anything.
     std::unique_ptr<Op> op = std::move(it->second);
     ops_.erase(it);
-    try {
-      if (op->is_timer()) {
-        // -ETIME is the normal expiry; -ECANCELED (ring teardown) is swallowed.
-        if (d.res == -ECANCELED) continue;
-        auto& cb = std::get<TimerCallback>(op->cb);
-        if (cb) cb();
-      } else {
-        auto& cb = std::get<PollCallback>(op->cb);
-        if (cb) cb(d.res);
-      }
-    } catch (const std::exception& e) {
-      log::error("event_loop.callback_threw", {{"op", d.id}, {"what", e.what()}});
-    } catch (...) {
-      log::error("event_loop.callback_threw", {{"op", d.id}, {"what", "unknown exception"}});
-    }
+    deliver(d.id, *op, d.res);
   }
   return {};
 }

@@ -55,11 +55,6 @@ FutexWaiter::~FutexWaiter() {
   for (auto& shard : shards_) shard->thread.join();
 }
 
-size_t FutexWaiter::threads() const {
-  std::lock_guard lock(mu_);
-  return shards_.size();
-}
-
 void FutexWaiter::ring(Shard& shard) {
   std::atomic_ref<uint32_t>(shard.control).fetch_add(1, std::memory_order_seq_cst);
   ::syscall(SYS_futex, &shard.control, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, nullptr, nullptr, 0);

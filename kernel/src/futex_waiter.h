@@ -38,7 +38,6 @@ class FutexWaiter {
   void remove(uint64_t id);
   // The waits that ended since the last call: (id, 0 or -errno).
   std::vector<std::pair<uint64_t, int>> take_done();
-  size_t threads() const;
 
  private:
   struct Shard;

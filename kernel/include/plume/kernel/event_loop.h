@@ -25,7 +25,6 @@ enum class FutexWaits : uint8_t {
   threads,   // futex_waitv threads even where io_uring has the op (tests of 5.16–6.6 kernels)
   best,      // io_uring where the kernel has the op, else threads, else none
 };
-const char* futex_waits_name(FutexWaits how);  // "none", "threads", "io_uring"
 
 class EventLoop {
  public:
@@ -70,8 +69,10 @@ class EventLoop {
   EventLoop() = default;
   io_uring_sqe* get_sqe();
 
-  void watch_futex_waiter();  // polls the waiter's eventfd while any of its waits is pending
+  void poll_futex_waiter();  // polls the waiter's eventfd (while any of its waits is pending)
   void on_futex_waits_ended();
+  // Runs an op's callback with its result (a timer's only if it expired), logging what it throws.
+  void deliver(OpId id, Op& op, int result);
 
   io_uring ring_{};
   bool ring_ready_ = false;
