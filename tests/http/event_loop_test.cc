@@ -15,6 +15,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -275,6 +277,20 @@ struct SharedWord {
   ~SharedWord() { ::munmap(word, 4096); }
 };
 
+// Whether a thread of this process is blocked in futex_waitv(2) now (/proc/self/task/*/syscall
+// gives the call a sleeping thread is in), asked again for up to 10 s.
+bool a_thread_sleeps_in_futex_waitv() {
+  for (int i = 0; i < 10000; ++i) {
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream in(task.path() / "syscall");
+      long nr = -1;
+      if (in >> nr && nr == SYS_futex_waitv) return true;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  return false;
+}
+
 // The loop's futex waits both ways: io_uring's op (Linux 6.7+) and the futex_waitv threads that
 // stand in for it on older kernels.
 class FutexWait : public ::testing::TestWithParam<FutexWaits> {
@@ -311,6 +327,11 @@ TEST_P(FutexWait, EndsWhenAnotherProcessWakesTheWord) {
     ::_exit(0);
   }
   ASSERT_EQ(::fcntl(go.r.get(), F_SETFL, 0), 0);  // the child's read blocks
+  // A waiter thread must be asleep on the word before it changes, as the ring's wait is once
+  // submitted: otherwise its wait ends -EAGAIN, as a wait on a changed word should.
+  if (GetParam() == FutexWaits::threads) {
+    ASSERT_TRUE(a_thread_sleeps_in_futex_waitv());
+  }
   go.put();
   ASSERT_TRUE(run_until(*loop, [&] { return calls > 0; }));
   int status = 0;
